@@ -1,0 +1,78 @@
+"""Fingerprints: recognise the same message on both sides without trusting ids.
+
+A fingerprint is a digest of the normalised Message-ID, Date, From and Subject header
+values. Together with the size (where the destination keeps bytes exactly) it matches
+messages that are already on the destination: from an earlier run whose state was lost,
+an append whose answer never came, or another tool. Messages are never modified to
+make matching work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# The header fields a store must fetch to compute a fingerprint (IMAP:
+# BODY.PEEK[HEADER.FIELDS (...)]).
+FINGERPRINT_FIELDS = ("MESSAGE-ID", "DATE", "FROM", "SUBJECT")
+
+_WS = re.compile(rb"\s+")
+
+
+def parse_header_fields(block: bytes) -> dict[str, bytes]:
+    """Return the first value of each header field in ``block`` (unfolded, raw bytes).
+
+    Field names are upper-cased. Tolerates bare LF, CRLF and junk lines.
+    """
+    fields: dict[str, bytes] = {}
+    name: str | None = None
+    value = b""
+    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and name is not None:
+            value += b" " + line.strip()
+            continue
+        if name is not None and name not in fields:
+            fields[name] = value.strip()
+        name = None
+        if b":" in line:
+            head, _, rest = line.partition(b":")
+            if head and not _WS.search(head):
+                name = head.decode("ascii", "replace").upper()
+                value = rest
+    if name is not None and name not in fields:
+        fields[name] = value.strip()
+    return fields
+
+
+def fingerprint_fields(fields: dict[str, bytes]) -> str:
+    """Digest the fingerprint fields of an already parsed header block."""
+    h = hashlib.sha256()
+    for key in FINGERPRINT_FIELDS:
+        v = _WS.sub(b" ", fields.get(key, b"")).strip()
+        h.update(key.encode() + b"\0" + v + b"\0")
+    return h.hexdigest()[:32]
+
+
+def fingerprint(header_block: bytes) -> str:
+    """Return the fingerprint of a message from its header block (or whole bytes)."""
+    head = header_block
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = header_block.find(sep)
+        if i >= 0:
+            head = header_block[:i]
+            break
+    return fingerprint_fields(parse_header_fields(head))
+
+
+def message_id_of(header_block: bytes) -> str | None:
+    """Return the Message-ID (with angle brackets) or None."""
+    v = parse_header_fields(header_block).get("MESSAGE-ID", b"").strip()
+    return v.decode("utf-8", "replace") if v else None
+
+
+def match_key(fp: str | None, size: int, exact_mime: bool) -> tuple[str | None, int | None]:
+    """The key that pairs a source with a destination message.
+
+    Size counts only where the destination keeps bytes exactly.
+    """
+    return (fp, size if exact_mime else None)
