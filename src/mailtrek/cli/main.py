@@ -1,0 +1,29 @@
+"""The ``mailtrek`` command: one typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="mailtrek",
+    help="Move mailboxes from any IMAP server into Microsoft 365 or another IMAP server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each module defines ``register(app)``; the order is the order of --help.
+    from mailtrek.cli import copy_cmd, orchestrate_cmds, sim_cmd
+
+    for mod in (copy_cmd, sim_cmd, orchestrate_cmds):
+        mod.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

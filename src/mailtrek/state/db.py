@@ -1,0 +1,240 @@
+"""Open the state database and read/write one mailbox move's state.
+
+Copy first, record second: the executor records a message only after the destination
+confirmed it. Writes are buffered and flushed in batches (``flush``), which is safe
+because anything on the destination that state does not know is found again by
+fingerprint on the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailtrek.errors import StateError
+from mailtrek.state.schema import folders, messages, metadata
+
+SEP = "\x1f"
+
+
+def path_key(path: tuple[str, ...]) -> str:
+    """Serialise a folder path for a key column."""
+    return SEP.join(path)
+
+
+def path_from_key(key: str) -> tuple[str, ...]:
+    return tuple(key.split(SEP)) if key else ()
+
+
+def open_engine(url_or_path: str | os.PathLike[str]) -> Engine:
+    """Return an engine for a SQLite path or a database URL, creating tables.
+
+    Raises StateError when the database cannot be opened.
+    """
+    text = str(url_or_path)
+    if "://" not in text:
+        Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        text = f"sqlite:///{Path(text).expanduser()}"
+    try:
+        engine = create_engine(text, future=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        metadata.create_all(engine)
+    except SQLAlchemyError as e:
+        raise StateError(f"cannot open state database {url_or_path}: {e.__class__.__name__}",
+                         hint="check the path and its permissions") from e
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+@dataclass(slots=True)
+class FolderState:
+    """What state remembers of one source folder and its destination twin."""
+
+    src_path: tuple[str, ...]
+    src_uidvalidity: int | None = None
+    src_uidnext: int | None = None
+    src_highestmodseq: int | None = None
+    src_messages: int | None = None
+    dest_path: tuple[str, ...] | None = None
+    dest_uidvalidity: int | None = None
+    dest_uidnext: int | None = None
+    dest_messages: int | None = None
+    dest_store_id: str | None = None
+    complete: bool = False
+
+
+@dataclass(slots=True)
+class MessageState:
+    """One copied (or in-doubt) message."""
+
+    src_uid: int
+    dest_id: str | None
+    fingerprint: str | None
+    size: int
+    flags: frozenset[str]
+    status: str = "done"
+
+
+class MailboxState:
+    """State of one mailbox move (one source mailbox to one destination mailbox)."""
+
+    def __init__(self, engine: Engine, mailbox: str) -> None:
+        self.engine = engine
+        self.mailbox = mailbox
+        self._pending: list[dict[str, object]] = []
+
+    # -- folders -------------------------------------------------------------
+    def folder_states(self) -> dict[tuple[str, ...], FolderState]:
+        """Return every folder's state, keyed by source path."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(folders).where(folders.c.mailbox == self.mailbox)).mappings()
+            out = {}
+            for r in rows:
+                p = path_from_key(r["src_path"])
+                out[p] = FolderState(
+                    src_path=p,
+                    src_uidvalidity=r["src_uidvalidity"],
+                    src_uidnext=r["src_uidnext"],
+                    src_highestmodseq=r["src_highestmodseq"],
+                    src_messages=r["src_messages"],
+                    dest_path=path_from_key(r["dest_path"]) if r["dest_path"] is not None else None,
+                    dest_uidvalidity=r["dest_uidvalidity"],
+                    dest_uidnext=r["dest_uidnext"],
+                    dest_messages=r["dest_messages"],
+                    dest_store_id=r["dest_store_id"],
+                    complete=bool(r["complete"]),
+                )
+            return out
+
+    def save_folder(self, fs: FolderState) -> None:
+        """Insert or replace one folder's state (flushes pending messages first)."""
+        self.flush()
+        row = {
+            "mailbox": self.mailbox,
+            "src_path": path_key(fs.src_path),
+            "src_uidvalidity": fs.src_uidvalidity,
+            "src_uidnext": fs.src_uidnext,
+            "src_highestmodseq": fs.src_highestmodseq,
+            "src_messages": fs.src_messages,
+            "dest_path": path_key(fs.dest_path) if fs.dest_path is not None else None,
+            "dest_uidvalidity": fs.dest_uidvalidity,
+            "dest_uidnext": fs.dest_uidnext,
+            "dest_messages": fs.dest_messages,
+            "dest_store_id": fs.dest_store_id,
+            "complete": 1 if fs.complete else 0,
+        }
+        self._upsert(folders, [row], ["mailbox", "src_path"])
+
+    def forget_folder(self, src_path: tuple[str, ...], uidvalidity: int | None = None) -> None:
+        """Drop message rows of a folder (all, or those of an old UIDVALIDITY)."""
+        self.flush()
+        with self._begin() as c:
+            q = delete(messages).where(
+                messages.c.mailbox == self.mailbox, messages.c.src_path == path_key(src_path)
+            )
+            if uidvalidity is not None:
+                q = q.where(messages.c.src_uidvalidity == uidvalidity)
+            c.execute(q)
+
+    # -- messages ------------------------------------------------------------
+    def messages_of(self, src_path: tuple[str, ...], uidvalidity: int | None) -> dict[int, MessageState]:
+        """Return the recorded messages of a folder, keyed by source UID."""
+        self.flush()
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(messages).where(
+                    messages.c.mailbox == self.mailbox,
+                    messages.c.src_path == path_key(src_path),
+                    messages.c.src_uidvalidity == (uidvalidity or 0),
+                )
+            ).mappings()
+            return {
+                r["src_uid"]: MessageState(
+                    src_uid=r["src_uid"],
+                    dest_id=r["dest_id"],
+                    fingerprint=r["fingerprint"],
+                    size=r["size"] or 0,
+                    flags=frozenset((r["flags"] or "").split()),
+                    status=r["status"],
+                )
+                for r in rows
+            }
+
+    def record(
+        self,
+        src_path: tuple[str, ...],
+        uidvalidity: int | None,
+        items: Iterable[MessageState],
+    ) -> None:
+        """Buffer message rows; written by ``flush`` (or when enough are pending)."""
+        key = path_key(src_path)
+        for m in items:
+            self._pending.append(
+                {
+                    "mailbox": self.mailbox,
+                    "src_path": key,
+                    "src_uidvalidity": uidvalidity or 0,
+                    "src_uid": m.src_uid,
+                    "dest_id": m.dest_id,
+                    "fingerprint": m.fingerprint,
+                    "size": m.size,
+                    "flags": " ".join(sorted(m.flags)),
+                    "status": m.status,
+                }
+            )
+        if len(self._pending) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered message rows in one transaction."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        self._upsert(messages, rows, ["mailbox", "src_path", "src_uidvalidity", "src_uid"])
+
+    def count(self) -> int:
+        """Number of recorded messages of this mailbox."""
+        from sqlalchemy import func
+
+        self.flush()
+        with self.engine.connect() as c:
+            return int(
+                c.execute(
+                    select(func.count()).select_from(messages).where(messages.c.mailbox == self.mailbox)
+                ).scalar_one()
+            )
+
+    # -- helpers -------------------------------------------------------------
+    def _begin(self):  # type: ignore[no-untyped-def]
+        try:
+            return self.engine.begin()
+        except SQLAlchemyError as e:  # pragma: no cover - depends on the DB going away
+            raise StateError(f"state database unavailable: {e.__class__.__name__}") from e
+
+    def _upsert(self, table, rows: list[dict[str, object]], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+        try:
+            with self.engine.begin() as c:
+                if self.engine.dialect.name == "sqlite":
+                    stmt = sqlite_insert(table)
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                    stmt = pg_insert(table)
+                cols = {k: stmt.excluded[k] for k in rows[0] if k not in keys}
+                c.execute(stmt.on_conflict_do_update(index_elements=keys, set_=cols), rows)
+        except SQLAlchemyError as e:
+            raise StateError(f"cannot write state: {e.__class__.__name__}: {e}") from e
