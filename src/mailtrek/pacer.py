@@ -1,0 +1,218 @@
+"""Pace requests per key (per mailbox): concurrency, request and upload budgets, back-off.
+
+Microsoft 365 throttles per app and mailbox (4 concurrent requests, 10,000 requests per
+10 minutes, 150 MB uploaded per 5 minutes, 429 + Retry-After); IMAP servers have their
+own per-account limits. One ``Pacer`` serves many keys; each key has its own budget, so
+speed comes from many mailboxes in parallel, each kept just under its limits.
+
+Budgets are token buckets sized so that no window ever exceeds its limit: a bucket holds
+``burst`` of the window's allowance and refills the rest evenly over the window, so any
+window sees at most ``burst + refill = limit``. A request bigger than the bucket (one
+large upload) may start once the bucket is full and leaves it in debt.
+
+Usage::
+
+    async with pacer.slot(mailbox, upload_bytes=len(body)):
+        response = await send(...)
+    # on a 429: pacer.backoff(mailbox, retry_after) and try again in a new slot
+
+Time is read from an injectable ``Clock`` so tests run on virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where the pacer reads the time and waits."""
+
+    def now(self) -> float:
+        """Return a monotonic time in seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class PacerLimits:
+    """The budget of one key. Defaults are Microsoft Graph's Outlook limits."""
+
+    max_in_flight: int = 4
+    requests_per_window: int = 10_000
+    request_window: float = 600.0
+    upload_bytes_per_window: int = 150_000_000
+    upload_window: float = 300.0
+    burst_fraction: float = 0.2  # share of a window's budget usable at once
+    backoff_base: float = 1.0  # first back-off without Retry-After (seconds)
+    backoff_max: float = 120.0
+    max_retry_after: float = 900.0  # ignore absurd Retry-After values beyond this
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if not 0 < self.burst_fraction <= 1:
+            raise ValueError("burst_fraction must be in (0, 1]")
+
+
+class TokenBucket:
+    """A bucket of ``capacity`` tokens refilled at ``rate`` per second; may go into debt."""
+
+    def __init__(self, capacity: float, rate: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self.tokens = capacity
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        """Add the tokens earned since the last look."""
+        if now > self.stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def wait_for(self, amount: float, now: float) -> float:
+        """Return how long to wait before ``amount`` may be taken (0 = now)."""
+        self.refill(now)
+        need = min(amount, self.capacity)  # a huge request waits for a full bucket only
+        if self.tokens >= need:
+            return 0.0
+        return (need - self.tokens) / self.rate
+
+    def take(self, amount: float) -> None:
+        self.tokens -= amount
+
+
+@dataclass(slots=True)
+class _KeyState:
+    in_flight: asyncio.Semaphore
+    gate: asyncio.Lock  # waiters for budget queue up in order
+    requests: TokenBucket
+    uploads: TokenBucket
+    paused_until: float = 0.0
+    failures: int = 0  # consecutive back-offs, for the exponential delay
+    stats: dict[str, float] = field(default_factory=lambda: {
+        "requests": 0, "upload_bytes": 0, "backoffs": 0, "waited": 0.0})
+
+
+class Pacer:
+    """Keep each key within its concurrency and budget; honour Retry-After per key.
+
+    Safe to share between any number of tasks of one event loop.
+    """
+
+    def __init__(
+        self,
+        limits: PacerLimits | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.limits = limits or PacerLimits()
+        self.clock: Clock = clock or MonotonicClock()
+        self._rng = rng or random.Random()
+        self._keys: dict[Hashable, _KeyState] = {}
+
+    def _state(self, key: Hashable) -> _KeyState:
+        st = self._keys.get(key)
+        if st is None:
+            lim, now = self.limits, self.clock.now()
+            burst = lim.burst_fraction
+            st = _KeyState(
+                in_flight=asyncio.Semaphore(lim.max_in_flight),
+                gate=asyncio.Lock(),
+                requests=TokenBucket(
+                    lim.requests_per_window * burst,
+                    lim.requests_per_window * (1 - burst) / lim.request_window
+                    if burst < 1 else lim.requests_per_window / lim.request_window,
+                    now,
+                ),
+                uploads=TokenBucket(
+                    lim.upload_bytes_per_window * burst,
+                    lim.upload_bytes_per_window * (1 - burst) / lim.upload_window
+                    if burst < 1 else lim.upload_bytes_per_window / lim.upload_window,
+                    now,
+                ),
+            )
+            self._keys[key] = st
+        return st
+
+    @asynccontextmanager
+    async def slot(self, key: Hashable, *, upload_bytes: int = 0) -> AsyncIterator[None]:
+        """Hold one of the key's in-flight places once its budgets allow one more request.
+
+        ``upload_bytes`` is the size of the request body (counts against the upload
+        budget). Leaving the block normally resets the key's back-off streak.
+        """
+        st = self._state(key)
+        async with st.in_flight:
+            await self._wait_for_budget(st, upload_bytes)
+            yield
+        st.failures = 0
+
+    async def _wait_for_budget(self, st: _KeyState, upload_bytes: int) -> None:
+        clock = self.clock
+        started = clock.now()
+        async with st.gate:
+            while True:
+                now = clock.now()
+                wait = max(
+                    st.paused_until - now,
+                    st.requests.wait_for(1, now),
+                    st.uploads.wait_for(upload_bytes, now) if upload_bytes else 0.0,
+                )
+                if wait <= 0:
+                    break
+                await clock.sleep(wait)
+            st.requests.take(1)
+            if upload_bytes:
+                st.uploads.take(upload_bytes)
+        st.stats["requests"] += 1
+        st.stats["upload_bytes"] += upload_bytes
+        st.stats["waited"] += clock.now() - started
+
+    def backoff(self, key: Hashable, retry_after: float | None = None) -> float:
+        """Pause ``key``: ``retry_after`` seconds if given, else exponential with jitter.
+
+        Returns the pause chosen. Requests already in flight are not affected; new
+        slots for this key wait until the pause is over.
+        """
+        st = self._state(key)
+        lim = self.limits
+        st.failures += 1
+        st.stats["backoffs"] += 1
+        if retry_after is not None and retry_after >= 0:
+            delay = min(float(retry_after), lim.max_retry_after)
+        else:
+            # "equal jitter": at least half the ceiling, the rest random so that many tasks
+            # of one mailbox do not come back at the same instant
+            ceiling = min(lim.backoff_max, lim.backoff_base * 2 ** (st.failures - 1))
+            delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        st.paused_until = max(st.paused_until, self.clock.now() + delay)
+        return delay
+
+    def paused_for(self, key: Hashable) -> float:
+        """Return how many seconds ``key`` is still paused (0 when not)."""
+        st = self._keys.get(key)
+        return max(0.0, st.paused_until - self.clock.now()) if st else 0.0
+
+    def stats(self, key: Hashable) -> dict[str, float]:
+        """Return counters for ``key``: requests, upload_bytes, backoffs, waited seconds."""
+        return dict(self._state(key).stats)
