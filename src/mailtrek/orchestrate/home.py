@@ -1,0 +1,60 @@
+"""The home directory: one place for the state database and the key of stored secrets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+import mailtrek.state.orchestration  # noqa: F401  (adds our tables to the shared metadata)
+from mailtrek.secrets import SecretBox, load_key
+from mailtrek.state.db import open_engine
+
+HOME_ENV = "MAILTREK_HOME"
+DB_FILE = "state.db"
+
+
+def default_home() -> Path:
+    """Return ``MAILTREK_HOME``, else the user's data directory (XDG) + ``mailtrek``."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mailtrek"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Return ``value`` as aware UTC (SQLite hands back naive datetimes)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class Home:
+    """An opened home directory: database engine and secret box (key loaded lazily)."""
+
+    path: Path
+    engine: Engine
+    _box: SecretBox | None = field(default=None, repr=False)
+
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            self._box = SecretBox(load_key(self.path))
+        return self._box
+
+
+def open_home(path: str | os.PathLike[str] | None = None) -> Home:
+    """Open (creating if needed) the home at ``path`` or the default one."""
+    home = Path(path).expanduser() if path else default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)  # the database holds encrypted passwords and mail metadata
+    return Home(path=home, engine=open_engine(home / DB_FILE))
