@@ -1,9 +1,529 @@
-"""Commands of this group (being written)."""
+"""The Exchange-style workflow commands: endpoint, tenant, batch, run, cutover.
+
+Thin: parse options, call :mod:`mailtrek.orchestrate`, print. Every command takes
+``--home DIR`` (or ``MAILTREK_HOME``); errors print their message and hint (secrets
+redacted) and exit with the error's code.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
 import typer
+
+from mailtrek.errors import EXIT_INCOMPLETE, MailtrekError, UsageError
+from mailtrek.orchestrate.home import HOME_ENV, Home, open_home
+from mailtrek.secrets import RedactingFilter, read_secret_file, redact, remember
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar=HOME_ENV,
+                                              help="Directory holding mailtrek's state [default: user data dir]")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+endpoint_app = typer.Typer(help="IMAP servers mailboxes come from (or go to).", no_args_is_help=True)
+tenant_app = typer.Typer(help="Microsoft 365 tenants mailboxes go to.", no_args_is_help=True)
+batch_app = typer.Typer(help="Batches of users: create, start, watch, complete.", no_args_is_help=True)
+cutover_app = typer.Typer(help="Check the MX cutover of a domain.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.add_typer(endpoint_app, name="endpoint")
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(batch_app, name="batch")
+    app.add_typer(cutover_app, name="cutover")
+    app.command("run")(run_cmd)
+
+
+def handled(fn: F) -> F:
+    """Turn MailtrekError into a message on stderr and the error's exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MailtrekError as e:
+            typer.echo(f"error: {redact(e.message)}", err=True)
+            if e.hint:
+                typer.echo(f"hint: {redact(e.hint)}", err=True)
+            raise typer.Exit(e.exit_code) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _home(path: Path | None) -> Home:
+    return open_home(path)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "")) for r in rows)) for c in cols}
+    typer.echo("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
+    for r in rows:
+        typer.echo(redact("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c])
+                                    for c in cols).rstrip()))
+
+
+def _password(env: str, password_file: Path | None) -> str | None:
+    if password_file is not None:
+        return read_secret_file(password_file)
+    return remember(os.environ.get(env)) or None
+
+
+# -- endpoints ---------------------------------------------------------------------------
+@endpoint_app.command("add")
+@handled
+def endpoint_add(
+    name: str,
+    host: Annotated[str | None, typer.Option(help="IMAP server host name")] = None,
+    port: Annotated[int | None, typer.Option(help="port [993 for ssl, else 143]")] = None,
+    security: Annotated[str | None, typer.Option(help="ssl | starttls | none")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle that verifies the server")] = None,
+    preset: Annotated[str | None, typer.Option(help="provider preset (gmail, yahoo, dovecot, ...; see `endpoint presets`)")] = None,
+    auth: Annotated[str, typer.Option(help="password | xoauth2")] = "password",
+    admin_format: Annotated[str | None, typer.Option(help="dovecot (user*admin) | exchange | mirapoint")] = None,
+    admin_user: Annotated[str | None, typer.Option(help="as a destination: admin who logs in for every user")] = None,
+    admin_password_file: Annotated[Path | None, typer.Option(help="file with the admin's password")] = None,
+    max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
+    max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
+    connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Store an IMAP endpoint."""
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageError(f"CA file not found: {ca_file}")
+    ep = make_endpoint(name, host=host, port=port, security=security,
+                       ca_file=str(ca_file.resolve()) if ca_file else None, preset=preset, auth=auth,
+                       admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
+                       max_concurrent_incremental=max_concurrent_incremental,
+                       connections_per_mailbox=connections_per_mailbox)
+    h = _home(home)
+    if admin_user:
+        pw = _password("MAILTREK_ADMIN_PASSWORD", admin_password_file)
+        if not pw:
+            raise UsageError("--admin-user needs a password", hint="set MAILTREK_ADMIN_PASSWORD or --admin-password-file")
+        ep.admin_user, ep.admin_password_enc = admin_user, h.box.encrypt(pw)
+    add_endpoint(h, ep)
+    typer.echo(f"endpoint {ep.name}: {ep.host}:{ep.port} ({ep.security}), "
+               f"{ep.max_concurrent_migrations} initial / {ep.max_concurrent_incremental} incremental syncs at once, "
+               f"{ep.connections_per_mailbox} connections per mailbox")
+    if ep.preset:
+        from mailtrek.orchestrate.presets import get_preset
+
+        typer.echo(f"hint: {get_preset(ep.preset).hint}")
+
+
+@endpoint_app.command("presets")
+def endpoint_presets() -> None:
+    """List the provider presets and their known limits."""
+    from mailtrek.orchestrate.presets import PRESETS
+
+    _table([{"preset": p.name, "provider": p.title, "host": p.host or "(your host)",
+             "port": p.port, "security": p.security, "conns/account": p.connections_per_account,
+             "MB/day": p.daily_download_mb} for p in PRESETS.values()],
+           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day"])
+
+
+@endpoint_app.command("list")
+@handled
+def endpoint_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+    """List stored endpoints."""
+    from mailtrek.orchestrate.endpoints import list_endpoints
+
+    rows = [e.public() for e in list_endpoints(_home(home))]
+    if json_out:
+        _print_json(rows)
+    else:
+        _table(rows, ["name", "host", "port", "security", "preset", "max_concurrent_migrations",
+                      "max_concurrent_incremental"])
+
+
+@endpoint_app.command("show")
+@handled
+def endpoint_show(name: str, home: HomeOpt = None) -> None:
+    """Show one endpoint."""
+    from mailtrek.orchestrate.endpoints import get_endpoint
+
+    _print_json(get_endpoint(_home(home), name).public())
+
+
+@endpoint_app.command("remove")
+@handled
+def endpoint_remove(name: str, home: HomeOpt = None) -> None:
+    """Remove an endpoint no batch uses."""
+    from mailtrek.orchestrate.endpoints import remove_endpoint
+
+    remove_endpoint(_home(home), name)
+    typer.echo(f"endpoint {name} removed")
+
+
+@endpoint_app.command("test")
+@handled
+def endpoint_test(
+    name: str,
+    user: Annotated[str | None, typer.Option(help="log in as this user (admin formats allowed)")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="file with the password [env MAILTREK_SOURCE_PASSWORD]")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step."""
+    from mailtrek.orchestrate.endpoints import get_endpoint
+    from mailtrek.orchestrate.probe import probe_endpoint
+
+    ep = get_endpoint(_home(home), name)
+    password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
+    result = probe_endpoint(ep, user, password)
+    for s in result.steps:
+        typer.echo(redact(f"[{'ok' if s.ok else 'FAILED'}] {s.name}: {s.detail} ({s.seconds * 1000:.0f} ms)"))
+        if s.advice:
+            typer.echo(redact(f"      what to do: {s.advice}"))
+    failed = result.failed
+    if failed is not None:
+        typer.echo(f"endpoint {name}: the {failed.name} step failed", err=True)
+        raise typer.Exit(4 if failed.name in ("dns", "tcp", "tls") else 3 if failed.name == "login" else 5)
+    typer.echo(f"endpoint {name}: all checks passed" + ("" if user else " (no --user: login not tried)"))
+
+
+# -- tenants -----------------------------------------------------------------------------
+@tenant_app.command("add")
+@handled
+def tenant_add(
+    name: str,
+    tenant_id: Annotated[str, typer.Option(help="directory (tenant) id")],
+    client_id: Annotated[str, typer.Option(help="application (client) id")],
+    client_secret_file: Annotated[Path, typer.Option(help="file holding the client secret")],
+    m365_authority: Annotated[str | None, typer.Option(help="authority URL [login.microsoftonline.com/TENANT]")] = None,
+    graph_url: Annotated[str | None, typer.Option(help="Graph root [https://graph.microsoft.com]")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for the identity and Graph endpoints")] = None,
+    test: Annotated[bool, typer.Option("--test/--no-test", help="get a token before storing")] = True,
+    home: HomeOpt = None,
+) -> None:
+    """Store a Microsoft 365 tenant (secret encrypted) after checking it can get a token."""
+    from mailtrek.orchestrate.endpoints import Tenant, add_tenant, check_name
+
+    check_name(name, "tenant")
+    secret = read_secret_file(client_secret_file)
+    h = _home(home)
+    t = Tenant(name=name, tenant_id=tenant_id, client_id=client_id, client_secret_enc=h.box.encrypt(secret),
+               authority=m365_authority, graph_url=graph_url,
+               ca_file=str(ca_file.resolve()) if ca_file else None)
+    if test:
+        asyncio.run(_token_check(h, t))
+        typer.echo(f"tenant {name}: token acquired")
+    add_tenant(h, t)
+    typer.echo(f"tenant {name} stored (client secret encrypted in {h.path})")
+
+
+async def _token_check(h: Home, t: Any) -> None:
+    from mailtrek.orchestrate.mover import tenant_config
+    from mailtrek.stores.m365.auth import TokenSource
+
+    await TokenSource(tenant_config(h, t)).get_token()
+
+
+@tenant_app.command("test")
+@handled
+def tenant_test(name: str, home: HomeOpt = None) -> None:
+    """Get a token for a stored tenant."""
+    from mailtrek.orchestrate.endpoints import get_tenant
+
+    h = _home(home)
+    asyncio.run(_token_check(h, get_tenant(h, name)))
+    typer.echo(f"tenant {name}: token acquired")
+
+
+@tenant_app.command("list")
+@handled
+def tenant_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+    """List stored tenants."""
+    from mailtrek.orchestrate.endpoints import list_tenants
+
+    rows = [t.public() for t in list_tenants(_home(home))]
+    if json_out:
+        _print_json(rows)
+    else:
+        _table(rows, ["name", "tenant_id", "client_id", "authority", "graph_url"])
+
+
+@tenant_app.command("show")
+@handled
+def tenant_show(name: str, home: HomeOpt = None) -> None:
+    """Show one tenant (never its secret)."""
+    from mailtrek.orchestrate.endpoints import get_tenant
+
+    _print_json(get_tenant(_home(home), name).public())
+
+
+@tenant_app.command("remove")
+@handled
+def tenant_remove(name: str, home: HomeOpt = None) -> None:
+    """Remove a tenant no batch uses (its encrypted secret goes with it)."""
+    from mailtrek.orchestrate.endpoints import remove_tenant
+
+    remove_tenant(_home(home), name)
+    typer.echo(f"tenant {name} removed")
+
+
+# -- batches -----------------------------------------------------------------------------
+def _size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError:
+        raise UsageError(f"bad size {text!r}", hint="bytes, or a number with K, M or G (35M)") from None
+
+
+def _date(text: str | None, opt: str) -> str | None:
+    if text is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"bad {opt} date {text!r}", hint="use YYYY-MM-DD or an ISO-8601 time") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
+
+
+@batch_app.command("create")
+@handled
+def batch_create(
+    name: str,
+    endpoint: Annotated[str, typer.Option(help="source endpoint")],
+    csv_file: Annotated[Path, typer.Option("--csv", help="users CSV: EmailAddress,UserName,Password[,UserRoot]")],
+    tenant: Annotated[str | None, typer.Option(help="Microsoft 365 destination tenant")] = None,
+    dest_endpoint: Annotated[str | None, typer.Option(help="IMAP destination endpoint (instead of --tenant)")] = None,
+    exclude_folder: Annotated[list[str] | None, typer.Option(help="folder (glob) to leave out; repeatable")] = None,
+    since: Annotated[str | None, typer.Option(help="only mail received on/after this date")] = None,
+    before: Annotated[str | None, typer.Option(help="only mail received before this date")] = None,
+    max_size: Annotated[str | None, typer.Option(help="skip larger messages (bytes or 35M) [35M]")] = None,
+    autostart: Annotated[bool, typer.Option(help="start right away")] = False,
+    notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
+    incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
+    allow_unknown_columns: Annotated[bool, typer.Option(help="ignore extra CSV columns")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Create a batch from a users CSV (the whole file is validated first)."""
+    from mailtrek.orchestrate.batches import BatchOptions, create_batch, start_batch
+    from mailtrek.orchestrate.csvfile import is_address, read_users_csv
+
+    users = read_users_csv(csv_file, allow_unknown_columns=allow_unknown_columns)
+    for a in notify or []:
+        if not is_address(a):
+            raise UsageError(f"--notify {a!r} is not an e-mail address")
+    options = BatchOptions(exclude=list(exclude_folder or []), since=_date(since, "--since"),
+                           before=_date(before, "--before"), max_size=_size(max_size))
+    h = _home(home)
+    b = create_batch(h, name, endpoint=endpoint, users=users, tenant=tenant, dest_endpoint=dest_endpoint,
+                     options=options, notify=list(notify or []), incremental_hours=incremental_interval)
+    if autostart:
+        b = start_batch(h, name)
+    typer.echo(f"batch {name}: {len(users)} users, {b.status}"
+               + ("" if autostart else f" (start it with `mailtrek batch start {name}`)"))
+
+
+def _simple(action: str) -> Callable[..., None]:
+    def command(name: str, home: HomeOpt = None) -> None:
+        from mailtrek.orchestrate import batches
+
+        fn = {"start": batches.start_batch, "stop": batches.stop_batch, "resume": batches.resume_batch}[action]
+        b = fn(_home(home), name)
+        typer.echo(f"batch {name}: {b.status}")
+    command.__doc__ = {"start": "Start a created batch; `mailtrek run` does the work.",
+                       "stop": "Stop a batch; running moves are interrupted.",
+                       "resume": "Resume a stopped batch, or retry its failed users."}[action]
+    return handled(command)
+
+
+for _action in ("start", "stop", "resume"):
+    batch_app.command(_action)(_simple(_action))
+
+
+@batch_app.command("complete")
+@handled
+def batch_complete(
+    name: str,
+    force: Annotated[bool, typer.Option(help="complete even though the MX is not switched (or not for 72 h)")] = False,
+    nameserver: Annotated[str | None, typer.Option(envvar="MAILTREK_NAMESERVER", help="DNS server IP[:PORT]")] = None,
+    expect_mx: Annotated[list[str] | None, typer.Option(help="MX host that means 'switched' (IMAP destinations)")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Complete a batch: a final incremental sync per user, then Completed."""
+    from mailtrek.orchestrate.batches import complete_batch, get_batch, user_rows
+    from mailtrek.orchestrate.cutover import SETTLE_HOURS, check_cutover
+    from mailtrek.orchestrate.states import BatchStatus, check_batch_move
+
+    h = _home(home)
+    b = get_batch(h, name)
+    check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
+    domains = sorted({u["email"].rsplit("@", 1)[1] for u in user_rows(h, name)})
+    unsafe = []
+    if b.tenant is None and not expect_mx:
+        unsafe.append("the destination is an IMAP endpoint: give --expect-mx to check the cutover")
+    else:
+        for d in domains:
+            st = asyncio.run(check_cutover(h, d, tenant=b.tenant, nameserver=nameserver, expected_mx=expect_mx))
+            for p in st.problems:
+                typer.echo(f"warning: {p}", err=True)
+            if not st.switched:
+                mx = ", ".join(host for _, host in st.mx) or "none"
+                unsafe.append(f"{d}: MX ({mx}) does not point to the destination yet")
+            elif not st.settled:
+                unsafe.append(f"{d}: MX switched at {st.switched_since:%Y-%m-%d %H:%M} UTC, less than "
+                              f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server")
+    for u in unsafe:
+        typer.echo(f"warning: {u}", err=True)
+    if unsafe and not force:
+        raise UsageError(f"not completing batch {name}: the MX cutover is not done",
+                         hint="switch the MX and wait 72 hours, or pass --force")
+    b = complete_batch(h, name)
+    typer.echo(f"batch {name}: {b.status} (a final incremental sync runs for every synced user)")
+
+
+@batch_app.command("delete")
+@handled
+def batch_delete(name: str, home: HomeOpt = None) -> None:
+    """Delete a batch with its stored passwords and sync state (mail already copied stays)."""
+    from mailtrek.orchestrate.batches import delete_batch
+
+    n = delete_batch(_home(home), name)
+    typer.echo(f"batch {name} deleted: {n} users and their stored passwords removed")
+
+
+@batch_app.command("show")
+@handled
+def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+    """Show a batch's status and one line per user."""
+    from mailtrek.orchestrate.reports import batch_document
+
+    d = batch_document(_home(home), name)
+    if json_out:
+        _print_json(d)
+        return
+    t = d["totals"]
+    typer.echo(f"batch {d['name']}: {d['status']}  ({t['users']} users: "
+               + ", ".join(f"{k} {v}" for k, v in t["by_status"].items()) + ")")
+    _table(d["users"], ["email", "status", "items_synced", "items_skipped", "bytes", "last_sync", "error"])
+
+
+@batch_app.command("list")
+@handled
+def batch_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+    """List batches."""
+    from mailtrek.orchestrate.batches import list_batches, user_rows
+
+    h = _home(home)
+    rows = [{"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
+             "destination": b.tenant or b.dest_endpoint, "users": len(user_rows(h, b.name)),
+             "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None}
+            for b in list_batches(h)]
+    if json_out:
+        _print_json(rows)
+    else:
+        _table(rows, ["name", "status", "endpoint", "destination", "users", "created"])
+
+
+@batch_app.command("report")
+@handled
+def batch_report(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", help="csv | json | html | skipped-csv")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Write the batch report: per-user statistics and skipped items."""
+    from mailtrek.orchestrate.reports import render
+
+    text = render(_home(home), name, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"report written to {output}")
+
+
+# -- runner ------------------------------------------------------------------------------
+def run_cmd(
+    until_idle: Annotated[bool, typer.Option(help="do the work due now, then exit")] = False,
+    lease_seconds: Annotated[float | None, typer.Option(help="lease length [120, env MAILTREK_LEASE_SECONDS]")] = None,
+    poll_seconds: Annotated[float, typer.Option(help="how often to look for due work")] = 5.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Run the scheduler: initial syncs, incremental syncs, completions (logs to stdout)."""
+    handled(_run)(until_idle, lease_seconds, poll_seconds, verbose, home)
+
+
+def _run(until_idle: bool, lease_seconds: float | None, poll_seconds: float, verbose: bool,
+         home: Path | None) -> None:
+    from mailtrek.orchestrate.runner import Runner
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("mailtrek")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    h = _home(home)
+
+    async def main() -> None:
+        runner = Runner(h, lease_seconds=lease_seconds, poll_seconds=poll_seconds)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        await runner.run(until_idle=until_idle)
+
+    asyncio.run(main())
+
+
+# -- cutover -----------------------------------------------------------------------------
+@cutover_app.command("check")
+@handled
+def cutover_check(
+    domain: str,
+    nameserver: Annotated[str | None, typer.Option(envvar="MAILTREK_NAMESERVER", help="DNS server IP[:PORT]")] = None,
+    tenant: Annotated[str | None, typer.Option(help="compare MX with this tenant's expected records")] = None,
+    expect_mx: Annotated[list[str] | None, typer.Option(help="MX host that means 'switched'; repeatable")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Say whether DOMAIN's mail flows to Microsoft 365 now, and since when (exit 1 when not)."""
+    from mailtrek.orchestrate.cutover import check_cutover
+
+    st = asyncio.run(check_cutover(_home(home), domain, tenant=tenant, nameserver=nameserver,
+                                   expected_mx=expect_mx))
+    if json_out:
+        _print_json(st.as_dict())
+    else:
+        typer.echo(f"domain {st.domain}")
+        typer.echo("  MX: " + (", ".join(f"{p} {h}" for p, h in st.mx) or "none"))
+        typer.echo("  SPF: " + (" | ".join(st.spf) or "none"))
+        typer.echo("  autodiscover: " + (", ".join(st.autodiscover) or "none"))
+        src = "tenant " + tenant if tenant and not expect_mx else "given" if expect_mx else "Microsoft's MX suffixes"
+        typer.echo(f"  expected MX ({src}): " + (", ".join(st.expected_mx) or "-"))
+        for p in st.problems:
+            typer.echo(f"  problem: {p}")
+        if st.switched:
+            since = f"{st.switched_since:%Y-%m-%d %H:%M} UTC" if st.switched_since else "now"
+            typer.echo(f"mail flows to the destination: first seen switched {since}"
+                       + ("" if st.settled else " (less than 72 hours ago)"))
+        else:
+            typer.echo("mail does NOT flow to the destination yet")
+    if not st.switched:
+        raise typer.Exit(EXIT_INCOMPLETE)

@@ -1,0 +1,163 @@
+"""Is mail for a domain flowing to Microsoft 365 yet, and since when?
+
+Reads the live MX, SPF and autodiscover records (dnspython; ``nameserver`` points it at
+another server) and compares the MX with what the tenant expects: Graph's
+``GET /domains/{domain}/serviceConfigurationRecords``. The MX target must not be built
+from a pattern (new domains get ``<domain>.<random>.mx.microsoft``, m365.md A7); only
+without a tenant do we fall back to recognising Microsoft's MX suffixes. The first time
+a domain is seen switched is remembered in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dns.exception
+import dns.resolver
+from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mailtrek.orchestrate.home import Home, as_utc, utcnow
+from mailtrek.state.orchestration import mx_sightings
+
+MICROSOFT_MX_SUFFIXES = (".mail.protection.outlook.com", ".mx.microsoft")
+SETTLE_HOURS = 72  # mail still arrives at the old MX until caches expire; wait before completing
+
+
+@dataclass(slots=True)
+class CutoverStatus:
+    domain: str
+    mx: list[tuple[int, str]] = field(default_factory=list)
+    spf: list[str] = field(default_factory=list)
+    autodiscover: list[str] = field(default_factory=list)
+    expected_mx: list[str] = field(default_factory=list)
+    expected_from: str = "tenant"  # "tenant" | "suffix" (no tenant given)
+    switched: bool = False
+    switched_since: datetime | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        """True when mail has gone to Microsoft 365 for at least SETTLE_HOURS."""
+        return self.switched and self.switched_since is not None and \
+            utcnow() - self.switched_since >= timedelta(hours=SETTLE_HOURS)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain, "mx": [{"preference": p, "host": h} for p, h in self.mx],
+            "spf": self.spf, "autodiscover": self.autodiscover, "expected_mx": self.expected_mx,
+            "expected_from": self.expected_from, "switched": self.switched,
+            "switched_since": self.switched_since.isoformat() if self.switched_since else None,
+            "settled": self.settled, "problems": self.problems,
+        }
+
+
+def resolver_for(nameserver: str | None, timeout: float = 5.0) -> dns.resolver.Resolver:
+    """Return a resolver; ``nameserver`` is ``IP`` or ``IP:PORT`` (``[v6]:PORT`` too)."""
+    if not nameserver:
+        r = dns.resolver.Resolver()
+    else:
+        r = dns.resolver.Resolver(configure=False)
+        host, port = nameserver, 53
+        if nameserver.startswith("["):
+            host, _, rest = nameserver[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif nameserver.count(":") == 1:
+            host, port_text = nameserver.split(":")
+            port = int(port_text)
+        r.nameservers = [host]
+        r.port = port
+    r.lifetime = timeout
+    r.timeout = timeout
+    return r
+
+
+def _norm(host: str) -> str:
+    return host.rstrip(".").lower()
+
+
+def read_dns(domain: str, resolver: dns.resolver.Resolver, status: CutoverStatus) -> None:
+    """Fill MX, SPF and autodiscover of ``status`` from DNS; lookup trouble goes to problems."""
+    def query(name: str, rtype: str) -> list[Any]:
+        try:
+            return list(resolver.resolve(name, rtype))
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as e:
+            status.problems.append(f"{rtype} lookup of {name} failed: {e.__class__.__name__}")
+            return []
+
+    status.mx = sorted((int(r.preference), _norm(r.exchange.to_text())) for r in query(domain, "MX"))
+    for r in query(domain, "TXT"):
+        text = b"".join(r.strings).decode(errors="replace")
+        if text.lower().startswith("v=spf1"):
+            status.spf.append(text)
+    auto = f"autodiscover.{domain}"
+    status.autodiscover = [_norm(r.target.to_text()) for r in query(auto, "CNAME")]
+
+
+async def expected_mx_from_tenant(home: Home, tenant_name: str, domain: str) -> list[str]:
+    """Return the MX hosts Microsoft 365 expects for ``domain`` (Graph serviceConfigurationRecords)."""
+    from mailtrek.orchestrate.endpoints import get_tenant
+    from mailtrek.orchestrate.mover import tenant_config
+    from mailtrek.stores.m365.api import GraphClient
+
+    client = GraphClient(tenant_config(home, get_tenant(home, tenant_name)))
+    try:
+        records = [r async for r in client.pages("", f"domains/{domain}/serviceConfigurationRecords")]
+    finally:
+        await client.close()
+    return sorted({_norm(r["mailExchange"]) for r in records
+                   if r.get("recordType", "").lower() == "mx" and r.get("mailExchange")})
+
+
+def decide(status: CutoverStatus) -> bool:
+    """Return whether every MX host of the domain is one Microsoft 365 expects (pure)."""
+    if not status.mx:
+        return False
+    hosts = {h for _, h in status.mx}
+    if status.expected_from == "tenant":
+        return bool(status.expected_mx) and hosts <= set(status.expected_mx)
+    return all(h.endswith(MICROSOFT_MX_SUFFIXES) for h in hosts)
+
+
+def remember_sighting(home: Home, status: CutoverStatus) -> None:
+    """Record the check; keep the first time the domain was seen switched (reset when not)."""
+    now = utcnow()
+    with home.engine.begin() as c:
+        row = c.execute(select(mx_sightings).where(mx_sightings.c.domain == status.domain)).mappings().first()
+        since = as_utc(row["switched_since"]) if row and row["switched_since"] else None
+        since = (since or now) if status.switched else None
+        values = {"domain": status.domain, "switched_since": since, "last_checked": now,
+                  "last_mx": " ".join(h for _, h in status.mx)}
+        stmt = sqlite_insert(mx_sightings).values(**values)
+        c.execute(stmt.on_conflict_do_update(index_elements=["domain"], set_=values))
+    status.switched_since = since
+
+
+async def check_cutover(home: Home, domain: str, *, tenant: str | None = None,
+                        nameserver: str | None = None, expected_mx: list[str] | None = None) -> CutoverStatus:
+    """Check ``domain`` and remember what was seen. Graph errors become problems, not exceptions."""
+    import asyncio
+
+    from mailtrek.errors import MailtrekError
+
+    domain = _norm(domain)
+    status = CutoverStatus(domain=domain)
+    await asyncio.to_thread(read_dns, domain, resolver_for(nameserver), status)
+    if expected_mx:
+        status.expected_mx = sorted({_norm(h) for h in expected_mx})
+    elif tenant:
+        try:
+            status.expected_mx = await expected_mx_from_tenant(home, tenant, domain)
+            if not status.expected_mx:
+                status.problems.append(f"tenant {tenant} lists no MX record for {domain}: is the domain added and verified?")
+        except MailtrekError as e:
+            status.problems.append(f"cannot read {domain}'s expected records from tenant {tenant}: {e}")
+    else:
+        status.expected_from = "suffix"
+    status.switched = decide(status)
+    remember_sighting(home, status)
+    return status

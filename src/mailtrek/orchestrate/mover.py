@@ -1,0 +1,145 @@
+"""Run one user's mailbox move: open the source and destination stores, copy, close.
+
+The runner calls a :data:`Mover` for each due piece of work. The default one,
+:func:`move_mailbox`, is a plain function of one :class:`MoveJob`, so any job engine
+could call it; tests of the scheduler may pass their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mailtrek.errors import UsageError
+from mailtrek.orchestrate.batches import Batch, mailbox_key
+from mailtrek.orchestrate.endpoints import Endpoint, Tenant
+from mailtrek.orchestrate.home import Home
+from mailtrek.sync.options import CopyOptions, CopyReport
+
+
+@dataclass(slots=True)
+class MoveJob:
+    """One piece of due work: which user, which phase, and how to reach both sides."""
+
+    batch: Batch
+    email: str
+    username: str
+    password: str = field(repr=False)
+    user_root: str | None
+    phase: str  # "initial" | "incremental" | "final"
+    source: Endpoint
+    tenant: Tenant | None = None
+    dest_endpoint: Endpoint | None = None
+
+    @property
+    def mailbox(self) -> str:
+        return mailbox_key(self.batch.name, self.email)
+
+
+Mover = Callable[[Home, MoveJob], Awaitable[CopyReport]]
+
+
+def copy_options(job: MoveJob) -> CopyOptions:
+    """Return the engine options of ``job``'s batch."""
+    o = job.batch.options
+    opts = CopyOptions(exclude=list(o.exclude), connections=job.source.connections_per_mailbox)
+    if o.since:
+        opts.since = datetime.fromisoformat(o.since)
+    if o.before:
+        opts.before = datetime.fromisoformat(o.before)
+    if o.max_size is not None:
+        opts.max_size = o.max_size
+    return opts
+
+
+def source_settings(job: MoveJob) -> Any:
+    """Return ImapSettings for the source mailbox (read only)."""
+    from mailtrek.stores.imap.connection import ConnectParams, Credentials
+    from mailtrek.stores.imap.store import ImapSettings
+
+    ep = job.source
+    if ep.auth != "password":
+        raise UsageError(f"endpoint {ep.name} uses {ep.auth}, which batches cannot use yet",
+                         hint="add the endpoint with --auth password and app passwords in the CSV")
+    return ImapSettings(
+        params=ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file),
+        credentials=Credentials(user=job.username, password=job.password),
+        connections=ep.connections_per_mailbox, readonly=True,
+    )
+
+
+def imap_destination_settings(home: Home, job: MoveJob) -> Any:
+    """Return ImapSettings for an IMAP destination mailbox.
+
+    With an admin on the endpoint, log in as the admin for the user (SASL PLAIN authzid);
+    otherwise log in as the EmailAddress with the CSV password (servers whose passwords
+    were carried over).
+    """
+    from mailtrek.stores.imap.connection import ConnectParams, Credentials
+    from mailtrek.stores.imap.store import ImapSettings
+
+    ep = job.dest_endpoint
+    assert ep is not None
+    params = ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file)
+    if ep.admin_user and ep.admin_password_enc:
+        creds = Credentials(user=ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
+                            mechanism="plain", authzid=job.email)
+    else:
+        creds = Credentials(user=job.email, password=job.password)
+    return ImapSettings(params=params, credentials=creds, connections=ep.connections_per_mailbox,
+                        readonly=False)
+
+
+async def open_destination(home: Home, job: MoveJob) -> Any:
+    """Return a connected destination store for ``job`` (Graph or IMAP)."""
+    if job.tenant is not None:
+        from mailtrek.stores.m365 import open_graph_store  # type: ignore[attr-defined]
+
+        store = await open_graph_store(job.email, tenant_config(home, job.tenant))
+        return store
+    from mailtrek.stores.imap.store import ImapStore
+
+    store = ImapStore(imap_destination_settings(home, job), label=f"dest:{job.email}")
+    await store.connect()
+    return store
+
+
+def tenant_config(home: Home, t: Tenant) -> Any:
+    """Return the m365 store's TenantConfig for a stored tenant (secret decrypted)."""
+    from pathlib import Path
+
+    from mailtrek.stores.m365.config import DEFAULT_GRAPH_URL, TenantConfig
+
+    return TenantConfig(
+        tenant_id=t.tenant_id, client_id=t.client_id,
+        client_secret=home.box.decrypt(t.client_secret_enc), authority=t.authority,
+        graph_url=t.graph_url or DEFAULT_GRAPH_URL, ca_file=Path(t.ca_file) if t.ca_file else None,
+    )
+
+
+async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
+    """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call).
+
+    Idempotent: the engine copies only what is missing, so an interrupted run is simply
+    run again. Raises the engine's and stores' errors for problems that stop the mailbox.
+    """
+    from mailtrek.state.db import MailboxState
+    from mailtrek.stores.imap.store import ImapStore
+    from mailtrek.sync.engine import copy_mailbox
+
+    source = ImapStore(source_settings(job), label=f"src:{job.email}")
+    dest = None
+    try:
+        await source.connect()
+        dest = await open_destination(home, job)
+        state = MailboxState(home.engine, job.mailbox)
+        try:
+            return await copy_mailbox(source, dest, state, copy_options(job))
+        finally:
+            state.flush()
+    finally:
+        await source.close()
+        if dest is not None:
+            await dest.close()

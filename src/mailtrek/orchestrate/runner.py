@@ -1,0 +1,341 @@
+"""The scheduler: find due work, lease it, run many mailbox moves at once, record outcomes.
+
+Crash safety: before a move starts, its user row is *leased* (owner + expiry in the
+database) and the lease is renewed while it runs. A runner killed with ``kill -9`` leaves
+an expired (or, on this host, orphaned) lease behind; the next runner re-runs that user
+from the start of its phase. That is safe because the engine is idempotent: it copies
+only what the destination does not have yet.
+
+Concurrency: per source endpoint at most ``max_concurrent_migrations`` initial syncs and
+``max_concurrent_incremental`` incremental/final syncs run at once (Exchange's model);
+each move opens at most ``connections_per_mailbox`` connections to the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from mailtrek.errors import MailtrekError
+from mailtrek.orchestrate.batches import get_batch, list_batches, settle
+from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
+from mailtrek.orchestrate.home import Home, utcnow
+from mailtrek.orchestrate.mover import MoveJob, Mover, move_mailbox
+from mailtrek.orchestrate.notify import Notifier
+from mailtrek.orchestrate.states import BatchStatus, UserStatus
+from mailtrek.secrets import redact
+from mailtrek.state.db import MailboxState
+from mailtrek.state.orchestration import batch_users, batches
+from mailtrek.sync.options import CopyReport
+
+log = logging.getLogger("mailtrek.runner")
+
+LEASE_ENV = "MAILTREK_LEASE_SECONDS"
+DEFAULT_LEASE = 120.0
+PHASE_STATUS = {"initial": UserStatus.SYNCING, "incremental": UserStatus.INCREMENTAL_SYNCING,
+                "final": UserStatus.COMPLETING}
+RUNNING_BATCHES = (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS,
+                   BatchStatus.COMPLETING)
+INCREMENTAL_BATCHES = (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS)
+RETRIES = 2  # extra attempts for errors a retry may cure (dropped links, timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    batch: str
+    email: str
+    status: UserStatus  # the status the row has now
+    phase: str
+    endpoint: str
+    lease_owner: str | None
+
+
+def new_owner() -> str:
+    """Return a lease owner id: host, pid and a random part (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` was a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def find_due(home: Home, now: Any = None) -> list[Due]:
+    """Return the user rows that need work now and whose lease is free or stale (pure read)."""
+    now = now or utcnow()
+    b, u = batches.c, batch_users.c
+    q = (
+        select(u.batch, u.email, u.status, u.lease_owner, u.lease_expires, b.status.label("bstatus"),
+               b.source_endpoint)
+        .join(batches, b.name == u.batch)
+        .where(b.status.in_([s.value for s in RUNNING_BATCHES]))
+        .where(or_(
+            u.status.in_([UserStatus.QUEUED, UserStatus.SYNCING, UserStatus.INCREMENTAL_SYNCING,
+                          UserStatus.COMPLETING]),
+            and_(u.status == UserStatus.SYNCED, b.status == BatchStatus.COMPLETING),
+            and_(u.status == UserStatus.SYNCED, u.next_sync <= now),
+        ))
+        .order_by(u.batch, u.line)
+    )
+    out = []
+    with home.engine.connect() as c:
+        for r in c.execute(q).mappings():
+            if not (r["lease_owner"] is None or _expired(r["lease_expires"], now)
+                    or owner_is_dead(r["lease_owner"])):
+                continue
+            status = UserStatus(r["status"])
+            if status in (UserStatus.QUEUED, UserStatus.SYNCING):
+                phase = "initial"
+            elif status == UserStatus.COMPLETING or r["bstatus"] == BatchStatus.COMPLETING:
+                phase = "final"
+            else:
+                phase = "incremental"
+            out.append(Due(r["batch"], r["email"], status, phase, r["source_endpoint"], r["lease_owner"]))
+    return out
+
+
+def _expired(expires: Any, now: Any) -> bool:
+    from mailtrek.orchestrate.home import as_utc
+
+    return expires is None or as_utc(expires) < now
+
+
+class Runner:
+    """Run due mailbox moves until idle (``until_idle``) or until asked to stop."""
+
+    def __init__(self, home: Home, *, mover: Mover = move_mailbox, notifier: Notifier | None = None,
+                 lease_seconds: float | None = None, poll_seconds: float = 5.0,
+                 owner: str | None = None) -> None:
+        self.home = home
+        self.mover = mover
+        self.notifier = notifier or Notifier.from_home(home)
+        self.lease = timedelta(seconds=lease_seconds or float(os.environ.get(LEASE_ENV, DEFAULT_LEASE)))
+        self.poll = poll_seconds
+        self.owner = owner or new_owner()
+        self.stopping = asyncio.Event()
+        self._tasks: dict[tuple[str, str], tuple[asyncio.Task[None], Due]] = {}
+        self._wake = asyncio.Event()
+        self._blocked = False
+
+    def stop(self) -> None:
+        """Ask the runner to stop: no new work; running moves are interrupted and released."""
+        self.stopping.set()
+        self._wake.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Schedule until stopped (or, with ``until_idle``, until nothing is due or running)."""
+        log.info("runner %s started (lease %ss)", self.owner, int(self.lease.total_seconds()))
+        try:
+            while not self.stopping.is_set():
+                await self._notify_changes()
+                started = self._start_due()
+                if until_idle and not self._tasks and not started and not self._blocked:
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+        finally:
+            await self._shutdown()
+            await self._notify_changes()
+            log.info("runner %s stopped", self.owner)
+
+    # -- scheduling --------------------------------------------------------------------
+    def _start_due(self) -> int:
+        self._blocked = False
+        started = 0
+        limits: dict[tuple[str, str], int] = {}
+        for due in find_due(self.home):
+            key = (due.batch, due.email)
+            if key in self._tasks:
+                continue
+            kind = "initial" if due.phase == "initial" else "incremental"
+            if (due.endpoint, kind) not in limits:
+                ep = get_endpoint(self.home, due.endpoint)
+                limits[due.endpoint, "initial"] = ep.max_concurrent_migrations
+                limits[due.endpoint, "incremental"] = ep.max_concurrent_incremental
+            running = sum(1 for _, d in self._tasks.values() if d.endpoint == due.endpoint
+                          and ("initial" if d.phase == "initial" else "incremental") == kind)
+            if running >= limits[due.endpoint, kind]:
+                self._blocked = True  # "Queued": every endpoint slot is in use
+                continue
+            if not self._claim(due):
+                continue
+            task = asyncio.create_task(self._run_one(due), name=f"move {due.batch}/{due.email}")
+            self._tasks[key] = (task, due)
+            started += 1
+        return started
+
+    def _claim(self, due: Due) -> bool:
+        """Lease ``due``'s row and set its phase status; False when someone else was quicker."""
+        now = utcnow()
+        u = batch_users.c
+        cond = [u.batch == due.batch, u.email == due.email, u.status == due.status]
+        if due.lease_owner is None:
+            cond.append(or_(u.lease_owner.is_(None), u.lease_expires < now))
+        else:  # stale: only take it if nobody re-leased it since we looked
+            cond.append(u.lease_owner == due.lease_owner)
+        with self.home.engine.begin() as c:
+            n = c.execute(update(batch_users).where(*cond).values(
+                lease_owner=self.owner, lease_expires=now + self.lease,
+                status=PHASE_STATUS[due.phase], updated_at=now)).rowcount
+        if n == 1:
+            again = " (again: the previous run was interrupted)" if due.status in PHASE_STATUS.values() else ""
+            log.info("%s/%s: %s sync started%s", due.batch, due.email, due.phase, again)
+        return n == 1
+
+    async def _run_one(self, due: Due) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(due))
+        try:
+            job = self._job(due)
+            report = await self._attempts(job)
+        except asyncio.CancelledError:
+            self._release(due)
+            raise
+        except MailtrekError as e:
+            self._record_failure(due, e)
+        except Exception as e:  # a bug must fail one mailbox, not the runner
+            log.exception("%s/%s: unexpected error", due.batch, due.email)
+            self._record_failure(due, e)
+        else:
+            self._record_success(due, report)
+        finally:
+            heartbeat.cancel()
+            self._tasks.pop((due.batch, due.email), None)
+            self._wake.set()
+        settle(self.home, due.batch)
+
+    async def _attempts(self, job: MoveJob) -> CopyReport:
+        for attempt in range(RETRIES + 1):
+            try:
+                return await self.mover(self.home, job)
+            except MailtrekError as e:
+                if not e.retryable or attempt == RETRIES:
+                    raise
+                delay = 2.0 * (attempt + 1)
+                log.warning("%s/%s: %s; retrying in %.0fs", job.batch.name, job.email,
+                            redact(str(e)), delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _job(self, due: Due) -> MoveJob:
+        batch = get_batch(self.home, due.batch)
+        with self.home.engine.connect() as c:
+            r = c.execute(select(batch_users).where(batch_users.c.batch == due.batch,
+                                                    batch_users.c.email == due.email)).mappings().one()
+        if not r["password_enc"]:
+            raise MailtrekError("the stored password is gone (batch deleted?)")
+        return MoveJob(
+            batch=batch, email=due.email, username=r["username"],
+            password=self.home.box.decrypt(r["password_enc"]), user_root=r["user_root"],
+            phase=due.phase, source=get_endpoint(self.home, batch.source_endpoint),
+            tenant=get_tenant(self.home, batch.tenant) if batch.tenant else None,
+            dest_endpoint=get_endpoint(self.home, batch.dest_endpoint) if batch.dest_endpoint else None,
+        )
+
+    async def _heartbeat(self, due: Due) -> None:
+        """Renew the lease; interrupt the move when its batch was stopped or deleted."""
+        u = batch_users.c
+        while True:
+            await asyncio.sleep(max(0.2, self.lease.total_seconds() / 4))
+            now = utcnow()
+            with self.home.engine.begin() as c:
+                n = c.execute(update(batch_users).where(
+                    u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+                    u.status == PHASE_STATUS[due.phase],
+                ).values(lease_expires=now + self.lease)).rowcount
+            if n != 1:
+                log.info("%s/%s: stopped by a command; interrupting", due.batch, due.email)
+                entry = self._tasks.get((due.batch, due.email))
+                if entry:
+                    entry[0].cancel()
+                return
+
+    # -- recording -----------------------------------------------------------------------
+    def _finish(self, due: Due, values: dict[str, Any], status: UserStatus) -> None:
+        u = batch_users.c
+        now = utcnow()
+        with self.home.engine.begin() as c:
+            # Counters are ours while we hold the lease; the status only if no command changed it.
+            c.execute(update(batch_users).where(
+                u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+                u.status == PHASE_STATUS[due.phase]).values(status=status))
+            c.execute(update(batch_users).where(
+                u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+            ).values(lease_owner=None, lease_expires=None, updated_at=now, **values))
+
+    def _record_success(self, due: Due, report: CopyReport) -> None:
+        now = utcnow()
+        batch = get_batch(self.home, due.batch)
+        state = MailboxState(self.home.engine, f"{due.batch}/{due.email}")
+        with self.home.engine.connect() as c:
+            prev = c.execute(select(batch_users.c.bytes, batch_users.c.runs).where(
+                batch_users.c.batch == due.batch, batch_users.c.email == due.email)).one()
+        problems = "; ".join(redact(e) for e in report.errors) or None
+        skipped = [asdict(s) for s in report.skipped]
+        status = UserStatus.COMPLETED if due.phase == "final" else UserStatus.SYNCED
+        self._finish(due, {
+            "ever_synced": True, "items_synced": state.count(), "items_skipped": len(skipped),
+            "bytes": (prev.bytes or 0) + report.total("bytes_copied"), "last_sync": now,
+            "next_sync": now + timedelta(hours=batch.incremental_hours), "error": problems,
+            "skipped_json": json.dumps(skipped), "runs": (prev.runs or 0) + 1,
+        }, status)
+        log.info("%s/%s: %s sync done: %d copied, %d already there, %d skipped -> %s", due.batch,
+                 due.email, due.phase, report.total("copied"),
+                 report.total("already") + report.total("adopted"), len(skipped), status)
+
+    def _record_failure(self, due: Due, e: BaseException) -> None:
+        text = redact(str(e)) or e.__class__.__name__
+        self._finish(due, {"error": text}, UserStatus.FAILED)
+        log.warning("%s/%s: %s sync failed: %s", due.batch, due.email, due.phase, text)
+
+    def _release(self, due: Due) -> None:
+        """Let go of an interrupted move; its status stays, so it is re-run later."""
+        u = batch_users.c
+        with self.home.engine.begin() as c:
+            c.execute(update(batch_users).where(
+                u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+            ).values(lease_owner=None, lease_expires=None, updated_at=utcnow()))
+        log.info("%s/%s: interrupted; will resume", due.batch, due.email)
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t, _ in self._tasks.values()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _notify_changes(self) -> None:
+        """Mail the notify addresses about batch status changes not mailed yet."""
+        for b in list_batches(self.home):
+            if b.status == BatchStatus.CREATED or b.status == b.notified_status:
+                continue
+            with self.home.engine.begin() as c:
+                # Claim the notification first: two runners must not both send it.
+                n = c.execute(update(batches).where(
+                    batches.c.name == b.name, batches.c.status == b.status,
+                    or_(batches.c.notified_status.is_(None), batches.c.notified_status != b.status),
+                ).values(notified_status=b.status)).rowcount
+            if n == 1 and b.notify:
+                await self.notifier.batch_changed(self.home, b)
