@@ -1,0 +1,545 @@
+"""One IMAP connection that pipelines: many commands in flight, answers matched by tag.
+
+``ImapConnection.command`` writes a command at once (LITERAL+ where the server offers
+it) and returns when its tagged answer arrives; untagged responses that arrive while
+it is the oldest command in flight are handed back with it. One reader task owns the
+socket's read side. Lower-layer errors are translated here into mailtrek's errors:
+a lost connection fails every command in flight with ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mailtrek.errors import (
+    AuthenticationError,
+    CertificateError,
+    ConnectionFailedError,
+    ProtocolError,
+    TransientError,
+)
+from mailtrek.stores.imap.wire import LITERAL_AT_END, Response, parse_untagged, quote, split_code
+
+log = logging.getLogger("mailtrek.imap")
+
+BIG_LITERAL = 1 << 20  # read literals above this in chunks into one preallocated buffer
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectParams:
+    """Where and how to connect. ``security`` is ``ssl``, ``starttls`` or ``none``."""
+
+    host: str
+    port: int
+    security: str = "ssl"
+    ca_file: str | None = None
+    verify: bool = True
+    timeout: float = 60.0  # seconds without any answer while commands are in flight
+    connect_timeout: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Who logs in. ``mechanism``: ``login``, ``plain``, ``xoauth2`` or ``oauthbearer``.
+
+    ``authzid`` is the mailbox to open with an admin's credentials (SASL PLAIN).
+    ``token`` gives a fresh OAuth access token for the OAuth mechanisms.
+    """
+
+    user: str
+    password: str | None = field(default=None, repr=False)
+    mechanism: str = "login"
+    authzid: str | None = None
+    token: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Result:
+    """A tagged answer with the untagged responses that came before it."""
+
+    status: bytes  # OK, NO, BAD
+    code: bytes | None
+    text: bytes
+    untagged: list[Response]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == b"OK"
+
+    def describe(self) -> str:
+        code = f"[{self.code.decode(errors='replace')}] " if self.code else ""
+        return f"{self.status.decode()} {code}{self.text.decode(errors='replace')}".strip()
+
+
+class _Pending:
+    __slots__ = ("accepts", "future", "tag", "untagged")
+
+    def __init__(
+        self, tag: bytes, future: asyncio.Future[Result], accepts: frozenset[bytes] | None
+    ) -> None:
+        self.tag = tag
+        self.future = future
+        self.accepts = accepts  # untagged response names this command collects; None: all
+        self.untagged: list[Response] = []
+
+
+class ImapConnection:
+    """A pipelining IMAP4rev1 client connection."""
+
+    def __init__(self, params: ConnectParams, *, label: str = "imap") -> None:
+        self.params = params
+        self.label = label
+        self.capabilities: set[str] = set()
+        self.selected: bytes | None = None
+        self.selected_readonly = True
+        self.utf8 = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._pending: deque[_Pending] = deque()
+        self._by_tag: dict[bytes, _Pending] = {}
+        self._continuation: asyncio.Future[bytes] | None = None
+        self._write_lock = asyncio.Lock()
+        self._tagnum = 0
+        self._closed_error: Exception | None = None
+        self.in_flight_bytes = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, read the greeting, do STARTTLS when asked, learn capabilities."""
+        p = self.params
+        ctx = self._tls_context() if p.security in ("ssl", "starttls") else None
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    p.host, p.port, ssl=ctx if p.security == "ssl" else None,
+                    server_hostname=p.host if p.security == "ssl" else None,
+                    limit=16 << 20,
+                ),
+                p.connect_timeout,
+            )
+        except BaseException as e:
+            raise self._translate_connect_error(e) from e
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        greeting = await self._read_greeting()
+        self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.label}-reader")
+        name, vals = parse_untagged(greeting)
+        if name == b"BYE":
+            raise ConnectionFailedError(f"{p.host}:{p.port} refused the session: {vals[1]!r}")
+        if p.security == "starttls":
+            await self._refresh_capabilities()
+            if "STARTTLS" not in self.capabilities:
+                raise ConnectionFailedError(
+                    f"{p.host}:{p.port} does not offer STARTTLS",
+                    hint="use ssl (port 993) or, only on a trusted network, security none",
+                )
+            res = await self.command(b"STARTTLS")
+            if not res.ok:
+                raise ConnectionFailedError(f"STARTTLS refused: {res.describe()}")
+            assert ctx is not None
+            try:
+                await asyncio.wait_for(
+                    self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
+                )
+            except BaseException as e:
+                raise self._translate_connect_error(e) from e
+            self.capabilities = set()
+        if name == b"OK" and vals[0] and vals[0].upper().startswith(b"CAPABILITY "):
+            self.capabilities = _caps(vals[0][11:])
+        if not self.capabilities:
+            await self._refresh_capabilities()
+
+    async def close(self) -> None:
+        """Log out politely (briefly) and drop the connection. Idempotent."""
+        if self._writer is None:
+            return
+        if self._closed_error is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.command(b"LOGOUT"), 2)
+        self._fail_all(TransientError("connection closed"))
+        if self._read_task:
+            self._read_task.cancel()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._writer = None
+
+    @property
+    def alive(self) -> bool:
+        return self._writer is not None and self._closed_error is None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def has(self, cap: str) -> bool:
+        return cap.upper() in self.capabilities
+
+    # -- authentication ------------------------------------------------------------
+    async def login(self, creds: Credentials) -> None:
+        """Authenticate. Raises AuthenticationError with the server's reason (no secret)."""
+        mech = creds.mechanism.lower()
+        who = creds.user if not creds.authzid else f"{creds.authzid} (as {creds.user})"
+        if mech == "login" and creds.authzid is None and not self.has("LOGINDISABLED"):
+            user, pw = creds.user.encode(), (creds.password or "").encode()
+            res = await self.command(b"LOGIN", self._string(user), self._string(pw), secret=True)
+        elif mech in ("login", "plain"):
+            blob = (creds.authzid or "").encode() + b"\0" + creds.user.encode() + b"\0"
+            blob += (creds.password or "").encode()
+            res = await self._authenticate(b"PLAIN", blob)
+        elif mech in ("xoauth2", "oauthbearer"):
+            if creds.token is None:
+                raise AuthenticationError(f"no OAuth token source for {creds.user}")
+            token = await creds.token()
+            if mech == "xoauth2":
+                blob = f"user={creds.user}\x01auth=Bearer {token}\x01\x01".encode()
+                res = await self._authenticate(b"XOAUTH2", blob)
+            else:
+                blob = (
+                    f"n,a={creds.user},\x01host={self.params.host}\x01port={self.params.port}"
+                    f"\x01auth=Bearer {token}\x01\x01"
+                ).encode()
+                res = await self._authenticate(b"OAUTHBEARER", blob)
+        else:
+            raise AuthenticationError(f"unknown login mechanism {creds.mechanism!r}")
+        if not res.ok:
+            text = res.describe()
+            hint = "check the user name and password"
+            if res.code and res.code.upper().startswith(b"UNAVAILABLE"):
+                hint = "the server is temporarily unable to open this mailbox; try later"
+            elif mech in ("xoauth2", "oauthbearer"):
+                hint = "check the app's permissions and that the token is for this mailbox"
+            raise AuthenticationError(
+                f"{self.params.host} refused the login of {who}: {text}", hint=hint
+            )
+        caps = res.code.upper() if res.code else b""
+        if caps.startswith(b"CAPABILITY "):
+            self.capabilities = _caps(caps[11:])
+        else:
+            await self._refresh_capabilities()
+        if self.has("UTF8=ACCEPT"):
+            r = await self.command(b"ENABLE", b"UTF8=ACCEPT")
+            self.utf8 = r.ok
+        if self.has("CONDSTORE"):
+            await self.command(b"ENABLE", b"CONDSTORE")
+
+    async def _authenticate(self, mech: bytes, blob: bytes) -> Result:
+        b64 = base64.b64encode(blob)
+        if self.has("SASL-IR"):
+            fut = self._send([b"AUTHENTICATE ", mech, b" ", b64], secret=True, expect_cont=True)
+        else:
+            fut = self._send([b"AUTHENTICATE ", mech], expect_cont=True)
+            await self._wait_continuation(fut)
+            self._write_raw(b64 + b"\r\n")
+        # A refused token gets a challenge; answer it with an empty line (RFC 7628).
+        while True:
+            cont = self._continuation
+            if cont is None:
+                return await fut
+            done, _ = await asyncio.wait({fut, cont}, return_when=asyncio.FIRST_COMPLETED)
+            if fut in done:
+                self._continuation = None
+                return fut.result()
+            self._continuation = self._loop().create_future()
+            self._write_raw(b"\r\n")
+
+    # -- commands --------------------------------------------------------------------
+    async def command(
+        self, *parts: bytes, secret: bool = False, accepts: tuple[bytes, ...] | None = None
+    ) -> Result:
+        """Send ``parts`` joined by spaces as one command; return its tagged answer.
+
+        Parts are sent as given: quote strings with ``quote``/``_string`` first.
+        ``accepts`` names the untagged responses this command collects (e.g. FETCH);
+        the server may run pipelined commands in parallel, so each takes only its own.
+        Raises TransientError when the connection is lost before the answer.
+        """
+        return await self._send(
+            [b" ".join(parts)], secret=secret,
+            accepts=frozenset(accepts) if accepts is not None else None,
+        )
+
+    async def append(
+        self, mailbox: bytes, flags: list[bytes], date: bytes | None, data: bytes
+    ) -> Result:
+        """APPEND ``data`` to ``mailbox`` (already encoded and quoted).
+
+        Uses LITERAL+ (no round trip) when the server offers it, and a literal8
+        (``~{n}``) when ``data`` has NUL bytes and the server offers BINARY.
+        """
+        head = b"APPEND " + mailbox + b" (" + b" ".join(flags) + b")"
+        if date:
+            head += b" " + quote(date)
+        binary = b"\0" in data
+        if binary and not self.has("BINARY"):
+            raise ProtocolError("message has NUL bytes and the server lacks BINARY")
+        plus = self.has("LITERAL+") or (self.has("LITERAL-") and len(data) <= 4096)
+        marker = b"~{" if binary else b"{"
+        size = str(len(data)).encode()
+        if plus:
+            return await self._send(
+                [head + b" " + marker + size + b"+}\r\n", data], track=len(data),
+                accepts=frozenset(),
+            )
+        async with self._write_lock:
+            fut = self._send([head + b" " + marker + size + b"}"], expect_cont=True, locked=True,
+                             track=len(data), accepts=frozenset())
+            await self._wait_continuation(fut)
+            self._write_raw(data)
+            self._write_raw(b"\r\n")
+        return await fut
+
+    async def drain(self) -> None:
+        """Wait until the socket's write buffer has room again."""
+        if self._writer is not None:
+            try:
+                await self._writer.drain()
+            except (ConnectionError, OSError) as e:
+                self._fail_all(TransientError(f"connection to {self.params.host} lost: {e}"))
+                raise TransientError(f"connection to {self.params.host} lost") from e
+
+    def _send(
+        self,
+        parts: list[bytes],
+        *,
+        secret: bool = False,
+        expect_cont: bool = False,
+        locked: bool = False,
+        track: int = 0,
+        accepts: frozenset[bytes] | None = None,
+    ) -> asyncio.Future[Result]:
+        if self._closed_error is not None or self._writer is None:
+            raise TransientError(f"connection to {self.params.host} is closed")
+        if not locked and self._write_lock.locked():
+            # A synchronizing literal is being sent; queue behind it.
+            return asyncio.ensure_future(
+                self._send_later(parts, secret, expect_cont, track, accepts))
+        self._tagnum += 1
+        tag = b"T%d" % self._tagnum
+        fut: asyncio.Future[Result] = self._loop().create_future()
+        p = _Pending(tag, fut, accepts)
+        self._pending.append(p)
+        self._by_tag[tag] = p
+        if expect_cont:
+            self._continuation = self._loop().create_future()
+        if track:
+            self.in_flight_bytes += track
+            fut.add_done_callback(lambda _f: self._untrack(track))
+        first = tag + b" " + parts[0]
+        if len(parts) == 1 and not first.endswith(b"\n"):
+            first += b"\r\n"
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s C: %s", self.label, b"<secret>" if secret else first[:200])
+        self._write_raw(first)
+        for extra in parts[1:]:
+            self._write_raw(extra)
+        if len(parts) > 1:
+            self._write_raw(b"\r\n")
+        return fut
+
+    async def _send_later(
+        self, parts: list[bytes], secret: bool, expect_cont: bool, track: int,
+        accepts: frozenset[bytes] | None,
+    ) -> Result:
+        async with self._write_lock:
+            fut = self._send(parts, secret=secret, expect_cont=expect_cont, locked=True,
+                             track=track, accepts=accepts)
+        return await fut
+
+    def _untrack(self, n: int) -> None:
+        self.in_flight_bytes -= n
+
+    def _write_raw(self, data: bytes) -> None:
+        assert self._writer is not None
+        self._writer.write(data)
+
+    async def _wait_continuation(self, fut: asyncio.Future[Result]) -> None:
+        cont = self._continuation
+        assert cont is not None
+        done, _ = await asyncio.wait({fut, cont}, return_when=asyncio.FIRST_COMPLETED)
+        if cont in done:
+            self._continuation = None
+            cont.result()
+            return
+        self._continuation = None
+        fut.result()  # raises if the connection failed
+        raise ProtocolError("server answered before the literal was sent")
+
+    def _string(self, value: bytes) -> bytes:
+        """Encode a string argument: quoted, or a LITERAL+ literal when it must be."""
+        if (any(b in (0, 10, 13) for b in value) or (
+            any(b > 127 for b in value) and not self.utf8
+        )) and self.has("LITERAL+"):
+            return b"{%d+}\r\n" % len(value) + value
+        return quote(value)
+
+    # -- reading --------------------------------------------------------------------
+    async def _read_response(self) -> Response:
+        assert self._reader is not None
+        r = self._reader
+        chunks: list[bytes | bytearray] = []
+        while True:
+            line = await r.readuntil(b"\r\n")
+            line = line[:-2]
+            chunks.append(line)
+            m = LITERAL_AT_END.search(line)
+            if not m:
+                return Response(chunks)
+            n = int(m.group(1))
+            if n <= BIG_LITERAL:
+                chunks.append(await r.readexactly(n))
+            else:
+                buf = bytearray(n)
+                view = memoryview(buf)
+                got = 0
+                while got < n:
+                    part = await r.read(min(n - got, BIG_LITERAL))
+                    if not part:
+                        raise asyncio.IncompleteReadError(bytes(view[:got]), n)
+                    view[got : got + len(part)] = part
+                    got += len(part)
+                chunks.append(buf)
+
+    async def _read_greeting(self) -> Response:
+        try:
+            return await asyncio.wait_for(self._read_response(), self.params.connect_timeout)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError) as e:
+            raise ConnectionFailedError(
+                f"{self.params.host}:{self.params.port} sent no IMAP greeting",
+                hint="is this an IMAP port, and is the security setting (ssl/starttls/none) right?",
+            ) from e
+
+    async def _read_loop(self) -> None:
+        timeout = self.params.timeout
+        try:
+            while True:
+                if self._pending or self._continuation is not None:
+                    resp = await asyncio.wait_for(self._read_response(), timeout)
+                else:
+                    resp = await self._read_response()
+                self._dispatch(resp)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self._fail_all(TransientError(
+                f"{self.params.host} did not answer for {timeout:.0f} s; connection dropped"))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError) as e:
+            self._fail_all(TransientError(f"connection to {self.params.host} lost: "
+                                          f"{e.__class__.__name__}"))
+        except asyncio.LimitOverrunError as e:
+            self._fail_all(ProtocolError(f"{self.params.host} sent an over-long line: {e}"))
+        except Exception as e:
+            self._fail_all(ProtocolError(f"cannot understand {self.params.host}: {e}"))
+
+    def _dispatch(self, resp: Response) -> None:
+        head = resp.head
+        if head.startswith(b"+"):
+            cont = self._continuation
+            if cont is not None and not cont.done():
+                cont.set_result(head[2:])
+            return
+        if head.startswith(b"* "):
+            if head[2:6].upper() == b"BYE " and not self._pending:
+                return
+            name = _untagged_name(head)
+            for p in self._pending:
+                if p.accepts is None or name in p.accepts:
+                    p.untagged.append(resp)
+                    break
+            return
+        tag, _, rest = head.partition(b" ")
+        p = self._by_tag.pop(tag, None)
+        if p is None:
+            return
+        with contextlib.suppress(ValueError):
+            self._pending.remove(p)
+        status, _, text = rest.partition(b" ")
+        code, text = split_code(text)
+        if not p.future.done():
+            p.future.set_result(Result(status.upper(), code, text, p.untagged))
+
+    def _fail_all(self, err: Exception) -> None:
+        if self._closed_error is None:
+            self._closed_error = err
+        while self._pending:
+            p = self._pending.popleft()
+            if not p.future.done():
+                p.future.set_exception(err)
+                p.future.exception()  # mark retrieved: callers may be gone
+        self._by_tag.clear()
+        if self._continuation is not None and not self._continuation.done():
+            self._continuation.set_exception(err)
+            self._continuation.exception()
+
+    async def _refresh_capabilities(self) -> None:
+        res = await self.command(b"CAPABILITY")
+        for u in res.untagged:
+            name, vals = parse_untagged(u)
+            if name == b"CAPABILITY":
+                self.capabilities = {v.decode().upper() for v in vals if isinstance(v, bytes)}
+
+    # -- helpers ---------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext:
+        p = self.params
+        if not p.verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        try:
+            return ssl.create_default_context(cafile=p.ca_file) if p.ca_file else (
+                ssl.create_default_context())
+        except (OSError, ssl.SSLError) as e:
+            raise CertificateError(f"cannot read CA file {p.ca_file}: {e}") from e
+
+    def _translate_connect_error(self, e: BaseException) -> Exception:
+        p = self.params
+        where = f"{p.host}:{p.port}"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return CertificateError(
+                f"the certificate of {where} is not trusted: {e.verify_message}",
+                hint="pass the server's CA with --ca-file, or fix the server's certificate",
+            )
+        if isinstance(e, ssl.SSLError):
+            return ConnectionFailedError(
+                f"TLS handshake with {where} failed: {e.reason or e}",
+                hint="check the security setting (ssl on 993, starttls on 143)",
+            )
+        if isinstance(e, socket.gaierror):
+            return ConnectionFailedError(f"cannot resolve host {p.host!r}", hint="check the name")
+        if isinstance(e, ConnectionRefusedError):
+            return ConnectionFailedError(f"{where} refused the connection",
+                                         hint="check the host and port")
+        if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+            return ConnectionFailedError(f"no answer from {where} within {p.connect_timeout:.0f} s",
+                                         hint="check the host, port and firewall")
+        if isinstance(e, OSError):
+            return ConnectionFailedError(f"cannot connect to {where}: {e.strerror or e}")
+        if isinstance(e, Exception):
+            return ConnectionFailedError(f"cannot connect to {where}: {e}")
+        raise e
+
+    @staticmethod
+    def _loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+
+def _untagged_name(head: bytes) -> bytes:
+    """``* 3 FETCH (...)`` -> FETCH; ``* LIST ...`` -> LIST; ``* OK [...]`` -> OK."""
+    parts = head[2:].split(b" ", 2)
+    if parts[0].isdigit() and len(parts) > 1:
+        return parts[1].upper()
+    return parts[0].upper()
+
+
+def _caps(text: bytes) -> set[str]:
+    return {c.decode().upper() for c in text.split()}

@@ -1,0 +1,545 @@
+"""An IMAP mailbox as a mailtrek store: source (read only) and destination.
+
+Speed comes from pipelining, not from waiting: one LIST with STATUS for every folder,
+UID FETCH in batches with several in flight, APPEND with LITERAL+ on a few connections
+at once. The source is only ever read: EXAMINE and BODY.PEEK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+
+from imapclient import imap_utf7
+
+from mailtrek.errors import (
+    FolderRejectedError,
+    ProtocolError,
+    QuotaExceededError,
+    TransientError,
+)
+from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
+from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection, Result
+from mailtrek.stores.imap.wire import (
+    fetch_items,
+    format_internaldate,
+    parse_internaldate,
+    parse_untagged,
+    quote,
+)
+from mailtrek.sync.fingerprint import FINGERPRINT_FIELDS, fingerprint_fields, parse_header_fields
+
+log = logging.getLogger("mailtrek.imap")
+
+_SPECIAL = {
+    b"\\SENT": SpecialUse.SENT,
+    b"\\DRAFTS": SpecialUse.DRAFTS,
+    b"\\TRASH": SpecialUse.TRASH,
+    b"\\JUNK": SpecialUse.JUNK,
+    b"\\ARCHIVE": SpecialUse.ARCHIVE,
+    b"\\ALL": SpecialUse.ALL,
+    b"\\FLAGGED": SpecialUse.FLAGGED,
+    b"\\IMPORTANT": SpecialUse.IMPORTANT,
+}
+_USE_ATTR = {
+    SpecialUse.SENT: "\\Sent",
+    SpecialUse.DRAFTS: "\\Drafts",
+    SpecialUse.TRASH: "\\Trash",
+    SpecialUse.JUNK: "\\Junk",
+    SpecialUse.ARCHIVE: "\\Archive",
+}
+HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
+FETCH_BATCH = 64  # UIDs per FETCH command
+FETCH_BATCH_BYTES = 8 << 20  # and at most this many bytes per command
+FETCH_AHEAD = 3  # FETCH commands in flight per connection
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    """How to reach and log in to one IMAP mailbox."""
+
+    params: ConnectParams
+    credentials: Credentials
+    connections: int = 4
+    readonly: bool = True  # a source: never write
+
+
+class ImapStore:
+    """One mailbox on an IMAP server, reached over a small pool of connections."""
+
+    def __init__(self, settings: ImapSettings, *, label: str = "imap") -> None:
+        self.settings = settings
+        self.label = label
+        self.features = StoreFeatures(kind="imap")
+        self._conns: list[ImapConnection] = []
+        self._idle: asyncio.Queue[ImapConnection] = asyncio.Queue()
+        self._prefix = b""
+        self._delim = "/"
+        self._folders: dict[tuple[str, ...], FolderInfo] = {}
+        self._names: dict[tuple[str, ...], bytes] = {}  # path -> encoded, quoted-ready name
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open and log in the first connection; the others open in the background."""
+        first = await self._open_one(0)
+        self._conns.append(first)
+        self._idle.put_nowait(first)
+        caps = first.capabilities
+        self.features = StoreFeatures(
+            kind="imap",
+            exact_mime=True,
+            keywords=True,
+            uids="UIDPLUS" in caps,
+            condstore="CONDSTORE" in caps or "QRESYNC" in caps,
+            max_message_size=_append_limit(caps),
+            delimiter=self._delim,
+        )
+        n = max(1, self.settings.connections)
+        if n > 1:
+            rest = await asyncio.gather(
+                *(self._open_one(i) for i in range(1, n)), return_exceptions=True
+            )
+            for c in rest:
+                if isinstance(c, ImapConnection):
+                    self._conns.append(c)
+                    self._idle.put_nowait(c)
+                else:  # the server may cap connections per user: go on with fewer
+                    log.info("%s: extra connection refused (%s); using %d", self.label, c,
+                             len(self._conns))
+
+    async def _open_one(self, i: int) -> ImapConnection:
+        conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
+        await conn.open()
+        try:
+            await conn.login(self.settings.credentials)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Log out every connection; idempotent."""
+        conns, self._conns = self._conns, []
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+    async def __aenter__(self) -> ImapStore:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- connection pool -----------------------------------------------------------------
+    async def _acquire(self) -> ImapConnection:
+        """Take an idle connection for select-dependent work (reconnects a dead one)."""
+        conn = await self._idle.get()
+        if conn.alive:
+            return conn
+        try:
+            idx = self._conns.index(conn)
+        except ValueError:
+            idx = -1
+        new = await self._open_one(max(idx, 0))
+        if idx >= 0:
+            self._conns[idx] = new
+        return new
+
+    def _release(self, conn: ImapConnection) -> None:
+        self._idle.put_nowait(conn)
+
+    async def _live_conns(self) -> list[ImapConnection]:
+        """Connections usable for pipelined APPENDs; reopen dead ones."""
+        for i, c in enumerate(self._conns):
+            if not c.alive:
+                try:
+                    self._conns[i] = await self._open_one(i)
+                    # the idle queue still holds the dead one; _acquire replaces it
+                except Exception:
+                    continue
+        live = [c for c in self._conns if c.alive]
+        if not live:
+            raise TransientError(f"{self.label}: no connection to {self.settings.params.host}")
+        return live
+
+    # -- names ---------------------------------------------------------------------------
+    def _encode(self, path: tuple[str, ...]) -> bytes:
+        if path in self._names:
+            return self._names[path]
+        if path == ("INBOX",):
+            return b"INBOX"
+        text = self._delim.join(path)
+        conn = self._conns[0] if self._conns else None
+        raw = text.encode() if conn is not None and conn.utf8 else imap_utf7.encode(text)
+        if path[0].upper() == "INBOX" and self._prefix.upper().startswith(b"INBOX"):
+            return raw
+        return self._prefix + raw
+
+    def _decode(self, name: bytes, delim: str | None) -> tuple[str, ...]:
+        if name.upper() == b"INBOX":
+            return ("INBOX",)
+        if self._prefix and name.startswith(self._prefix):
+            name = name[len(self._prefix) :]
+        conn = self._conns[0] if self._conns else None
+        text = name.decode("utf-8", "replace") if conn is not None and conn.utf8 else (
+            imap_utf7.decode(name))
+        parts = tuple(text.split(delim)) if delim else (text,)
+        if parts[0].upper() == "INBOX":
+            parts = ("INBOX", *parts[1:])
+        return parts
+
+    # -- listing -------------------------------------------------------------------------
+    async def list_folders(self) -> list[FolderInfo]:
+        """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined."""
+        conn = await self._acquire()
+        try:
+            return await self._list_folders(conn)
+        finally:
+            self._release(conn)
+
+    async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
+        items = b"MESSAGES UIDNEXT UIDVALIDITY"
+        if conn.has("CONDSTORE"):
+            items += b" HIGHESTMODSEQ"
+        list_status = conn.has("LIST-STATUS")
+        special = conn.has("SPECIAL-USE")
+        ret = []
+        if special:
+            ret.append(b"SPECIAL-USE")
+        if list_status:
+            ret.append(b"STATUS (" + items + b")")
+        cmd = b'LIST "" "*"'
+        if (ret and conn.has("LIST-EXTENDED")) or list_status:
+            cmd += b" RETURN (" + b" ".join(ret) + b")"
+        coros = []
+        if conn.has("NAMESPACE"):
+            coros.append(conn.command(b"NAMESPACE", accepts=(b"NAMESPACE",)))
+        coros.append(conn.command(cmd, accepts=(b"LIST", b"STATUS")))
+        results = await asyncio.gather(*coros)
+        if conn.has("NAMESPACE"):
+            self._read_namespace(results[0])
+        res = _check(results[-1], "LIST")
+        raw: list[tuple[bytes, frozenset[bytes], str | None]] = []
+        statuses: dict[bytes, dict[bytes, int]] = {}
+        for u in res.untagged:
+            name, vals = parse_untagged(u)
+            if name == b"LIST" and len(vals) >= 3:
+                attrs = frozenset(a.upper() for a in vals[0] if isinstance(a, bytes))  # type: ignore[union-attr]
+                delim = vals[1].decode() if isinstance(vals[1], bytes) else None
+                mbox = vals[2] if isinstance(vals[2], (bytes, bytearray)) else str(vals[2]).encode()
+                raw.append((bytes(mbox), attrs, delim))
+                if delim:
+                    self._delim = delim
+            elif name == b"STATUS":
+                statuses[bytes(vals[0])] = _status_map(vals[1])  # type: ignore[arg-type]
+        if not list_status:
+            names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})]
+            stats = await asyncio.gather(*(
+                conn.command(b"STATUS", quote(m), b"(" + items + b")", accepts=(b"STATUS",))
+                for m in names
+            ))
+            for m, r in zip(names, stats, strict=True):
+                for u in r.untagged:
+                    n, vals = parse_untagged(u)
+                    if n == b"STATUS":
+                        statuses[m] = _status_map(vals[1])  # type: ignore[arg-type]
+        folders = []
+        self._folders.clear()
+        for mbox, attrs, delim in raw:
+            path = self._decode(mbox, delim)
+            use = next((_SPECIAL[a] for a in attrs if a in _SPECIAL), None)
+            if path == ("INBOX",):
+                use = SpecialUse.INBOX
+            st = statuses.get(mbox, {})
+            info = FolderInfo(
+                path=path,
+                special_use=use,
+                selectable=not (attrs & {b"\\NOSELECT", b"\\NONEXISTENT"}),
+                uidvalidity=st.get(b"UIDVALIDITY"),
+                uidnext=st.get(b"UIDNEXT"),
+                highestmodseq=st.get(b"HIGHESTMODSEQ"),
+                messages=st.get(b"MESSAGES"),
+            )
+            self._names[path] = mbox
+            self._folders[path] = info
+            folders.append(info)
+        self.features = replace(self.features, delimiter=self._delim)
+        return folders
+
+    def _read_namespace(self, res: Result) -> None:
+        for u in res.untagged:
+            name, vals = parse_untagged(u)
+            if name == b"NAMESPACE" and vals and isinstance(vals[0], list) and vals[0]:
+                first = vals[0][0]
+                if isinstance(first, list) and len(first) >= 2:
+                    self._prefix = bytes(first[0] or b"")
+                    if isinstance(first[1], bytes):
+                        self._delim = first[1].decode()
+
+    async def list_messages(
+        self,
+        folder: FolderInfo,
+        *,
+        fingerprints: bool = False,
+        changed_since: int | None = None,
+        uids: Sequence[int] | None = None,
+    ) -> list[MessageMeta]:
+        """UID FETCH sizes, flags, dates (and fingerprint headers) in one command."""
+        if folder.messages == 0 or (uids is not None and not uids):
+            return []
+        conn = await self._acquire()
+        try:
+            await self._select(conn, folder.path, readonly=True)
+            items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
+            cs = changed_since is not None and conn.has("CONDSTORE")
+            if cs:
+                items += b" MODSEQ"
+            if fingerprints:
+                items += b" " + HEADER_ITEM
+            uidset = uid_set(uids) if uids is not None else b"1:*"
+            cmd = b"UID FETCH " + uidset + b" (" + items + b")"
+            if cs:
+                cmd += b" (CHANGEDSINCE %d)" % changed_since
+            res = _check(await conn.command(cmd, accepts=(b"FETCH",)), "UID FETCH")
+        finally:
+            self._release(conn)
+        out = []
+        for u in res.untagged:
+            _, vals = parse_untagged(u)
+            it = fetch_items(vals[1:])
+            if b"UID" not in it:
+                continue
+            meta = MessageMeta(
+                uid=int(it[b"UID"]),  # type: ignore[call-overload]
+                size=int(it.get(b"RFC822.SIZE") or 0),  # type: ignore[call-overload]
+                flags=_flags(it.get(b"FLAGS")),
+                internaldate=parse_internaldate(it[b"INTERNALDATE"])  # type: ignore[arg-type]
+                if it.get(b"INTERNALDATE") else None,
+            )
+            if b"MODSEQ" in it:
+                ms = it[b"MODSEQ"]
+                meta.modseq = int(ms[0]) if isinstance(ms, list) else None  # type: ignore[call-overload]
+            if fingerprints:
+                block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
+                fields = parse_header_fields(bytes(block or b""))  # type: ignore[arg-type]
+                meta.fingerprint = fingerprint_fields(fields)
+                mid = fields.get("MESSAGE-ID")
+                meta.message_id = mid.decode("utf-8", "replace") if mid else None
+                subj = fields.get("SUBJECT")
+                meta.subject = subj.decode("utf-8", "replace") if subj else None
+            out.append(meta)
+        return out
+
+    async def _select(self, conn: ImapConnection, path: tuple[str, ...], *, readonly: bool) -> None:
+        name = self._encode(path)
+        if conn.selected == name and (readonly or not conn.selected_readonly):
+            return
+        verb = b"EXAMINE" if readonly else b"SELECT"
+        res = await conn.command(verb, quote(name))
+        if not res.ok:
+            conn.selected = None
+            raise FolderRejectedError(
+                f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
+        conn.selected = name
+        conn.selected_readonly = readonly
+
+    # -- reading bodies ------------------------------------------------------------------
+    async def fetch(self, folder: FolderInfo, uids: Sequence[int]) -> AsyncIterator[Message]:
+        """Yield whole messages, FETCH_AHEAD commands in flight on one connection."""
+        if not uids:
+            return
+        conn = await self._acquire()
+        try:
+            await self._select(conn, folder.path, readonly=True)
+            item = b"BODY.PEEK[]"
+            batches = [uids[i : i + FETCH_BATCH] for i in range(0, len(uids), FETCH_BATCH)]
+            queue: list[asyncio.Task[Result]] = []
+            it = iter(batches)
+
+            def launch() -> bool:
+                b = next(it, None)
+                if b is None:
+                    return False
+                cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE " + item + b")"
+                queue.append(asyncio.ensure_future(conn.command(cmd, accepts=(b"FETCH",))))
+                return True
+
+            for _ in range(FETCH_AHEAD):
+                if not launch():
+                    break
+            while queue:
+                task = queue.pop(0)
+                try:
+                    res = await task
+                except BaseException:
+                    for t in queue:
+                        t.cancel()
+                    raise
+                launch()
+                _check(res, "UID FETCH")
+                for u in res.untagged:
+                    _, vals = parse_untagged(u)
+                    items = fetch_items(vals[1:])
+                    body = items.get(b"BODY[]")
+                    if b"UID" not in items or body is None:
+                        continue
+                    yield Message(
+                        uid=int(items[b"UID"]),  # type: ignore[call-overload]
+                        raw=body,  # type: ignore[arg-type]
+                        flags=_flags(items.get(b"FLAGS")),
+                        internaldate=parse_internaldate(items[b"INTERNALDATE"])  # type: ignore[arg-type]
+                        if items.get(b"INTERNALDATE") else None,
+                    )
+                res.untagged.clear()
+        finally:
+            self._release(conn)
+
+    # -- writing ---------------------------------------------------------------------------
+    async def ensure_folder(
+        self, path: tuple[str, ...], special_use: SpecialUse | None = None
+    ) -> FolderInfo:
+        """Return (creating when missing) the folder for ``path`` / ``special_use``."""
+        async with self._lock:
+            if not self._folders:
+                await self.list_folders()
+            if special_use is not None:
+                for f in self._folders.values():
+                    if f.special_use == special_use and f.selectable:
+                        return f
+            existing = self._folders.get(path)
+            if existing is not None and existing.selectable:
+                return existing
+            conn = await self._acquire()
+            try:
+                name = self._encode(path)
+                args = [b"CREATE", quote(name)]
+                if special_use is not None and conn.has("CREATE-SPECIAL-USE") and (
+                    special_use in _USE_ATTR):
+                    args.append(b"(USE (" + _USE_ATTR[special_use].encode() + b"))")
+                res = await conn.command(*args)
+                if not res.ok and args[-1].startswith(b"(USE"):
+                    res = await conn.command(*args[:2])
+                if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
+                    raise FolderRejectedError(
+                        f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
+                st = await conn.command(
+                    b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",))
+                status: dict[bytes, int] = {}
+                for u in st.untagged:
+                    _, vals = parse_untagged(u)
+                    status = _status_map(vals[1])  # type: ignore[arg-type]
+            finally:
+                self._release(conn)
+            info = FolderInfo(
+                path=path, special_use=special_use, selectable=True,
+                uidvalidity=status.get(b"UIDVALIDITY"), uidnext=status.get(b"UIDNEXT"),
+                messages=status.get(b"MESSAGES"),
+            )
+            self._names[path] = name
+            self._folders[path] = info
+            return info
+
+    async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
+        """APPEND pipelined on the least busy connection; refusals become results."""
+        if self.settings.readonly:
+            raise ProtocolError(f"{self.label} is a read-only source")
+        name = quote(self._encode(folder.path))
+        flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
+        date = format_internaldate(message.internaldate) if message.internaldate else None
+        conns = await self._live_conns()
+        conn = min(conns, key=lambda c: c.in_flight_bytes)
+        try:
+            res = await conn.append(name, flags, date, message.raw)
+        except ProtocolError as e:
+            return AppendResult(error=str(e))
+        if res.ok:
+            dest_id = None
+            if res.code and res.code.upper().startswith(b"APPENDUID"):
+                parts = res.code.split()
+                if len(parts) >= 3:
+                    dest_id = parts[2].decode()
+            return AppendResult(dest_id=dest_id)
+        code = (res.code or b"").upper()
+        if code.startswith(b"OVERQUOTA") or code.startswith(b"LIMIT"):
+            raise QuotaExceededError(f"{self.label}: destination mailbox is full: {res.describe()}")
+        if code.startswith(b"UNAVAILABLE") or code.startswith(b"SERVERBUG"):
+            raise TransientError(f"{self.label}: APPEND failed for now: {res.describe()}")
+        return AppendResult(error=f"destination refused the message: {res.describe()}")
+
+    async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
+        """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
+        if not changes:
+            return
+        groups: dict[frozenset[str], list[int]] = {}
+        for ch in changes:
+            groups.setdefault(portable_flags(ch.flags), []).append(int(ch.dest_id))
+        conn = await self._acquire()
+        try:
+            await self._select(conn, folder.path, readonly=False)
+            cmds = []
+            for flags, ids in groups.items():
+                fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
+                cmds.append(conn.command(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")",
+                                         accepts=(b"FETCH",)))
+            for r in await asyncio.gather(*cmds):
+                _check(r, "UID STORE")
+        finally:
+            self._release(conn)
+
+
+def _check(res: Result, what: str) -> Result:
+    if not res.ok:
+        raise ProtocolError(f"{what} failed: {res.describe()}")
+    return res
+
+
+def _status_map(vals: list[object]) -> dict[bytes, int]:
+    out = {}
+    for i in range(0, len(vals) - 1, 2):
+        k, v = vals[i], vals[i + 1]
+        if isinstance(k, bytes) and isinstance(v, bytes) and v.isdigit():
+            out[k.upper()] = int(v)
+    return out
+
+
+def _flags(value: object) -> frozenset[str]:
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v.decode("utf-8", "replace") for v in value if isinstance(v, bytes))
+
+
+def _valid_flag(flag: str) -> bool:
+    if flag.startswith("\\"):
+        return flag in ("\\Seen", "\\Answered", "\\Flagged", "\\Draft")
+    return bool(flag) and all(33 <= ord(c) < 127 and c not in '(){%*"\\]' for c in flag)
+
+
+def _append_limit(caps: set[str]) -> int | None:
+    for c in caps:
+        if c.startswith("APPENDLIMIT="):
+            try:
+                return int(c.split("=", 1)[1])
+            except ValueError:
+                return None
+    return None
+
+
+def uid_set(uids: Sequence[int]) -> bytes:
+    """Compress UIDs into ranges: [1,2,3,7] -> b"1:3,7"."""
+    s = sorted(set(uids))
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(str(s[i]) if i == j else f"{s[i]}:{s[j]}")
+        i = j + 1
+    return ",".join(out).encode()
