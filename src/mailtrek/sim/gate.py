@@ -1,0 +1,163 @@
+"""The ASGI layer in front of every Graph route: auth, faults, limits, latency.
+
+Order per request: bearer token (401 InvalidAuthenticationToken, as learn.microsoft.com/graph/errors
+lists for missing/invalid credentials) -> injected failure -> body size (413 for write
+requests over 4 MB, learn.microsoft.com/graph/use-the-api) -> mailbox exists -> per-app,
+per-mailbox throttle (429 + Retry-After, learn.microsoft.com/graph/throttling-limits) ->
+service time (asyncio.sleep) -> route. The pre-authenticated upload URLs skip the token
+check but count against the mailbox like any other write.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailtrek.sim.config import GRAPH_RESOURCE
+from mailtrek.sim.errors import GraphError, graph_error_body
+from mailtrek.sim.graph_common import mailbox_not_enabled
+from mailtrek.sim.state import SimState
+from mailtrek.sim.tokens import TokenRejected
+
+_WRITES = {"POST", "PUT", "PATCH"}
+_PREFIXES = ("/graph/v1.0", "/graph/beta")
+
+
+class ResponseDropped(Exception):
+    """Raised to make the server cut the connection after the work was committed."""
+
+
+class GraphGate:
+    """Wrap the app; only paths under /graph/ are gated."""
+
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        client_request_id = headers.get("client-request-id")
+        rel = path.split("/", 3)[3] if path.count("/") >= 3 else ""
+        segments = rel.split("/")
+
+        async def reply(error: GraphError) -> None:
+            body = json.dumps(graph_error_body(error.code, error.message, client_request_id)).encode()
+            extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            with state.lock:
+                state.statuses[error.status] += 1
+            await send({"type": "http.response.start", "status": error.status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": body})
+
+        upload = segments[0] == "upload"
+        app_id = "upload"
+        if upload:
+            session = state.uploads.get(segments[1] if len(segments) > 1 else "")
+            mailbox_id = session.mailbox if session else None
+            app_id = session.app_id if session else app_id
+        else:
+            token = headers.get("authorization", "")
+            if not token.lower().startswith("bearer "):
+                await reply(GraphError(401, "InvalidAuthenticationToken",
+                                       "Access token is empty."))
+                return
+            try:
+                claims = state.tokens.validate(token[7:].strip(), GRAPH_RESOURCE)
+            except TokenRejected as exc:
+                await reply(GraphError(401, "InvalidAuthenticationToken", exc.reason))
+                return
+            scope["sim.claims"] = claims
+            app_id = str(claims.get("appid", ""))
+            mailbox_id = None
+            if len(segments) >= 3 and segments[0] == "users":
+                user = state.find_user(segments[1])
+                if user is not None and not user.has_mailbox:
+                    await reply(mailbox_not_enabled())
+                    return
+                mailbox_id = user.id if user else None
+
+        number = state.next_graph_request()
+        faults = state.config.faults
+        if number in faults.fail_requests:
+            code = "ServiceUnavailable" if faults.fail_status == 503 else "InternalServerError"
+            await reply(GraphError(faults.fail_status, code, "Injected failure.",
+                                   {"Retry-After": "1"} if faults.fail_status == 503 else None))
+            return
+
+        body = await _read_body(receive)
+        method = scope["method"]
+        limit = state.config.limits.max_request_bytes
+        if method in _WRITES and len(body) > limit and not upload:
+            await reply(GraphError(413, "RequestEntityTooLarge",
+                                   f"The request exceeds the maximum allowed size of {limit} bytes."))
+            return
+
+        key = (app_id, mailbox_id) if mailbox_id else None
+        if key:
+            refusal = state.throttle.enter(key, len(body) if method in _WRITES else 0)
+            if refusal:
+                await reply(GraphError(429, refusal.code, refusal.message,
+                                       {"Retry-After": str(refusal.retry_after_s)}))
+                return
+        try:
+            await state.latency.wait(len(body))
+            await self._forward(scope, body, send, drop=number in faults.drop_after_commit)
+        finally:
+            if key:
+                state.throttle.leave(key)
+
+    async def _forward(self, scope: Scope, body: bytes, send: Send, *, drop: bool) -> None:
+        sent_body = False
+
+        async def replay() -> Message:
+            nonlocal sent_body
+            if sent_body:
+                return {"type": "http.disconnect"}
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        start: dict[str, Any] = {}
+        out_bytes = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal out_bytes
+            if message["type"] == "http.response.start":
+                start.update(message)
+                with self.state.lock:
+                    self.state.statuses[message["status"]] += 1
+                if drop:
+                    return
+            elif message["type"] == "http.response.body":
+                out_bytes += len(message.get("body", b""))
+                if drop:
+                    return
+            await send(message)
+
+        await self.app(scope, replay, capture)
+        if drop:
+            # Status line and headers go out, the body never does: the client sees a broken
+            # response after the server has committed the work (an in-doubt write).
+            await send(start)
+            raise ResponseDropped("injected: response dropped after commit")
+        if out_bytes:
+            await self.state.latency.wait_bytes(out_bytes)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,195 @@
+"""Build stored messages from Graph requests and render them back (no HTTP here).
+
+Rules, each from the page named:
+- MIME create (POST .../messages, Content-Type text/plain, base64 body) makes a draft:
+  "By default, this operation saves the draft in the Drafts folder"; the example response has
+  isDraft true, isRead true, sentDateTime from the MIME, receivedDateTime = time of the call
+  (learn.microsoft.com/graph/api/user-post-messages, example "Create a message using MIME").
+  Bad base64 gives 400 ErrorMimeContentInvalidBase64String (same page).
+- JSON create honours singleValueExtendedProperties set at create time
+  (learn.microsoft.com/graph/api/resources/extended-properties-overview): "Integer 0x0E07"
+  (PidTagMessageFlags; MSGFLAG_READ 0x1, MSGFLAG_UNSENT 0x8 per MS-OXCMSG) decides isRead and
+  isDraft; "SystemTime 0x0E06" (PidTagMessageDeliveryTime) sets receivedDateTime;
+  "SystemTime 0x0039" (PidTagClientSubmitTime) sets sentDateTime. Without 0x0E07 the item is
+  a draft, as a plain create is.
+- importMime (learn.microsoft.com/graph/api/mailfolder-importmime?view=graph-rest-beta): the
+  item is not a draft, arrives "as if it was delivered" (unread) and keeps the full MIME.
+  The page does not say where receivedDateTime comes from; the simulator takes the date of
+  the topmost Received header, else the Date header, else now (mime.received_instant).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+from mailtrek.sim.errors import GraphError
+from mailtrek.sim.mime import iso, now_iso, parse_iso, properties_from_mime, synthesise_mime
+from mailtrek.sim.store import StoredMessage, new_id
+
+MSGFLAG_READ = 0x1
+MSGFLAG_UNSENT = 0x8
+
+# Updatable on any message (learn.microsoft.com/graph/api/message-update); the rest only
+# while isDraft is true.
+ALWAYS_UPDATABLE = {"isRead", "categories", "flag", "importance", "inferenceClassification",
+                    "isDeliveryReceiptRequested", "isReadReceiptRequested"}
+DRAFT_UPDATABLE = {"subject", "body", "from", "sender", "toRecipients", "ccRecipients",
+                   "bccRecipients", "replyTo", "internetMessageId", "internetMessageHeaders"}
+_JSON_CREATE = DRAFT_UPDATABLE | ALWAYS_UPDATABLE | {
+    "singleValueExtendedProperties", "multiValueExtendedProperties", "@odata.type",
+    "attachments", "receivedDateTime", "sentDateTime", "isDraft"}
+_FLAG_STATUSES = {"notFlagged", "flagged", "complete"}
+_IMPORTANCE = {"low", "normal", "high"}
+
+
+def decode_mime(text: bytes) -> bytes:
+    """Decode a base64 MIME request body or raise 400 ErrorMimeContentInvalidBase64String."""
+    try:
+        raw = base64.b64decode(b"".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
+                         "Invalid base64 string for MIME content.") from exc
+    if not raw.strip():
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
+                         "Invalid base64 string for MIME content.")
+    return raw
+
+
+def _base(mailbox: str, folder_id: str) -> dict[str, Any]:
+    now = now_iso()
+    return {
+        "createdDateTime": now, "lastModifiedDateTime": now, "categories": [],
+        "importance": "normal", "flag": {"flagStatus": "notFlagged"},
+        "inferenceClassification": "focused", "isReadReceiptRequested": False,
+        "isDeliveryReceiptRequested": False, "ccRecipients": [], "bccRecipients": [],
+        "replyTo": [], "internetMessageHeaders": [],
+    }
+
+
+def from_mime(mailbox: str, folder_id: str, raw: bytes, *, imported: bool) -> StoredMessage:
+    """Return the stored form of a MIME create (draft) or importMime (delivered) item."""
+    props = _base(mailbox, folder_id)
+    parsed, received = properties_from_mime(raw)
+    props.update(parsed)
+    if imported:
+        props.update(isDraft=False, isRead=False,
+                     receivedDateTime=iso(received) if received else props["createdDateTime"])
+    else:
+        props.update(isDraft=True, isRead=True, receivedDateTime=props["createdDateTime"])
+    props["size"] = len(raw)
+    return StoredMessage(new_id("m"), mailbox, folder_id, raw, imported, props)
+
+
+def _extended(body: dict[str, Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for prop in body.get("singleValueExtendedProperties") or []:
+        if not isinstance(prop, dict) or "id" not in prop or "value" not in prop:
+            raise GraphError(400, "RequestBodyRead",
+                             "singleValueExtendedProperties entries need 'id' and 'value'.")
+        values[" ".join(str(prop["id"]).split()).lower()] = str(prop["value"])
+    return values
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    flag = body.get("flag")
+    if flag is not None and (not isinstance(flag, dict)
+                             or flag.get("flagStatus", "notFlagged") not in _FLAG_STATUSES):
+        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'flag'.")
+    if "importance" in body and body["importance"] not in _IMPORTANCE:
+        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'importance'.")
+    if "categories" in body and not (isinstance(body["categories"], list)
+                                     and all(isinstance(c, str) for c in body["categories"])):
+        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'categories'.")
+    for header in body.get("internetMessageHeaders") or []:
+        name = str(header.get("name", "")) if isinstance(header, dict) else ""
+        # Graph accepts only custom headers here (research m365.md A1b).
+        if not name.lower().startswith("x-"):
+            raise GraphError(400, "InvalidInternetMessageHeader",
+                             f"The internet message header name '{name}' should start with 'x-' or 'X-'.")
+
+
+def from_json(mailbox: str, folder_id: str, body: dict[str, Any]) -> StoredMessage:
+    """Return the stored form of a JSON create, honouring extended properties."""
+    unknown = set(body) - _JSON_CREATE
+    if unknown:
+        raise GraphError(400, "RequestBodyRead", f"The property '{sorted(unknown)[0]}' does not "
+                         "exist on type 'microsoft.graph.message'.")
+    _check_common(body)
+    props = _base(mailbox, folder_id)
+    for key in DRAFT_UPDATABLE | ALWAYS_UPDATABLE:
+        if key in body:
+            props[key] = body[key]
+    props.setdefault("subject", "")
+    props.setdefault("body", {"contentType": "text", "content": ""})
+    props.setdefault("toRecipients", [])
+    props.setdefault("from", None)
+    props.setdefault("sender", props.get("from"))
+    ext = _extended(body)
+    try:
+        flags = int(ext["integer 0x0e07"], 0) if "integer 0x0e07" in ext else None
+        received = parse_iso(ext["systemtime 0x0e06"]) if "systemtime 0x0e06" in ext else None
+        sent = parse_iso(ext["systemtime 0x0039"]) if "systemtime 0x0039" in ext else None
+    except ValueError as exc:
+        raise GraphError(400, "ErrorInvalidExtendedPropertyValue",
+                         "The extended property value is invalid.") from exc
+    if flags is None:
+        props["isDraft"] = True
+        props.setdefault("isRead", True)
+    else:
+        props["isDraft"] = bool(flags & MSGFLAG_UNSENT)
+        props.setdefault("isRead", bool(flags & MSGFLAG_READ))
+    props["receivedDateTime"] = iso(received) if received else props["createdDateTime"]
+    props["sentDateTime"] = iso(sent) if sent else (
+        None if props["isDraft"] else props["receivedDateTime"])
+    props.setdefault("internetMessageId", f"<{new_id('i')[4:30]}@sim.mailtrek.test>")
+    props["hasAttachments"] = False
+    props["extendedProperties"] = {k: v for k, v in ext.items()}
+    message = StoredMessage(new_id("m"), mailbox, folder_id, None, False, props)
+    props["size"] = len(synthesise_mime(props, []))
+    return message
+
+
+def apply_patch(message: StoredMessage, body: dict[str, Any]) -> dict[str, Any]:
+    """Return the message's properties after a PATCH; raise 400 for a refused change."""
+    _check_common(body)
+    props = dict(message.props)
+    for key, value in body.items():
+        if key in ALWAYS_UPDATABLE:
+            props[key] = value
+        elif key in DRAFT_UPDATABLE:
+            if not props.get("isDraft"):
+                # EWS/Exchange error name for changing a sent (non-draft) item.
+                raise GraphError(400, "ErrorInvalidPropertyUpdateSentMessage",
+                                 f"Update of property '{key}' is not allowed on a sent message; "
+                                 "it is updatable only if isDraft = true.")
+            props[key] = value
+        else:
+            raise GraphError(400, "RequestBodyRead", f"The property '{key}' does not exist on "
+                             "type 'microsoft.graph.message' or is read-only.")
+    props["lastModifiedDateTime"] = now_iso()
+    return props
+
+
+def render(message: StoredMessage, version: str) -> dict[str, Any]:
+    """Render a stored message as a Graph message resource."""
+    props = {k: v for k, v in message.props.items() if k not in ("size", "extendedProperties")}
+    etag = 'W/"CQAAABYAAAA' + message.id[-12:] + '"'
+    body: dict[str, Any] = {"@odata.etag": etag, "id": message.id}
+    body.update(props)
+    body.update(parentFolderId=message.folder_id, changeKey=etag[3:-1],
+                conversationId="AAQk" + message.id[4:24], webLink="")
+    body.setdefault("bodyPreview", "")
+    return body
+
+
+def size_property(message: StoredMessage) -> dict[str, str]:
+    """Return PidTagMessageSize as the extended property Graph exposes (Integer 0x0E08)."""
+    return {"id": "Integer 0x0E08", "value": str(message.props.get("size", 0))}
+
+
+def utc_now() -> dt.datetime:
+    """Return now in UTC (for upload-session expiry)."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,132 @@
+"""Read Graph message properties out of MIME, and write MIME for JSON-created messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
+from typing import Any
+
+_PARSER = BytesParser(policy=policy.default)
+
+
+def iso(moment: dt.datetime) -> str:
+    """Format an instant the way Graph does: UTC, seconds, trailing Z."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso() -> str:
+    """Return the current instant in Graph's format."""
+    return iso(dt.datetime.now(dt.UTC))
+
+
+def parse_iso(value: str) -> dt.datetime:
+    """Parse an ISO-8601 instant (``Z`` or offset); naive values are taken as UTC."""
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _recipients(value: str | None) -> list[dict[str, Any]]:
+    if not value:
+        return []
+    return [
+        {"emailAddress": {"name": name or addr, "address": addr}}
+        for name, addr in getaddresses([str(value)])
+        if addr
+    ]
+
+
+def received_instant(msg: EmailMessage) -> dt.datetime | None:
+    """Return the date of the topmost Received header, else the Date header.
+
+    The topmost Received header is the last hop, i.e. when the source server accepted the
+    message, which is what an IMAP INTERNALDATE usually records.
+    """
+    for received in msg.get_all("Received") or []:
+        _, _, stamp = str(received).rpartition(";")
+        moment = _date(stamp.strip())
+        if moment:
+            return moment
+        break
+    return _date(msg.get("Date"))
+
+
+def properties_from_mime(raw: bytes) -> tuple[dict[str, Any], dt.datetime | None]:
+    """Return (Graph properties, received instant from headers) of a MIME message."""
+    msg = _PARSER.parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    sender = _recipients(msg.get("From"))
+    sent = _date(msg.get("Date"))
+    has_attachments = any(part.is_attachment() for part in msg.walk())
+    body_part = msg.get_body(preferencelist=("html", "plain"))
+    content, content_type = "", "text"
+    if body_part is not None:
+        try:
+            content = str(body_part.get_content())
+        except (LookupError, ValueError):
+            content = ""
+        content_type = "html" if body_part.get_content_subtype() == "html" else "text"
+    message_id = msg.get("Message-ID")
+    props: dict[str, Any] = {
+        "subject": str(msg.get("Subject", "")),
+        "internetMessageId": str(message_id).strip() if message_id else None,
+        "from": sender[0] if sender else None,
+        "sender": sender[0] if sender else None,
+        "toRecipients": _recipients(msg.get("To")),
+        "ccRecipients": _recipients(msg.get("Cc")),
+        "bccRecipients": _recipients(msg.get("Bcc")),
+        "replyTo": _recipients(msg.get("Reply-To")),
+        "sentDateTime": iso(sent) if sent else None,
+        "hasAttachments": has_attachments,
+        "internetMessageHeaders": [{"name": k, "value": str(v)} for k, v in msg.items()],
+        "body": {"contentType": content_type, "content": content},
+        "bodyPreview": " ".join(content.split())[:255] if content_type == "text" else "",
+    }
+    return props, received_instant(msg)
+
+
+def _address(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return ""
+    email = entry.get("emailAddress", {})
+    name, addr = email.get("name"), email.get("address", "")
+    return f"{name} <{addr}>" if name and name != addr else addr
+
+
+def synthesise_mime(props: dict[str, Any], attachments: list[tuple[dict[str, Any], bytes]]) -> bytes:
+    """Build a MIME message from Graph properties, as Exchange does for non-MIME items."""
+    msg = EmailMessage(policy=policy.SMTP)
+    if props.get("from"):
+        msg["From"] = _address(props["from"])
+    for header, key in (("To", "toRecipients"), ("Cc", "ccRecipients")):
+        if props.get(key):
+            msg[header] = ", ".join(_address(r) for r in props[key])
+    msg["Subject"] = props.get("subject") or ""
+    stamp = props.get("sentDateTime") or props.get("receivedDateTime")
+    if stamp:
+        msg["Date"] = format_datetime(parse_iso(stamp))
+    if props.get("internetMessageId"):
+        msg["Message-ID"] = props["internetMessageId"]
+    for header in props.get("internetMessageHeaders") or []:
+        msg[header["name"]] = header["value"]
+    body = props.get("body") or {}
+    subtype = "html" if str(body.get("contentType", "text")).lower() == "html" else "plain"
+    msg.set_content(body.get("content") or "", subtype=subtype)
+    for meta, content in attachments:
+        ctype = meta.get("contentType") or "application/octet-stream"
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream",
+                           filename=meta.get("name") or "attachment")
+    return msg.as_bytes()
