@@ -133,6 +133,7 @@ class Runner:
         self.notifier = notifier or Notifier.from_home(home)
         self.lease = timedelta(seconds=lease_seconds or float(os.environ.get(LEASE_ENV, DEFAULT_LEASE)))
         self.poll = poll_seconds
+        self.retry_delay = 2.0  # seconds, times the attempt number
         self.owner = owner or new_owner()
         self.stopping = asyncio.Event()
         self._tasks: dict[tuple[str, str], tuple[asyncio.Task[None], Due]] = {}
@@ -233,7 +234,7 @@ class Runner:
             except MailtrekError as e:
                 if not e.retryable or attempt == RETRIES:
                     raise
-                delay = 2.0 * (attempt + 1)
+                delay = self.retry_delay * (attempt + 1)
                 log.warning("%s/%s: %s; retrying in %.0fs", job.batch.name, job.email,
                             redact(str(e)), delay)
                 await asyncio.sleep(delay)
