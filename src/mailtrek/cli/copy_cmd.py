@@ -1,9 +1,223 @@
-"""Commands of this group (being written)."""
+"""``mailtrek copy`` and ``mailtrek verify``: one mailbox, from the command line."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from mailtrek.cli.common import fail_on_error, home_dir, read_secret
+from mailtrek.cli.progress import ProgressView
+from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
+from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.stores.opener import OpenOptions, open_store
+from mailtrek.stores.url import StoreAddress, parse_address
+from mailtrek.sync.engine import copy_mailbox
+from mailtrek.sync.filters import parse_date, parse_size
+from mailtrek.sync.options import DEFAULT_MAX_ITEMS, CopyOptions, CopyReport
+from mailtrek.sync.report import plan_lines, report_dict, summary_line
+from mailtrek.sync.verify import verify_mailbox
+
+SourceArg = Annotated[str, typer.Argument(help="imaps://USER@HOST[:PORT], imap+starttls://..., imap://...")]
+DestArg = Annotated[str, typer.Argument(help="imaps://..., imap+starttls://..., imap://..., "
+                                             "m365://USER@DOMAIN or m365+imap://USER@DOMAIN")]
+Include = Annotated[list[str] | None, typer.Option("--include", help="folder glob to copy (repeat)")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="folder glob to leave out (repeat)")]
+Since = Annotated[str | None, typer.Option("--since", help="only messages received on/after DATE")]
+Before = Annotated[str | None, typer.Option("--before", help="only messages received before DATE")]
+MaxSize = Annotated[str, typer.Option("--max-size", help="skip (and report) larger messages")]
+CaFile = Annotated[Path | None, typer.Option("--ca-file", help="trust this CA (PEM) for TLS")]
+JsonReport = Annotated[Path | None, typer.Option("--json-report", help="write the report as JSON")]
+SrcPw = Annotated[Path | None, typer.Option("--source-password-file", help="file holding the source password")]
+DstPw = Annotated[Path | None, typer.Option("--dest-password-file", help="file holding the destination password")]
+SrcTok = Annotated[Path | None, typer.Option("--source-token-file", help="OAuth access token for the source")]
+DstTok = Annotated[Path | None, typer.Option("--dest-token-file", help="OAuth access token for the destination")]
+Conns = Annotated[int, typer.Option("--connections", min=1, max=16, help="connections per side")]
+Authority = Annotated[str | None, typer.Option("--m365-authority", help="identity authority URL (https)")]
+GraphUrl = Annotated[str | None, typer.Option("--graph-url", help="Microsoft Graph root URL")]
+DestRoot = Annotated[str | None, typer.Option("--dest-root", help="put every non-special folder under this folder")]
+ImapHost = Annotated[str | None, typer.Option("--m365-imap-host", help="HOST[:PORT] for m365+imap (default outlook.office365.com:993)")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``copy`` and ``verify`` to ``app``."""
+    app.command("copy")(copy)
+    app.command("verify")(verify)
+
+
+def copy(
+    source: SourceArg,
+    dest: DestArg,
+    state: Annotated[Path | None, typer.Option("--state", help="state database (SQLite path or URL)")] = None,
+    include: Include = None,
+    exclude: Exclude = None,
+    since: Since = None,
+    before: Before = None,
+    max_size: MaxSize = "35MB",
+    max_items: Annotated[int, typer.Option("--max-items", help="newest messages kept per mailbox")] = DEFAULT_MAX_ITEMS,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="read only; print the plan")] = False,
+    no_flags: Annotated[bool, typer.Option("--no-flag-sync", help="do not re-sync flags of copied messages")] = False,
+    ca_file: CaFile = None,
+    json_report: JsonReport = None,
+    source_password_file: SrcPw = None,
+    dest_password_file: DstPw = None,
+    source_token_file: SrcTok = None,
+    dest_token_file: DstTok = None,
+    connections: Conns = 4,
+    m365_authority: Authority = None,
+    graph_url: GraphUrl = None,
+    dest_root: DestRoot = None,
+    m365_imap_host: ImapHost = None,
+) -> None:
+    """Copy every message of one mailbox to another, exactly once.
+
+    Re-run it at any time: what is already there is skipped, flag changes are synced.
+    Exit 0 when every selected message is on the destination, 1 when some were skipped
+    or failed (listed in the report), 2 usage, 3 authentication, 4 connection.
+    """
+    with fail_on_error():
+        options = CopyOptions(
+            include=include or [], exclude=exclude or [],
+            since=parse_date(since) if since else None,
+            before=parse_date(before) if before else None,
+            max_size=parse_size(max_size), max_items=max_items, dry_run=dry_run,
+            sync_flags=not no_flags, connections=connections,
+            dest_root=tuple(p for p in (dest_root or "").split("/") if p),
+        )
+        src_addr, dst_addr = parse_address(source), parse_address(dest)
+        if not src_addr.is_imap:
+            raise UsageError("the source must be an IMAP address")
+        src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
+                                               source_token_file, ca_file, connections, True))
+        dst = open_store(dst_addr, _open_opts(
+            "dest", dst_addr, dest_password_file, dest_token_file, ca_file, connections, False,
+            m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
+            max_size=options.max_size, m365_imap_host=m365_imap_host))
+        engine = open_engine(state or home_dir() / "copy-state.db")
+        key = f"{src_addr.display()} -> {dst_addr.display()}"
+        report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options))
+        report.source, report.destination = src_addr.display(), dst_addr.display()
+        _finish(report, json_report)
+        raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
+
+
+async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions) -> CopyReport:
+    view = ProgressView(enabled=sys.stderr.isatty())
+    try:
+        await asyncio.gather(src.connect(), dst.connect())
+        with view:
+            return await copy_mailbox(src, dst, state, options, progress=view.event)
+    finally:
+        await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
+
+
+def verify(
+    source: SourceArg,
+    dest: DestArg,
+    include: Include = None,
+    exclude: Exclude = None,
+    since: Since = None,
+    before: Before = None,
+    max_size: MaxSize = "35MB",
+    ca_file: CaFile = None,
+    json_report: JsonReport = None,
+    source_password_file: SrcPw = None,
+    dest_password_file: DstPw = None,
+    source_token_file: SrcTok = None,
+    dest_token_file: DstTok = None,
+    connections: Conns = 4,
+    m365_authority: Authority = None,
+    graph_url: GraphUrl = None,
+    dest_root: DestRoot = None,
+    m365_imap_host: ImapHost = None,
+) -> None:
+    """Compare both sides message by message; list what is missing, different or extra.
+
+    Exit 0 only when nothing selected is missing or different.
+    """
+    with fail_on_error():
+        options = CopyOptions(
+            include=include or [], exclude=exclude or [],
+            since=parse_date(since) if since else None,
+            before=parse_date(before) if before else None,
+            max_size=parse_size(max_size), connections=connections,
+            dest_root=tuple(p for p in (dest_root or "").split("/") if p),
+        )
+        src_addr, dst_addr = parse_address(source), parse_address(dest)
+        src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
+                                               source_token_file, ca_file, connections, True))
+        dst = open_store(dst_addr, _open_opts(
+            "dest", dst_addr, dest_password_file, dest_token_file, ca_file, connections, True,
+            m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
+            max_size=options.max_size, m365_imap_host=m365_imap_host))
+
+        async def run() -> dict[str, Any]:
+            try:
+                await asyncio.gather(src.connect(), dst.connect())
+                return await verify_mailbox(src, dst, options)
+            finally:
+                await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
+
+        result = asyncio.run(run())
+        result["source"], result["destination"] = src_addr.display(), dst_addr.display()
+        if json_report:
+            json_report.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+        t = result["totals"]
+        typer.echo(
+            f"verify: {t['source']} source, {t['matched']} matched, {t['missing']} missing, "
+            f"{t['different']} different, {t['extra']} extra on the destination"
+        )
+        for item in result["problems"][:50]:
+            typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
+                       f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())
+        raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+def _open_opts(
+    side: str, addr: StoreAddress, pw_file: Path | None, tok_file: Path | None,
+    ca_file: Path | None, connections: int, readonly: bool, **m365: Any,
+) -> OpenOptions:
+    env = "MAILTREK_SOURCE_PASSWORD" if side == "source" else "MAILTREK_DEST_PASSWORD"
+    password = read_secret(pw_file, env) if addr.is_imap and addr.auth not in (
+        "xoauth2", "oauthbearer") else None
+    token = read_secret(tok_file, "MAILTREK_SOURCE_TOKEN" if side == "source"
+                        else "MAILTREK_DEST_TOKEN", required=False)
+    opts = OpenOptions(password=password, token=token, ca_file=str(ca_file) if ca_file else None,
+                       connections=connections, readonly=readonly, label=side)
+    if addr.is_m365:
+        from mailtrek.stores.m365 import GraphOptions, TenantConfig
+
+        opts.tenant = TenantConfig.from_env(
+            authority=m365.get("m365_authority"), graph_url=m365.get("graph_url"),
+            ca_file=ca_file)
+        gopts: dict[str, Any] = {"dest_root": m365.get("dest_root") or ()}
+        if m365.get("max_size"):
+            gopts["max_message_size"] = min(int(m365["max_size"]), 150 * 1024 * 1024)
+        opts.graph_options = GraphOptions(**gopts)
+        host = m365.get("m365_imap_host")
+        if host:
+            h, _, p = host.partition(":")
+            opts.m365_imap_host, opts.m365_imap_port = h, int(p or 993)
+    return opts
+
+
+def _finish(report: CopyReport, json_report: Path | None) -> None:
+    if json_report:
+        json_report.write_text(json.dumps(report_dict(report), indent=2, ensure_ascii=False)
+                               + "\n", encoding="utf-8")
+    typer.echo(summary_line(report))
+    if report.dry_run:
+        for line in plan_lines(report):
+            typer.echo(line)
+    for s in report.skipped[:50]:
+        typer.echo(f"  skipped: {s.folder} uid {s.uid} ({s.size} bytes, {s.date or '-'}): "
+                   f"{s.subject or '(no subject)'}: {s.reason}")
+    if len(report.skipped) > 50:
+        typer.echo(f"  ... and {len(report.skipped) - 50} more (see --json-report)")
+    for e in report.errors:
+        typer.echo(f"  error: {e}")

@@ -1,15 +1,50 @@
-"""Copy one mailbox: list both sides, plan, execute, record. (Being written.)"""
+"""Copy one mailbox: list both sides, plan every folder, execute, record.
+
+The run is idempotent: a folder whose source status (UIDVALIDITY, UIDNEXT, message
+count, HIGHESTMODSEQ) is unchanged since a complete pass costs nothing but its line in
+one LIST. Retryable failures (a dropped connection, a throttled service) re-plan the
+affected folders, up to ``ATTEMPTS`` times with back-off; re-planning is what makes a
+lost APPEND answer harmless (see ``planner``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from mailtrek.state.db import MailboxState
+from mailtrek.errors import MailtrekError, QuotaExceededError, StoreError, TransientError
+from mailtrek.model import FolderInfo, MessageMeta
+from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.sync.options import CopyOptions, CopyReport
+from mailtrek.sync.executor import execute_folder
+from mailtrek.sync.filters import folder_selected
+from mailtrek.sync.mapping import FolderMapping, map_folders
+from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
+from mailtrek.sync.planner import FolderPlan, limit_items, plan_folder
 
-# progress(event, **fields): "folder" (name, total, bytes), "message" (folder, size), "done"
+log = logging.getLogger("mailtrek.sync")
+
+# progress(event, **fields): "plan" (folders, messages, bytes), "folder" (name),
+# "message" (size), "done"
 ProgressCallback = Callable[..., None]
+
+ATTEMPTS = 5
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One folder's analysis: everything the executor needs."""
+
+    mapping: FolderMapping
+    source: FolderInfo
+    fstate: FolderState
+    dest: FolderInfo | None
+    plan: FolderPlan
+    report: FolderReport
 
 
 async def copy_mailbox(
@@ -22,8 +57,269 @@ async def copy_mailbox(
 ) -> CopyReport:
     """Copy every selected message of ``source`` to ``dest`` exactly once.
 
-    Idempotent: a re-run copies only what is missing and re-syncs changed flags.
-    Raises AuthenticationError/ConnectionFailedError for problems that stop the
-    whole mailbox; per-item problems end up in ``CopyReport.skipped``.
+    Both stores must be connected. Idempotent: a re-run copies only what is missing
+    and re-syncs changed flags. Raises AuthenticationError/ConnectionFailedError (and
+    QuotaExceededError) for problems that stop the whole mailbox; per-item problems
+    end up in ``CopyReport.skipped``.
     """
-    raise NotImplementedError
+    emit = progress or (lambda *a, **k: None)
+    report = CopyReport(source="", destination="", started=datetime.now(UTC),
+                        dry_run=options.dry_run)
+    reports: dict[tuple[str, ...], FolderReport] = {}
+    skipped: dict[tuple[tuple[str, ...], int], SkippedItem] = {}
+    retry: set[tuple[str, ...]] | None = None  # None: every folder
+    for attempt in range(ATTEMPTS):
+        try:
+            unfinished = await _pass(source, dest, state, options, reports, skipped, retry,
+                                     emit, first=attempt == 0)
+        except TransientError as e:
+            unfinished = None
+            last: MailtrekError = e
+            log.warning("pass %d failed: %s; retrying", attempt + 1, e)
+        else:
+            if not unfinished:
+                break
+            last = TransientError(f"{len(unfinished)} folder(s) hit a retryable failure")
+            retry = unfinished
+        if attempt + 1 < ATTEMPTS:
+            await asyncio.sleep(BACKOFF[attempt])
+    else:
+        report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
+    state.flush()
+    report.folders = list(reports.values())
+    report.skipped = sorted(skipped.values(), key=lambda s: (s.folder, s.uid))
+    report.finished = datetime.now(UTC)
+    emit("done")
+    return report
+
+
+async def _pass(
+    source: SourceStore,
+    dest: DestinationStore,
+    state: MailboxState,
+    options: CopyOptions,
+    reports: dict[tuple[str, ...], FolderReport],
+    skipped: dict[tuple[tuple[str, ...], int], SkippedItem],
+    only: set[tuple[str, ...]] | None,
+    emit: ProgressCallback,
+    *,
+    first: bool,
+) -> set[tuple[str, ...]]:
+    """One planning + execution pass. Returns the folders that need another pass."""
+    src_folders, dest_folders = await asyncio.gather(source.list_folders(), dest.list_folders())
+    mappings = [
+        m for m in map_folders(src_folders, dest.features, dest_root=options.dest_root)
+        if folder_selected(m.source, options.include, options.exclude)
+        and (only is None or m.source.path in only)
+    ]
+    fstates = state.folder_states()
+    max_size = _min(options.max_size, dest.features.max_message_size)
+
+    # Analyse folders concurrently (each needs a source connection for its listing).
+    sem = asyncio.Semaphore(max(1, options.connections))
+
+    async def analyse(m: FolderMapping) -> _Work:
+        async with sem:
+            return await _analyse(source, dest, state, m, fstates, dest_folders, options, max_size)
+
+    works = list(await asyncio.gather(*(analyse(m) for m in mappings)))
+    recorded_total = state.count()
+    limit_items([w.plan for w in works], options.max_items, recorded_total)
+    for w in works:
+        reports[w.source.path] = _merge(reports.get(w.source.path), w)
+        for meta, reason in w.plan.skip:
+            skipped[(w.source.path, meta.uid)] = _skipped(w.source, meta, reason)
+    if first:
+        emit("plan", folders=len(works), messages=sum(len(w.plan.copy) for w in works),
+             bytes=sum(w.plan.copy_bytes for w in works))
+    if options.dry_run:
+        return set()
+
+    unfinished: set[tuple[str, ...]] = set()
+    for w in works:
+        if w.plan.empty:
+            _mark_complete(state, w)
+            continue
+        emit("folder", name=w.source.display, messages=len(w.plan.copy))
+        if w.dest is None:
+            try:
+                w.dest = await dest.ensure_folder(w.mapping.dest_path, w.mapping.special_use)
+            except StoreError as e:
+                w.report.error = str(e)
+                w.report.failed += len(w.plan.copy)
+                continue
+            w.report.destination = w.dest.display
+        outcome = await execute_folder(
+            source, dest, w.source, w.dest, w.plan, state,
+            slices=max(1, options.connections),
+            on_message=lambda size: emit("message", size=size),
+        )
+        r = w.report
+        r.copied += outcome.copied
+        r.adopted += outcome.adopted
+        r.bytes_copied += outcome.bytes
+        r.flags_updated += outcome.flags_updated
+        for msg, reason in outcome.rejected:
+            subject = msg.extra.get("subject")
+            skipped[(w.source.path, msg.uid)] = SkippedItem(
+                folder=w.source.display, uid=msg.uid,
+                subject=subject if isinstance(subject, str) else None,
+                date=msg.internaldate.isoformat() if msg.internaldate else None,
+                size=int(msg.extra.get("size", 0) or 0),  # type: ignore[call-overload]
+                reason=reason,
+            )
+        if outcome.transient is not None or outcome.in_doubt:
+            unfinished.add(w.source.path)
+            continue
+        if not outcome.rejected:
+            _mark_complete(state, w)
+    _recount(reports, skipped)
+    return unfinished
+
+
+async def _analyse(
+    source: SourceStore,
+    dest: DestinationStore,
+    state: MailboxState,
+    m: FolderMapping,
+    fstates: dict[tuple[str, ...], FolderState],
+    dest_folders: list[FolderInfo],
+    options: CopyOptions,
+    max_size: int | None,
+) -> _Work:
+    src = m.source
+    fs = fstates.get(src.path) or FolderState(src_path=src.path)
+    dest_folder = _find_dest(dest, dest_folders, m)
+    report = FolderReport(source=src.display,
+                          destination=dest_folder.display if dest_folder else "/".join(m.dest_path))
+    if fs.src_uidvalidity is not None and fs.src_uidvalidity != src.uidvalidity:
+        # The folder was recreated on the source: match again by fingerprint.
+        state.forget_folder(src.path, fs.src_uidvalidity)
+        fs = FolderState(src_path=src.path)
+    if dest_folder and fs.dest_uidvalidity is not None and (
+            dest_folder.uidvalidity != fs.dest_uidvalidity):
+        state.forget_folder(src.path)  # destination ids are void
+        fs = FolderState(src_path=src.path)
+    if _unchanged(fs, src, dest_folder, options):
+        plan = FolderPlan(already=src.messages or 0, selected=src.messages or 0)
+        return _Work(m, src, fs, dest_folder, plan, report)
+
+    recorded = state.messages_of(src.path, src.uidvalidity)
+    listing = await source.list_messages(src)
+    pending = [x for x in listing if x.uid not in recorded or recorded[x.uid].status != "done"]
+    dest_unknown: list[MessageMeta] = []
+    if pending and dest_folder is not None and dest_folder.messages != 0:
+        dest_listing = await dest.list_messages(dest_folder)
+        known = _known_dest_ids(state, fstates, m, src, recorded)
+        unknown_ids = [d.uid for d in dest_listing if (d.store_id or str(d.uid)) not in known]
+        if unknown_ids:
+            if dest.features.kind == "imap":
+                dest_unknown = await dest.list_messages(dest_folder, fingerprints=True,
+                                                        uids=unknown_ids)
+            else:
+                dest_unknown = await dest.list_messages(dest_folder, fingerprints=True)
+                dest_unknown = [d for d in dest_unknown if (d.store_id or str(d.uid)) not in known]
+            fps = await source.list_messages(src, fingerprints=True, uids=[x.uid for x in pending])
+            by_uid = {x.uid: x for x in fps}
+            for x in pending:
+                f = by_uid.get(x.uid)
+                if f is not None:
+                    x.fingerprint, x.subject, x.message_id = f.fingerprint, f.subject, f.message_id
+    plan = plan_folder(listing, recorded, dest_unknown, options, max_size=max_size,
+                       exact_mime=dest.features.exact_mime, sync_flags=options.sync_flags)
+    if plan.skip and any(s.subject is None for s, _ in plan.skip):
+        subjects = await source.list_messages(src, fingerprints=True,
+                                              uids=[s.uid for s, _ in plan.skip])
+        by_uid = {x.uid: x.subject for x in subjects}
+        for s, _ in plan.skip:
+            s.subject = s.subject or by_uid.get(s.uid)
+    fs.src_uidvalidity = src.uidvalidity
+    return _Work(m, src, fs, dest_folder, plan, report)
+
+
+def _unchanged(fs: FolderState, src: FolderInfo, dest: FolderInfo | None,
+               options: CopyOptions) -> bool:
+    """True when a complete earlier pass saw this very source status."""
+    if not fs.complete or dest is None or src.uidvalidity is None:
+        return False
+    if fs.dest_uidvalidity != dest.uidvalidity:
+        return False
+    if src.highestmodseq is None and options.sync_flags:
+        return False  # without CONDSTORE flag changes are invisible in STATUS
+    return (fs.src_uidvalidity, fs.src_uidnext, fs.src_messages, fs.src_highestmodseq) == (
+        src.uidvalidity, src.uidnext, src.messages, src.highestmodseq)
+
+
+def _find_dest(dest: DestinationStore, folders: list[FolderInfo], m: FolderMapping
+               ) -> FolderInfo | None:
+    if m.special_use is not None:
+        for f in folders:
+            if f.special_use == m.special_use and f.selectable:
+                return f
+    ci = dest.features.case_insensitive_names
+    want = tuple(p.lower() for p in m.dest_path) if ci else m.dest_path
+    for f in folders:
+        path = tuple(p.lower() for p in f.path) if ci else f.path
+        if path == want and f.selectable:
+            return f
+    return None
+
+
+def _known_dest_ids(state: MailboxState, fstates: dict[tuple[str, ...], FolderState],
+                    m: FolderMapping, src: FolderInfo, recorded: dict) -> set[str]:  # type: ignore[type-arg]
+    """Destination ids that state knows, for every source folder mapped to this one."""
+    known = {r.dest_id for r in recorded.values() if r.dest_id}
+    for path, fs in fstates.items():
+        if path != src.path and fs.dest_path == m.dest_path:
+            known |= {r.dest_id for r in state.messages_of(path, fs.src_uidvalidity).values()
+                      if r.dest_id}
+    return known
+
+
+def _mark_complete(state: MailboxState, w: _Work) -> None:
+    fs = w.fstate
+    fs.src_uidvalidity = w.source.uidvalidity
+    fs.src_uidnext = w.source.uidnext
+    fs.src_messages = w.source.messages
+    fs.src_highestmodseq = w.source.highestmodseq
+    if w.dest is not None:
+        fs.dest_path = w.mapping.dest_path
+        fs.dest_uidvalidity = w.dest.uidvalidity
+        fs.dest_store_id = w.dest.store_id
+    fs.complete = not w.plan.skip and w.dest is not None
+    state.save_folder(fs)
+
+
+def _merge(prev: FolderReport | None, w: _Work) -> FolderReport:
+    r = w.report
+    r.selected = w.plan.selected
+    r.already = w.plan.already
+    r.planned = len(w.plan.copy)
+    r.planned_bytes = w.plan.copy_bytes
+    if prev is not None:  # a retry pass: keep what earlier passes did
+        r.copied, r.adopted = prev.copied, prev.adopted
+        r.bytes_copied, r.flags_updated = prev.bytes_copied, prev.flags_updated
+        r.already = max(0, r.already - prev.copied - prev.adopted)
+    return r
+
+
+def _recount(reports: dict[tuple[str, ...], FolderReport],
+             skipped: dict[tuple[tuple[str, ...], int], SkippedItem]) -> None:
+    for path, r in reports.items():
+        r.skipped = sum(1 for (p, _u) in skipped if p == path)
+
+
+def _skipped(folder: FolderInfo, meta: MessageMeta, reason: str) -> SkippedItem:
+    return SkippedItem(
+        folder=folder.display, uid=meta.uid, subject=meta.subject,
+        date=meta.internaldate.isoformat() if meta.internaldate else None,
+        size=meta.size, reason=reason,
+    )
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    vals = [x for x in (a, b) if x is not None]
+    return min(vals) if vals else None
+
+
+__all__ = ["ProgressCallback", "QuotaExceededError", "copy_mailbox"]

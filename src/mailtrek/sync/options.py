@@ -51,6 +51,8 @@ class FolderReport:
     failed: int = 0
     flags_updated: int = 0
     bytes_copied: int = 0
+    planned: int = 0  # messages the last plan meant to copy (what --dry-run shows)
+    planned_bytes: int = 0
     error: str | None = None
 
 

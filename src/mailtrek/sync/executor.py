@@ -1,0 +1,205 @@
+"""Carry out one folder's plan: stream bodies from the source into the destination.
+
+Several source connections each FETCH a slice of the folder; every message is handed
+to the destination as soon as it has arrived, without waiting for earlier APPENDs to
+be answered (the destination store pipelines them). A byte window bounds memory.
+Copy first, record second: a message is recorded only once the destination confirmed
+it. A lost answer leaves the message "in doubt"; the engine then plans the folder
+again, which finds it on the destination by fingerprint instead of copying it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailtrek.errors import QuotaExceededError, TransientError
+from mailtrek.model import FolderInfo, Message, MessageMeta, portable_flags
+from mailtrek.state.db import MailboxState, MessageState
+from mailtrek.stores.base import DestinationStore, SourceStore
+from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
+from mailtrek.sync.planner import FolderPlan
+
+log = logging.getLogger("mailtrek.sync")
+
+WINDOW_BYTES = 48 << 20  # bytes fetched but not yet confirmed by the destination
+
+
+@dataclass(slots=True)
+class FolderOutcome:
+    """What happened while executing one folder's plan."""
+
+    copied: int = 0
+    bytes: int = 0
+    adopted: int = 0
+    flags_updated: int = 0
+    rejected: list[tuple[Message, str]] = field(default_factory=list)
+    in_doubt: int = 0  # appends whose answer was lost
+    transient: Exception | None = None  # the first retryable failure, if any
+
+
+class _Window:
+    """An async byte budget: acquire before fetching on, release when confirmed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> None:
+        async with self._cond:
+            # A message bigger than the window still goes, alone.
+            await self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+async def execute_folder(
+    source: SourceStore,
+    dest: DestinationStore,
+    src_folder: FolderInfo,
+    dest_folder: FolderInfo,
+    plan: FolderPlan,
+    state: MailboxState,
+    *,
+    slices: int = 4,
+    on_message: Callable[[int], None] | None = None,
+) -> FolderOutcome:
+    """Run ``plan`` for one folder. Never raises for per-item or retryable problems.
+
+    Raises QuotaExceededError (mailbox full) and non-retryable store errors.
+    """
+    out = FolderOutcome()
+    uidv = src_folder.uidvalidity
+    if plan.adopt:
+        state.record(src_folder.path, uidv, [
+            MessageState(s.uid, d.store_id or str(d.uid), s.fingerprint, s.size,
+                         portable_flags(d.flags))
+            for s, d in plan.adopt
+        ])
+        out.adopted = len(plan.adopt)
+        # Adopted items carry the destination's flags; bring them in line with the source.
+        for s, d in plan.adopt:
+            want = portable_flags(s.flags)
+            if want != portable_flags(d.flags):
+                from mailtrek.stores.base import FlagChange
+
+                plan.flags.append((s.uid, FlagChange(d.store_id or str(d.uid), want)))
+    if plan.copy:
+        await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
+                    on_message)
+    if plan.flags and out.transient is None:
+        try:
+            await dest.set_flags(dest_folder, [c for _, c in plan.flags])
+        except TransientError as e:
+            out.transient = e
+        else:
+            sizes = {m.uid: m for m in plan.copy}
+            state.record(src_folder.path, uidv, [
+                MessageState(uid, c.dest_id, None, sizes[uid].size if uid in sizes else 0, c.flags)
+                for uid, c in plan.flags
+            ])
+            out.flags_updated = len(plan.flags)
+    state.flush()
+    return out
+
+
+async def _copy(
+    source: SourceStore,
+    dest: DestinationStore,
+    src_folder: FolderInfo,
+    dest_folder: FolderInfo,
+    todo: list[MessageMeta],
+    state: MailboxState,
+    out: FolderOutcome,
+    slices: int,
+    on_message: Callable[[int], None] | None,
+) -> None:
+    window = _Window(WINDOW_BYTES)
+    pending: set[asyncio.Task[None]] = set()
+    stop = asyncio.Event()
+    uidv = src_folder.uidvalidity
+
+    async def append_one(msg: Message) -> None:
+        try:
+            res = await dest.append(dest_folder, msg)
+        except QuotaExceededError:
+            stop.set()
+            raise
+        except TransientError as e:
+            out.in_doubt += 1
+            out.transient = out.transient or e
+            stop.set()
+            return
+        finally:
+            await window.release(msg.size)
+        if res.ok:
+            fp = fingerprint(msg.raw[:65536])
+            state.record(src_folder.path, uidv, [
+                MessageState(msg.uid, res.dest_id, fp, msg.size, portable_flags(msg.flags))
+            ])
+            out.copied += 1
+            out.bytes += msg.size
+            if on_message:
+                on_message(msg.size)
+        elif res.in_doubt:
+            out.in_doubt += 1
+        else:
+            out.rejected.append((_light(msg), res.error or "refused"))
+
+    async def run_slice(uids: list[int]) -> None:
+        try:
+            async for msg in source.fetch(src_folder, uids):
+                if stop.is_set():
+                    return
+                await window.acquire(msg.size)
+                t = asyncio.create_task(append_one(msg))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+        except TransientError as e:
+            out.transient = out.transient or e
+            stop.set()
+
+    groups = _slices(todo, max(1, slices))
+    results = await asyncio.gather(*(run_slice(g) for g in groups), return_exceptions=True)
+    while pending:
+        done = await asyncio.gather(*list(pending), return_exceptions=True)
+        results.extend(done)
+    for r in results:
+        if isinstance(r, BaseException):
+            if isinstance(r, TransientError):
+                out.transient = out.transient or r
+            else:
+                state.flush()
+                raise r
+
+
+def _slices(todo: list[MessageMeta], n: int) -> list[list[int]]:
+    """Cut the work into ``n`` interleaved slices of about equal bytes."""
+    if len(todo) <= 1 or n == 1:
+        return [[m.uid for m in todo]] if todo else []
+    # Deal messages round-robin in UID order in groups, so each slice streams steadily.
+    buckets: list[list[int]] = [[] for _ in range(n)]
+    sizes = [0] * n
+    for m in sorted(todo, key=lambda x: x.uid):
+        i = min(range(n), key=sizes.__getitem__)
+        buckets[i].append(m.uid)
+        sizes[i] += m.size
+    return [b for b in buckets if b]
+
+
+def _light(msg: Message) -> Message:
+    """Keep what a report needs of a refused message, not its body."""
+    head = msg.raw[:16384]
+    fields = parse_header_fields(head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
+    subj = fields.get("SUBJECT")
+    m = Message(uid=msg.uid, raw=b"", flags=msg.flags, internaldate=msg.internaldate)
+    m.extra["size"] = msg.size
+    m.extra["subject"] = subj.decode("utf-8", "replace") if subj else None
+    return m

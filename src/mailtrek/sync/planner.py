@@ -1,0 +1,115 @@
+"""Decide what to do for one folder. Pure: listings and state in, a plan out.
+
+The rules, in order, for every source message the filters select:
+1. recorded in state as done: nothing to copy; if its flags changed, a flag update;
+2. otherwise, matched by fingerprint to a destination message that state does not
+   know (an earlier run whose answer was lost, a lost state file, another tool): adopt
+   it, never copy it again. Matching counts copies, so two identical source messages
+   need two destination messages;
+3. too large for the destination: skip, with the reason;
+4. otherwise: copy.
+Applying a plan and planning again yields an empty plan (tested with Hypothesis).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from mailtrek.model import MessageMeta, portable_flags
+from mailtrek.state.db import MessageState
+from mailtrek.stores.base import FlagChange
+from mailtrek.sync.filters import message_date_selected
+from mailtrek.sync.options import CopyOptions
+
+
+@dataclass(slots=True)
+class FolderPlan:
+    """What to do for one folder."""
+
+    copy: list[MessageMeta] = field(default_factory=list)
+    adopt: list[tuple[MessageMeta, MessageMeta]] = field(default_factory=list)  # (src, dest)
+    flags: list[tuple[int, FlagChange]] = field(default_factory=list)  # (src uid, change)
+    skip: list[tuple[MessageMeta, str]] = field(default_factory=list)
+    already: int = 0  # selected messages known to be on the destination
+    selected: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.copy or self.adopt or self.flags)
+
+    @property
+    def copy_bytes(self) -> int:
+        return sum(m.size for m in self.copy)
+
+
+def plan_folder(
+    source: list[MessageMeta],
+    recorded: dict[int, MessageState],
+    dest_unknown: list[MessageMeta],
+    options: CopyOptions,
+    *,
+    max_size: int | None,
+    exact_mime: bool,
+    sync_flags: bool = True,
+) -> FolderPlan:
+    """Plan one folder.
+
+    ``source`` lists the source folder (fingerprints needed only on messages not in
+    ``recorded`` and only when ``dest_unknown`` is not empty). ``dest_unknown`` lists the
+    destination messages that state does not know, with fingerprints.
+    """
+    plan = FolderPlan()
+    pool: dict[tuple[str | None, int | None], list[MessageMeta]] = defaultdict(list)
+    for d in dest_unknown:
+        if d.fingerprint is not None:
+            pool[_key(d, exact_mime)].append(d)
+    for m in sorted(source, key=lambda x: x.uid):
+        if not message_date_selected(m, options.since, options.before):
+            continue
+        plan.selected += 1
+        rec = recorded.get(m.uid)
+        if rec is not None and rec.status == "done":
+            plan.already += 1
+            want = portable_flags(m.flags)
+            if sync_flags and rec.dest_id is not None and want != rec.flags:
+                plan.flags.append((m.uid, FlagChange(rec.dest_id, want, rec.flags)))
+            continue
+        if pool and m.fingerprint is not None:
+            candidates = pool.get(_key(m, exact_mime))
+            if candidates:
+                plan.adopt.append((m, candidates.pop(0)))
+                continue
+        if max_size is not None and m.size > max_size:
+            plan.skip.append((m, f"larger than the {_mb(max_size)} limit ({_mb(m.size)})"))
+            continue
+        plan.copy.append(m)
+    return plan
+
+
+def limit_items(plans: list[FolderPlan], max_items: int | None, recorded_total: int) -> None:
+    """Keep a mailbox under ``max_items``: skip the oldest planned copies beyond it."""
+    if max_items is None:
+        return
+    room = max_items - recorded_total - sum(len(p.adopt) for p in plans)
+    planned = [(m, p) for p in plans for m in p.copy]
+    if len(planned) <= max(room, 0):
+        return
+    planned.sort(key=lambda mp: (mp[0].internaldate is not None, mp[0].internaldate), reverse=True)
+    drop = {id(m) for m, _ in planned[max(room, 0):]}
+    for p in plans:
+        keep = []
+        for m in p.copy:
+            if id(m) in drop:
+                p.skip.append((m, f"over the {max_items:,} items per mailbox limit (newest kept)"))
+            else:
+                keep.append(m)
+        p.copy = keep
+
+
+def _key(m: MessageMeta, exact_mime: bool) -> tuple[str | None, int | None]:
+    return (m.fingerprint, m.size if exact_mime else None)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
