@@ -199,6 +199,29 @@ class MailboxState:
         if len(self._pending) >= 500:
             self.flush()
 
+    def update_flags(
+        self, src_path: tuple[str, ...], uidvalidity: int | None, items: Iterable[tuple[int, frozenset[str]]]
+    ) -> None:
+        """Remember the flags now on the destination for already recorded messages."""
+        self.flush()
+        rows = [{"u": uid, "f": " ".join(sorted(flags))} for uid, flags in items]
+        if not rows:
+            return
+        from sqlalchemy import bindparam, update
+
+        stmt = (
+            update(messages)
+            .where(messages.c.mailbox == self.mailbox, messages.c.src_path == path_key(src_path),
+                   messages.c.src_uidvalidity == (uidvalidity or 0),
+                   messages.c.src_uid == bindparam("u"))
+            .values(flags=bindparam("f"))
+        )
+        try:
+            with self.engine.begin() as c:
+                c.execute(stmt, rows)
+        except SQLAlchemyError as e:
+            raise StateError(f"cannot write state: {e.__class__.__name__}: {e}") from e
+
     def flush(self) -> None:
         """Write buffered message rows in one transaction."""
         if not self._pending:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from mailtrek.errors import QuotaExceededError, TransientError
 from mailtrek.model import FolderInfo, Message, MessageMeta, portable_flags
 from mailtrek.state.db import MailboxState, MessageState
-from mailtrek.stores.base import DestinationStore, SourceStore
+from mailtrek.stores.base import DestinationStore, FlagChange, SourceStore
 from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
 from mailtrek.sync.planner import FolderPlan
 
@@ -88,8 +88,6 @@ async def execute_folder(
         for s, d in plan.adopt:
             want = portable_flags(s.flags)
             if want != portable_flags(d.flags):
-                from mailtrek.stores.base import FlagChange
-
                 plan.flags.append((s.uid, FlagChange(d.store_id or str(d.uid), want)))
     if plan.copy:
         await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
@@ -100,11 +98,7 @@ async def execute_folder(
         except TransientError as e:
             out.transient = e
         else:
-            sizes = {m.uid: m for m in plan.copy}
-            state.record(src_folder.path, uidv, [
-                MessageState(uid, c.dest_id, None, sizes[uid].size if uid in sizes else 0, c.flags)
-                for uid, c in plan.flags
-            ])
+            state.update_flags(src_folder.path, uidv, [(uid, c.flags) for uid, c in plan.flags])
             out.flags_updated = len(plan.flags)
     state.flush()
     return out
