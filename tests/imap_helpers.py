@@ -1,0 +1,120 @@
+"""Small helpers the IMAP tests share: fresh users, loading and dumping mailboxes."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mailtrek.model import Message
+from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.stores.imap.connection import ConnectParams, Credentials
+from mailtrek.stores.imap.store import ImapSettings, ImapStore
+from mailtrek.sync.engine import copy_mailbox
+from mailtrek.sync.options import CopyOptions, CopyReport
+
+
+def new_user(inst: Any, prefix: str = "u") -> tuple[str, str]:
+    """Create a fresh user on a running DovecotInstance; return (login, password)."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    pw = f"pw-{uuid.uuid4().hex[:8]}"
+    login = inst.add_user(name, pw) or name
+    _wait_visible(inst, login, pw)
+    return login, pw
+
+
+def _wait_visible(inst: Any, login: str, pw: str) -> None:
+    """Dovecot re-reads its passwd-file at most once a second: wait until it has."""
+    import imaplib
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        c = imaplib.IMAP4("127.0.0.1", inst.port)
+        try:
+            c.login(login, pw)
+            c.logout()
+            return
+        except imaplib.IMAP4.error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            try:
+                c.shutdown()
+            except OSError:
+                pass
+
+
+def store(inst: Any, login: str, pw: str, *, readonly: bool = True, port: int | None = None,
+          connections: int = 4) -> ImapStore:
+    """An unconnected ImapStore for a user (plain IMAP on loopback)."""
+    params = ConnectParams("127.0.0.1", port or inst.port, "none", timeout=15)
+    return ImapStore(ImapSettings(params, Credentials(login, pw), connections=connections,
+                                  readonly=readonly))
+
+
+async def load(inst: Any, login: str, pw: str,
+               items: list[tuple[tuple[str, ...], bytes, frozenset[str], datetime | None]]) -> None:
+    """Create folders and APPEND messages (with flags and dates) as a seeding step."""
+    st = store(inst, login, pw, readonly=False)
+    await st.connect()
+    try:
+        folders = {}
+        for path, raw, flags, date in items:
+            if path not in folders:
+                folders[path] = await st.ensure_folder(path)
+            res = await st.append(folders[path], Message(uid=0, raw=raw, flags=flags,
+                                                          internaldate=date))
+            assert res.ok, res.error
+    finally:
+        await st.close()
+
+
+async def dump(inst: Any, login: str, pw: str) -> dict[tuple[str, ...], list[tuple[str, frozenset[str], datetime | None]]]:
+    """Every folder's messages as sorted (sha256, flags without \\Recent, date)."""
+    st = store(inst, login, pw)
+    await st.connect()
+    out: dict[tuple[str, ...], list[tuple[str, frozenset[str], datetime | None]]] = {}
+    try:
+        for f in await st.list_folders():
+            if not f.selectable:
+                continue
+            metas = await st.list_messages(f)
+            rows = []
+            async for m in st.fetch(f, [x.uid for x in metas]):
+                rows.append((hashlib.sha256(m.raw).hexdigest(),
+                             frozenset(x for x in m.flags if x != "\\Recent"), m.internaldate))
+            out[f.path] = sorted(rows, key=lambda r: (r[0], sorted(r[1])))
+    finally:
+        await st.close()
+    return out
+
+
+async def copy(src: tuple[Any, str, str], dst: tuple[Any, str, str], state_path: Path,
+               **options: Any) -> CopyReport:
+    """Run the engine from one Dovecot user to another."""
+    s = store(*src)
+    d = store(*dst, readonly=False)
+    await s.connect()
+    await d.connect()
+    try:
+        state = MailboxState(open_engine(state_path), "test")
+        return await copy_mailbox(s, d, state, CopyOptions(**options))
+    finally:
+        await s.close()
+        await d.close()
+
+
+def corpus_files(corpus_dir: Path | None) -> list[tuple[str, bytes, str]]:
+    """(name, bytes, sha256) of every corpus message listed in MANIFEST.tsv."""
+    if corpus_dir is None:
+        return []
+    rows = []
+    lines = (corpus_dir / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    for line in lines:
+        name, _size, sha = line.split("\t")[:3]
+        rows.append((name, (corpus_dir / name).read_bytes(), sha))
+    return rows
