@@ -20,32 +20,8 @@ def new_user(inst: Any, prefix: str = "u") -> tuple[str, str]:
     """Create a fresh user on a running DovecotInstance; return (login, password)."""
     name = f"{prefix}{uuid.uuid4().hex[:10]}"
     pw = f"pw-{uuid.uuid4().hex[:8]}"
-    login = inst.add_user(name, pw) or name
-    _wait_visible(inst, login, pw)
+    login = inst.add_user(name, pw) or name  # waits until Dovecot knows the user
     return login, pw
-
-
-def _wait_visible(inst: Any, login: str, pw: str) -> None:
-    """Dovecot re-reads its passwd-file at most once a second: wait until it has."""
-    import imaplib
-    import time
-
-    deadline = time.monotonic() + 5
-    while True:
-        c = imaplib.IMAP4("127.0.0.1", inst.port)
-        try:
-            c.login(login, pw)
-            c.logout()
-            return
-        except imaplib.IMAP4.error:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-        finally:
-            try:
-                c.shutdown()
-            except OSError:
-                pass
 
 
 def store(inst: Any, login: str, pw: str, *, readonly: bool = True, port: int | None = None,
