@@ -211,7 +211,10 @@ class GraphClient:
         self.pacer = pacer or Pacer()
         self.max_throttle_retries = max_throttle_retries
         self.max_transient_retries = max_transient_retries
-        self.graph_root = tenant.graph_url.rstrip("/")
+        root = tenant.graph_url.rstrip("/")
+        for suffix in ("/v1.0", "/beta"):  # accept a versioned URL too
+            root = root.removesuffix(suffix)
+        self.graph_root = root
         self._http = httpx.AsyncClient(
             verify=ssl_context(str(tenant.ca_file) if tenant.ca_file else None),
             timeout=httpx.Timeout(timeout, connect=20.0),
