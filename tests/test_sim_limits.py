@@ -165,3 +165,17 @@ def test_latency_model_delays_calls(slow_sim: Simulator) -> None:
         for _ in range(4):
             assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
         assert time.perf_counter() - started >= 0.2
+
+
+def test_per_mailbox_limits_and_reset(clock: FakeClock) -> None:
+    with Simulator(SimConfig(clock=clock)) as sim, graph_client(sim) as graph:
+        sim.set_mailbox_limits(ALICE, Limits(requests_per_window=1, request_window_s=60))
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 429
+        for _ in range(3):
+            assert graph.get(f"/users/{BOB}/mailFolders/inbox").status_code == 200
+        sim.reset_throttling()
+        assert sim.throttled_count() == 0
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+        sim.set_mailbox_limits(ALICE, None)
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200

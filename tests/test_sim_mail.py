@@ -271,3 +271,13 @@ def test_patch_rules_for_drafts_and_non_drafts(graph: httpx.Client, beta: httpx.
     changed = graph.patch(f"/users/{ALICE}/messages/{draft['id']}", json={"subject": "edited"})
     assert changed.status_code == 200 and changed.json()["subject"] == "edited"
     assert graph.get(f"/users/{ALICE}/messages/nope").status_code == 404
+
+
+def test_size_extended_property_and_beta_well_known_name(graph: httpx.Client, beta: httpx.Client) -> None:
+    raw = MIME.replace(b"<q1-2024@example.org>", b"<size@example.org>")
+    created = _mime_post(beta, f"/users/{ALICE}/mailFolders/inbox/importMime", raw).json()
+    got = graph.get(f"/users/{ALICE}/messages/{created['id']}", params={
+        "$expand": "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')"}).json()
+    assert got["singleValueExtendedProperties"] == [{"id": "Integer 0x0E08", "value": str(len(raw))}]
+    assert beta.get(f"/users/{ALICE}/mailFolders/inbox").json()["wellKnownName"] == "inbox"
+    assert "wellKnownName" not in graph.get(f"/users/{ALICE}/mailFolders/inbox").json()

@@ -13,6 +13,7 @@ import hashlib
 import re
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
@@ -101,6 +102,7 @@ def _check_assertion(state: SimState, client_id: str, assertion: str, audience: 
     if pem is None:
         return None
     key_pem = pem.encode()
+    public_key: Any
     if b"BEGIN CERTIFICATE" in key_pem:
         cert = x509.load_pem_x509_certificate(key_pem)
         thumbprints = {jwt.utils.base64url_encode(hashlib.sha1(
@@ -112,8 +114,7 @@ def _check_assertion(state: SimState, client_id: str, assertion: str, audience: 
     else:
         public_key = serialization.load_pem_public_key(key_pem)
     try:
-        jwt.decode(assertion, public_key, algorithms=["RS256", "PS256"],  # type: ignore[arg-type]
-                   audience=audience)
+        jwt.decode(assertion, public_key, algorithms=["RS256", "PS256"], audience=audience)
     except jwt.PyJWTError:
         return "AADSTS700027: Client assertion failed signature validation."
     return None

@@ -18,7 +18,7 @@ import uvicorn
 
 from mailtrek.sim.app import build_app
 from mailtrek.sim.certs import write_tls_files
-from mailtrek.sim.config import IMAP_ROLE, SimConfig
+from mailtrek.sim.config import IMAP_ROLE, Limits, SimConfig
 from mailtrek.sim.graph_messages import message_mime
 from mailtrek.sim.state import DirectoryUser, SimState
 from mailtrek.sim.store import Folder, StoredAttachment, StoredMessage
@@ -250,6 +250,18 @@ class Simulator:
     def add_user(self, upn: str, *, has_mailbox: bool = True) -> DirectoryUser:
         """Add a directory user (with a mailbox unless ``has_mailbox`` is False)."""
         return self.state.add_user(upn, has_mailbox=has_mailbox)
+
+    def set_mailbox_limits(self, upn: str, limits: Limits | None) -> None:
+        """Give one mailbox its own throttling limits (None: back to the defaults)."""
+        mailbox_id = self.user(upn).id
+        if limits is None:
+            self.state.throttle.overrides.pop(mailbox_id, None)
+        else:
+            self.state.throttle.overrides[mailbox_id] = limits
+
+    def reset_throttling(self) -> None:
+        """Empty every throttling window and the 429 counters."""
+        self.state.throttle.reset()
 
     def disable_mailbox(self, upn: str) -> None:
         """Make Graph answer MailboxNotEnabledForRESTAPI for this user from now on."""

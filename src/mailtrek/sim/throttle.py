@@ -47,22 +47,24 @@ class MailboxThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._usage: dict[Key, _Usage] = {}
+        # mailbox id -> limits replacing the defaults for that mailbox (test knob).
+        self.overrides: dict[str, Limits] = {}
         self.admitted: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
 
-    def _prune(self, usage: _Usage, now: float) -> None:
-        while usage.requests and usage.requests[0] <= now - self._limits.request_window_s:
+    def _prune(self, usage: _Usage, now: float, limits: Limits) -> None:
+        while usage.requests and usage.requests[0] <= now - limits.request_window_s:
             usage.requests.popleft()
-        while usage.uploads and usage.uploads[0][0] <= now - self._limits.upload_window_s:
+        while usage.uploads and usage.uploads[0][0] <= now - limits.upload_window_s:
             usage.upload_total -= usage.uploads.popleft()[1]
 
     def enter(self, key: Key, upload_bytes: int) -> Throttled | None:
         """Admit one request (the caller must then call ``leave``) or return why not."""
-        limits = self._limits
         with self._lock:
+            limits = self.overrides.get(key[1], self._limits)
             now = self._clock()
             usage = self._usage.setdefault(key, _Usage())
-            self._prune(usage, now)
+            self._prune(usage, now, limits)
             refusal: Throttled | None = None
             if usage.in_flight >= limits.concurrent_requests:
                 refusal = Throttled("ApplicationThrottled",
@@ -98,3 +100,13 @@ class MailboxThrottle:
         """Return the requests in flight for ``mailbox`` over all apps."""
         with self._lock:
             return sum(u.in_flight for (_, m), u in self._usage.items() if m == mailbox)
+
+    def reset(self) -> None:
+        """Forget all usage (windows and counters); in-flight requests stay counted."""
+        with self._lock:
+            for usage in self._usage.values():
+                usage.requests.clear()
+                usage.uploads.clear()
+                usage.upload_total = 0
+            self.admitted.clear()
+            self.throttled.clear()
