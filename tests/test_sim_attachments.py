@@ -161,3 +161,17 @@ def test_batch_inner_requests_are_throttled_individually() -> None:
         assert statuses == [200, 200, 200, 429, 429]
         throttled = [r for r in response.json()["responses"] if r["status"] == 429]
         assert all("retry-after" in {k.lower() for k in r["headers"]} for r in throttled)
+
+
+def test_batch_inner_dropped_response_is_in_doubt(graph: httpx.Client, sim: Simulator) -> None:
+    # The outer $batch is request N+1, its only inner request N+2.
+    sim.drop_response_after_commit(sim.request_count + 2)
+    response = graph.post("/$batch", json={"requests": [
+        {"id": "1", "method": "POST", "url": f"/users/{ALICE}/mailFolders/inbox/messages",
+         "headers": {"Content-Type": "application/json"},
+         "body": {"subject": "doubtful", "internetMessageId": "<batch-doubt@example.org>",
+                  "singleValueExtendedProperties": NON_DRAFT}}]})
+    assert response.status_code == 200
+    assert response.json()["responses"][0]["status"] == 504
+    stored = [m.props.get("internetMessageId") for m in sim.messages(ALICE, "inbox")]
+    assert "<batch-doubt@example.org>" in stored

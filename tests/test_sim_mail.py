@@ -281,3 +281,21 @@ def test_size_extended_property_and_beta_well_known_name(graph: httpx.Client, be
     assert got["singleValueExtendedProperties"] == [{"id": "Integer 0x0E08", "value": str(len(raw))}]
     assert beta.get(f"/users/{ALICE}/mailFolders/inbox").json()["wellKnownName"] == "inbox"
     assert "wellKnownName" not in graph.get(f"/users/{ALICE}/mailFolders/inbox").json()
+
+
+def test_move_gives_a_new_id_and_delete_removes(graph: httpx.Client, beta: httpx.Client,
+                                                sim: Simulator) -> None:
+    raw = MIME.replace(b"<q1-2024@example.org>", b"<move@example.org>")
+    created = _mime_post(beta, "/users/bob@contoso.test/mailFolders/inbox/importMime", raw).json()
+    moved = graph.post(f"/users/bob@contoso.test/messages/{created['id']}/move",
+                       json={"destinationId": "archive"})
+    assert moved.status_code == 201
+    new = moved.json()
+    assert new["id"] != created["id"]
+    assert graph.get(f"/users/bob@contoso.test/messages/{created['id']}").status_code == 404
+    archive = graph.get("/users/bob@contoso.test/mailFolders/archive").json()
+    assert new["parentFolderId"] == archive["id"]
+    assert graph.get(f"/users/bob@contoso.test/mailFolders/archive/messages/{new['id']}/$value").content == raw
+    assert graph.delete(f"/users/bob@contoso.test/messages/{new['id']}").status_code == 204
+    assert graph.delete(f"/users/bob@contoso.test/messages/{new['id']}").status_code == 404
+    assert all(m.props["internetMessageId"] != "<move@example.org>" for m in sim.messages("bob@contoso.test"))

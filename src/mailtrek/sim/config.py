@@ -117,6 +117,8 @@ class SimConfig:
     # domain -> MX host answered by serviceConfigurationRecords.
     mx_records: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    # Domain written as "*@domain" into app-only IMAP tokens; default: the first user's.
+    imap_mailbox_domain: str | None = None
     # Accept MIME on /mailFolders/{id}/messages (G-create lists it; a blog says no).
     mime_create_in_folder: bool = True
 

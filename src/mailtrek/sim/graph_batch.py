@@ -61,6 +61,9 @@ def batch_router(state: SimState) -> APIRouter:
         except GraphError as exc:
             return {"id": str(item["id"]), "status": exc.status, "headers": {},
                     "body": graph_error_body(exc.code, exc.message)}
+        except Exception:  # an injected dropped response: the inner outcome is unknown
+            return {"id": str(item["id"]), "status": 504, "headers": {},
+                    "body": graph_error_body("GatewayTimeout", "The inner request timed out.")}
 
     async def _send(client: httpx.AsyncClient, prefix: str, auth: str,
                     item: dict[str, Any]) -> dict[str, Any]:

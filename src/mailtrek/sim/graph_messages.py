@@ -141,11 +141,13 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
         return message
 
     @router.get("/users/{user_key}/messages/{message_id}")
+    @router.get("/users/{user_key}/mailFolders/{folder_key}/messages/{message_id}")
     async def get(user_key: str, message_id: str, request: Request) -> JSONResponse:
         message = _message(user_key, message_id)
         return JSONResponse(select(_with_expand(message, request, api_version(request)), request))
 
     @router.get("/users/{user_key}/messages/{message_id}/$value")
+    @router.get("/users/{user_key}/mailFolders/{folder_key}/messages/{message_id}/$value")
     async def get_value(user_key: str, message_id: str) -> Response:
         message = _message(user_key, message_id)
         return Response(message_mime(state, message), media_type="text/plain")
@@ -161,5 +163,27 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
         state.store.update_props(message.id, props)
         message.props = props
         return JSONResponse(msgs.render(message, api_version(request)))
+
+    @router.delete("/users/{user_key}/messages/{message_id}")
+    async def delete(user_key: str, message_id: str) -> Response:
+        # learn.microsoft.com/graph/api/message-delete: 204 No Content. The item leaves the
+        # visible folders (the simulator does not model Recoverable Items).
+        message = _message(user_key, message_id)
+        state.store.delete_message(message.id)
+        return Response(status_code=204)
+
+    @router.post("/users/{user_key}/messages/{message_id}/move")
+    async def move(user_key: str, message_id: str, request: Request) -> JSONResponse:
+        # learn.microsoft.com/graph/api/message-move: "destinationId" (folder id or
+        # well-known name); 201 with the moved message, which has a new id.
+        message = _message(user_key, message_id)
+        destination = (await read_json(request)).get("destinationId")
+        if not isinstance(destination, str):
+            raise GraphError(400, "ErrorInvalidRequest", "destinationId is required.")
+        target = folder(state, mailbox(state, user_key), destination)
+        new_id = state.store.move_message(message.id, target.id)
+        moved = state.store.message(message.mailbox, new_id)
+        assert moved is not None
+        return JSONResponse(msgs.render(moved, api_version(request)), status_code=201)
 
     return router

@@ -288,3 +288,21 @@ class MailStore:
         with self._lock:
             self._db.execute("UPDATE messages SET mime=NULL, mime_exact=0 WHERE id=?", (message_id,))
             self._db.commit()
+
+    def delete_message(self, message_id: str) -> None:
+        """Remove a message and its attachments."""
+        with self._lock:
+            self._db.execute("DELETE FROM attachments WHERE message_id=?", (message_id,))
+            self._db.execute("DELETE FROM messages WHERE id=?", (message_id,))
+            self._db.commit()
+
+    def move_message(self, message_id: str, folder_id: str) -> str:
+        """Move a message to another folder under a new id (as Exchange does); return it."""
+        moved = new_id("m")
+        with self._lock:
+            self._db.execute("UPDATE messages SET id=?, folder_id=?, seq=? WHERE id=?",
+                             (moved, folder_id, self._next_seq(), message_id))
+            self._db.execute("UPDATE attachments SET message_id=? WHERE message_id=?",
+                             (moved, message_id))
+            self._db.commit()
+        return moved

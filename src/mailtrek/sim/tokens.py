@@ -92,9 +92,9 @@ class TokenIssuer:
         if resource == OUTLOOK_RESOURCE:
             claims["roles"] = [IMAP_ROLE]
             claims["scope"] = IMAP_ROLE
-            domains = self._config.domains
-            if domains:
-                claims["mailbox_domain"] = f"*@{domains[0]}"
+            domain = self._config.imap_mailbox_domain or next(iter(self._config.domains), None)
+            if domain:
+                claims["mailbox_domain"] = f"*@{domain}"
         else:
             claims["roles"] = list(self._config.graph_roles)
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
