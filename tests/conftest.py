@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mailtrek.devtools.dovecot import DovecotInstance
+from mailtrek.devtools.proxy import Proxy
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/imap_helpers.py
 
@@ -21,7 +25,8 @@ CORPUS = REPO.parent / "shared" / "corpus"
 def _instance(name: str) -> Iterator[DovecotInstance]:
     if shutil.which("dovecot") is None:
         pytest.skip("dovecot is not installed (scripts/test installs it)")
-    root = Path(tempfile.mkdtemp(prefix=f"mt-{name}-"))
+    # A short root under /tmp: Dovecot's unix sockets need short paths (tmp_path is too long).
+    root = Path(tempfile.mkdtemp(prefix=f"mt-{name}-", dir="/tmp"))
     inst = DovecotInstance(root, name=name, layout="index")
     inst.start()
     try:
@@ -46,3 +51,66 @@ def dovecot_dst() -> Iterator[DovecotInstance]:
 def corpus_dir() -> Path | None:
     """The shared real-world corpus, or None in a plain clone."""
     return CORPUS if (CORPUS / "MANIFEST.tsv").exists() else None
+
+
+@pytest.fixture(scope="session")
+def corpus_rows(corpus_dir: Path | None) -> Callable[[], Iterator[tuple[str, bytes, str]]]:
+    """Return a function yielding (relative name, bytes, sha256) per MANIFEST.tsv row.
+
+    Skips the test when the shared corpus is absent; fails if a file's hash differs.
+    """
+    if corpus_dir is None:
+        pytest.skip("shared corpus not present next to the repository")
+    root = corpus_dir
+
+    def rows() -> Iterator[tuple[str, bytes, str]]:
+        with (root / "MANIFEST.tsv").open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                raw = (root / row["file"]).read_bytes()
+                digest = hashlib.sha256(raw).hexdigest()
+                assert digest == row["sha256"], f"corpus file changed: {row['file']}"
+                yield row["file"], raw, digest
+
+    return rows
+
+
+def _user_factory(inst: DovecotInstance, prefix: str) -> Callable[[], tuple[str, str]]:
+    def make() -> tuple[str, str]:
+        name = f"{prefix}{uuid.uuid4().hex[:10]}"
+        password = f"pw-{uuid.uuid4().hex}"
+        return inst.add_user(name, password), password
+
+    return make
+
+
+@pytest.fixture
+def new_user() -> Callable[[DovecotInstance], tuple[str, str]]:
+    """Return a factory: ``new_user(instance)`` adds a fresh user, returns (login, password)."""
+    return lambda inst: _user_factory(inst, "t")()
+
+
+@pytest.fixture
+def src_user(dovecot_src: DovecotInstance) -> tuple[str, str]:
+    """A fresh (login, password) on the source server."""
+    return _user_factory(dovecot_src, "s")()
+
+
+@pytest.fixture
+def dst_user(dovecot_dst: DovecotInstance) -> tuple[str, str]:
+    """A fresh (login, password) on the destination server."""
+    return _user_factory(dovecot_dst, "d")()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Callable[..., Proxy]]:
+    """Return a factory ``proxy(host, port, **faults)`` of started proxies, stopped after."""
+    started: list[Proxy] = []
+
+    def make(host: str, port: int, **kwargs: object) -> Proxy:
+        p = Proxy(host, port, **kwargs).start()  # type: ignore[arg-type]
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
