@@ -148,7 +148,9 @@ def attachments_router(state: SimState) -> APIRouter:
         if session is None:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found or expired.")
         if request.headers.get("authorization"):
-            # The uploadUrl is pre-authenticated; Microsoft says not to send a token with it.
+            # The uploadUrl "is pre-authenticated and contains the appropriate authorization
+            # token" (outlook-large-attachments); Graph's upload-session docs warn that an
+            # Authorization header on these PUTs may get 401. Refusing it catches client bugs.
             raise GraphError(401, "InvalidAuthenticationToken",
                              "Do not send an Authorization header to the uploadUrl.")
         match = _RANGE.match(request.headers.get("content-range", ""))
