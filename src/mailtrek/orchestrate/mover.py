@@ -95,14 +95,18 @@ def imap_destination_settings(home: Home, job: MoveJob) -> Any:
 async def open_destination(home: Home, job: MoveJob) -> Any:
     """Return a connected destination store for ``job`` (Graph or IMAP)."""
     if job.tenant is not None:
-        from mailtrek.stores.m365 import open_graph_store  # type: ignore[attr-defined]
+        from mailtrek.stores.m365 import open_graph_store
 
-        store = await open_graph_store(job.email, tenant_config(home, job.tenant))
-        return store
-    from mailtrek.stores.imap.store import ImapStore
+        store: Any = open_graph_store(job.email, tenant_config(home, job.tenant))
+    else:
+        from mailtrek.stores.imap.store import ImapStore
 
-    store = ImapStore(imap_destination_settings(home, job), label=f"dest:{job.email}")
-    await store.connect()
+        store = ImapStore(imap_destination_settings(home, job), label=f"dest:{job.email}")
+    try:
+        await store.connect()
+    except BaseException:
+        await store.close()
+        raise
     return store
 
 
