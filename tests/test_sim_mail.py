@@ -279,6 +279,18 @@ def test_size_extended_property_and_beta_well_known_name(graph: httpx.Client, be
     got = graph.get(f"/users/{ALICE}/messages/{created['id']}", params={
         "$expand": "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')"}).json()
     assert got["singleValueExtendedProperties"] == [{"id": "Integer 0x0E08", "value": str(len(raw))}]
+    listed = graph.get(f"/users/{ALICE}/mailFolders/inbox/messages", params={
+        "$select": "id,internetMessageId",
+        "$filter": "internetMessageId eq '<size@example.org>'",
+        "$expand": "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')"}).json()["value"]
+    assert set(listed[0]) == {"@odata.etag", "id", "internetMessageId", "singleValueExtendedProperties"}
+    # Extended properties set at create come back through $expand as well.
+    made = graph.post(f"/users/{ALICE}/mailFolders/inbox/messages", json={
+        "subject": "verb", "singleValueExtendedProperties": [
+            {"id": "Integer 0x0E07", "value": "1"}, {"id": "Integer 0x1081", "value": "102"}]}).json()
+    verb = graph.get(f"/users/{ALICE}/messages/{made['id']}", params={
+        "$select": "id", "$expand": "singleValueExtendedProperties($filter=id eq 'Integer 0x1081')"}).json()
+    assert verb["singleValueExtendedProperties"] == [{"id": "Integer 0x1081", "value": "102"}]
     assert beta.get(f"/users/{ALICE}/mailFolders/inbox").json()["wellKnownName"] == "inbox"
     assert "wellKnownName" not in graph.get(f"/users/{ALICE}/mailFolders/inbox").json()
 

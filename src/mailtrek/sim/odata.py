@@ -17,12 +17,34 @@ from mailtrek.sim.errors import GraphError
 _ALWAYS = ("id", "@odata.etag", "@odata.type")
 
 
+def expanded(request: Request) -> set[str]:
+    """Return the navigation properties named by ``$expand`` (options in parentheses dropped)."""
+    raw = request.query_params.get("$expand", "")
+    names, depth, current = set(), 0, ""
+    for char in raw + ",":
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            if current.strip():
+                names.add(current.strip())
+            current = ""
+        elif depth == 0:
+            current += char
+    return names
+
+
 def select(resource: dict[str, Any], request: Request) -> dict[str, Any]:
-    """Return ``resource`` reduced to the ``$select`` list, if the request has one."""
+    """Return ``resource`` reduced to the ``$select`` list, if the request has one.
+
+    Properties named by ``$expand`` stay: OData returns expanded navigation properties in
+    addition to the selected structural ones (learn.microsoft.com/graph/query-parameters).
+    """
     raw = request.query_params.get("$select")
     if not raw:
         return resource
-    wanted = {name.strip() for name in raw.split(",") if name.strip()}
+    wanted = {name.strip() for name in raw.split(",") if name.strip()} | expanded(request)
     return {k: v for k, v in resource.items() if k in wanted or k in _ALWAYS}
 
 
