@@ -362,3 +362,18 @@ def test_kill_9_and_restart_loses_and_repeats_nothing(tmp_path, home):
     for u in user_rows(home, "b"):
         assert MailboxState(home.engine, f"b/{u['email']}").count() == 1
     assert json.loads(json.dumps([u["status"] for u in user_rows(home, "b")])) == ["Synced"] * 8
+
+
+def test_cli_run_stops_cleanly_on_sigterm(tmp_path):
+    """`mailtrek run` (no --until-idle) keeps running, logs to stdout, and exits 0 on SIGTERM."""
+    env = dict(os.environ, MAILTREK_HOME=str(tmp_path / "home"))
+    cmd = [sys.executable, "-c", "import sys; from mailtrek.cli.main import main; sys.argv[0]='mailtrek'; main()",
+           "run", "--poll-seconds", "0.1"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = p.stdout.readline()
+    assert "runner" in first and "started" in first
+    time.sleep(0.3)
+    assert p.poll() is None  # still running
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode == 0 and "stopped" in out
