@@ -60,7 +60,7 @@ def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None =
     t0 = time.monotonic()
     try:
         infos = socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
-        addrs = sorted({i[4][0] for i in infos})
+        addrs = sorted({str(i[4][0]) for i in infos})
         step("dns", True, f"{ep.host} resolves to {', '.join(addrs)}", t0=t0)
     except socket.gaierror as e:
         step("dns", False, f"{ep.host} does not resolve: {e.strerror}",

@@ -71,9 +71,9 @@ class TransitionError(UsageError):
 
 def can_move(kind: str, old: str, new: str) -> bool:
     """Return whether ``old`` -> ``new`` is allowed for ``kind`` "batch" or "user"."""
-    table = BATCH_TRANSITIONS if kind == "batch" else USER_TRANSITIONS
-    enum_ = BatchStatus if kind == "batch" else UserStatus
-    return enum_(new) in table[enum_(old)]
+    if kind == "batch":
+        return BatchStatus(new) in BATCH_TRANSITIONS[BatchStatus(old)]
+    return UserStatus(new) in USER_TRANSITIONS[UserStatus(old)]
 
 
 def check_batch_move(old: str, new: str, action: str) -> BatchStatus:
