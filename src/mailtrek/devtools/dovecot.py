@@ -35,7 +35,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["DovecotError", "DovecotInstance", "OAuthConfig", "free_port", "hmac_key_text"]
+__all__ = [
+    "DovecotError",
+    "DovecotInstance",
+    "OAuthConfig",
+    "free_port",
+    "hmac_key_text",
+    "write_self_signed_cert",
+]
 
 Layout = Literal["fs", "index"]
 
