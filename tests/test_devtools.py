@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -222,3 +222,30 @@ def test_proxy_cli_prints_port_first(dovecot_src: DovecotInstance) -> None:
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_proxy_carries_megabytes_byte_exact_with_latency(
+    dovecot_src: DovecotInstance, src_user: tuple[str, str], proxy: Callable[..., Proxy]
+) -> None:
+    login, password = src_user
+    body = b"".join(b"%08d " % i + b"y" * 90 + b"\r\n" for i in range(30_000))  # ~3 MB
+    raw = b"Subject: big\r\n\r\n" + body
+    p = proxy(dovecot_src.host, dovecot_src.port, rtt=0.02)
+    conn = imaplib.IMAP4("127.0.0.1", p.port, timeout=20)
+    conn.login(login, password)
+    conn.append("INBOX", None, None, raw)
+    conn.select("INBOX")
+    typ, data = conn.fetch("1", "(BODY.PEEK[])")
+    conn.logout()
+    assert typ == "OK"
+    first = data[0]
+    assert isinstance(first, tuple) and first[1] == raw
+
+
+def test_corpus_rows_match_the_manifest(
+    corpus_rows: Callable[[], Iterator[tuple[str, bytes, str]]],
+) -> None:
+    rows = list(corpus_rows())
+    assert len(rows) > 100
+    name, raw, digest = rows[0]
+    assert name.endswith(".eml") and raw and len(digest) == 64
