@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from email import policy
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from typing import Any
 
 _PARSER = BytesParser(policy=policy.default)
+# Header values come from the lenient compat32 parser: broken headers must not stop an import.
+_RAW_PARSER = BytesParser(policy=policy.compat32)
+
+
+def _text(value: object) -> str:
+    """Return ``value`` as a string that encodes to UTF-8 (lone surrogates become '?')."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def _decoded(value: object) -> str:
+    """Return a header value with RFC 2047 words decoded; the raw text if that fails."""
+    try:
+        return _text(make_header(decode_header(str(value))))
+    except Exception:
+        return _text(value)
 
 
 def iso(moment: dt.datetime) -> str:
@@ -38,23 +55,27 @@ def _date(value: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _recipients(value: str | None) -> list[dict[str, Any]]:
+def _recipients(value: object) -> list[dict[str, Any]]:
     if not value:
         return []
+    try:
+        pairs = getaddresses([str(value)])
+    except Exception:  # e.g. RecursionError on pathological comment nesting
+        return []
     return [
-        {"emailAddress": {"name": name or addr, "address": addr}}
-        for name, addr in getaddresses([str(value)])
+        {"emailAddress": {"name": _decoded(name) if name else addr, "address": addr}}
+        for name, addr in pairs
         if addr
     ]
 
 
-def received_instant(msg: EmailMessage) -> dt.datetime | None:
+def received_instant(msg: Message) -> dt.datetime | None:
     """Return the date of the topmost Received header, else the Date header.
 
     The topmost Received header is the last hop, i.e. when the source server accepted the
     message, which is what an IMAP INTERNALDATE usually records.
     """
-    for received in msg.get_all("Received") or []:
+    for received in msg.get_all("Received") or []:  # topmost first
         _, _, stamp = str(received).rpartition(";")
         moment = _date(stamp.strip())
         if moment:
@@ -65,22 +86,23 @@ def received_instant(msg: EmailMessage) -> dt.datetime | None:
 
 def properties_from_mime(raw: bytes) -> tuple[dict[str, Any], dt.datetime | None]:
     """Return (Graph properties, received instant from headers) of a MIME message."""
-    msg = _PARSER.parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
+    msg = _RAW_PARSER.parsebytes(raw, headersonly=True)
     sender = _recipients(msg.get("From"))
     sent = _date(msg.get("Date"))
-    has_attachments = any(part.is_attachment() for part in msg.walk())
-    body_part = msg.get_body(preferencelist=("html", "plain"))
-    content, content_type = "", "text"
-    if body_part is not None:
-        try:
-            content = str(body_part.get_content())
-        except (LookupError, ValueError):
-            content = ""
-        content_type = "html" if body_part.get_content_subtype() == "html" else "text"
+    content, content_type, has_attachments = "", "text", False
+    try:
+        full = _PARSER.parsebytes(raw)
+        assert isinstance(full, EmailMessage)
+        has_attachments = any(part.is_attachment() for part in full.walk())
+        body_part = full.get_body(preferencelist=("html", "plain"))
+        if body_part is not None:
+            content_type = "html" if body_part.get_content_subtype() == "html" else "text"
+            content = _text(body_part.get_content())
+    except Exception:  # undecodable bodies must not stop an import; headers still count
+        content = ""
     message_id = msg.get("Message-ID")
     props: dict[str, Any] = {
-        "subject": str(msg.get("Subject", "")),
+        "subject": _decoded(msg.get("Subject", "")),
         "internetMessageId": str(message_id).strip() if message_id else None,
         "from": sender[0] if sender else None,
         "sender": sender[0] if sender else None,
@@ -90,7 +112,7 @@ def properties_from_mime(raw: bytes) -> tuple[dict[str, Any], dt.datetime | None
         "replyTo": _recipients(msg.get("Reply-To")),
         "sentDateTime": iso(sent) if sent else None,
         "hasAttachments": has_attachments,
-        "internetMessageHeaders": [{"name": k, "value": str(v)} for k, v in msg.items()],
+        "internetMessageHeaders": [{"name": k, "value": _decoded(v)} for k, v in msg.items()],
         "body": {"contentType": content_type, "content": content},
         "bodyPreview": " ".join(content.split())[:255] if content_type == "text" else "",
     }
@@ -108,22 +130,35 @@ def _address(entry: dict[str, Any] | None) -> str:
 def synthesise_mime(props: dict[str, Any], attachments: list[tuple[dict[str, Any], bytes]]) -> bytes:
     """Build a MIME message from Graph properties, as Exchange does for non-MIME items."""
     msg = EmailMessage(policy=policy.SMTP)
+
+    def put(name: str, value: object) -> None:
+        # Folded or decoded values may hold CR/LF, which EmailMessage refuses; a header that
+        # still cannot be written is left out rather than failing the whole rendering.
+        with contextlib.suppress(ValueError, TypeError):
+            msg[name] = " ".join(_text(value).split())
+            try:
+                policy.SMTP.fold(name, msg[name])
+            except (ValueError, UnicodeError):
+                del msg[name]
+
     if props.get("from"):
-        msg["From"] = _address(props["from"])
+        put("From", _address(props["from"]))
     for header, key in (("To", "toRecipients"), ("Cc", "ccRecipients")):
         if props.get(key):
-            msg[header] = ", ".join(_address(r) for r in props[key])
-    msg["Subject"] = props.get("subject") or ""
+            put(header, ", ".join(_address(r) for r in props[key]))
+    put("Subject", props.get("subject") or "")
     stamp = props.get("sentDateTime") or props.get("receivedDateTime")
     if stamp:
-        msg["Date"] = format_datetime(parse_iso(stamp))
+        put("Date", format_datetime(parse_iso(stamp)))
     if props.get("internetMessageId"):
-        msg["Message-ID"] = props["internetMessageId"]
+        put("Message-ID", props["internetMessageId"])
     for header in props.get("internetMessageHeaders") or []:
-        msg[header["name"]] = header["value"]
+        # Only custom headers: the standard ones above come from the properties.
+        if str(header.get("name", "")).lower().startswith("x-"):
+            put(str(header["name"]), header.get("value", ""))
     body = props.get("body") or {}
     subtype = "html" if str(body.get("contentType", "text")).lower() == "html" else "plain"
-    msg.set_content(body.get("content") or "", subtype=subtype)
+    msg.set_content(str(body.get("content") or ""), subtype=subtype)
     for meta, content in attachments:
         ctype = meta.get("contentType") or "application/octet-stream"
         maintype, _, subtype = ctype.partition("/")
