@@ -8,6 +8,7 @@ at once. The source is only ever read: EXAMINE and BODY.PEEK.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from imapclient import imap_utf7
 
 from mailtrek.errors import (
+    ConnectionFailedError,
     FolderRejectedError,
     ProtocolError,
     QuotaExceededError,
@@ -75,7 +77,8 @@ class ImapStore:
         self.label = label
         self.features = StoreFeatures(kind="imap")
         self._conns: list[ImapConnection] = []
-        self._idle: asyncio.Queue[ImapConnection] = asyncio.Queue()
+        self._idle: asyncio.Queue[int] = asyncio.Queue()  # indexes into _conns
+        self._reopen: list[asyncio.Lock] = []
         self._prefix = b""
         self._delim = "/"
         self._folders: dict[tuple[str, ...], FolderInfo] = {}
@@ -86,8 +89,7 @@ class ImapStore:
     async def connect(self) -> None:
         """Open and log in the first connection; the others open in the background."""
         first = await self._open_one(0)
-        self._conns.append(first)
-        self._idle.put_nowait(first)
+        self._add(first)
         caps = first.capabilities
         self.features = StoreFeatures(
             kind="imap",
@@ -105,11 +107,15 @@ class ImapStore:
             )
             for c in rest:
                 if isinstance(c, ImapConnection):
-                    self._conns.append(c)
-                    self._idle.put_nowait(c)
+                    self._add(c)
                 else:  # the server may cap connections per user: go on with fewer
                     log.info("%s: extra connection refused (%s); using %d", self.label, c,
                              len(self._conns))
+
+    def _add(self, conn: ImapConnection) -> None:
+        self._conns.append(conn)
+        self._reopen.append(asyncio.Lock())
+        self._idle.put_nowait(len(self._conns) - 1)
 
     async def _open_one(self, i: int) -> ImapConnection:
         conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
@@ -140,30 +146,30 @@ class ImapStore:
     # -- connection pool -----------------------------------------------------------------
     async def _acquire(self) -> ImapConnection:
         """Take an idle connection for select-dependent work (reconnects a dead one)."""
-        conn = await self._idle.get()
-        if conn.alive:
-            return conn
+        i = await self._idle.get()
         try:
-            idx = self._conns.index(conn)
-        except ValueError:
-            idx = -1
-        new = await self._open_one(max(idx, 0))
-        if idx >= 0:
-            self._conns[idx] = new
-        return new
+            return await self._revive(i)
+        except BaseException:
+            self._idle.put_nowait(i)
+            raise
 
     def _release(self, conn: ImapConnection) -> None:
-        self._idle.put_nowait(conn)
+        self._idle.put_nowait(self._conns.index(conn))
+
+    async def _revive(self, i: int) -> ImapConnection:
+        """Return connection ``i``, reopened in place when it died."""
+        async with self._reopen[i]:
+            if not self._conns[i].alive:
+                await self._conns[i].close()
+                self._conns[i] = await self._open_one(i)
+            return self._conns[i]
 
     async def _live_conns(self) -> list[ImapConnection]:
         """Connections usable for pipelined APPENDs; reopen dead ones."""
-        for i, c in enumerate(self._conns):
-            if not c.alive:
-                try:
-                    self._conns[i] = await self._open_one(i)
-                    # the idle queue still holds the dead one; _acquire replaces it
-                except Exception:
-                    continue
+        for i in range(len(self._conns)):
+            if not self._conns[i].alive:
+                with contextlib.suppress(TransientError, ConnectionFailedError):
+                    await self._revive(i)
         live = [c for c in self._conns if c.alive]
         if not live:
             raise TransientError(f"{self.label}: no connection to {self.settings.params.host}")
