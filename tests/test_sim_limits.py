@@ -179,3 +179,18 @@ def test_per_mailbox_limits_and_reset(clock: FakeClock) -> None:
         assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
         sim.set_mailbox_limits(ALICE, None)
         assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+
+
+def test_missing_application_permissions_get_403() -> None:
+    with Simulator() as sim, graph_client(sim) as graph:
+        sim.deny_permission("Mail.ReadWrite")
+        response = graph.post(f"/users/{ALICE}/mailFolders", json={"displayName": "X"})
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "ErrorAccessDenied"
+        # Reads need Mail.Read(Basic.All) or Mail.ReadWrite; the default app holds only the latter.
+        assert graph.get(f"/users/{ALICE}/mailFolders").status_code == 403
+        assert graph.get(f"/users/{ALICE}").status_code == 200
+        sim.allow_permission("Mail.ReadWrite")
+        assert graph.post(f"/users/{ALICE}/mailFolders", json={"displayName": "X"}).status_code == 201
+        sim.deny_permission("User.Read.All")
+        assert graph.get(f"/users/{ALICE}").status_code == 403

@@ -76,6 +76,12 @@ class GraphGate:
                 return
             scope["sim.claims"] = claims
             app_id = str(claims.get("appid", ""))
+            needed = _permission_for(segments, scope["method"])
+            roles = set(claims.get("roles", [])) - state.denied
+            if needed and not roles & needed:
+                await reply(GraphError(403, "ErrorAccessDenied",
+                                       "Access is denied. Check credentials and try again."))
+                return
             mailbox_id = None
             if len(segments) >= 3 and segments[0] == "users":
                 user = state.find_user(segments[1])
@@ -149,6 +155,24 @@ class GraphGate:
             raise ResponseDropped("injected: response dropped after commit")
         if out_bytes:
             await self.state.latency.wait_bytes(out_bytes)
+
+
+def _permission_for(segments: list[str], method: str) -> set[str]:
+    """Return the application permissions of which one must be granted (empty: none).
+
+    Least-privileged application permissions per the API pages: user-get (User.Read.All),
+    domain-list-serviceconfigurationrecords (Domain.Read.All), mail reads and writes
+    (Mail.ReadWrite; reads also Mail.Read / Mail.ReadBasic.All).
+    """
+    if segments[0] == "users":
+        if len(segments) <= 2:
+            return {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}
+        if method == "GET":
+            return {"Mail.ReadWrite", "Mail.Read", "Mail.ReadBasic.All"}
+        return {"Mail.ReadWrite"}
+    if segments[0] == "domains":
+        return {"Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"}
+    return set()
 
 
 async def _read_body(receive: Receive) -> bytes:
