@@ -138,6 +138,8 @@ class Proxy:
             tasks.add(task)
             try:
                 await self._handle(cr, cw)
+            except asyncio.CancelledError:
+                pass  # stop() drops the link; asyncio would log a cancelled handler as an error
             finally:
                 tasks.discard(task)
 
