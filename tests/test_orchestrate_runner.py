@@ -377,3 +377,24 @@ def test_cli_run_stops_cleanly_on_sigterm(tmp_path):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=10)
     assert p.returncode == 0 and "stopped" in out
+
+
+async def test_items_synced_moves_during_a_long_sync(home):
+    make_batch(home, names=("alice",))
+    m = FakeMover()
+    m.block.clear()
+
+    async def mover(h, job):
+        for _ in range(7):
+            job.progress("message", size=10)
+        return await m(h, job)
+
+    task = asyncio.create_task(runner(home, mover, lease=0.4).run(until_idle=True))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and user_rows(home, "b")[0]["items_synced"] != 7:
+        await asyncio.sleep(0.05)
+    assert user_rows(home, "b")[0]["items_synced"] == 7
+    assert user_rows(home, "b")[0]["status"] == "Syncing"
+    m.block.set()
+    await asyncio.wait_for(task, 10)
+    assert user_rows(home, "b")[0]["items_synced"] == 1  # the final count comes from engine state

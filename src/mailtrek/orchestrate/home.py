@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -44,6 +45,8 @@ class Home:
     path: Path
     engine: Engine
     _box: SecretBox | None = field(default=None, repr=False)
+    # One Graph client per tenant while a runner runs: shared token cache and pacer.
+    graph_clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def box(self) -> SecretBox:

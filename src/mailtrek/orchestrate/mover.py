@@ -32,6 +32,7 @@ class MoveJob:
     source: Endpoint
     tenant: Tenant | None = None
     dest_endpoint: Endpoint | None = None
+    progress: Callable[..., None] | None = field(default=None, repr=False)  # engine events
 
     @property
     def mailbox(self) -> str:
@@ -93,11 +94,22 @@ def imap_destination_settings(home: Home, job: MoveJob) -> Any:
 
 
 async def open_destination(home: Home, job: MoveJob) -> Any:
-    """Return a connected destination store for ``job`` (Graph or IMAP)."""
-    if job.tenant is not None:
-        from mailtrek.stores.m365 import open_graph_store
+    """Return a connected destination store for ``job`` (Graph or IMAP).
 
-        store: Any = open_graph_store(job.email, tenant_config(home, job.tenant))
+    Graph stores of one tenant share one client (``home.graph_clients``), so a token is
+    fetched once per tenant, not once per mailbox; whoever owns ``home`` closes them.
+    """
+    if job.tenant is not None:
+        import asyncio
+
+        from mailtrek.stores.m365 import GraphClient, open_graph_store
+
+        # Per event loop too: an httpx client cannot outlive the loop it was made in.
+        key = f"{job.tenant.name}@{id(asyncio.get_running_loop())}"
+        client = home.graph_clients.get(key)
+        if client is None:
+            client = home.graph_clients[key] = GraphClient(tenant_config(home, job.tenant))
+        store: Any = open_graph_store(job.email, client.tenant, client=client)
     else:
         from mailtrek.stores.imap.store import ImapStore
 
@@ -140,7 +152,7 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
         dest = await open_destination(home, job)
         state = MailboxState(home.engine, job.mailbox)
         try:
-            return await copy_mailbox(source, dest, state, copy_options(job))
+            return await copy_mailbox(source, dest, state, copy_options(job), progress=job.progress)
         finally:
             state.flush()
     finally:

@@ -20,11 +20,12 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 
 from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.batches import get_batch, list_batches, settle
@@ -139,6 +140,8 @@ class Runner:
         self._tasks: dict[tuple[str, str], tuple[asyncio.Task[None], Due]] = {}
         self._wake = asyncio.Event()
         self._blocked = False
+        self._copied: dict[tuple[str, str], tuple[int, int]] = {}  # messages, bytes this run
+        self._base: dict[tuple[str, str], int] = {}  # items_synced when the run started
 
     def stop(self) -> None:
         """Ask the runner to stop: no new work; running moves are interrupted and released."""
@@ -202,6 +205,9 @@ class Runner:
                 lease_owner=self.owner, lease_expires=now + self.lease,
                 status=PHASE_STATUS[due.phase], updated_at=now)).rowcount
         if n == 1:
+            with self.home.engine.connect() as c:
+                self._base[due.batch, due.email] = c.execute(select(batch_users.c.items_synced).where(
+                    batch_users.c.batch == due.batch, batch_users.c.email == due.email)).scalar_one()
             again = " (again: the previous run was interrupted)" if due.status in PHASE_STATUS.values() else ""
             log.info("%s/%s: %s sync started%s", due.batch, due.email, due.phase, again)
         return n == 1
@@ -210,6 +216,7 @@ class Runner:
         heartbeat = asyncio.create_task(self._heartbeat(due))
         try:
             job = self._job(due)
+            job.progress = self._progress_of(due)
             report = await self._attempts(job)
         except asyncio.CancelledError:
             self._release(due)
@@ -224,6 +231,7 @@ class Runner:
         finally:
             heartbeat.cancel()
             self._tasks.pop((due.batch, due.email), None)
+            self._copied.pop((due.batch, due.email), None)
             self._wake.set()
         settle(self.home, due.batch)
 
@@ -255,17 +263,31 @@ class Runner:
             dest_endpoint=get_endpoint(self.home, batch.dest_endpoint) if batch.dest_endpoint else None,
         )
 
+    def _progress_of(self, due: Due) -> Callable[..., None]:
+        """Count the engine's copied messages, so `batch show` moves during a long sync."""
+        key = (due.batch, due.email)
+        self._copied[key] = (0, 0)
+
+        def progress(event: str, **fields: Any) -> None:
+            if event == "message":
+                n, b = self._copied.get(key, (0, 0))
+                self._copied[key] = (n + 1, b + int(fields.get("size") or 0))
+        return progress
+
     async def _heartbeat(self, due: Due) -> None:
         """Renew the lease; interrupt the move when its batch was stopped or deleted."""
         u = batch_users.c
         while True:
             await asyncio.sleep(max(0.2, self.lease.total_seconds() / 4))
             now = utcnow()
+            copied, _ = self._copied.get((due.batch, due.email), (0, 0))
+            live = self._base.get((due.batch, due.email), 0) + copied
             with self.home.engine.begin() as c:
                 n = c.execute(update(batch_users).where(
                     u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
                     u.status == PHASE_STATUS[due.phase],
-                ).values(lease_expires=now + self.lease)).rowcount
+                ).values(lease_expires=now + self.lease, items_synced=case(
+                    (u.items_synced > live, u.items_synced), else_=live))).rowcount
             if n != 1:
                 log.info("%s/%s: stopped by a command; interrupting", due.batch, due.email)
                 entry = self._tasks.get((due.batch, due.email))
@@ -326,6 +348,10 @@ class Runner:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        clients, self.home.graph_clients = self.home.graph_clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
 
     async def _notify_changes(self) -> None:
         """Mail the notify addresses about batch status changes not mailed yet."""
