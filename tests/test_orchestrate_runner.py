@@ -398,3 +398,11 @@ async def test_items_synced_moves_during_a_long_sync(home):
     m.block.set()
     await asyncio.wait_for(task, 10)
     assert user_rows(home, "b")[0]["items_synced"] == 1  # the final count comes from engine state
+
+
+def test_userroot_refused_up_front(home):
+    from mailtrek.errors import UsageError
+
+    rows = [UserRow(2, "a@contoso.test", "a", "pw-a-1", "/users/a")]
+    with pytest.raises(UsageError, match=r"UserRoot is not supported yet \(lines 2\)"):
+        create_batch(home, "b", endpoint="src", dest_endpoint="dst", users=rows)

@@ -90,6 +90,12 @@ def create_batch(
         get_endpoint(home, dest_endpoint)
     if incremental_hours <= 0:
         raise UsageError("--incremental-interval must be positive")
+    rooted = [u.line for u in users if u.user_root]
+    if rooted:
+        # The IMAP store cannot yet open a mailbox below a root folder; refusing beats
+        # silently migrating the wrong folders.
+        raise UsageError(f"UserRoot is not supported yet (lines {', '.join(map(str, rooted[:20]))})",
+                         hint="remove the UserRoot column, or use admin logins instead")
     options = options or BatchOptions()
     now = utcnow()
     emails = [u.email.lower() for u in users]
