@@ -17,12 +17,18 @@ _RAW_PARSER = BytesParser(policy=policy.compat32)
 
 
 def _text(value: object) -> str:
-    """Return ``value`` as a string that encodes to UTF-8 (lone surrogates become '?')."""
-    return str(value).encode("utf-8", "replace").decode("utf-8")
+    """Return ``value`` as a string that encodes to UTF-8.
+
+    Raw 8-bit header bytes (surrogate-escaped by the parser) are read as UTF-8, as
+    Exchange reads them; what is not UTF-8 becomes U+FFFD.
+    """
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _decoded(value: object) -> str:
     """Return a header value with RFC 2047 words decoded; the raw text if that fails."""
+    if "=?" not in str(value):
+        return _text(value)
     try:
         return _text(make_header(decode_header(str(value))))
     except Exception:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from email.header import decode_header, make_header
 
 # The header fields a store must fetch to compute a fingerprint (IMAP:
 # BODY.PEEK[HEADER.FIELDS (...)]).
@@ -45,12 +47,28 @@ def parse_header_fields(block: bytes) -> dict[str, bytes]:
 
 
 def fingerprint_fields(fields: dict[str, bytes]) -> str:
-    """Digest the fingerprint fields of an already parsed header block."""
+    """Digest the fingerprint fields of an already parsed header block.
+
+    Values are compared as text: RFC 2047 encoded words decoded, Unicode NFC, white
+    space folded. So a server that hands headers back decoded (Microsoft Graph's
+    ``internetMessageHeaders``) fingerprints the same as the raw source bytes.
+    """
     h = hashlib.sha256()
     for key in FINGERPRINT_FIELDS:
-        v = _WS.sub(b" ", fields.get(key, b"")).strip()
+        v = _normalise(fields.get(key, b""))
         h.update(key.encode() + b"\0" + v + b"\0")
     return h.hexdigest()[:32]
+
+
+def _normalise(value: bytes) -> bytes:
+    text = value.decode("utf-8", "surrogateescape")
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
+    text = unicodedata.normalize("NFC", text)
+    return _WS.sub(b" ", text.encode("utf-8", "surrogateescape")).strip()
 
 
 def fingerprint(header_block: bytes) -> str:
