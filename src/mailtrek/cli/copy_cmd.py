@@ -30,7 +30,9 @@ Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="folder glo
 Since = Annotated[str | None, typer.Option("--since", help="only messages received on/after DATE")]
 Before = Annotated[str | None, typer.Option("--before", help="only messages received before DATE")]
 MaxSize = Annotated[str, typer.Option("--max-size", help="skip (and report) larger messages")]
-CaFile = Annotated[Path | None, typer.Option("--ca-file", help="trust this CA (PEM) for TLS")]
+CaFile = Annotated[Path | None, typer.Option("--ca-file", help="trust this CA (PEM) for TLS on both sides")]
+SrcCa = Annotated[Path | None, typer.Option("--source-ca-file", help="CA (PEM) for the source only")]
+DstCa = Annotated[Path | None, typer.Option("--dest-ca-file", help="CA (PEM) for the destination only")]
 JsonReport = Annotated[Path | None, typer.Option("--json-report", help="write the report as JSON")]
 SrcPw = Annotated[Path | None, typer.Option("--source-password-file", help="file holding the source password")]
 DstPw = Annotated[Path | None, typer.Option("--dest-password-file", help="file holding the destination password")]
@@ -62,6 +64,8 @@ def copy(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="read only; print the plan")] = False,
     no_flags: Annotated[bool, typer.Option("--no-flag-sync", help="do not re-sync flags of copied messages")] = False,
     ca_file: CaFile = None,
+    source_ca_file: SrcCa = None,
+    dest_ca_file: DstCa = None,
     json_report: JsonReport = None,
     source_password_file: SrcPw = None,
     dest_password_file: DstPw = None,
@@ -92,9 +96,10 @@ def copy(
         if not src_addr.is_imap:
             raise UsageError("the source must be an IMAP address")
         src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
-                                               source_token_file, ca_file, connections, True))
+                                               source_token_file, source_ca_file or ca_file, connections, True))
         dst = open_store(dst_addr, _open_opts(
-            "dest", dst_addr, dest_password_file, dest_token_file, ca_file, connections, False,
+            "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
+            connections, False,
             m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
             max_size=options.max_size, m365_imap_host=m365_imap_host))
         engine = open_engine(state or home_dir() / "copy-state.db")
@@ -124,6 +129,8 @@ def verify(
     before: Before = None,
     max_size: MaxSize = "35MB",
     ca_file: CaFile = None,
+    source_ca_file: SrcCa = None,
+    dest_ca_file: DstCa = None,
     json_report: JsonReport = None,
     source_password_file: SrcPw = None,
     dest_password_file: DstPw = None,
@@ -149,9 +156,10 @@ def verify(
         )
         src_addr, dst_addr = parse_address(source), parse_address(dest)
         src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
-                                               source_token_file, ca_file, connections, True))
+                                               source_token_file, source_ca_file or ca_file, connections, True))
         dst = open_store(dst_addr, _open_opts(
-            "dest", dst_addr, dest_password_file, dest_token_file, ca_file, connections, True,
+            "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
+            connections, True,
             m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
             max_size=options.max_size, m365_imap_host=m365_imap_host))
 
