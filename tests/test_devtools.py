@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import imaplib
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +252,32 @@ def test_corpus_rows_match_the_manifest(
     assert len(rows) > 100
     name, raw, digest = rows[0]
     assert name.endswith(".eml") and raw and len(digest) == 64
+
+
+def test_dovecot_cli_init_start_stop() -> None:
+    # Under a fresh 0700 mkdtemp dir: init must make the parents searchable for Dovecot.
+    root = Path(tempfile.mkdtemp(prefix="mt-cli-", dir="/tmp")) / "inst"
+    cli = [sys.executable, "-m", "mailtrek.devtools.dovecot"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args, str(root)], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    try:
+        assert run("status").returncode == 1  # nothing there yet
+        init = run("init", "--user", "carol")
+        assert init.returncode == 0 and init.stdout.startswith("stopped")
+        password = (root / "users").read_text().split(":")[1].removeprefix("{PLAIN}")
+        assert password not in init.stdout + init.stderr  # secrets stay in the users file
+        started = run("start")
+        assert started.returncode == 0 and started.stdout.startswith("running"), started.stderr
+        inst = DovecotInstance.open(root)
+        _login(inst, "carol", password)
+        _login(inst, inst.master_login("carol"), inst.master_password)
+        assert run("stop").stdout.startswith("stopped")
+        with pytest.raises(OSError):
+            socket.create_connection((inst.host, inst.port), timeout=2)
+    finally:
+        if (root / "instance.json").exists():
+            DovecotInstance.open(root).remove()
+        shutil.rmtree(root.parent, ignore_errors=True)

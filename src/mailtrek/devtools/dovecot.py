@@ -14,6 +14,7 @@ import datetime as dt
 import grp
 import hashlib
 import ipaddress
+import json
 import os
 import pwd
 import secrets
@@ -101,6 +102,19 @@ def _key_segment(value: str | None) -> str:
 def _check_passwd_field(kind: str, value: str) -> None:
     if not value or any(c in value for c in ":\n\r\0") or (kind == "user" and "*" in value):
         raise ValueError(f"{kind} must be non-empty without ':', '*', NUL or line breaks")
+
+
+def _ensure_traversable(path: Path) -> None:
+    """Give o+x to our own temp dirs above ``path``; raise DovecotError for others' dirs."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for parent in (path, *path.parents):
+        mode = parent.stat().st_mode
+        if mode & 0o001:
+            continue
+        if parent.is_relative_to(tmp) and parent.stat().st_uid == os.geteuid():
+            parent.chmod(mode | 0o005)  # mkdtemp makes 0700 dirs
+        else:
+            raise DovecotError(f"{parent} must be searchable by other users (chmod o+x)")
 
 
 def write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
@@ -266,8 +280,9 @@ class DovecotInstance:
             return
         for sub in ("log", "state", "ssl", "mail"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        # Mail processes run as MAIL_UID and must traverse root (mkdtemp makes it 0700).
+        # Mail and auth processes run as other users and must traverse root and its parents.
         self.root.chmod(0o755)
+        _ensure_traversable(self.root.parent)
         if not self.ca_file.exists():
             write_self_signed_cert(self.ca_file, self.root / "ssl" / "key.pem")
         self.users_file.touch()
@@ -282,7 +297,34 @@ class DovecotInstance:
         self.conf.write_text(self._render_conf(), encoding="utf-8")
         if self._is_root:
             os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
+        state = self.root / "instance.json"  # lets another process reopen this instance
+        state.write_text(
+            json.dumps(
+                {"name": self.name, "layout": self.layout, "port": self._port,
+                 "ssl_port": self._ssl_port, "master_password": self.master_password}
+            ),
+            encoding="utf-8",
+        )
+        state.chmod(0o600)
         self._written = True
+
+    @classmethod
+    def open(cls, root: Path) -> DovecotInstance:
+        """Reopen an instance initialised earlier (by any process) without rewriting it.
+
+        Raises DovecotError when ``root`` holds no initialised instance. OAuth settings
+        are not reloaded; the files written for them stay in effect.
+        """
+        try:
+            state = json.loads((Path(root) / "instance.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DovecotError(f"no dovecot instance in {root}: {exc}") from None
+        inst = cls(Path(root), name=state["name"], layout=state["layout"])
+        inst.master_password = state["master_password"]
+        inst._port, inst._ssl_port = int(state["port"]), int(state["ssl_port"])
+        inst._written = True
+        inst._running = (inst.base_dir / "master.pid").exists()
+        return inst
 
     def start(self) -> None:
         """Start the server and wait for the ``* OK`` greeting on both ports.
@@ -539,23 +581,43 @@ service imap-login {{
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m mailtrek.devtools.dovecot start ROOT``: start and wait for Ctrl-C."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "start":
-        print("usage: python -m mailtrek.devtools.dovecot start ROOT", file=sys.stderr)
-        return 2
-    inst = DovecotInstance(Path(args[1]), name="cli")
-    user = inst.add_user("demo", secrets.token_urlsafe(8))
-    inst.start()
-    print(f"imap 127.0.0.1:{inst.port} imaps {inst.ssl_port} ca {inst.ca_file} user {user}")
-    print(f"users file: {inst.users_file}; press Ctrl-C to stop", flush=True)
+    """Run ``python -m mailtrek.devtools.dovecot init|start|stop|status ROOT``.
+
+    ``init`` writes the instance (``--user NAME`` adds a user with a random password,
+    kept in ROOT/users, never printed); ``start`` also initialises when needed.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m mailtrek.devtools.dovecot")
+    ap.add_argument("action", choices=("init", "start", "stop", "status"))
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--name", default="dev")
+    ap.add_argument("--layout", choices=("fs", "index"), default="index")
+    ap.add_argument("--user", action="append", default=[], help="add a user (repeatable)")
+    a = ap.parse_args(argv)
+    root: Path = a.root.resolve()
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        inst.stop()
+        if (root / "instance.json").exists():
+            inst = DovecotInstance.open(root)
+        else:
+            if a.action in ("stop", "status"):
+                raise DovecotError(f"no dovecot instance in {root}")
+            inst = DovecotInstance(root, name=a.name, layout=a.layout)
+            inst.init()
+        for user in a.user:
+            inst.add_user(user, secrets.token_urlsafe(12))
+        if a.action == "start":
+            inst.start()
+        elif a.action == "stop":
+            inst.stop()
+    except DovecotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    state = "running" if (inst.base_dir / "master.pid").exists() else "stopped"
+    print(
+        f"{state} imap=127.0.0.1:{inst.port} imaps=127.0.0.1:{inst.ssl_port} "
+        f"ca={inst.ca_file} conf={inst.conf} users={inst.users_file}"
+    )
     return 0
 
 
