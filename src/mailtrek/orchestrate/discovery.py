@@ -1,0 +1,489 @@
+"""Find the IMAP server of an e-mail address the way mail clients do, and probe it.
+
+Sources, in order of trust: RFC 6186 SRV records (``_imaps._tcp``, ``_imap._tcp``), the
+domain's own autoconfig document (Thunderbird's ``config-v1.1.xml``), the Thunderbird ISP
+database, the MX records matched against the provider presets, and the ``imap.DOMAIN`` /
+``mail.DOMAIN`` guesses. Every source is asked; a missing one is noted and the chain goes
+on. Each candidate remembers every source that named it.
+
+Every host name, for DNS answers and for HTTP alike, is resolved through one dnspython
+resolver (``nameserver`` overrides it), and connections go to the resolved address while
+TLS checks the certificate against the host name. So ``--nameserver`` decides every
+address mailtrek talks to, and tests never leave the loopback interface.
+
+A probe is TCP, TLS with certificate verification, and CAPABILITY; it logs in only when
+a user is given. A certificate that does not verify marks the candidate failed, never
+accepted. Candidates are ranked: working before failing, implicit TLS before STARTTLS
+before plain text, then by the most trusted source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import ipaddress
+import re
+import shlex
+import socket
+import ssl
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dns.exception
+import dns.resolver
+import httpx
+
+from mailtrek.errors import UsageError
+from mailtrek.orchestrate.csvfile import is_address
+from mailtrek.orchestrate.cutover import resolver_for
+from mailtrek.orchestrate.presets import PRESETS
+from mailtrek.secrets import redact, remember
+
+DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"
+SECURITY_RANK = {"ssl": 0, "starttls": 1, "none": 2}
+# Lower is more trusted: the domain's own records beat third-party data beat guesses.
+SOURCE_RANK = {"srv": 0, "autoconfig": 1, "ispdb": 2, "mx": 3, "guess": 4}
+MAX_DOCUMENT = 256 * 1024  # a config-v1.1.xml is a few KB; refuse anything huge
+MAX_REDIRECTS = 3
+
+# MX host suffix -> preset. A domain whose mail is received by a provider is (almost
+# always) hosted there, so its IMAP server is the provider's.
+MX_PRESETS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("google.com", "googlemail.com"), "google-workspace"),
+    (("yahoodns.net",), "yahoo"),
+    (("mail.protection.outlook.com", "mx.microsoft"), "outlook"),
+    (("zoho.com", "zoho.eu", "zoho.in", "zohomail.com"), "zoho"),
+    (("mail.icloud.com",), "icloud"),
+    (("messagingengine.com",), "fastmail"),
+    (("yandex.net", "yandex.ru"), "yandex"),
+    (("gmx.net", "gmx.com", "gmx.de"), "gmx"),
+    (("web.de",), "webde"),
+    (("mail.com",), "mailcom"),
+    (("ionos.com", "ionos.de", "kundenserver.de", "1and1.com", "perfora.net"), "ionos"),
+)
+_HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$")
+_SOCKET_TYPES = {"ssl": "ssl", "tls": "ssl", "starttls": "starttls", "plain": "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """Where discovery looks and whom it trusts."""
+
+    nameserver: str | None = None  # IP[:PORT]; None: the system's resolver
+    ca_file: str | None = None  # replaces the system roots for HTTPS and IMAP TLS
+    ispdb_url: str = DEFAULT_ISPDB_URL  # the domain is appended
+    https_port: int | None = None  # port of the domain's own autoconfig URLs (tests)
+    timeout: float = 5.0
+    probe: bool = True
+
+
+@dataclass(slots=True)
+class ProbeStep:
+    name: str  # dns | tcp | tls | capabilities | login
+    ok: bool
+    detail: str
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One way to reach the IMAP server, with every source that named it."""
+
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    sources: list[str] = field(default_factory=list)
+    kinds: set[str] = field(default_factory=set)  # keys of SOURCE_RANK
+    preset: str | None = None
+    username: str | None = None  # the login form the source documents
+    steps: list[ProbeStep] = field(default_factory=list)
+    probed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.probed and bool(self.steps) and all(s.ok for s in self.steps)
+
+    @property
+    def certificate_rejected(self) -> bool:
+        return any(s.name == "tls" and not s.ok and "certificate" in s.detail for s in self.steps)
+
+    def rank(self) -> tuple[int, int, int, str, int]:
+        return (0 if self.ok else 1, SECURITY_RANK[self.security],
+                min((SOURCE_RANK[k] for k in self.kinds), default=9), self.host, self.port)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "security": self.security, "ok": self.ok,
+                "probed": self.probed, "preset": self.preset, "username": self.username,
+                "sources": self.sources, "certificate_rejected": self.certificate_rejected,
+                "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps]}
+
+
+@dataclass(slots=True)
+class Discovery:
+    """What discovery found for one address: candidates (best first) and per-source notes."""
+
+    address: str
+    domain: str
+    candidates: list[Candidate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what each source said, found or not
+
+    @property
+    def best(self) -> Candidate | None:
+        return next((c for c in self.candidates if c.ok), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {"address": self.address, "domain": self.domain, "notes": self.notes,
+                "best": best.as_dict() if best else None,
+                "candidates": [c.as_dict() for c in self.candidates]}
+
+
+def endpoint_add_command(c: Candidate, name: str, ca_file: str | None = None) -> str:
+    """Return the `mailtrek endpoint add` command line that stores candidate ``c``."""
+    args = ["mailtrek", "endpoint", "add", name, "--host", c.host, "--port", str(c.port),
+            "--security", c.security]
+    if c.preset:
+        args += ["--preset", c.preset]
+    if ca_file:
+        args += ["--ca-file", ca_file]
+    return shlex.join(args)
+
+
+# -- the resolver ------------------------------------------------------------------------
+class Lookup:
+    """DNS queries through one resolver; every failure becomes an empty answer and a reason."""
+
+    def __init__(self, config: DiscoveryConfig) -> None:
+        self.resolver = resolver_for(config.nameserver, timeout=config.timeout)
+
+    def query(self, name: str, rtype: str) -> tuple[list[Any], str | None]:
+        try:
+            return list(self.resolver.resolve(name, rtype)), None
+        except dns.resolver.NXDOMAIN:
+            return [], f"{name} does not exist"
+        except dns.resolver.NoAnswer:
+            return [], f"no {rtype} record for {name}"
+        except dns.resolver.NoNameservers:
+            return [], f"no name server answered for {name} {rtype}"
+        except dns.exception.Timeout:
+            return [], f"DNS timeout for {name} {rtype}"
+        except dns.exception.DNSException as e:
+            return [], f"DNS error for {name} {rtype}: {e}"
+
+    def addresses(self, host: str) -> tuple[list[str], str | None]:
+        """Return the IPv4 then IPv6 addresses of ``host`` (an IP literal is its own)."""
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(host))], None
+        out: list[str] = []
+        reasons = []
+        for rtype in ("A", "AAAA"):
+            answers, why = self.query(host, rtype)
+            out += [a.address for a in answers]
+            if why:
+                reasons.append(why)
+        return out, None if out else (reasons[0] if reasons else f"{host} has no address")
+
+
+# -- the sources ---------------------------------------------------------------------------
+def _srv(lookup: Lookup, domain: str) -> tuple[list[Candidate], list[str]]:
+    found, notes = [], []
+    for service, security in (("_imaps._tcp", "ssl"), ("_imap._tcp", "starttls")):
+        name = f"{service}.{domain}"
+        answers, why = lookup.query(name, "SRV")
+        if why:
+            notes.append(f"SRV {name}: nothing ({why})")
+            continue
+        for a in sorted(answers, key=lambda r: (r.priority, -r.weight)):
+            target = str(a.target).rstrip(".")
+            if not target:  # RFC 2782: "." means the service is decidedly not available
+                notes.append(f"SRV {name}: the domain says there is no such service")
+                continue
+            found.append(Candidate(target, int(a.port), security, [f"SRV {name} -> {target}:{a.port}"], {"srv"}))
+            notes.append(f"SRV {name}: {target}:{a.port} (priority {a.priority})")
+    return found, notes
+
+
+def _fetch(lookup: Lookup, config: DiscoveryConfig, url: str) -> tuple[bytes | None, str]:
+    """GET ``url`` over HTTPS with our resolver; return (body, what happened)."""
+    ctx = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
+    with httpx.Client(verify=ctx, trust_env=False, timeout=config.timeout, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                return None, f"refused non-HTTPS URL {url}"
+            addrs, why = lookup.addresses(parts.hostname)
+            if not addrs:
+                return None, f"{parts.hostname} does not resolve ({why})"
+            ip = addrs[0]
+            netloc = (f"[{ip}]" if ":" in ip else ip) + (f":{parts.port}" if parts.port else "")
+            try:
+                r = client.get(urlunsplit(parts._replace(netloc=netloc)),
+                               headers={"Host": parts.netloc, "Accept": "application/xml, text/xml"},
+                               extensions={"sni_hostname": parts.hostname})
+            except httpx.ConnectError as e:
+                cause: BaseException | None = e
+                while cause is not None:
+                    if isinstance(cause, ssl.SSLCertVerificationError):
+                        return None, f"certificate of {parts.hostname} not trusted ({cause.verify_message}): ignored"
+                    cause = cause.__cause__ or cause.__context__
+                return None, f"cannot connect to {parts.netloc}: {e}"
+            except httpx.HTTPError as e:
+                return None, f"HTTP error from {parts.netloc}: {type(e).__name__} {e}"
+            if r.is_redirect and "location" in r.headers:
+                url = str(httpx.URL(url).join(r.headers["location"]))
+                continue
+            if r.status_code != 200:
+                return None, f"HTTP {r.status_code}"
+            if len(r.content) > MAX_DOCUMENT:
+                return None, f"document larger than {MAX_DOCUMENT} bytes: ignored"
+            return r.content, "found"
+    return None, "too many redirects"
+
+
+def parse_autoconfig(document: bytes, address: str) -> list[tuple[str, int, str, str | None]]:
+    """Return (host, port, security, username) of each IMAP server in a config-v1.1.xml.
+
+    Raises ValueError for a document that is not one. DTDs are refused outright, so no
+    entity expansion can happen.
+    """
+    if b"<!DOCTYPE" in document.upper() or b"<!ENTITY" in document.upper():
+        raise ValueError("document declares a DTD")
+    try:
+        root = ET.fromstring(document)
+    except ET.ParseError as e:
+        raise ValueError(f"not XML: {e}") from None
+    if root.tag != "clientConfig":
+        raise ValueError(f"root element is <{root.tag}>, not <clientConfig>")
+    local, _, domain = address.partition("@")
+    subst = {"%EMAILADDRESS%": address, "%EMAILLOCALPART%": local, "%EMAILDOMAIN%": domain}
+
+    def fill(text: str | None) -> str | None:
+        if text is None:
+            return None
+        text = text.strip()
+        for k, v in subst.items():
+            text = text.replace(k, v)
+        return text
+
+    out = []
+    for server in root.iter("incomingServer"):
+        if (server.get("type") or "").lower() != "imap":
+            continue
+        host = fill(server.findtext("hostname")) or ""
+        port_text = (server.findtext("port") or "").strip()
+        security = _SOCKET_TYPES.get((server.findtext("socketType") or "").strip().lower())
+        if not _HOST.match(host) or not port_text.isdigit() or not 0 < int(port_text) < 65536 or not security:
+            continue  # an entry we cannot trust to be a server; skip rather than guess
+        out.append((host.rstrip(".").lower(), int(port_text), security, fill(server.findtext("username"))))
+    return out
+
+
+def _documents(lookup: Lookup, config: DiscoveryConfig, address: str, domain: str
+               ) -> tuple[list[Candidate], list[str]]:
+    port = f":{config.https_port}" if config.https_port else ""
+    urls = [("autoconfig", f"https://autoconfig.{domain}{port}/mail/config-v1.1.xml?emailaddress={address}"),
+            ("autoconfig", f"https://{domain}{port}/.well-known/autoconfig/mail/config-v1.1.xml"),
+            ("ispdb", config.ispdb_url.rstrip("/") + "/" + domain)]
+    found, notes = [], []
+    for kind, url in urls:
+        label = "ISP database" if kind == "ispdb" else "autoconfig"
+        shown = url.split("?", 1)[0]
+        body, what = _fetch(lookup, config, url)
+        if body is None:
+            notes.append(f"{label} {shown}: nothing ({what})")
+            continue
+        try:
+            servers = parse_autoconfig(body, address)
+        except ValueError as e:
+            notes.append(f"{label} {shown}: unusable ({e})")
+            continue
+        if not servers:
+            notes.append(f"{label} {shown}: no IMAP server listed")
+        for host, p, security, user in servers:
+            found.append(Candidate(host, p, security, [f"{label} {shown}"], {kind}, username=user))
+            notes.append(f"{label} {shown}: {host}:{p} ({security})")
+    return found, notes
+
+
+def preset_for_mx(mx_host: str) -> str | None:
+    """Return the preset whose provider receives mail at ``mx_host``, else None."""
+    h = mx_host.rstrip(".").lower()
+    for suffixes, preset in MX_PRESETS:
+        if any(h == s or h.endswith("." + s) for s in suffixes):
+            return preset
+    return None
+
+
+def _mx(lookup: Lookup, domain: str) -> tuple[list[Candidate], list[str]]:
+    answers, why = lookup.query(domain, "MX")
+    if why:
+        return [], [f"MX {domain}: nothing ({why})"]
+    found, notes = [], []
+    for a in sorted(answers, key=lambda r: r.preference):
+        mx = str(a.exchange).rstrip(".").lower()
+        name = preset_for_mx(mx)
+        p = PRESETS.get(name) if name else None
+        if p is None or p.host is None:
+            notes.append(f"MX {domain}: {mx} (no known provider)")
+            continue
+        notes.append(f"MX {domain}: {mx} -> {p.title} (preset {p.name})")
+        found.append(Candidate(p.host, p.port, p.security, [f"MX {mx} -> preset {p.name}"], {"mx"},
+                               preset=p.name))
+    return found, notes
+
+
+def _guesses(lookup: Lookup, domain: str) -> tuple[list[Candidate], list[str]]:
+    found, notes = [], []
+    for host in (f"imap.{domain}", f"mail.{domain}"):
+        addrs, why = lookup.addresses(host)
+        if not addrs:
+            notes.append(f"guess {host}: nothing ({why})")
+            continue
+        notes.append(f"guess {host}: resolves to {', '.join(addrs)}")
+        found += [Candidate(host, 993, "ssl", [f"guess {host}"], {"guess"}),
+                  Candidate(host, 143, "starttls", [f"guess {host}"], {"guess"})]
+    return found, notes
+
+
+def merge(candidates: list[Candidate]) -> list[Candidate]:
+    """Merge candidates naming the same (host, port, security), keeping every source."""
+    out: dict[tuple[str, int, str], Candidate] = {}
+    for c in candidates:
+        key = (c.host.lower().rstrip("."), c.port, c.security)
+        have = out.get(key)
+        if have is None:
+            out[key] = Candidate(key[0], c.port, c.security, list(c.sources), set(c.kinds), c.preset, c.username)
+            continue
+        have.sources += [s for s in c.sources if s not in have.sources]
+        have.kinds |= c.kinds
+        have.preset = have.preset or c.preset
+        have.username = have.username or c.username
+    return list(out.values())
+
+
+# -- probing -----------------------------------------------------------------------------
+class _PinnedIMAP4(imaplib.IMAP4):
+    """imaplib.IMAP4 connected to a resolved address; STARTTLS still checks the host name."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self._address, self.port), timeout)
+
+
+class _PinnedIMAP4SSL(imaplib.IMAP4_SSL):
+    """imaplib.IMAP4_SSL connected to a resolved address, verifying the host name."""
+
+    def __init__(self, host: str, address: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, ssl_context=ctx, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def probe_candidate(c: Candidate, lookup: Lookup, config: DiscoveryConfig,
+                    user: str | None = None, password: str | None = None) -> Candidate:
+    """Probe ``c`` in place (DNS, TCP, TLS, capabilities, login if ``user``) and return it."""
+    remember(password)
+    c.probed, c.steps = True, []
+
+    def step(name: str, ok: bool, detail: str) -> bool:
+        c.steps.append(ProbeStep(name, ok, redact(detail)))
+        return ok
+
+    addrs, why = lookup.addresses(c.host)
+    if not step("dns", bool(addrs), f"{c.host} resolves to {', '.join(addrs)}" if addrs else f"{why}"):
+        return c
+    ctx = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
+    imap: imaplib.IMAP4 | None = None
+    t0 = time.monotonic()
+    try:
+        try:
+            if c.security == "ssl":
+                imap = _PinnedIMAP4SSL(c.host, addrs[0], c.port, ctx, config.timeout)
+                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+                step("tls", True, f"implicit TLS, certificate valid for {c.host}")
+            else:
+                imap = _PinnedIMAP4(c.host, addrs[0], c.port, config.timeout)
+                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+                if c.security == "starttls":
+                    if "STARTTLS" not in imap.capabilities:
+                        step("tls", False, "the server offers no STARTTLS on this port")
+                        return c
+                    imap.starttls(ssl_context=ctx)
+                    step("tls", True, f"STARTTLS, certificate valid for {c.host}")
+                else:
+                    step("tls", True, "no TLS: passwords would cross the network in clear")
+        except ssl.SSLCertVerificationError as e:
+            if not c.steps:
+                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+            step("tls", False, f"certificate not trusted for {c.host}: {e.verify_message}")
+            return c
+        except ssl.SSLError as e:
+            if not c.steps:
+                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+            step("tls", False, f"TLS failed: {e.reason or e}")
+            return c
+        except (OSError, imaplib.IMAP4.error) as e:
+            if c.steps:
+                step("tls", False, f"TLS failed: {e}")
+            else:
+                step("tcp", False, f"cannot connect to {addrs[0]}:{c.port}: {getattr(e, 'strerror', None) or e}")
+            return c
+        caps = sorted(str(x) for x in imap.capabilities)
+        if "IMAP4REV1" not in {x.upper() for x in caps}:
+            step("capabilities", False, f"not an IMAP4rev1 server: {' '.join(caps)}")
+            return c
+        step("capabilities", True, " ".join(x for x in caps if x in ("IDLE", "CONDSTORE", "QRESYNC", "UIDPLUS",
+                                                                    "SPECIAL-USE", "MOVE") or x.startswith("AUTH="))
+             or "IMAP4rev1")
+        if user is not None:
+            try:
+                imap.login(user, password or "")
+                step("login", True, f"logged in as {user}")
+            except imaplib.IMAP4.error as e:
+                step("login", False, f"login as {user} refused: {e}")
+        return c
+    except (OSError, imaplib.IMAP4.abort) as e:
+        step("capabilities", False, f"connection dropped after {time.monotonic() - t0:.1f} s: {e}")
+        return c
+    finally:
+        if imap is not None:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                imap.logout()
+
+
+# -- the whole chain ---------------------------------------------------------------------
+def discover(address: str, config: DiscoveryConfig | None = None, *,
+             user: str | None = None, password: str | None = None) -> Discovery:
+    """Ask every source about ``address``'s domain, probe the candidates, rank them.
+
+    Never raises for network trouble (it becomes a note or a failed step); raises
+    UsageError when ``address`` is not an e-mail address.
+    """
+    config = config or DiscoveryConfig()
+    address = address.strip()
+    if not is_address(address):
+        raise UsageError(f"{address!r} is not an e-mail address", hint="give an address such as user@example.com")
+    domain = address.rsplit("@", 1)[1].lower().rstrip(".")
+    lookup = Lookup(config)
+    result = Discovery(address, domain)
+    found: list[Candidate] = []
+    for source in (lambda: _srv(lookup, domain), lambda: _documents(lookup, config, address, domain),
+                   lambda: _mx(lookup, domain), lambda: _guesses(lookup, domain)):
+        cands, notes = source()
+        found += cands
+        result.notes += notes
+    result.candidates = merge(found)
+    if config.probe and result.candidates:
+        with ThreadPoolExecutor(max_workers=min(8, len(result.candidates))) as pool:
+            list(pool.map(lambda c: probe_candidate(c, lookup, config, user, password), result.candidates))
+    result.candidates.sort(key=Candidate.rank)
+    return result
