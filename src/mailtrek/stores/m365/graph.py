@@ -121,12 +121,16 @@ def fingerprint_of_item(item: dict[str, Any]) -> str | None:
     stored = _extended(item).get(FINGERPRINT_PROPERTY.lower())
     if stored:
         return stored
+    if "internetMessageHeaders" not in item:
+        return None
     fields: dict[str, bytes] = {}
     for header in item.get("internetMessageHeaders") or []:
         name = str(header.get("name", "")).upper()
         if name in FINGERPRINT_FIELDS and name not in fields:
             fields[name] = str(header.get("value", "")).encode("utf-8")
-    return fingerprint_fields(fields) if fields else None
+    # A message with none of the fields (a bare body) still has a fingerprint: the
+    # source computes the same digest of empty fields.
+    return fingerprint_fields(fields)
 
 
 class GraphStore:

@@ -1,0 +1,141 @@
+"""``mailtrek copy`` into Microsoft 365: Graph into the simulator, and IMAP with XOAUTH2
+against a real Dovecot that accepts the simulator's app-only tokens."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from imap_helpers import corpus_files, dump, load, new_user
+from mailtrek.sim import SimConfig, Simulator, UserSpec
+from test_cli_copy import mailtrek
+
+T0 = datetime(2023, 1, 1, tzinfo=UTC)
+USERS = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test", "dave@contoso.test"]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimConfig(users=[UserSpec(u) for u in USERS])) as running:
+        yield running
+
+
+def m365_args(sim: Simulator) -> list[str]:
+    return ["--m365-authority", sim.authority(), "--graph-url", f"{sim.base_url}/graph"]
+
+
+def m365_env(src: tuple[str, str]) -> dict[str, str]:
+    return {"MAILTREK_SOURCE_PASSWORD": src[1], "MAILTREK_M365_TENANT_ID": "contoso",
+            "MAILTREK_M365_CLIENT_ID": "mailtrek-tests", "MAILTREK_M365_CLIENT_SECRET": "s3cr3t-value"}
+
+
+def items(n: int, corpus_dir: Path | None) -> list:  # type: ignore[type-arg]
+    raws = [raw for _n, raw, _s in corpus_files(corpus_dir)][:n] or [
+        b"Subject: m%d\r\nMessage-ID: <m%d@t>\r\nFrom: a@b.c\r\n\r\nbody %d\r\n" % (i, i, i)
+        for i in range(n)]
+    folders = [("INBOX",), ("Sent",), ("Projekte", "Übersicht"), ("Files",)]
+    flags = [frozenset({"\\Seen"}), frozenset({"\\Flagged", "Kunde"}), frozenset()]
+    return [(folders[i % 4], raw, flags[i % 3], T0 + timedelta(hours=i)) for i, raw in enumerate(raws)]
+
+
+async def test_copy_into_graph_then_rerun_and_verify(dovecot_src, sim: Simulator, corpus_dir,
+                                                     tmp_path: Path) -> None:
+    src = new_user(dovecot_src)
+    seeded = items(60, corpus_dir)
+    await load(dovecot_src, *src, seeded)
+    args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}", "m365://alice@contoso.test",
+            *m365_args(sim), "--ca-file", str(sim.ca_file), "--state", str(tmp_path / "s.db")]
+    r = mailtrek("copy", *args, "--json-report", str(tmp_path / "r.json"), env=m365_env(src))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"copied {len(seeded)} messages" in r.stdout
+    stored = sim.messages("alice@contoso.test")
+    assert len(stored) == len(seeded)
+    assert not any(m.props.get("isDraft") for m in stored)
+    assert sum(m.mime_exact for m in stored) >= len(seeded) // 2  # importMime, exact bytes
+    names = {sim.folder_path("alice@contoso.test", f.id) for f in sim.folders("alice@contoso.test")
+             if sim.messages("alice@contoso.test", f.id)}
+    assert "Files (migrated)" in str(names) and "Übersicht" in str(names)
+    again = mailtrek("copy", *args, env=m365_env(src))
+    assert again.returncode == 0 and "copied 0 messages" in again.stdout
+    assert len(sim.messages("alice@contoso.test")) == len(seeded)
+    v = mailtrek("verify", *args[:-2], env=m365_env(src))
+    assert v.returncode == 0, v.stdout
+    for out in (r, again, v):
+        assert "s3cr3t-value" not in out.stdout + out.stderr
+
+
+async def test_lost_answers_and_lost_state_never_duplicate(dovecot_src, sim: Simulator,
+                                                           tmp_path: Path) -> None:
+    src = new_user(dovecot_src)
+    seeded = items(24, None)
+    await load(dovecot_src, *src, seeded)
+    args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}", "m365://bob@contoso.test",
+            *m365_args(sim), "--ca-file", str(sim.ca_file)]
+    # Commit some creates but lose their answers, as a dropped link would.
+    first = sim.request_count + 1
+    sim.drop_response_after_commit(*range(first + 5, first + 60, 7))
+    r = mailtrek("copy", *args, "--state", str(tmp_path / "a.db"), env=m365_env(src))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(sim.messages("bob@contoso.test")) == len(seeded)
+    # A new state file: everything is found on the destination, nothing copied again.
+    r2 = mailtrek("copy", *args, "--state", str(tmp_path / "b.db"), env=m365_env(src))
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    assert "copied 0 messages" in r2.stdout
+    assert len(sim.messages("bob@contoso.test")) == len(seeded)
+
+
+def test_user_without_mailbox_is_a_clear_error(dovecot_src, sim: Simulator, tmp_path: Path) -> None:
+    src = new_user(dovecot_src)
+    sim.add_user("nomail@contoso.test", has_mailbox=False)
+    r = mailtrek("copy", f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}",
+                 "m365://nomail@contoso.test", *m365_args(sim), "--ca-file", str(sim.ca_file),
+                 "--state", str(tmp_path / "s.db"), env=m365_env(src))
+    assert r.returncode != 0
+    assert "mailtrek: error:" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def exchange_imap(sim: Simulator) -> Iterator[object]:
+    """A Dovecot that plays outlook.office365.com: XOAUTH2 with app-only sim tokens."""
+    from mailtrek.devtools.dovecot import DovecotInstance, OAuthConfig
+
+    if shutil.which("dovecot") is None:
+        pytest.skip("dovecot not installed")
+    oauth = OAuthConfig(
+        issuer="https://unused.invalid/", scope="unused",
+        keys={(sim.token_azp("mailtrek-tests"), sim.jwt_algorithm, sim.jwt_kid):
+              sim.jwt_public_key_pem},
+        apponly_issuer=sim.imap_oauth_issuer, apponly_scope=sim.imap_oauth_scope,
+        apponly_claim=sim.imap_oauth_username_claim,
+    )
+    inst = DovecotInstance(Path(tempfile.mkdtemp(prefix="mt-exo-")), name="exo", oauth=oauth)
+    for u in USERS:
+        inst.add_user(u, "unused-" + u.split("@")[0])
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.remove()
+
+
+async def test_imap_route_with_app_only_xoauth2(dovecot_src, sim: Simulator, exchange_imap,
+                                                tmp_path: Path) -> None:
+    src = new_user(dovecot_src)
+    seeded = items(30, None)
+    await load(dovecot_src, *src, seeded)
+    bundle = tmp_path / "ca-bundle.pem"  # the simulator's CA and the IMAP server's
+    bundle.write_text(Path(sim.ca_file).read_text() + Path(exchange_imap.ca_file).read_text())
+    args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}", "m365+imap://carol@contoso.test",
+            *m365_args(sim), "--ca-file", str(bundle),
+            "--m365-imap-host", f"127.0.0.1:{exchange_imap.ssl_port}"]
+    r = mailtrek("copy", *args, "--state", str(tmp_path / "s.db"), env=m365_env(src))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sum(len(v) for v in (await dump(exchange_imap, "carol@contoso.test", "unused-carol")).values()) == len(seeded)
+    assert await dump(dovecot_src, *src) == {
+        k: v for k, v in (await dump(exchange_imap, "carol@contoso.test", "unused-carol")).items()
+        if k[0] != "Files (migrated)"} | {("Files",): (await dump(dovecot_src, *src))[("Files",)]}
