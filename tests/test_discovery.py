@@ -285,6 +285,10 @@ def mailtrek(home, *args, env=None):
 
 def test_cli_discover_prints_command_and_saves(net, dovecot_src, tmp_path):
     home = tmp_path / "home"
+    z = net["zone"]
+    z.set("_imaps._tcp.srv.test", "SRV", [SRV(0, 1, dovecot_src.ssl_port, "localhost.")])
+    z.set("_imaps._tcp.badcert.test", "SRV", [SRV(0, 1, dovecot_src.ssl_port, "imapserver.badcert.test.")])
+    z.set("imapserver.badcert.test", "A", [A("127.0.0.1")])
     common = ["--nameserver", net["ns"], "--ca-file", net["bundle"], "--https-port", str(net["port"]),
               "--ispdb-url", f"https://ispdb.test:{net['port']}/v1.1/"]
     p = mailtrek(home, "endpoint", "discover", "alice@srv.test", *common)
@@ -297,6 +301,10 @@ def test_cli_discover_prints_command_and_saves(net, dovecot_src, tmp_path):
     shown = json.loads(mailtrek(home, "endpoint", "show", "found").stdout)
     assert (shown["host"], shown["port"], shown["security"]) == ("localhost", dovecot_src.ssl_port, "ssl")
     p = mailtrek(home, "endpoint", "discover", "nobody@nothing.test", *common)
-    assert p.returncode == 4 and "no working IMAP server" in p.stderr
+    assert p.returncode == 4 and "no candidate IMAP server found for nothing.test" in p.stderr
+    p = mailtrek(home, "endpoint", "discover", "eve@badcert.test", *common, "--save", "bad")
+    assert p.returncode == 4 and "no working IMAP server found" in p.stderr
+    assert "CERTIFICATE REJECTED" in p.stdout
+    assert mailtrek(home, "endpoint", "show", "bad").returncode != 0
     p = mailtrek(home, "endpoint", "discover", "not-an-address", *common)
     assert p.returncode == 2

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(batch_app, name="batch")
     app.add_typer(cutover_app, name="cutover")
     app.command("run")(run_cmd)
+    from mailtrek.cli import discovery_cmds  # endpoint discover, batch preflight
+
+    discovery_cmds.register(app)
 
 
 def handled(fn: F) -> F:
@@ -316,6 +319,7 @@ def batch_create(
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
     allow_unknown_columns: Annotated[bool, typer.Option(help="ignore extra CSV columns")] = False,
+    dry_run: Annotated[bool, typer.Option(help="run the pre-flight for these users; create nothing")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Create a batch from a users CSV (the whole file is validated first)."""
@@ -329,12 +333,30 @@ def batch_create(
     options = BatchOptions(exclude=list(exclude_folder or []), since=_date(since, "--since"),
                            before=_date(before, "--before"), max_size=_size(max_size))
     h = _home(home)
+    if dry_run:
+        _dry_run(h, users, endpoint, tenant, dest_endpoint, options)
+        return
     b = create_batch(h, name, endpoint=endpoint, users=users, tenant=tenant, dest_endpoint=dest_endpoint,
                      options=options, notify=list(notify or []), incremental_hours=incremental_interval)
     if autostart:
         b = start_batch(h, name)
     typer.echo(f"batch {name}: {len(users)} users, {b.status}"
                + ("" if autostart else f" (start it with `mailtrek batch start {name}`)"))
+
+
+def _dry_run(h: Home, users: list[Any], endpoint: str, tenant: str | None, dest_endpoint: str | None,
+             options: Any) -> None:
+    from mailtrek.cli.discovery_cmds import print_preflight
+    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
+    from mailtrek.orchestrate.preflight import preflight_users
+
+    if (tenant is None) == (dest_endpoint is None):
+        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
+    report = asyncio.run(preflight_users(
+        h, users, source=get_endpoint(h, endpoint), tenant=get_tenant(h, tenant) if tenant else None,
+        dest_endpoint=get_endpoint(h, dest_endpoint) if dest_endpoint else None, options=options))
+    print_preflight(report, "table", None)
+    typer.echo("dry run: no batch created")
 
 
 def _simple(action: str) -> Callable[..., None]:
