@@ -464,7 +464,7 @@ def batch_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: 
 @handled
 def batch_report(
     name: str,
-    fmt: Annotated[str, typer.Option("--format", help="csv | json | html | skipped-csv")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", help="csv | json | html | skipped-csv | powershell")] = "csv",
     output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
     home: HomeOpt = None,
 ) -> None:

@@ -255,6 +255,10 @@ def delete_batch(home: Home, name: str) -> int:
         n = c.execute(delete(batch_users).where(batch_users.c.batch == name)).rowcount
         c.execute(delete(batches).where(batches.c.name == name))
     with home.engine.connect() as c:
+        if home.engine.dialect.name == "sqlite":
+            # Older WAL frames (the batch's INSERT) still hold the ciphertexts while any
+            # process keeps the database open: fold the log into the file and empty it.
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         left = c.execute(select(func.count()).select_from(batch_users).where(
             batch_users.c.batch == name)).scalar_one()
     if left:

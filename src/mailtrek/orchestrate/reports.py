@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from mailtrek.orchestrate.batches import get_batch, user_rows
+from mailtrek.orchestrate.hardening import hardening_section
 from mailtrek.orchestrate.home import Home
 from mailtrek.secrets import redact
 
@@ -51,6 +52,8 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
                    "items_skipped": sum(u["items_skipped"] for u in users),
                    "bytes": sum(u["bytes"] for u in users)},
         "users": users,
+        # Completed batches only: the post-migration checklist and PowerShell script.
+        "hardening": hardening_section(home, name),
     }
 
 
@@ -92,6 +95,8 @@ def batch_summary_text(home: Home, name: str) -> str:
         if u["error"]:
             line += f" - {u['error']}"
         lines.append(line)
+    if d["hardening"]:
+        lines += ["", "After the migration:"] + [f"  {i}. {s}" for i, s in enumerate(d["hardening"]["checklist"], 1)]
     return redact("\n".join(lines) + "\n")
 
 
@@ -116,6 +121,10 @@ def render_html(home: Home, name: str) -> str:
         f"<td>{e(str(s.get('subject') or ''))}</td><td class=num>{s.get('size') or 0}</td>"
         f"<td>{e(str(s.get('reason') or ''))}</td></tr>"
         for u in d["users"] for s in u["skipped"])
+    hard = d["hardening"]
+    hardening = "" if not hard else (
+        "<h2>After the migration</h2><ol>" + "".join(f"<li>{e(s)}</li>" for s in hard["checklist"]) + "</ol>"
+        + (f"<h3>Exchange Online PowerShell</h3><pre>{e(hard['powershell'])}</pre>" if hard["powershell"] else ""))
     dest = f"tenant {d['tenant']}" if d["tenant"] else f"IMAP endpoint {d['dest_endpoint']}"
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>mailtrek batch {e(d['name'])}</title><style>{_STYLE}</style></head><body>
@@ -127,15 +136,27 @@ Items synced {t['items_synced']}, skipped {t['items_skipped']}, bytes {t['bytes'
 <h2>Users</h2><table><tr><th>Email</th><th>Status</th><th>Items synced</th><th>Items skipped</th>
 <th>Bytes</th><th>Last successful sync</th><th>Error</th></tr>{rows}</table>
 <h2>Skipped items</h2>{'<table><tr><th>User</th><th>Folder</th><th>Date</th><th>Subject</th><th>Size</th><th>Reason</th></tr>' + skipped + '</table>' if skipped else '<p>None.</p>'}
+{hardening}
 </body></html>
 """
     return redact(page)
 
 
+def render_powershell(home: Home, name: str) -> str:
+    """The hardening script of a completed batch; UsageError before completion."""
+    hard = hardening_section(home, name)
+    if not hard or not hard["powershell"]:
+        from mailtrek.errors import UsageError
+
+        raise UsageError(f"batch {name!r} has no hardening script",
+                         hint="it is written once a batch into a Microsoft 365 tenant is completed")
+    return redact(hard["powershell"])
+
+
 def render(home: Home, name: str, fmt: str) -> str:
-    """Return the report of batch ``name`` in ``fmt`` (csv, json, html, skipped-csv)."""
+    """Return the report of batch ``name`` in ``fmt`` (csv, json, html, skipped-csv, powershell)."""
     renderers = {"csv": render_csv, "json": render_json, "html": render_html,
-                 "skipped-csv": render_skipped_csv}
+                 "skipped-csv": render_skipped_csv, "powershell": render_powershell}
     if fmt not in renderers:
         from mailtrek.errors import UsageError
 
