@@ -21,6 +21,8 @@ from mailtrek.state.schema import folders
 
 WINDOW = 60.0  # seconds of samples that make the speed
 DONE = (UserStatus.SYNCED, UserStatus.COMPLETED)
+# Users that finished an initial sync and are now in a later one still count as synced.
+SYNCED_ONCE = (*DONE, UserStatus.INCREMENTAL_SYNCING, UserStatus.COMPLETING)
 
 
 def source_totals(home: Home, batch: str) -> dict[str, int]:
@@ -68,7 +70,7 @@ def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
         status = UserStatus(u["status"])
         active = status in ACTIVE_USER
         speed = meter.observe((name, u["email"]), u["items_synced"], active)
-        if status in DONE:
+        if status in DONE or (status in SYNCED_ONCE and total and u["items_synced"] >= total):
             percent = 100
         elif total:
             percent = min(99, int(100 * u["items_synced"] / total))
@@ -80,6 +82,6 @@ def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
         u["speed"] = round(speed, 1) if speed is not None else None
         u["eta_seconds"] = int(remaining / speed) if speed and active and total else None
         u["active"] = active
-    done = sum(1 for u in doc["users"] if UserStatus(u["status"]) in DONE)
+    done = sum(1 for u in doc["users"] if UserStatus(u["status"]) in SYNCED_ONCE)
     doc["totals"]["percent"] = int(100 * done / len(doc["users"])) if doc["users"] else 0
     return doc
