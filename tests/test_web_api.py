@@ -110,14 +110,14 @@ def create(c: TestClient, name: str, data: bytes, **fields: str):
 
 
 # -- auth ----------------------------------------------------------------------------------
-API_READS = ["/api/endpoints", "/api/endpoints/x", "/api/endpoint-presets", "/api/tenants", "/api/tenants/x",
+API_READS = ["/openapi.json", "/api/endpoints", "/api/endpoints/x", "/api/endpoint-presets", "/api/tenants", "/api/tenants/x",
              "/api/batches", "/api/batches/x", "/api/batches/x/report?format=csv", "/api/session"]
 API_WRITES = [("post", "/api/endpoints"), ("delete", "/api/endpoints/x"), ("post", "/api/endpoints/x/test"),
               ("post", "/api/tenants"), ("delete", "/api/tenants/x"), ("post", "/api/tenants/x/test"),
               ("post", "/api/batches"), ("post", "/api/batches/x/start"), ("post", "/api/batches/x/stop"),
               ("post", "/api/batches/x/resume"), ("post", "/api/batches/x/complete"),
               ("delete", "/api/batches/x"), ("post", "/api/cutover/check"), ("post", "/api/logout")]
-PAGES = ["/", "/batches", "/batches/new", "/batches/x", "/batches/x/live", "/batches/x/users/a@b.c",
+PAGES = ["/", "/docs", "/batches", "/batches/new", "/batches/x", "/batches/x/live", "/batches/x/users/a@b.c",
          "/batches/x/confirm/stop", "/batches/x/report.csv", "/endpoints", "/cutover", "/confirm/endpoints/x/remove"]
 PAGE_POSTS = ["/endpoints", "/endpoints/x/test", "/endpoints/x/remove", "/tenants", "/tenants/x/test",
               "/tenants/x/remove", "/batches", "/batches/x/start", "/batches/x/stop", "/batches/x/resume",
@@ -136,7 +136,19 @@ def test_everything_needs_a_session(client):
         r = client.post(url, data={"csrf": "x"}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login", url
     assert client.get("/login").status_code == 200
-    assert client.get("/openapi.json").status_code == 200  # the schema itself holds no data
+    assert client.get("/static/app.css").status_code == 200
+
+
+def test_openapi_mirrors_the_cli(client):
+    login(client)
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/endpoints", "/api/endpoints/{name}/test", "/api/tenants", "/api/tenants/{name}/test",
+                 "/api/batches", "/api/batches/{name}", "/api/batches/{name}/{action}",
+                 "/api/batches/{name}/complete", "/api/batches/{name}/report", "/api/cutover/check"):
+        assert path in paths, path
+    assert not any(p.startswith("/batches") for p in paths)  # pages are not part of the API
+    r = client.get("/docs")
+    assert r.status_code == 200 and "/openapi.json" in r.text
 
 
 def test_mutations_need_the_csrf_token(client):

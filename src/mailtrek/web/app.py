@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import mailtrek.state.web  # noqa: F401  (adds the web tables before the home is opened)
@@ -27,7 +28,7 @@ from mailtrek.orchestrate.states import TransitionError
 from mailtrek.secrets import redact
 from mailtrek.web import api, pages
 from mailtrek.web.auth import LoginLimiter
-from mailtrek.web.deps import LoginRequired
+from mailtrek.web.deps import LoginRequired, api_session, page_session
 from mailtrek.web.live import SpeedMeter
 
 log = logging.getLogger("mailtrek.web")
@@ -77,8 +78,11 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
                 app.state.runner.stop()
                 await task
 
-    app = FastAPI(title="mailtrek", version="0.1.0", lifespan=lifespan,
-                  description="Run IMAP to Microsoft 365 migrations: endpoints, tenants, batches, reports.")
+    # The API description and its browser are behind the login like everything else.
+    app = FastAPI(title="mailtrek", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None,
+                  description="Run IMAP to Microsoft 365 migrations: endpoints, tenants, batches, reports. "
+                              "Log in with POST /api/login; send the returned token as X-CSRF-Token on changes.")
     app.state.home = home
     app.state.limiter = LoginLimiter(login_attempts, login_window)
     app.state.meter = SpeedMeter()
@@ -86,6 +90,20 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(api_session)])
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(page_session)])
+    def docs() -> HTMLResponse:
+        r = get_swagger_ui_html(openapi_url="/openapi.json", title="mailtrek API")
+        # Swagger UI comes from its CDN and starts with an inline script: allow just that here.
+        r.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+            "frame-ancestors 'none'")
+        return r
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
@@ -114,7 +132,8 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     async def http_error(request: Request, e: HTTPException) -> Response:
         if request.url.path.startswith("/api/") or request.url.path.startswith("/static"):
             return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
-        return pages.error_page(request, e.status_code, e.detail, headers=e.headers)
+        return pages.error_page(request, e.status_code, e.detail,
+                               headers=dict(e.headers) if e.headers else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> Response:

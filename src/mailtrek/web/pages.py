@@ -137,10 +137,10 @@ def login(request: Request, password: Annotated[str, Form()],
         return login_page(request, 401, "Wrong password.")
     limiter.succeeded(client)
     token, _ = new_session(home)
-    r = see("/batches")
-    set_session_cookie(request, r, token)
-    r.delete_cookie(LOGIN_COOKIE, path="/login")
-    return r
+    done = see("/batches")
+    set_session_cookie(request, done, token)
+    done.delete_cookie(LOGIN_COOKIE, path="/login")
+    return done
 
 
 @router.post("/logout")
