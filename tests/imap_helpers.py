@@ -94,3 +94,21 @@ def corpus_files(corpus_dir: Path | None) -> list[tuple[str, bytes, str]]:
         name, _size, sha = line.split("\t")[:3]
         rows.append((name, (corpus_dir / name).read_bytes(), sha))
     return rows
+
+
+def diff_summary(src: dict, dst: dict) -> str:  # type: ignore[type-arg]
+    """What differs between two dumps, compactly (for assertion messages)."""
+    from collections import Counter
+
+    out = []
+    for path in sorted(set(src) | set(dst)):
+        a, b = src.get(path, []), dst.get(path, [])
+        if a == b:
+            continue
+        ca, cb = Counter(r[0] for r in a), Counter(r[0] for r in b)
+        missing = sum((ca - cb).values())
+        extra = sum((cb - ca).values())
+        flagdiff = len(set(a) - set(b)) - missing
+        out.append(f"{'/'.join(path)}: src {len(a)} dst {len(b)} missing {missing} extra {extra} "
+                   f"state-diffs {flagdiff} e.g. {sorted(set(a) ^ set(b))[:2]}")
+    return "; ".join(out) or "equal"

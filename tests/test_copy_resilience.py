@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imap_helpers import dump, load, new_user, store
+from imap_helpers import diff_summary, dump, load, new_user, store
 from mailtrek.devtools.proxy import Proxy
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.sync.engine import copy_mailbox
@@ -56,7 +56,8 @@ async def test_link_cut_mid_fetch_recovers(dovecot_src, dovecot_dst, tmp_path: P
                                  src_port=p.port)
         assert p.faults >= 1
     assert report.complete, report.errors
-    assert await dump(dovecot_src, *src) == await dump(dovecot_dst, *dst)
+    a, b = await dump(dovecot_src, *src), await dump(dovecot_dst, *dst)
+    assert a == b, diff_summary(a, b)
 
 
 async def test_link_cut_mid_append_leaves_no_duplicate(dovecot_src, dovecot_dst, tmp_path: Path) -> None:
@@ -67,7 +68,8 @@ async def test_link_cut_mid_append_leaves_no_duplicate(dovecot_src, dovecot_dst,
                                  dst_port=p.port)
         assert p.faults >= 1
     assert report.complete, report.errors
-    assert await dump(dovecot_src, *src) == await dump(dovecot_dst, *dst)
+    a, b = await dump(dovecot_src, *src), await dump(dovecot_dst, *dst)
+    assert a == b, diff_summary(a, b)
 
 
 async def test_latency_does_not_change_the_result(dovecot_src, dovecot_dst, tmp_path: Path) -> None:
@@ -108,5 +110,6 @@ async def test_kill_9_at_random_moments_then_rerun(dovecot_src, dovecot_dst, tmp
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stdout + final.stderr
     got = await dump(dovecot_dst, *dst)
-    assert got == await dump(dovecot_src, *src)
+    want = await dump(dovecot_src, *src)
+    assert got == want, diff_summary(want, got)
     assert sum(len(v) for v in got.values()) == len(items)

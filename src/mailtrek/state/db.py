@@ -150,6 +150,19 @@ class MailboxState:
                 q = q.where(messages.c.src_uidvalidity == uidvalidity)
             c.execute(q)
 
+    def forget_messages(self, src_path: tuple[str, ...], uidvalidity: int | None,
+                        uids: Iterable[int]) -> None:
+        """Drop the rows of these source UIDs (e.g. intents of refused appends)."""
+        self.flush()
+        wanted = list(uids)
+        if not wanted:
+            return
+        with self._begin() as c:
+            c.execute(delete(messages).where(
+                messages.c.mailbox == self.mailbox, messages.c.src_path == path_key(src_path),
+                messages.c.src_uidvalidity == (uidvalidity or 0),
+                messages.c.src_uid.in_(wanted)))
+
     # -- messages ------------------------------------------------------------
     def messages_of(self, src_path: tuple[str, ...], uidvalidity: int | None) -> dict[int, MessageState]:
         """Return the recorded messages of a folder, keyed by source UID."""

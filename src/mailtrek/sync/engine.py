@@ -32,6 +32,8 @@ log = logging.getLogger("mailtrek.sync")
 ProgressCallback = Callable[..., None]
 
 ATTEMPTS = 5
+SETTLE_STEP = 1.0  # seconds between two looks at a folder that may still be filling
+SETTLE_MAX = 30.0
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -205,7 +207,9 @@ async def _analyse(
         return _Work(m, src, fs, dest_folder, plan, report)
 
     recorded = state.messages_of(src.path, src.uidvalidity)
-    listing = await source.list_messages(src)
+    if dest_folder is not None and any(r.status == "in_doubt" for r in recorded.values()):
+        dest_folder = await _settle(dest, dest_folder)
+    listing = await source.list_messages(src) if src.messages != 0 else []
     pending = [x for x in listing if x.uid not in recorded or recorded[x.uid].status != "done"]
     dest_unknown: list[MessageMeta] = []
     if pending and dest_folder is not None and dest_folder.messages != 0:
@@ -235,6 +239,25 @@ async def _analyse(
             s.subject = s.subject or by_uid.get(s.uid)
     fs.src_uidvalidity = src.uidvalidity
     return _Work(m, src, fs, dest_folder, plan, report)
+
+
+async def _settle(dest: DestinationStore, folder: FolderInfo) -> FolderInfo:
+    """Wait until a destination folder stops growing; return its fresh status.
+
+    An earlier run died with appends in flight: the server may still be storing the
+    commands it had already received. Looking before it is done would copy them again.
+    """
+    last: tuple[int | None, int | None] | None = None
+    fresh = folder
+    deadline = asyncio.get_running_loop().time() + SETTLE_MAX
+    while True:
+        found = [f for f in await dest.list_folders() if f.path == folder.path]
+        fresh = found[0] if found else folder
+        now = (fresh.uidnext, fresh.messages)
+        if now == last or asyncio.get_running_loop().time() > deadline:
+            return fresh
+        last = now
+        await asyncio.sleep(SETTLE_STEP)
 
 
 def _unchanged(fs: FolderState, src: FolderInfo, dest: FolderInfo | None,

@@ -119,6 +119,12 @@ async def _copy(
     pending: set[asyncio.Task[None]] = set()
     stop = asyncio.Event()
     uidv = src_folder.uidvalidity
+    # Write the intent first: should this process die with APPENDs in flight, the next
+    # run knows the destination may still be taking them in, and waits for it to settle
+    # before it looks (see engine._settle).
+    state.record(src_folder.path, uidv, [
+        MessageState(m.uid, None, None, m.size, frozenset(), status="in_doubt") for m in todo])
+    state.flush()
 
     async def append_one(msg: Message) -> None:
         try:
@@ -165,6 +171,7 @@ async def _copy(
     while pending:
         done = await asyncio.gather(*list(pending), return_exceptions=True)
         results.extend(done)
+    state.forget_messages(src_folder.path, uidv, [m.uid for m, _ in out.rejected])
     for r in results:
         if isinstance(r, BaseException):
             if isinstance(r, TransientError):

@@ -9,6 +9,7 @@ make matching work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
@@ -63,10 +64,8 @@ def fingerprint_fields(fields: dict[str, bytes]) -> str:
 def _normalise(value: bytes) -> bytes:
     text = value.decode("utf-8", "surrogateescape")
     if "=?" in text:
-        try:
+        with contextlib.suppress(ValueError, LookupError, UnicodeError):
             text = str(make_header(decode_header(text)))
-        except (ValueError, LookupError, UnicodeError):
-            pass
     text = unicodedata.normalize("NFC", text)
     return _WS.sub(b" ", text.encode("utf-8", "surrogateescape")).strip()
 

@@ -298,7 +298,7 @@ class ImapStore:
         uids: Sequence[int] | None = None,
     ) -> list[MessageMeta]:
         """UID FETCH sizes, flags, dates (and fingerprint headers) in one command."""
-        if folder.messages == 0 or (uids is not None and not uids):
+        if uids is not None and not uids:
             return []
         conn = await self._acquire()
         try:
