@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -123,7 +124,7 @@ class MailboxState:
     def save_folder(self, fs: FolderState) -> None:
         """Insert or replace one folder's state (flushes pending messages first)."""
         self.flush()
-        row = {
+        row: dict[str, object] = {
             "mailbox": self.mailbox,
             "src_path": path_key(fs.src_path),
             "src_uidvalidity": fs.src_uidvalidity,
@@ -264,6 +265,7 @@ class MailboxState:
     def _upsert(self, table, rows: list[dict[str, object]], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
         try:
             with self.engine.begin() as c:
+                stmt: Any
                 if self.engine.dialect.name == "sqlite":
                     stmt = sqlite_insert(table)
                 else:

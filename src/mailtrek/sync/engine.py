@@ -234,9 +234,9 @@ async def _analyse(
     if plan.skip and any(s.subject is None for s, _ in plan.skip):
         subjects = await source.list_messages(src, fingerprints=True,
                                               uids=[s.uid for s, _ in plan.skip])
-        by_uid = {x.uid: x.subject for x in subjects}
+        subject_of = {x.uid: x.subject for x in subjects}
         for s, _ in plan.skip:
-            s.subject = s.subject or by_uid.get(s.uid)
+            s.subject = s.subject or subject_of.get(s.uid)
     fs.src_uidvalidity = src.uidvalidity
     return _Work(m, src, fs, dest_folder, plan, report)
 

@@ -49,7 +49,7 @@ async def verify_mailbox(
     exact = dest.features.exact_mime and hasattr(dest, "fetch")
     problems: list[dict[str, Any]] = []
     folders = []
-    totals = defaultdict(int)
+    totals: defaultdict[str, int] = defaultdict(int)
     for m in mappings:
         d = _find_dest(dest, dest_folders, m)
         src_items = [i for i in await _items(source, m.source, exact)

@@ -18,6 +18,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailtrek.errors import (
     AuthenticationError,
@@ -128,6 +129,7 @@ class ImapConnection:
             )
         except BaseException as e:
             raise self._translate_connect_error(e) from e
+        assert self._writer is not None
         sock = self._writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,7 +148,7 @@ class ImapConnection:
             res = await self.command(b"STARTTLS")
             if not res.ok:
                 raise ConnectionFailedError(f"STARTTLS refused: {res.describe()}")
-            assert ctx is not None
+            assert ctx is not None and self._writer is not None
             try:
                 await asyncio.wait_for(
                     self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
@@ -154,8 +156,9 @@ class ImapConnection:
             except BaseException as e:
                 raise self._translate_connect_error(e) from e
             self.capabilities = set()
-        if name == b"OK" and vals[0] and vals[0].upper().startswith(b"CAPABILITY "):
-            self.capabilities = _caps(vals[0][11:])
+        code = vals[0] if vals else None
+        if name == b"OK" and isinstance(code, bytes) and code.upper().startswith(b"CAPABILITY "):
+            self.capabilities = _caps(code[11:])
         if not self.capabilities:
             await self._refresh_capabilities()
 
@@ -245,7 +248,7 @@ class ImapConnection:
             cont = self._continuation
             if cont is None:
                 return await fut
-            done, _ = await asyncio.wait({fut, cont}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(_pair(fut, cont), return_when=asyncio.FIRST_COMPLETED)
             if fut in done:
                 self._continuation = None
                 return fut.result()
@@ -365,7 +368,7 @@ class ImapConnection:
     async def _wait_continuation(self, fut: asyncio.Future[Result]) -> None:
         cont = self._continuation
         assert cont is not None
-        done, _ = await asyncio.wait({fut, cont}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(_pair(fut, cont), return_when=asyncio.FIRST_COMPLETED)
         if cont in done:
             self._continuation = None
             cont.result()
@@ -451,15 +454,15 @@ class ImapConnection:
             if head[2:6].upper() == b"BYE " and not self._pending:
                 return
             name = _untagged_name(head)
-            for p in self._pending:
-                if p.accepts is None or name in p.accepts:
-                    p.untagged.append(resp)
+            for waiting in self._pending:
+                if waiting.accepts is None or name in waiting.accepts:
+                    waiting.untagged.append(resp)
                     break
             return
         tag, _, rest = head.partition(b" ")
-        p = self._by_tag.pop(tag, None)
-        if p is None:
+        if tag not in self._by_tag:
             return
+        p = self._by_tag.pop(tag)
         with contextlib.suppress(ValueError):
             self._pending.remove(p)
         status, _, text = rest.partition(b" ")
@@ -531,6 +534,10 @@ class ImapConnection:
     @staticmethod
     def _loop() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
+
+
+def _pair(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+    return {a, b}
 
 
 def _untagged_name(head: bytes) -> bytes:

@@ -237,14 +237,16 @@ class ImapStore:
         for u in res.untagged:
             name, vals = parse_untagged(u)
             if name == b"LIST" and len(vals) >= 3:
-                attrs = frozenset(a.upper() for a in vals[0] if isinstance(a, bytes))  # type: ignore[union-attr]
+                raw_attrs = vals[0] if isinstance(vals[0], list) else []
+                attrs = frozenset(a.upper() for a in raw_attrs if isinstance(a, bytes))
                 delim = vals[1].decode() if isinstance(vals[1], bytes) else None
                 mbox = vals[2] if isinstance(vals[2], (bytes, bytearray)) else str(vals[2]).encode()
                 raw.append((bytes(mbox), attrs, delim))
                 if delim:
                     self._delim = delim
-            elif name == b"STATUS":
-                statuses[bytes(vals[0])] = _status_map(vals[1])  # type: ignore[arg-type]
+            elif (name == b"STATUS" and isinstance(vals[0], (bytes, bytearray))
+                  and isinstance(vals[1], list)):
+                statuses[bytes(vals[0])] = _status_map(vals[1])
         if not list_status:
             names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})]
             stats = await asyncio.gather(*(
@@ -311,7 +313,7 @@ class ImapStore:
                 items += b" " + HEADER_ITEM
             uidset = uid_set(uids) if uids is not None else b"1:*"
             cmd = b"UID FETCH " + uidset + b" (" + items + b")"
-            if cs:
+            if cs and changed_since is not None:
                 cmd += b" (CHANGEDSINCE %d)" % changed_since
             res = _check(await conn.command(cmd, accepts=(b"FETCH",)), "UID FETCH")
         finally:
@@ -334,7 +336,8 @@ class ImapStore:
                 meta.modseq = int(ms[0]) if isinstance(ms, list) else None  # type: ignore[call-overload]
             if fingerprints:
                 block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-                fields = parse_header_fields(bytes(block or b""))  # type: ignore[arg-type]
+                fields = parse_header_fields(
+                    bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
                 meta.fingerprint = fingerprint_fields(fields)
                 mid = fields.get("MESSAGE-ID")
                 meta.message_id = mid.decode("utf-8", "replace") if mid else None

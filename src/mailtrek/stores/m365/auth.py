@@ -220,7 +220,7 @@ class TokenSource:
         for code in codes:
             if code in _AADSTS_ADVICE:
                 cls, message, advice = _AADSTS_ADVICE[code]
-                return cls(f"{message} (AADSTS{code})", hint=advice)
+                return cls(f"{message} (AADSTS{code})", hint=advice)  # type: ignore[call-arg]
         error = _redact(str(result.get("error", "unknown_error")), secret)
         first_line = description.splitlines()[0] if description else ""
         cls2 = ConfigError if error in ("invalid_request", "invalid_scope") else AuthenticationError

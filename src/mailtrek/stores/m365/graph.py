@@ -281,8 +281,9 @@ class GraphStore:
             raise FolderRejectedError("An empty folder path cannot be created")
         if special_use in WELL_KNOWN:
             item = await self._well_known_folder(WELL_KNOWN[special_use])
-            shown = ("INBOX",) if special_use is SpecialUse.INBOX else (item["displayName"],)
-            return self._info(item, shown, special_use)
+            label: tuple[str, ...] = (
+                ("INBOX",) if special_use is SpecialUse.INBOX else (item["displayName"],))
+            return self._info(item, label, special_use)
         names = list(path)
         if names[0].upper() == "INBOX":
             parent = await self._well_known_folder("inbox")

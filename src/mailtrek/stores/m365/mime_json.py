@@ -186,6 +186,7 @@ def _body_and_attachments(msg: EmailMessage) -> tuple[dict[str, str], list[Attac
             return
         if part.is_multipart():
             for child in part.get_payload():  # type: ignore[union-attr]
+                assert not isinstance(child, str)
                 walk(child, ctype == "multipart/alternative")
             return
         if part is body_part:
