@@ -58,6 +58,8 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
     wall = time.monotonic() - t
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     rss = int(m.group(1)) / 1024 if m else float("nan")
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr))
+    print(f"    ({cmd[0]} client CPU {cpu:.2f} s)", file=sys.stderr)
     if p.returncode not in (0, 1):
         print(f"  ! {cmd[0]} exited {p.returncode}: {p.stderr[-800:]}", file=sys.stderr)
     return wall, rss, p.stdout + p.stderr

@@ -11,7 +11,7 @@ connections, a Graph store keeps at most 4 requests in flight per mailbox).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -94,10 +94,13 @@ class Store(Protocol):
 class SourceStore(Store, Protocol):
     """A mailbox we read from. Never modifies anything (EXAMINE, BODY.PEEK)."""
 
-    def fetch(self, folder: FolderInfo, uids: Sequence[int]) -> AsyncIterator[Message]:
+    def fetch(
+        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None
+    ) -> AsyncIterator[Message]:
         """Yield the messages with these UIDs, whole, in any order.
 
-        A UID that no longer exists is silently left out.
+        A UID that no longer exists is silently left out. ``sizes`` (uid -> bytes, from
+        a listing) lets the store bound how much it asks for at once.
         """
         ...
 

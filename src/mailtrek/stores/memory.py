@@ -8,7 +8,7 @@ tests of the sync layer and as the model the other stores are held to.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -98,7 +98,8 @@ class MemoryStore:
             out.append(meta)
         return out
 
-    async def fetch(self, folder: FolderInfo, uids: Sequence[int]) -> AsyncIterator[Message]:
+    async def fetch(self, folder: FolderInfo, uids: Sequence[int],
+                    sizes: Mapping[int, int] | None = None) -> AsyncIterator[Message]:
         """Yield whole messages; unknown UIDs are left out."""
         f = self.folders.get(folder.path)
         for uid in uids:

@@ -138,24 +138,39 @@ async def _pass(
         return set()
 
     unfinished: set[tuple[str, ...]] = set()
+    todo = []
     for w in works:
         if w.plan.empty:
             _mark_complete(state, w)
-            continue
-        emit("folder", name=w.source.display, messages=len(w.plan.copy))
-        if w.dest is None:
-            try:
-                w.dest = await dest.ensure_folder(w.mapping.dest_path, w.mapping.special_use)
-            except StoreError as e:
-                w.report.error = str(e)
-                w.report.failed += len(w.plan.copy)
-                continue
+        else:
+            todo.append(w)
+
+    async def ensure(w: _Work) -> None:
+        try:
+            w.dest = await dest.ensure_folder(w.mapping.dest_path, w.mapping.special_use)
             w.report.destination = w.dest.display
-        outcome = await execute_folder(
-            source, dest, w.source, w.dest, w.plan, state,
-            slices=max(1, options.connections),
-            on_message=lambda size: emit("message", size=size),
-        )
+        except StoreError as e:
+            w.report.error = str(e)
+            w.report.failed += len(w.plan.copy)
+
+    # Every missing destination folder at once (pipelined), then the folders' copies
+    # side by side: one folder's round trips and fsyncs overlap another's.
+    await asyncio.gather(*(ensure(w) for w in todo if w.dest is None))
+    todo = sorted((w for w in todo if w.dest is not None), key=lambda w: -w.plan.copy_bytes)
+    total = sum(w.plan.copy_bytes for w in todo) or 1
+    width = max(1, options.connections)
+    gate = asyncio.Semaphore(width)
+
+    async def run(w: _Work) -> None:
+        async with gate:
+            emit("folder", name=w.source.display, messages=len(w.plan.copy))
+            share = round(width * 2 * w.plan.copy_bytes / total)
+            assert w.dest is not None
+            outcome = await execute_folder(
+                source, dest, w.source, w.dest, w.plan, state,
+                slices=max(1, min(width, share)),
+                on_message=lambda size: emit("message", size=size),
+            )
         r = w.report
         r.copied += outcome.copied
         r.adopted += outcome.adopted
@@ -172,9 +187,14 @@ async def _pass(
             )
         if outcome.transient is not None or outcome.in_doubt:
             unfinished.add(w.source.path)
-            continue
-        if not outcome.rejected:
+        elif not outcome.rejected:
             _mark_complete(state, w)
+
+    results = await asyncio.gather(*(run(w) for w in todo), return_exceptions=True)
+    state.flush()
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
     _recount(reports, skipped)
     return unfinished
 

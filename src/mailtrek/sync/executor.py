@@ -153,9 +153,11 @@ async def _copy(
         else:
             out.rejected.append((_light(msg), res.error or "refused"))
 
+    sizes = {m.uid: m.size for m in todo}
+
     async def run_slice(uids: list[int]) -> None:
         try:
-            async for msg in source.fetch(src_folder, uids):
+            async for msg in source.fetch(src_folder, uids, sizes):
                 if stop.is_set():
                     return
                 await window.acquire(msg.size)

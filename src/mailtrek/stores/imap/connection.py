@@ -99,6 +99,8 @@ class ImapConnection:
         self.params = params
         self.label = label
         self.capabilities: set[str] = set()
+        # The mailbox the server will have selected once every command sent so far has
+        # run (send order, not completion order): what pipelined commands may rely on.
         self.selected: bytes | None = None
         self.selected_readonly = True
         self.utf8 = False
@@ -300,6 +302,22 @@ class ImapConnection:
             self._write_raw(data)
             self._write_raw(b"\r\n")
         return await fut
+
+    async def send_many(
+        self, commands: list[tuple[bytes, tuple[bytes, ...] | None]]
+    ) -> list[asyncio.Future[Result]]:
+        """Send commands back to back, nothing in between; return their answers' futures.
+
+        Each entry is (command, accepted untagged names or None for all). This is what
+        makes ``SELECT x`` + ``UID FETCH`` safe to pipeline on a shared connection.
+        """
+        if self._write_lock.locked():
+            async with self._write_lock:
+                return [self._send([c], locked=True,
+                                   accepts=frozenset(a) if a is not None else None)
+                        for c, a in commands]
+        return [self._send([c], accepts=frozenset(a) if a is not None else None)
+                for c, a in commands]
 
     async def drain(self) -> None:
         """Wait until the socket's write buffer has room again."""

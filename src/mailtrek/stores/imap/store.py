@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from imapclient import imap_utf7
@@ -77,8 +77,9 @@ class ImapStore:
         self.label = label
         self.features = StoreFeatures(kind="imap")
         self._conns: list[ImapConnection] = []
-        self._idle: asyncio.Queue[int] = asyncio.Queue()  # indexes into _conns
         self._reopen: list[asyncio.Lock] = []
+        self._affinity: dict[tuple[str, ...], int] = {}  # folder -> its usual connection
+        self._path_locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._prefix = b""
         self._delim = "/"
         self._folders: dict[tuple[str, ...], FolderInfo] = {}
@@ -112,10 +113,12 @@ class ImapStore:
                     log.info("%s: extra connection refused (%s); using %d", self.label, c,
                              len(self._conns))
 
+    def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
+        return self._path_locks.setdefault(path, asyncio.Lock())
+
     def _add(self, conn: ImapConnection) -> None:
         self._conns.append(conn)
         self._reopen.append(asyncio.Lock())
-        self._idle.put_nowait(len(self._conns) - 1)
 
     async def _open_one(self, i: int) -> ImapConnection:
         conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
@@ -144,18 +147,9 @@ class ImapStore:
         return len(self._conns)
 
     # -- connection pool -----------------------------------------------------------------
-    async def _acquire(self) -> ImapConnection:
-        """Take an idle connection for select-dependent work (reconnects a dead one)."""
-        i = await self._idle.get()
-        try:
-            return await self._revive(i)
-        except BaseException:
-            self._idle.put_nowait(i)
-            raise
-
-    def _release(self, conn: ImapConnection) -> None:
-        self._idle.put_nowait(self._conns.index(conn))
-
+    # Connections are shared, never checked out: commands that depend on the selected
+    # mailbox are sent together with their SELECT/EXAMINE in one uninterrupted write
+    # (``_in_folder``), so pipelines of several tasks interleave safely.
     async def _revive(self, i: int) -> ImapConnection:
         """Return connection ``i``, reopened in place when it died."""
         async with self._reopen[i]:
@@ -165,7 +159,7 @@ class ImapStore:
             return self._conns[i]
 
     async def _live_conns(self) -> list[ImapConnection]:
-        """Connections usable for pipelined APPENDs; reopen dead ones."""
+        """Every usable connection; dead ones are reopened first."""
         for i in range(len(self._conns)):
             if not self._conns[i].alive:
                 with contextlib.suppress(TransientError, ConnectionFailedError):
@@ -174,6 +168,50 @@ class ImapStore:
         if not live:
             raise TransientError(f"{self.label}: no connection to {self.settings.params.host}")
         return live
+
+    async def _pick(self, path: tuple[str, ...] | None = None) -> ImapConnection:
+        """The connection for work on ``path``: its usual one, else the least busy."""
+        live = await self._live_conns()
+        if path is not None:
+            i = self._affinity.get(path)
+            if i is None:
+                i = self._affinity[path] = len(self._affinity) % len(self._conns)
+            if i < len(self._conns) and self._conns[i].alive:
+                return self._conns[i]
+        return min(live, key=lambda c: (c.in_flight_bytes, c.in_flight))
+
+    async def _in_folder(
+        self, conn: ImapConnection, path: tuple[str, ...], commands: list[bytes],
+        accepts: tuple[bytes, ...], *, readonly: bool,
+    ) -> list[asyncio.Future[Result]]:
+        """Send ``commands`` to run inside ``path`` (selecting it first when needed)."""
+        name = self._encode(path)
+        batch: list[tuple[bytes, tuple[bytes, ...] | None]] = []
+        select = not (conn.selected == name and (readonly or not conn.selected_readonly))
+        if select:
+            batch.append(((b"EXAMINE " if readonly else b"SELECT ") + quote(name), None))
+            conn.selected, conn.selected_readonly = name, readonly
+        batch += [(c, accepts) for c in commands]
+        futs = await conn.send_many(batch)
+        if not select:
+            return futs
+        sel = futs[0]
+
+        def check(f: asyncio.Future[Result]) -> None:
+            failed = f.cancelled() or f.exception() is not None or not f.result().ok
+            if failed and conn.selected == name:
+                conn.selected = None  # a failed SELECT leaves nothing selected
+
+        sel.add_done_callback(check)
+        rest = futs[1:]
+        opened = asyncio.ensure_future(self._opened(sel, path))
+        return [asyncio.ensure_future(_after(opened, f)) for f in rest]
+
+    async def _opened(self, sel: asyncio.Future[Result], path: tuple[str, ...]) -> None:
+        res = await sel
+        if not res.ok:
+            raise FolderRejectedError(
+                f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
 
     # -- names ---------------------------------------------------------------------------
     def _encode(self, path: tuple[str, ...]) -> bytes:
@@ -204,11 +242,7 @@ class ImapStore:
     # -- listing -------------------------------------------------------------------------
     async def list_folders(self) -> list[FolderInfo]:
         """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined."""
-        conn = await self._acquire()
-        try:
-            return await self._list_folders(conn)
-        finally:
-            self._release(conn)
+        return await self._list_folders(await self._pick())
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
         items = b"MESSAGES UIDNEXT UIDVALIDITY"
@@ -302,28 +336,25 @@ class ImapStore:
         """UID FETCH sizes, flags, dates (and fingerprint headers) in one command."""
         if uids is not None and not uids:
             return []
-        conn = await self._acquire()
-        try:
-            await self._select(conn, folder.path, readonly=True)
-            items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
-            cs = changed_since is not None and conn.has("CONDSTORE")
-            if cs:
-                items += b" MODSEQ"
-            if fingerprints:
-                items += b" " + HEADER_ITEM
-            uidset = uid_set(uids) if uids is not None else b"1:*"
-            cmd = b"UID FETCH " + uidset + b" (" + items + b")"
-            if cs and changed_since is not None:
-                cmd += b" (CHANGEDSINCE %d)" % changed_since
-            res = _check(await conn.command(cmd, accepts=(b"FETCH",)), "UID FETCH")
-        finally:
-            self._release(conn)
+        conn = await self._pick(folder.path)
+        items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
+        cs = changed_since is not None and conn.has("CONDSTORE")
+        if cs:
+            items += b" MODSEQ"
+        if fingerprints:
+            items += b" " + HEADER_ITEM
+        uidset = uid_set(uids) if uids is not None else b"1:*"
+        cmd = b"UID FETCH " + uidset + b" (" + items + b")"
+        if cs and changed_since is not None:
+            cmd += b" (CHANGEDSINCE %d)" % changed_since
+        [fut] = await self._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=True)
+        res = _check(await fut, "UID FETCH")
         out = []
         for u in res.untagged:
             _, vals = parse_untagged(u)
             it = fetch_items(vals[1:])
-            if b"UID" not in it:
-                continue
+            if b"UID" not in it or b"RFC822.SIZE" not in it:
+                continue  # an unsolicited flag update, not our answer
             meta = MessageMeta(
                 uid=int(it[b"UID"]),  # type: ignore[call-overload]
                 size=int(it.get(b"RFC822.SIZE") or 0),  # type: ignore[call-overload]
@@ -346,58 +377,40 @@ class ImapStore:
             out.append(meta)
         return out
 
-    async def _select(self, conn: ImapConnection, path: tuple[str, ...], *, readonly: bool) -> None:
-        name = self._encode(path)
-        if conn.selected == name and (readonly or not conn.selected_readonly):
-            return
-        verb = b"EXAMINE" if readonly else b"SELECT"
-        res = await conn.command(verb, quote(name))
-        if not res.ok:
-            conn.selected = None
-            raise FolderRejectedError(
-                f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
-        conn.selected = name
-        conn.selected_readonly = readonly
-
     # -- reading bodies ------------------------------------------------------------------
-    async def fetch(self, folder: FolderInfo, uids: Sequence[int]) -> AsyncIterator[Message]:
-        """Yield whole messages, FETCH_AHEAD commands in flight on one connection."""
+    async def fetch(
+        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None
+    ) -> AsyncIterator[Message]:
+        """Yield whole messages, FETCH_AHEAD commands in flight on one connection.
+
+        With ``sizes`` (uid -> bytes), each command asks for at most FETCH_BATCH_BYTES
+        so memory stays bounded whatever the messages weigh.
+        """
         if not uids:
             return
-        conn = await self._acquire()
+        conn = await self._pick()
+        batches = _batches(uids, sizes)
+        queue: list[asyncio.Future[Result]] = []
+        it = iter(batches)
+
+        async def launch() -> None:
+            b = next(it, None)
+            if b is not None:
+                cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])"
+                queue.extend(await self._in_folder(conn, folder.path, [cmd], (b"FETCH",),
+                                                   readonly=True))
+
+        for _ in range(FETCH_AHEAD):
+            await launch()
         try:
-            await self._select(conn, folder.path, readonly=True)
-            item = b"BODY.PEEK[]"
-            batches = [uids[i : i + FETCH_BATCH] for i in range(0, len(uids), FETCH_BATCH)]
-            queue: list[asyncio.Task[Result]] = []
-            it = iter(batches)
-
-            def launch() -> bool:
-                b = next(it, None)
-                if b is None:
-                    return False
-                cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE " + item + b")"
-                queue.append(asyncio.ensure_future(conn.command(cmd, accepts=(b"FETCH",))))
-                return True
-
-            for _ in range(FETCH_AHEAD):
-                if not launch():
-                    break
             while queue:
-                task = queue.pop(0)
-                try:
-                    res = await task
-                except BaseException:
-                    for t in queue:
-                        t.cancel()
-                    raise
-                launch()
-                _check(res, "UID FETCH")
+                res = _check(await queue.pop(0), "UID FETCH")
+                await launch()
                 for u in res.untagged:
                     _, vals = parse_untagged(u)
                     items = fetch_items(vals[1:])
                     body = items.get(b"BODY[]")
-                    if b"UID" not in items or body is None:
+                    if b"UID" not in items or not isinstance(body, (bytes, bytearray)):
                         continue
                     yield Message(
                         uid=int(items[b"UID"]),  # type: ignore[call-overload]
@@ -408,16 +421,19 @@ class ImapStore:
                     )
                 res.untagged.clear()
         finally:
-            self._release(conn)
+            for f in queue:
+                f.cancel()
 
     # -- writing ---------------------------------------------------------------------------
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
         """Return (creating when missing) the folder for ``path`` / ``special_use``."""
-        async with self._lock:
+        async with self._folder_lock(path):
             if not self._folders:
-                await self.list_folders()
+                async with self._lock:
+                    if not self._folders:
+                        await self.list_folders()
             if special_use is not None:
                 for f in self._folders.values():
                     if f.special_use == special_use and f.selectable:
@@ -425,27 +441,30 @@ class ImapStore:
             existing = self._folders.get(path)
             if existing is not None and existing.selectable:
                 return existing
-            conn = await self._acquire()
-            try:
-                name = self._encode(path)
-                args = [b"CREATE", quote(name)]
-                if special_use is not None and conn.has("CREATE-SPECIAL-USE") and (
+            conn = await self._pick()
+            name = self._encode(path)
+            args = [b"CREATE", quote(name)]
+            if special_use is not None and conn.has("CREATE-SPECIAL-USE") and (
                     special_use in _USE_ATTR):
-                    args.append(b"(USE (" + _USE_ATTR[special_use].encode() + b"))")
-                res = await conn.command(*args)
-                if not res.ok and args[-1].startswith(b"(USE"):
-                    res = await conn.command(*args[:2])
-                if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
-                    raise FolderRejectedError(
-                        f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
-                st = await conn.command(
-                    b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",))
-                status: dict[bytes, int] = {}
-                for u in st.untagged:
-                    _, vals = parse_untagged(u)
-                    status = _status_map(vals[1])  # type: ignore[arg-type]
-            finally:
-                self._release(conn)
+                args.append(b"(USE (" + _USE_ATTR[special_use].encode() + b"))")
+            create, st_fut = await conn.send_many([
+                (b" ".join(args), None),
+                (b"STATUS " + quote(name) + b" (MESSAGES UIDNEXT UIDVALIDITY)", (b"STATUS",)),
+            ])
+            res = await create
+            if not res.ok and args[-1].startswith(b"(USE"):
+                res = await conn.command(*args[:2])
+                st_fut = asyncio.ensure_future(conn.command(
+                    b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",)))
+            if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
+                raise FolderRejectedError(
+                    f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
+            st = await st_fut
+            status: dict[bytes, int] = {}
+            for u in st.untagged:
+                _, vals = parse_untagged(u)
+                if isinstance(vals[1], list):
+                    status = _status_map(vals[1])
             info = FolderInfo(
                 path=path, special_use=special_use, selectable=True,
                 uidvalidity=status.get(b"UIDVALIDITY"), uidnext=status.get(b"UIDNEXT"),
@@ -462,8 +481,7 @@ class ImapStore:
         name = quote(self._encode(folder.path))
         flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
-        conns = await self._live_conns()
-        conn = min(conns, key=lambda c: c.in_flight_bytes)
+        conn = await self._pick(folder.path)
         try:
             res = await conn.append(name, flags, date, message.raw)
         except ProtocolError as e:
@@ -489,18 +507,41 @@ class ImapStore:
         groups: dict[frozenset[str], list[int]] = {}
         for ch in changes:
             groups.setdefault(portable_flags(ch.flags), []).append(int(ch.dest_id))
-        conn = await self._acquire()
-        try:
-            await self._select(conn, folder.path, readonly=False)
-            cmds = []
-            for flags, ids in groups.items():
-                fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
-                cmds.append(conn.command(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")",
-                                         accepts=(b"FETCH",)))
-            for r in await asyncio.gather(*cmds):
-                _check(r, "UID STORE")
-        finally:
-            self._release(conn)
+        conn = await self._pick(folder.path)
+        cmds = []
+        for flags, ids in groups.items():
+            fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
+            cmds.append(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")")
+        futs = await self._in_folder(conn, folder.path, cmds, (b"FETCH",), readonly=False)
+        for r in await asyncio.gather(*futs):
+            _check(r, "UID STORE")
+
+
+async def _after(gate: asyncio.Future[None], fut: asyncio.Future[Result]) -> Result:
+    """``fut``'s answer, but the gate's error first (a SELECT that failed)."""
+    try:
+        await gate
+    except BaseException:
+        fut.cancel()
+        raise
+    return await fut
+
+
+def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[int]]:
+    """Cut UIDs into FETCH commands of at most FETCH_BATCH UIDs and FETCH_BATCH_BYTES."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    weight = 0
+    for uid in uids:
+        size = sizes.get(uid, 0) if sizes else 0
+        if cur and (len(cur) >= FETCH_BATCH or weight + size > FETCH_BATCH_BYTES):
+            out.append(cur)
+            cur, weight = [], 0
+        cur.append(uid)
+        weight += size
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _check(res: Result, what: str) -> Result:
