@@ -24,7 +24,7 @@ from mailtrek.sync.planner import FolderPlan
 
 log = logging.getLogger("mailtrek.sync")
 
-WINDOW_BYTES = 48 << 20  # bytes fetched but not yet confirmed by the destination
+WINDOW_BYTES = 32 << 20  # bytes fetched but not yet confirmed by the destination
 
 
 @dataclass(slots=True)

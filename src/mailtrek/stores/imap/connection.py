@@ -32,6 +32,7 @@ from mailtrek.stores.imap.wire import LITERAL_AT_END, Response, parse_untagged, 
 log = logging.getLogger("mailtrek.imap")
 
 BIG_LITERAL = 1 << 20  # read literals above this in chunks into one preallocated buffer
+BIG_WRITE = 4 << 20  # write messages above this in pieces, draining between them
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,11 +291,24 @@ class ImapConnection:
         plus = self.has("LITERAL+") or (self.has("LITERAL-") and len(data) <= 4096)
         marker = b"~{" if binary else b"{"
         size = str(len(data)).encode()
-        if plus:
+        if plus and len(data) <= BIG_WRITE:
             return await self._send(
                 [head + b" " + marker + size + b"+}\r\n", data], track=len(data),
                 accepts=frozenset(),
             )
+        if plus:
+            # A big message goes out in pieces, waiting for the socket between them, so
+            # it is never copied whole into the transport's buffer. The write lock keeps
+            # other commands from slipping in between the pieces.
+            async with self._write_lock:
+                fut = self._send([head + b" " + marker + size + b"+}\r\n"], locked=True,
+                                 track=len(data), accepts=frozenset(), raw_tail=True)
+                view = memoryview(data)
+                for i in range(0, len(data), BIG_WRITE):
+                    self._write_raw(view[i : i + BIG_WRITE])
+                    await self.drain()
+                self._write_raw(b"\r\n")
+            return await fut
         async with self._write_lock:
             fut = self._send([head + b" " + marker + size + b"}"], expect_cont=True, locked=True,
                              track=len(data), accepts=frozenset())
@@ -337,6 +351,7 @@ class ImapConnection:
         locked: bool = False,
         track: int = 0,
         accepts: frozenset[bytes] | None = None,
+        raw_tail: bool = False,
     ) -> asyncio.Future[Result]:
         if self._closed_error is not None or self._writer is None:
             raise TransientError(f"connection to {self.params.host} is closed")
@@ -356,7 +371,7 @@ class ImapConnection:
             self.in_flight_bytes += track
             fut.add_done_callback(lambda _f: self._untrack(track))
         first = tag + b" " + parts[0]
-        if len(parts) == 1 and not first.endswith(b"\n"):
+        if len(parts) == 1 and not first.endswith(b"\n") and not raw_tail:
             first += b"\r\n"
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s C: %s", self.label, b"<secret>" if secret else first[:200])
@@ -379,7 +394,7 @@ class ImapConnection:
     def _untrack(self, n: int) -> None:
         self.in_flight_bytes -= n
 
-    def _write_raw(self, data: bytes) -> None:
+    def _write_raw(self, data: bytes | memoryview) -> None:
         assert self._writer is not None
         self._writer.write(data)
 

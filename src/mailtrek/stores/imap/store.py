@@ -55,8 +55,8 @@ _USE_ATTR = {
 }
 HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
 FETCH_BATCH = 64  # UIDs per FETCH command
-FETCH_BATCH_BYTES = 8 << 20  # and at most this many bytes per command
-FETCH_AHEAD = 3  # FETCH commands in flight per connection
+FETCH_BATCH_BYTES = 2 << 20  # and at most this many bytes per command
+FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
 
 
 @dataclass(frozen=True, slots=True)
