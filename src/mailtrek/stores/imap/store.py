@@ -24,7 +24,14 @@ from mailtrek.errors import (
 )
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
-from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection, Result
+from mailtrek.stores.imap.appender import FolderAppender, _appenduids
+from mailtrek.stores.imap.connection import (
+    BIG_WRITE,
+    ConnectParams,
+    Credentials,
+    ImapConnection,
+    Result,
+)
 from mailtrek.stores.imap.wire import (
     fetch_items,
     format_internaldate,
@@ -80,6 +87,7 @@ class ImapStore:
         self._reopen: list[asyncio.Lock] = []
         self._affinity: dict[tuple[str, ...], int] = {}  # folder -> its usual connection
         self._path_locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._appenders: dict[tuple[str, ...], FolderAppender] = {}
         self._prefix = b""
         self._delim = "/"
         self._folders: dict[tuple[str, ...], FolderInfo] = {}
@@ -482,16 +490,22 @@ class ImapStore:
         flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
         conn = await self._pick(folder.path)
+        batchable = (conn.has("MULTIAPPEND") and conn.has("LITERAL+")
+                     and len(message.raw) <= BIG_WRITE
+                     and (b"\0" not in message.raw or conn.has("BINARY")))
         try:
-            res = await conn.append(name, flags, date, message.raw)
+            if batchable:
+                appender = self._appenders.get(folder.path)
+                if appender is None:
+                    appender = self._appenders[folder.path] = FolderAppender(
+                        name, lambda: self._pick(folder.path))
+                res, dest_id = await appender.add(flags, date, message.raw)
+            else:
+                res = await conn.append(name, flags, date, message.raw)
+                dest_id = _appenduids(res, 1)[0]
         except ProtocolError as e:
             return AppendResult(error=str(e))
         if res.ok:
-            dest_id = None
-            if res.code and res.code.upper().startswith(b"APPENDUID"):
-                parts = res.code.split()
-                if len(parts) >= 3:
-                    dest_id = parts[2].decode()
             return AppendResult(dest_id=dest_id)
         code = (res.code or b"").upper()
         if code.startswith(b"OVERQUOTA") or code.startswith(b"LIMIT"):
