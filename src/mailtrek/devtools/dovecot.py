@@ -171,11 +171,20 @@ class DovecotInstance:
         name: str,
         layout: Layout = "index",
         oauth: OAuthConfig | None = None,
+        separator: str = "/",
+        prefix: str = "",
+        extra_conf: str = "",
     ) -> None:
+        """``separator``/``prefix`` shape the inbox namespace (``"."`` and ``"INBOX."``
+        give a Courier/cPanel-style server); ``extra_conf`` is appended to the config
+        (e.g. ``imap_capability`` or a quota plugin) for tests of odd servers."""
         self.root = Path(root).resolve()
         self.name = name
         self.layout: Layout = layout
         self.oauth = oauth
+        self.separator = separator
+        self.prefix = prefix
+        self.extra_conf = extra_conf
         self.master_password = secrets.token_urlsafe(16)
         self._port = 0
         self._ssl_port = 0
@@ -533,8 +542,8 @@ auth_master_user_separator = {MASTER_SEPARATOR}
 mail_location = maildir:~/Maildir:LAYOUT={self.layout}
 namespace inbox {{
   inbox = yes
-  separator = /
-  prefix =
+  separator = {self.separator}
+  prefix = {self.prefix}
 {mailboxes}}}
 
 passdb {{
@@ -577,6 +586,7 @@ service imap-login {{
     ssl = yes
   }}
 }}
+{self.extra_conf}
 """
 
 

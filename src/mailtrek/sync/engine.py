@@ -213,7 +213,8 @@ async def _analyse(
     fs = fstates.get(src.path) or FolderState(src_path=src.path)
     dest_folder = _find_dest(dest, dest_folders, m)
     report = FolderReport(source=src.display,
-                          destination=dest_folder.display if dest_folder else "/".join(m.dest_path))
+                          destination=dest_folder.display if dest_folder else "/".join(m.dest_path),
+                          renamed=m.renamed_because)
     if fs.src_uidvalidity is not None and fs.src_uidvalidity != src.uidvalidity:
         # The folder was recreated on the source: match again by fingerprint.
         state.forget_folder(src.path, fs.src_uidvalidity)

@@ -53,6 +53,7 @@ class FolderReport:
     bytes_copied: int = 0
     planned: int = 0  # messages the last plan meant to copy (what --dry-run shows)
     planned_bytes: int = 0
+    renamed: str | None = None  # why the destination name differs from the source's
     error: str | None = None
 
 

@@ -508,8 +508,10 @@ class ImapStore:
         if res.ok:
             return AppendResult(dest_id=dest_id)
         code = (res.code or b"").upper()
-        if code.startswith(b"OVERQUOTA") or code.startswith(b"LIMIT"):
+        if code.startswith(b"OVERQUOTA"):
             raise QuotaExceededError(f"{self.label}: destination mailbox is full: {res.describe()}")
+        if code.startswith((b"LIMIT", b"TOOBIG")):
+            return AppendResult(error=f"too large for the destination: {res.describe()}")
         if code.startswith(b"UNAVAILABLE") or code.startswith(b"SERVERBUG"):
             raise TransientError(f"{self.label}: APPEND failed for now: {res.describe()}")
         return AppendResult(error=f"destination refused the message: {res.describe()}")
