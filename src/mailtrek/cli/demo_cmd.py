@@ -146,4 +146,4 @@ def _show_m365(sim: Any) -> None:
         for f in sim.folders(upn):
             n = len(sim.messages(upn, f.id))
             if n:
-                typer.echo(f"    {getattr(f, 'display_name', f)}: {n} messages")
+                typer.echo(f"    {sim.folder_path(upn, f.id)}: {n} messages")

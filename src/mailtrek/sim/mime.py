@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from email import policy
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
@@ -26,7 +26,23 @@ def _text(value: object) -> str:
 
 
 def _decoded(value: object) -> str:
-    """Return a header value with RFC 2047 words decoded; the raw text if that fails."""
+    """Return a header value with RFC 2047 words decoded; the raw text if that fails.
+
+    Raw 8-bit bytes (the compat32 parser wraps them in an ``unknown-8bit`` Header) are
+    read as UTF-8, the way Exchange reads unlabelled 8-bit headers.
+    """
+    if isinstance(value, Header):
+        out = []
+        for chunk, charset in decode_header(value):
+            if isinstance(chunk, bytes):
+                try:
+                    out.append(chunk.decode(
+                        "utf-8" if charset in (None, "unknown-8bit") else charset, "replace"))
+                except LookupError:
+                    out.append(chunk.decode("utf-8", "replace"))
+            else:
+                out.append(chunk)
+        return _text("".join(out))
     if "=?" not in str(value):
         return _text(value)
     try:
