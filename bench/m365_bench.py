@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark: many mailboxes into the Microsoft 365 simulator at Microsoft's limits.
+
+Loads N mailboxes of M messages into a private source Dovecot, then migrates them all
+at once through the Graph route into the simulator (realistic service latency, the
+documented per-app-per-mailbox limits: 4 concurrent requests, 10,000 requests per
+10 minutes, 150 MB uploaded per 5 minutes). Prints messages/s per mailbox and in total,
+the share of the per-mailbox ceiling reached (whichever of requests or upload bytes
+binds), the 429 count, and checks that nothing was lost or duplicated.
+
+A short run never fills a 10-minute window, so ``--window-scale`` shrinks every window
+and its budget by the same factor (same rates): 0.05 gives 500 requests per 30 s and
+7.5 MB per 15 s, so a one-minute run meets the ceiling as a long migration would.
+
+    .venv/bin/python bench/m365_bench.py --mailboxes 1,5,20 --messages 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from mailtrek.devtools.dovecot import DovecotInstance
+from mailtrek.devtools.samples import generate_mailbox, load_mailbox
+from mailtrek.pacer import Pacer, PacerLimits
+from mailtrek.sim import Latency, Limits, SimConfig, Simulator, UserSpec
+from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.stores.imap.connection import ConnectParams, Credentials
+from mailtrek.stores.imap.store import ImapSettings, ImapStore
+from mailtrek.stores.m365 import GraphClient, TenantConfig, open_graph_store
+from mailtrek.sync.engine import copy_mailbox
+from mailtrek.sync.options import CopyOptions
+
+REQ_RATE = 10_000 / 600  # requests per second per mailbox (Microsoft's budget)
+UPLOAD_RATE = 150e6 / 300  # bytes per second per mailbox
+
+
+async def migrate(src: DovecotInstance, sim: Simulator, users: list[str], scale: float,
+                  work: Path) -> list[tuple[str, float, int, int]]:
+    limits = PacerLimits(requests_per_window=int(10_000 * scale), request_window=600 * scale,
+                         upload_bytes_per_window=int(150e6 * scale), upload_window=300 * scale)
+    tenant = TenantConfig(tenant_id=sim.config.tenant_id, client_id="bench", client_secret="x",
+                          authority=sim.authority(), graph_url=sim.graph_url, ca_file=sim.ca_file)
+    client = GraphClient(tenant, pacer=Pacer(limits))
+    engine = open_engine(work / f"state-{len(users)}.db")
+
+    async def one(user: str) -> tuple[str, float, int, int]:
+        upn = f"{user}@contoso.test"
+        source = ImapStore(ImapSettings(ConnectParams(src.host, src.port, "none"),
+                                        Credentials(user, "pw"), connections=2))
+        dest = open_graph_store(upn, tenant, client=client)
+        await asyncio.gather(source.connect(), dest.connect())
+        t = time.monotonic()
+        try:
+            r = await copy_mailbox(source, dest, MailboxState(engine, upn),
+                                   CopyOptions(connections=2))
+        finally:
+            await source.close()
+        return upn, time.monotonic() - t, r.total("copied"), r.total("bytes_copied")
+
+    try:
+        return list(await asyncio.gather(*(one(u) for u in users)))
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mailboxes", default="1,5,20", help="comma-separated counts to run")
+    ap.add_argument("--messages", type=int, default=500)
+    ap.add_argument("--kb", type=int, default=20, help="average message size hint, KB")
+    ap.add_argument("--window-scale", type=float, default=0.05)
+    a = ap.parse_args()
+    counts = [int(x) for x in a.mailboxes.split(",")]
+    most = max(counts)
+    work = Path(tempfile.mkdtemp(prefix="mt-m365bench-"))
+    work.chmod(0o755)
+    src = DovecotInstance(work / "src", name="m365bench")
+    src.start()
+    users = [f"user{i:02d}" for i in range(most)]
+    scale = a.window_scale
+    sim_limits = replace(Limits(), requests_per_window=int(10_000 * scale),
+                         request_window_s=600 * scale,
+                         upload_bytes_per_window=int(150 * 1024 * 1024 * scale),
+                         upload_window_s=300 * scale)
+    try:
+        t = time.monotonic()
+        for i, u in enumerate(users):
+            src.add_user(u, "pw")
+            load_mailbox(src.host, src.port, u, "pw",
+                         generate_mailbox(a.messages, seed=100 + i,
+                                          total_bytes_hint=a.messages * a.kb * 1000))
+        print(f"loaded {most} mailboxes x {a.messages} messages in {time.monotonic() - t:.0f} s")
+        print(f"ceiling per mailbox: {REQ_RATE:.1f} requests/s, {UPLOAD_RATE / 1e6:.2f} MB/s; "
+              f"window scale {scale}")
+        print("| mailboxes | wall s | msgs/s total | msgs/s per mailbox | requests/s per mailbox "
+              "| share of ceiling | 429s | requests | lost | duplicated |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for n in counts:
+            cfg = SimConfig(users=[UserSpec(f"{u}@contoso.test") for u in users[:n]],
+                            latency=Latency(), limits=sim_limits)
+            with Simulator(cfg) as sim:
+                t = time.monotonic()
+                rows = asyncio.run(migrate(src, sim, users[:n], scale, work))
+                wall = time.monotonic() - t
+                reqs = sim.request_count
+                throttled = sim.throttled_count()
+                lost = dup = 0
+                for upn, _el, copied, _b in rows:
+                    stored = len(sim.messages(upn))
+                    lost += max(0, a.messages - stored)
+                    dup += max(0, stored - a.messages)
+                    _ = copied
+            total = sum(r[2] for r in rows)
+            per = [r[2] / r[1] for r in rows]
+            req_rate = reqs / n / wall
+            up_rate = sum(r[3] for r in rows) / n / wall
+            share = max(req_rate / REQ_RATE, up_rate / UPLOAD_RATE)
+            print(f"| {n} | {wall:.1f} | {total / wall:.1f} | {sum(per) / len(per):.2f} | "
+                  f"{req_rate:.1f} | {share:.0%} | {throttled} | {reqs} | {lost} | {dup} |",
+                  flush=True)
+    finally:
+        src.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
