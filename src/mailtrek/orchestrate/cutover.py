@@ -17,10 +17,10 @@ from typing import Any
 import dns.exception
 import dns.resolver
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
 from mailtrek.state.orchestration import mx_sightings
+from mailtrek.state.portable import upsert_insert
 
 MICROSOFT_MX_SUFFIXES = (".mail.protection.outlook.com", ".mx.microsoft")
 SETTLE_HOURS = 72  # mail still arrives at the old MX until caches expire; wait before completing
@@ -132,7 +132,7 @@ def remember_sighting(home: Home, status: CutoverStatus) -> None:
         since = (since or now) if status.switched else None
         values = {"domain": status.domain, "switched_since": since, "last_checked": now,
                   "last_mx": " ".join(h for _, h in status.mx)}
-        stmt = sqlite_insert(mx_sightings).values(**values)
+        stmt = upsert_insert(c, mx_sightings).values(**values)
         c.execute(stmt.on_conflict_do_update(index_elements=["domain"], set_=values))
     status.switched_since = since
 

@@ -16,6 +16,8 @@ from mailtrek.state.db import open_engine
 
 HOME_ENV = "MAILTREK_HOME"
 DB_FILE = "state.db"
+DATABASE_ENV = "MAILTREK_DATABASE_URL"
+DATABASE_URL_FILE = "database-url"  # in the home: the PostgreSQL URL to use instead of state.db
 
 
 def default_home() -> Path:
@@ -55,9 +57,25 @@ class Home:
         return self._box
 
 
-def open_home(path: str | os.PathLike[str] | None = None) -> Home:
-    """Open (creating if needed) the home at ``path`` or the default one."""
+def state_location(home: Path, state: str | None = None) -> str | Path:
+    """Return where the state lives: ``state``, else ``MAILTREK_DATABASE_URL``, else the
+    home's ``database-url`` file, else ``HOME/state.db`` (SQLite)."""
+    if state:
+        return state
+    if os.environ.get(DATABASE_ENV):
+        return os.environ[DATABASE_ENV]
+    configured = home / DATABASE_URL_FILE
+    if configured.is_file() and configured.read_text().strip():
+        return configured.read_text().strip()
+    return home / DB_FILE
+
+
+def open_home(path: str | os.PathLike[str] | None = None, state: str | None = None) -> Home:
+    """Open (creating if needed) the home at ``path`` or the default one.
+
+    ``state`` (a SQLite path or a ``postgresql://`` URL) overrides :func:`state_location`.
+    """
     home = Path(path).expanduser() if path else default_home()
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)  # the database holds encrypted passwords and mail metadata
-    return Home(path=home, engine=open_engine(home / DB_FILE))
+    return Home(path=home, engine=open_engine(state_location(home, state)))

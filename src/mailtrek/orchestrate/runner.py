@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 
 from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.batches import get_batch, list_batches, settle
@@ -201,6 +201,9 @@ class Runner:
         else:  # stale: only take it if nobody re-leased it since we looked
             cond.append(u.lease_owner == due.lease_owner)
         with self.home.engine.begin() as c:
+            if not self._slot_free(c, due, now):
+                self._blocked = True  # every slot of the endpoint is held, maybe by another process
+                return False
             n = c.execute(update(batch_users).where(*cond).values(
                 lease_owner=self.owner, lease_expires=now + self.lease,
                 status=PHASE_STATUS[due.phase], updated_at=now)).rowcount
@@ -211,6 +214,47 @@ class Runner:
             again = " (again: the previous run was interrupted)" if due.status in PHASE_STATUS.values() else ""
             log.info("%s/%s: %s sync started%s", due.batch, due.email, due.phase, again)
         return n == 1
+
+    def _slot_free(self, c: Any, due: Due, now: Any) -> bool:
+        """True while fewer live leases than the endpoint's limit exist, across all processes.
+
+        The leases in the database are the semaphore: every runner and worker counts them,
+        so the limits hold however many processes share the state. On PostgreSQL an advisory
+        lock per endpoint (held to the end of the claim's transaction) makes count-then-claim
+        atomic; SQLite serialises writers itself.
+        """
+        initial = due.phase == "initial"
+        ep = get_endpoint(self.home, due.endpoint)
+        limit = ep.max_concurrent_migrations if initial else ep.max_concurrent_incremental
+        statuses = [UserStatus.SYNCING] if initial else [UserStatus.INCREMENTAL_SYNCING, UserStatus.COMPLETING]
+        if c.dialect.name == "postgresql":
+            c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"mailtrek-endpoint:{due.endpoint}"})
+        u, b = batch_users.c, batches.c
+        held = c.execute(
+            select(func.count()).select_from(batch_users.join(batches, b.name == u.batch)).where(
+                b.source_endpoint == due.endpoint, u.status.in_([s.value for s in statuses]),
+                u.lease_owner.is_not(None), u.lease_expires >= now,
+                or_(u.batch != due.batch, u.email != due.email))).scalar_one()
+        return int(held) < limit
+
+    async def run_due(self, due: Due) -> bool:
+        """Claim ``due`` and run it to the end here; False when it was not claimable.
+
+        For job engines (``mailtrek worker``): one job runs one user, while the lease,
+        heartbeat, limits and recording stay the scheduler's.
+        """
+        key = (due.batch, due.email)
+        if key in self._tasks or not self._claim(due):
+            return False
+        task = asyncio.create_task(self._run_one(due), name=f"move {due.batch}/{due.email}")
+        self._tasks[key] = (task, due)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()  # the job itself was cancelled: interrupt and release the move
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        return True
 
     async def _run_one(self, due: Due) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(due))

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailtrek.errors import StateError
-from mailtrek.state.schema import folders, messages, metadata
+from mailtrek.state.schema import folders, messages
 
 SEP = "\x1f"
 
@@ -34,23 +34,48 @@ def path_from_key(key: str) -> tuple[str, ...]:
 
 
 def open_engine(url_or_path: str | os.PathLike[str]) -> Engine:
-    """Return an engine for a SQLite path or a database URL, creating tables.
+    """Return an engine for a SQLite path or a database URL, migrated to the newest schema.
 
-    Raises StateError when the database cannot be opened.
+    ``postgresql://`` URLs use psycopg 3. Raises StateError when the database cannot be
+    opened (the message never shows a password from the URL).
     """
+    from mailtrek.state.migrate import all_metadata, upgrade
+
+    text = database_url(url_or_path)
+    try:
+        engine = create_engine(text, future=True, pool_pre_ping=True)  # pre-ping: survive DB restarts
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        upgrade(engine)
+        # Tables a module added to the metadata before its migration was written.
+        all_metadata().create_all(engine)
+    except SQLAlchemyError as e:
+        raise StateError(f"cannot open state database {safe_url(text)}: {e.__class__.__name__}",
+                         hint="check the path or URL, the server and the permissions") from e
+    return engine
+
+
+def database_url(url_or_path: str | os.PathLike[str]) -> str:
+    """Return a SQLAlchemy URL for a SQLite path or a database URL (creates SQLite's folder)."""
     text = str(url_or_path)
     if "://" not in text:
         Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        text = f"sqlite:///{Path(text).expanduser()}"
+        return f"sqlite:///{Path(text).expanduser()}"
+    for plain in ("postgresql://", "postgres://"):
+        if text.startswith(plain):  # SQLAlchemy's default driver would be psycopg2
+            return "postgresql+psycopg://" + text[len(plain):]
+    return text
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` with any password masked, for messages and logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        engine = create_engine(text, future=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
-    except SQLAlchemyError as e:
-        raise StateError(f"cannot open state database {url_or_path}: {e.__class__.__name__}",
-                         hint="check the path and its permissions") from e
-    return engine
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable database URL)"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the state database (applied on start by :mod:`mailtrek.state.migrate`)."""
