@@ -25,6 +25,7 @@ from mailtrek.errors import (
     CertificateError,
     ConnectionFailedError,
     ProtocolError,
+    ThrottledError,
     TransientError,
 )
 from mailtrek.stores.imap.wire import LITERAL_AT_END, Response, parse_untagged, quote, split_code
@@ -33,6 +34,7 @@ log = logging.getLogger("mailtrek.imap")
 
 BIG_LITERAL = 1 << 20  # read literals above this in chunks into one preallocated buffer
 BIG_WRITE = 4 << 20  # write messages above this in pieces, draining between them
+THROTTLE_WAIT = 60.0  # seconds to wait after a throttling answer (Gmail gives no figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,19 @@ class Result:
     def describe(self) -> str:
         code = f"[{self.code.decode(errors='replace')}] " if self.code else ""
         return f"{self.status.decode()} {code}{self.text.decode(errors='replace')}".strip()
+
+    @property
+    def throttled(self) -> bool:
+        """True when the server asks us to slow down rather than refusing for good.
+
+        Gmail answers ``NO [THROTTLED]`` or "Account exceeded command or bandwidth
+        limits" when a user's IMAP use is over its limits.
+        """
+        if self.ok:
+            return False
+        code = (self.code or b"").upper()
+        return code.startswith(b"THROTTLED") or b"exceeded command or bandwidth" in (
+            self.text.lower())
 
 
 class _Pending:
@@ -217,6 +232,9 @@ class ImapConnection:
                 res = await self._authenticate(b"OAUTHBEARER", blob)
         else:
             raise AuthenticationError(f"unknown login mechanism {creds.mechanism!r}")
+        if res.throttled:
+            raise ThrottledError(f"{self.params.host} is throttling {who}: {res.describe()}",
+                                 retry_after=THROTTLE_WAIT)
         if not res.ok:
             text = res.describe()
             hint = "check the user name and password"

@@ -20,6 +20,7 @@ from mailtrek.errors import (
     FolderRejectedError,
     ProtocolError,
     QuotaExceededError,
+    ThrottledError,
     TransientError,
 )
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
@@ -27,6 +28,7 @@ from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
     BIG_WRITE,
+    THROTTLE_WAIT,
     ConnectParams,
     Credentials,
     ImapConnection,
@@ -561,6 +563,9 @@ def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[
 
 
 def _check(res: Result, what: str) -> Result:
+    if res.throttled:  # back off and retry (the engine does), do not fail the folder
+        raise ThrottledError(f"{what} throttled by the server: {res.describe()}",
+                             retry_after=THROTTLE_WAIT)
     if not res.ok:
         raise ProtocolError(f"{what} failed: {res.describe()}")
     return res
