@@ -233,3 +233,42 @@ def test_daily_quota_defers_oldest_mail_and_resumes_next_day(
                                             Strategy.FOLDERS_CATEGORIES, budget=budget2))
     assert sum(f.copied for f in report.folders) == 2 and source.deferral is None
     assert by_subject(*dst) == EXPECTED[Strategy.FOLDERS_CATEGORIES]
+
+
+def _cli(*args: str, home: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTREK_")}
+    env["MAILTREK_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "mailtrek", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_cli_copy_recognises_gmail_and_obeys_gmail_labels(
+        seeded: tuple[DovecotInstance, str, str], dovecot_dst: DovecotInstance,
+        tmp_path: Path) -> None:
+    inst, login, pw = seeded
+    (tmp_path / "spw").write_text(pw)
+
+    def run(dst: tuple[Any, str, str], *extra: str) -> Any:
+        (tmp_path / "dpw").write_text(dst[2])
+        return _cli("copy", f"imap://{login}@127.0.0.1:{inst.port}",
+                    f"imap://{dst[1]}@127.0.0.1:{dst[0].port}",
+                    "--source-password-file", str(tmp_path / "spw"),
+                    "--dest-password-file", str(tmp_path / "dpw"),
+                    "--state", str(tmp_path / f"{dst[1]}.db"), *extra, home=tmp_path)
+
+    auto = (dovecot_dst, *new_user(dovecot_dst, "gd"))
+    r = run(auto)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert by_subject(*auto) == EXPECTED[Strategy.FOLDERS_CATEGORIES]
+    off = (dovecot_dst, *new_user(dovecot_dst, "gd"))
+    r = run(off, "--gmail-labels", "off")
+    assert r.returncode == 0, r.stdout + r.stderr
+    plain = by_subject(*off)  # every label folder copied as it is, All Mail included
+    assert set(plain[ALL]) == {"m1", "m2", "m3", "m4", "m7", "m8"}
+    assert "Important" not in plain[("INBOX",)]["m1"]
+    bad = run((dovecot_dst, *new_user(dovecot_dst, "gd")), "--gmail-labels", "labels")
+    assert bad.returncode == 2 and "--gmail-labels" in (bad.stdout + bad.stderr)

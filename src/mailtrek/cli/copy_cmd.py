@@ -14,6 +14,8 @@ from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
+from mailtrek.stores.gmail.wiring import gmail_view
 from mailtrek.stores.opener import OpenOptions, open_store
 from mailtrek.stores.url import StoreAddress, parse_address
 from mailtrek.sync.engine import copy_mailbox
@@ -43,6 +45,9 @@ Authority = Annotated[str | None, typer.Option("--m365-authority", help="identit
 GraphUrl = Annotated[str | None, typer.Option("--graph-url", help="Microsoft Graph root URL")]
 DestRoot = Annotated[str | None, typer.Option("--dest-root", help="put every non-special folder under this folder")]
 ImapHost = Annotated[str | None, typer.Option("--m365-imap-host", help="HOST[:PORT] for m365+imap (default outlook.office365.com:993)")]
+GmailLabels = Annotated[str, typer.Option(
+    "--gmail-labels", help="Gmail sources: folders+categories, folders, all-mail or off "
+                           "(auto: folders+categories when the source is Gmail)")]
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +81,7 @@ def copy(
     graph_url: GraphUrl = None,
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
+    gmail_labels: GmailLabels = "auto",
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
@@ -92,6 +98,7 @@ def copy(
             sync_flags=not no_flags, connections=connections,
             dest_root=tuple(p for p in (dest_root or "").split("/") if p),
         )
+        check_gmail_mode(gmail_labels)
         src_addr, dst_addr = parse_address(source), parse_address(dest)
         if not src_addr.is_imap:
             raise UsageError("the source must be an IMAP address")
@@ -104,18 +111,26 @@ def copy(
             max_size=options.max_size, m365_imap_host=m365_imap_host))
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
-        report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options))
+        report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
+                                       gmail_labels))
         report.source, report.destination = src_addr.display(), dst_addr.display()
         _finish(report, json_report)
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
 
 
-async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions) -> CopyReport:
+async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,
+                    gmail_labels: str = "auto") -> CopyReport:
     view = ProgressView(enabled=sys.stderr.isatty())
     try:
         await asyncio.gather(src.connect(), dst.connect())
+        source = await gmail_view(src, gmail_labels, done=state.messages_of,
+                                  dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
         with view:
-            return await copy_mailbox(src, dst, state, options, progress=view.event)
+            report = await copy_mailbox(source, dst, state, options, progress=view.event)
+        deferral = getattr(source, "deferral", None)
+        if deferral is not None:  # the day's Gmail quota is used: say when it goes on
+            report.errors.append(deferral.describe())
+        return report
     finally:
         await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
 
