@@ -137,3 +137,25 @@ def test_bad_key_files_are_config_errors(tmp_path: Path) -> None:
     for name in ("a.json", "b.json", "missing.json"):
         with pytest.raises(ConfigError):
             load_key(tmp_path / name)
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    ("NO [ALERT] Application-specific password required: https://support.google.com/mail/"
+     "accounts/answer/185833 (Failure)", "App passwords"),
+    ("NO [WEBALERT https://accounts.google.com/signin/continue?x] Web login required.",
+     "sign in once"),
+    ("NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail settings "
+     "page and enable your account for IMAP access. (Failure)", "POP and IMAP access"),
+    ("NO [ALERT] Too many simultaneous connections. (Failure)", "15 IMAP connections"),
+    ("NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", "app password"),
+])
+def test_google_refusals_name_the_setting_to_change(answer: str, words: str) -> None:
+    from mailtrek.orchestrate.presets import get_preset, login_advice
+    from mailtrek.stores.gmail.advice import google_login_advice, is_google_host
+
+    advice = google_login_advice(answer)
+    assert advice is not None and words in advice
+    assert login_advice(get_preset("google-workspace"), answer) == advice
+    assert login_advice(get_preset("dovecot"), answer) is None
+    assert is_google_host("imap.gmail.com") and not is_google_host("gmail.com.evil.test")
+    assert google_login_advice("NO something else") is None

@@ -91,3 +91,23 @@ def test_throttled_answers_back_off_instead_of_failing(
     assert front.throttle == 0  # both throttling answers were given
     assert not report.errors
     assert set(got) == {ALL} and len(got[ALL]) == 6
+
+
+def test_refused_login_on_gmail_names_the_setting(gmail_like: DovecotInstance) -> None:  # noqa: F811
+    from mailtrek.errors import AuthenticationError
+
+    login, pw = new_user(gmail_like, "gz")
+
+    async def run() -> str:
+        async with GmailFront("127.0.0.1", gmail_like.port, login, pw) as front:
+            st = store(gmail_like, login, "wrong-" + pw, port=front.port, connections=1)
+            try:
+                await st.connect()
+            except AuthenticationError as e:
+                return str(e)
+            finally:
+                await st.close()
+        return ""
+
+    text = asyncio.run(run())
+    assert "app password" in text and "wrong-" not in text

@@ -35,10 +35,13 @@ PRESETS: dict[str, Preset] = {
         # download 2,500 MB/day (support.google.com/a/answer/1071518, via m365.md C5).
         Preset("gmail", "Gmail", "imap.gmail.com", connections_per_account=15, daily_download_mb=2500,
                hint="each user needs 2-step verification and an app password in the CSV; "
-                    "labels appear as folders, so exclude '[Gmail]/All Mail' to avoid copies"),
+                    "labels are handled by --gmail-labels (default: each message once, other "
+                    "labels as categories, archived mail in Archive)"),
         Preset("google-workspace", "Google Workspace", "imap.gmail.com", connections_per_account=15,
                daily_download_mb=2500,
-               hint="IMAP must be enabled in the Admin console; use app passwords (or XOAUTH2) per user"),
+               hint="IMAP must be enabled in the Admin console (Apps > Google Workspace > Gmail > "
+                    "End User Access > POP and IMAP access); use app passwords, or XOAUTH2 with "
+                    "a service account and domain-wide delegation (scope https://mail.google.com/)"),
         # Yahoo/AOL: app passwords required for third-party IMAP (help.yahoo.com "Generate
         # third-party app passwords"); connection cap not published, 5 is a safe figure seen in practice.
         Preset("yahoo", "Yahoo Mail", "imap.mail.yahoo.com", connections_per_account=5,
@@ -82,6 +85,15 @@ PRESETS: dict[str, Preset] = {
                hint="no admin login: give each user's password, or UserRoot with shared folders"),
     )
 }
+
+
+def login_advice(preset: Preset, server_text: str) -> str | None:
+    """Return the setting to change when ``preset``'s provider refuses a login, if known."""
+    if preset.name in ("gmail", "google-workspace"):
+        from mailtrek.stores.gmail.advice import google_login_advice
+
+        return google_login_advice(server_text)
+    return None
 
 
 def get_preset(name: str) -> Preset:

@@ -242,6 +242,10 @@ class ImapConnection:
                 hint = "the server is temporarily unable to open this mailbox; try later"
             elif mech in ("xoauth2", "oauthbearer"):
                 hint = "check the app's permissions and that the token is for this mailbox"
+            from mailtrek.stores.gmail.advice import google_login_advice, is_google_host
+
+            if is_google_host(self.params.host) or self.has("X-GM-EXT-1"):
+                hint = google_login_advice(text) or hint  # name the setting to change
             raise AuthenticationError(
                 f"{self.params.host} refused the login of {who}: {text}", hint=hint
             )
