@@ -15,9 +15,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module defines ``register(app)``; the order is the order of --help.
-    from mailtrek.cli import copy_cmd, demo_cmd, orchestrate_cmds, sim_cmd, web_cmds
+    from mailtrek.cli import copy_cmd, demo_cmd, orchestrate_cmds, sim_cmd, web_cmds, worker_cmds
 
-    for mod in (demo_cmd, copy_cmd, sim_cmd, orchestrate_cmds, web_cmds):
+    for mod in (demo_cmd, copy_cmd, sim_cmd, orchestrate_cmds, web_cmds, worker_cmds):
         mod.register(app)
 
 
