@@ -1,0 +1,182 @@
+"""The state schema on a real PostgreSQL: migrations, upserts, migrate-to, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+
+from mailtrek.errors import StateError
+from mailtrek.state.db import FolderState, MailboxState, MessageState, open_engine
+from mailtrek.state.migrate import current, head
+from mailtrek.state.pgserver import find_bin, private_postgres
+
+MAILTREK = [sys.executable, "-c", "import sys; from mailtrek.cli.main import main; sys.argv[0] = 'mailtrek'; main()"]
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    if find_bin() is None:
+        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(pg):
+    pg.reset()
+    return pg
+
+
+def cli(home: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, MAILTREK_HOME=str(home), **(env or {}))
+    e.pop("MAILTREK_DATABASE_URL", None) if env is None or "MAILTREK_DATABASE_URL" not in env else None
+    p = subprocess.run([*MAILTREK, *args], env=e, capture_output=True, text=True, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def test_schema_and_job_queue_created_at_head(fresh):
+    engine = open_engine(fresh.url)
+    names = set(inspect(engine).get_table_names())
+    assert {"folders", "messages", "endpoints", "tenants", "batches", "batch_users", "mx_sightings",
+            "web_admin", "web_sessions", "procrastinate_jobs", "alembic_version"} <= names
+    with engine.connect() as c:
+        assert current(c) == head() == "0002"
+        assert c.execute(text("SELECT data_type FROM information_schema.columns WHERE table_name = 'batch_users' "
+                              "AND column_name = 'lease_expires'")).scalar_one() == "timestamp with time zone"
+
+
+def test_many_processes_opening_at_once_migrate_once(fresh):
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            open_engine(fresh.url).dispose()
+        except BaseException as e:
+            errors.append(e)
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with open_engine(fresh.url).connect() as c:
+        assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+
+
+def test_mailbox_state_upserts_on_postgres(fresh):
+    st = MailboxState(open_engine(fresh.url), "b/alice@x")
+    st.save_folder(FolderState(src_path=("INBOX",), src_uidvalidity=7, src_messages=2))
+    st.save_folder(FolderState(src_path=("INBOX",), src_uidvalidity=7, src_messages=3, complete=True))
+    st.record(("INBOX",), 7, [MessageState(1, None, "fp1", 10, frozenset(), "in_doubt")])
+    st.record(("INBOX",), 7, [MessageState(1, "d1", "fp1", 10, frozenset({"\\Seen"}))])  # replaces
+    st.record(("INBOX",), 7, [MessageState(2, "d2", "fp2", 20, frozenset())])
+    st.update_flags(("INBOX",), 7, [(2, frozenset({"\\Flagged"}))])
+    got = st.messages_of(("INBOX",), 7)
+    assert got[1].status == "done" and got[1].dest_id == "d1" and got[1].flags == {"\\Seen"}
+    assert got[2].flags == {"\\Flagged"} and st.count() == 2
+    fs = st.folder_states()[("INBOX",)]
+    assert fs.src_messages == 3 and fs.complete
+    st.forget_messages(("INBOX",), 7, [1])
+    assert st.count() == 1
+
+
+def test_unreachable_database_names_no_password():
+    with pytest.raises(StateError) as e:
+        open_engine("postgresql://mt:Sekrit-Pw-991@127.0.0.1:1/nothing")
+    assert "Sekrit-Pw-991" not in str(e.value) and "127.0.0.1:1" in str(e.value)
+
+
+def test_engine_survives_a_database_restart(fresh):
+    engine = open_engine(fresh.url)
+    with engine.connect() as c:
+        c.execute(text("SELECT 1"))
+    fresh.restart()
+    with engine.connect() as c:  # pool_pre_ping replaces the dead pooled connection
+        assert c.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def make_sqlite_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    cli(home, "endpoint", "add", "src", "--host", "imap.example.test", "--port", "993", "--security", "ssl")
+    secret = tmp_path / "secret"
+    secret.write_text("Mig-Client-Secret-7\n")
+    cli(home, "tenant", "add", "t", "--tenant-id", "tid", "--client-id", "cid", "--client-secret-file", str(secret),
+        "--no-test")
+    csv = tmp_path / "users.csv"
+    csv.write_text("EmailAddress,UserName,Password\n" + "".join(
+        f"u{i}@contoso.test,u{i},Pw-u{i}-secret\n" for i in range(5)))
+    cli(home, "batch", "create", "b1", "--endpoint", "src", "--tenant", "t", "--csv", str(csv), "--autostart")
+    engine = open_engine(home / "state.db")
+    for i in range(5):
+        st = MailboxState(engine, f"b1/u{i}@contoso.test")
+        st.save_folder(FolderState(src_path=("INBOX", "Sub"), src_uidvalidity=1000 + i, src_messages=30))
+        st.record(("INBOX", "Sub"), 1000 + i, [
+            MessageState(uid, f"dest-{uid}", f"{uid:064x}", uid * 100, frozenset({"\\Seen", "$Label_ü"}))
+            for uid in range(1, 31)])
+        st.flush()
+    with engine.begin() as c:
+        c.execute(text("UPDATE batch_users SET next_sync = '2031-05-06 07:08:09.123456', runs = 3 "
+                       "WHERE email = 'u2@contoso.test'"))
+    return home
+
+
+def test_migrate_to_copies_everything_and_switches(tmp_path, fresh):
+    home = make_sqlite_home(tmp_path)
+    before = json.loads(cli(home, "batch", "show", "b1", "--json").stdout)
+    out = cli(home, "state", "migrate-to", fresh.url)
+    assert "messages: 150 rows" in out.stdout and "equal" in out.stdout
+    src, dst = open_engine(home / "state.db"), open_engine(fresh.url)
+    from mailtrek.state.migrate import all_metadata
+    from mailtrek.state.migrate_to import verify_equal
+
+    for t in all_metadata().sorted_tables:
+        with src.connect() as a, dst.connect() as b:
+            assert a.execute(select(func.count()).select_from(t)).scalar_one() == \
+                b.execute(select(func.count()).select_from(t)).scalar_one(), t.name
+    verify_equal(src, dst)  # row by row
+    # The home now reads PostgreSQL: same batch, same users, passwords still decrypt.
+    assert (home / "database-url").read_text().strip() == fresh.url
+    assert oct((home / "database-url").stat().st_mode & 0o777) == "0o600"
+    after = json.loads(cli(home, "batch", "show", "b1", "--json").stdout)
+    assert after == before
+    assert "postgresql" in cli(home, "state", "show").stdout
+    st = MailboxState(dst, "b1/u3@contoso.test")
+    msgs = st.messages_of(("INBOX", "Sub"), 1003)
+    assert len(msgs) == 30 and msgs[7].flags == {"\\Seen", "$Label_ü"} and msgs[7].fingerprint == f"{7:064x}"
+    with dst.connect() as c:
+        nxt = c.execute(text("SELECT next_sync FROM batch_users WHERE email = 'u2@contoso.test'")).scalar_one()
+    assert nxt.isoformat() == "2031-05-06T07:08:09.123456+00:00"
+
+
+def test_migrate_to_refuses_a_database_that_holds_state(tmp_path, fresh):
+    home = make_sqlite_home(tmp_path)
+    cli(home, "state", "migrate-to", fresh.url, "--no-use")
+    again = cli(home, "state", "migrate-to", fresh.url, check=False)
+    assert again.returncode != 0 and "already holds state" in again.stderr
+    assert not (home / "database-url").exists()
+
+
+def test_migrate_to_bad_input(tmp_path, fresh):
+    home = tmp_path / "empty"
+    p = cli(home, "state", "migrate-to", fresh.url, check=False)
+    assert p.returncode != 0 and "no SQLite state" in p.stderr
+    home = make_sqlite_home(tmp_path)
+    p = cli(home, "state", "migrate-to", "not-a-url", check=False)
+    assert p.returncode != 0 and "database URL" in p.stderr
+    p = cli(home, "state", "migrate-to", "postgresql://u:Hidden-Pw-55@127.0.0.1:1/x", check=False)
+    assert p.returncode != 0 and "Hidden-Pw-55" not in p.stdout + p.stderr
+
+
+def test_worker_refuses_sqlite_state(tmp_path):
+    p = cli(tmp_path / "h", "worker", check=False)
+    assert p.returncode != 0 and "PostgreSQL" in p.stderr
