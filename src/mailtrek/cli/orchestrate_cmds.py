@@ -315,6 +315,7 @@ def batch_create(
     since: Annotated[str | None, typer.Option(help="only mail received on/after this date")] = None,
     before: Annotated[str | None, typer.Option(help="only mail received before this date")] = None,
     max_size: Annotated[str | None, typer.Option(help="skip larger messages (bytes or 35M) [35M]")] = None,
+    gmail_labels: Annotated[str, typer.Option(help="Gmail sources: folders+categories, folders, all-mail, off (auto: folders+categories when Gmail)")] = "auto",
     autostart: Annotated[bool, typer.Option(help="start right away")] = False,
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
@@ -330,8 +331,11 @@ def batch_create(
     for a in notify or []:
         if not is_address(a):
             raise UsageError(f"--notify {a!r} is not an e-mail address")
+    from mailtrek.stores.gmail.wiring import check_mode
+
     options = BatchOptions(exclude=list(exclude_folder or []), since=_date(since, "--since"),
-                           before=_date(before, "--before"), max_size=_size(max_size))
+                           before=_date(before, "--before"), max_size=_size(max_size),
+                           gmail_labels=check_mode(gmail_labels))
     h = _home(home)
     if dry_run:
         _dry_run(h, users, endpoint, tenant, dest_endpoint, options)

@@ -40,6 +40,7 @@ class BatchOptions:
     since: str | None = None  # ISO dates, kept as text so the JSON round-trips
     before: str | None = None
     max_size: int | None = None
+    gmail_labels: str = "auto"  # Gmail sources: auto|folders+categories|folders|all-mail|off
 
 
 @dataclass(slots=True)
@@ -115,7 +116,8 @@ def create_batch(
                 name=name, status=BatchStatus.CREATED, source_endpoint=endpoint, tenant=tenant,
                 dest_endpoint=dest_endpoint,
                 options_json=json.dumps({"exclude": options.exclude, "since": options.since,
-                                         "before": options.before, "max_size": options.max_size}),
+                                         "before": options.before, "max_size": options.max_size,
+                                         "gmail_labels": options.gmail_labels}),
                 notify_json=json.dumps(notify or []), incremental_hours=incremental_hours,
                 created_at=now,
             ))

@@ -152,7 +152,17 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
         dest = await open_destination(home, job)
         state = MailboxState(home.engine, job.mailbox)
         try:
-            return await copy_mailbox(source, dest, state, copy_options(job), progress=job.progress)
+            from mailtrek.stores.gmail.wiring import gmail_view
+
+            view = await gmail_view(source, job.batch.options.gmail_labels,
+                                    done=state.messages_of, dest_kind=dest.features.kind,
+                                    quota_dir=home.path / "gmail-quota")
+            report = await copy_mailbox(view, dest, state, copy_options(job),
+                                        progress=job.progress)
+            deferral = getattr(view, "deferral", None)
+            if deferral is not None:  # the day's Gmail quota is used: say when it goes on
+                report.errors.append(deferral.describe())
+            return report
         finally:
             state.flush()
     finally:
