@@ -148,3 +148,47 @@ def test_three_workers_one_killed_mid_mailbox(tmp_path, dovecot_src, sim, pg, mo
     texts = " ".join(log.read_text() for log in logs)
     for pw in [*users.values(), "wk-Client-Secret-42"]:
         assert pw not in texts
+
+
+def test_worker_carries_on_across_a_database_restart(tmp_path, dovecot_src, sim, pg, monkeypatch):
+    """PostgreSQL restarts while a worker moves mailboxes: it reconnects and finishes them."""
+    pg.reset()
+    users, csv = make_users(tmp_path, dovecot_src, "rs", 4, inbox=40, projects=0)
+    for n in users:
+        sim.add_user(f"{n}@{DOMAIN}")
+    home = tmp_path / "home"
+    monkeypatch.setenv("MAILTREK_DATABASE_URL", pg.url)
+    _mailtrek(home, "endpoint", "add", "src", "--host", dovecot_src.host, "--port", str(dovecot_src.ssl_port),
+              "--security", "ssl", "--ca-file", str(dovecot_src.ca_file), "--preset", "dovecot")
+    secret = tmp_path / "client-secret"
+    secret.write_text("rs-Client-Secret-42\n")
+    _mailtrek(home, "tenant", "add", "t", "--tenant-id", sim.config.tenant_id, "--client-id", "mailtrek-rs",
+              "--client-secret-file", str(secret), "--m365-authority", sim.authority(),
+              "--graph-url", f"{sim.base_url}/graph", "--ca-file", str(sim.ca_file))
+    _mailtrek(home, "batch", "create", "br", "--endpoint", "src", "--tenant", "t", "--csv", str(csv), "--autostart")
+    log = tmp_path / "worker.log"
+    w = start_worker(home, pg, log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(len(sim.messages(f"{n}@{DOMAIN}")) for n in users) < 20:
+            assert w.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.02)
+        pg.stop("immediate")  # a crash, not a polite shutdown
+        time.sleep(2)
+        pg.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert w.poll() is None, log.read_text()[-3000:]
+            if show(home, "br")["status"] == "Synced":
+                break
+            time.sleep(0.5)
+        doc = show(home, "br")
+        assert doc["status"] == "Synced", (doc, log.read_text()[-3000:])
+    finally:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+        w.wait(timeout=30)
+    assert w.returncode == 0, log.read_text()[-3000:]
+    for n in users:
+        msgs = sim.messages(f"{n}@{DOMAIN}")
+        assert len(msgs) == 40 and len({m.props.get("internetMessageId") for m in msgs}) == 40, n

@@ -49,6 +49,7 @@ RUNNING_BATCHES = (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_W
                    BatchStatus.COMPLETING)
 INCREMENTAL_BATCHES = (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS)
 RETRIES = 2  # extra attempts for errors a retry may cure (dropped links, timeouts)
+DB_RETRIES = 15  # waits (2..10 s each) for a restarting state database before giving up
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,17 @@ def owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
+    return False
+
+
+def database_unavailable(e: BaseException | None) -> bool:
+    """True when ``e`` (or what caused it) is a lost or refused database connection."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    while e is not None:
+        if isinstance(e, OperationalError) or (isinstance(e, DBAPIError) and e.connection_invalidated):
+            return True
+        e = e.__cause__ or e.__context__
     return False
 
 
@@ -280,17 +292,26 @@ class Runner:
         settle(self.home, due.batch)
 
     async def _attempts(self, job: MoveJob) -> CopyReport:
-        for attempt in range(RETRIES + 1):
+        attempt = db_waits = 0
+        while True:
             try:
                 return await self.mover(self.home, job)
-            except MailtrekError as e:
-                if not e.retryable or attempt == RETRIES:
+            except Exception as e:
+                if database_unavailable(e) and db_waits < DB_RETRIES:
+                    # The state database restarts or fails over: wait for it, then go on
+                    # (the engine resumes from what state and the destination hold).
+                    db_waits += 1
+                    log.warning("%s/%s: state database unavailable; retrying in %ds", job.batch.name,
+                                job.email, min(2 * db_waits, 10))
+                    await asyncio.sleep(min(2 * db_waits, 10))
+                    continue
+                if not isinstance(e, MailtrekError) or not e.retryable or attempt == RETRIES:
                     raise
-                delay = self.retry_delay * (attempt + 1)
+                attempt += 1
+                delay = self.retry_delay * attempt
                 log.warning("%s/%s: %s; retrying in %.0fs", job.batch.name, job.email,
                             redact(str(e)), delay)
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _job(self, due: Due) -> MoveJob:
         batch = get_batch(self.home, due.batch)
@@ -326,12 +347,17 @@ class Runner:
             now = utcnow()
             copied, _ = self._copied.get((due.batch, due.email), (0, 0))
             live = self._base.get((due.batch, due.email), 0) + copied
-            with self.home.engine.begin() as c:
-                n = c.execute(update(batch_users).where(
-                    u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
-                    u.status == PHASE_STATUS[due.phase],
-                ).values(lease_expires=now + self.lease, items_synced=case(
-                    (u.items_synced > live, u.items_synced), else_=live))).rowcount
+            try:
+                with self.home.engine.begin() as c:
+                    n = c.execute(update(batch_users).where(
+                        u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+                        u.status == PHASE_STATUS[due.phase],
+                    ).values(lease_expires=now + self.lease, items_synced=case(
+                        (u.items_synced > live, u.items_synced), else_=live))).rowcount
+            except Exception as e:
+                if not database_unavailable(e):
+                    raise
+                continue  # keep beating: the database is restarting, the lease outlives a blip
             if n != 1:
                 log.info("%s/%s: stopped by a command; interrupting", due.batch, due.email)
                 entry = self._tasks.get((due.batch, due.email))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from dataclasses import dataclass, field
 
 import procrastinate
@@ -44,6 +45,7 @@ log = logging.getLogger("mailtrek.worker")
 QUEUE = "mailtrek"
 MOVE_TASK = "mailtrek.move"
 MAINTAIN_TASK = "mailtrek.maintain"
+RESTART_DELAY = 2  # seconds before a worker whose database went away starts again
 
 
 def conninfo_of(url: str) -> str:
@@ -171,24 +173,55 @@ async def run_worker(home: Home, *, concurrency: int = 8, poll_seconds: float = 
     heartbeat = heartbeat_seconds or max(1.0, stalled_seconds / 3)
     async with app.open_async():
         log.info("worker %s started (%d at once)", runner.owner, concurrency)
-        worker = asyncio.create_task(app.run_worker_async(
-            queues=[QUEUE], concurrency=concurrency, name=runner.owner, wait=True,
-            fetch_job_polling_interval=poll_seconds, update_heartbeat_interval=heartbeat,
-            stalled_worker_timeout=stalled_seconds, shutdown_graceful_timeout=5,
-            delete_jobs="successful"))
         loop = asyncio.create_task(_maintenance_loop(app, poll_seconds))
-        waiters = [worker] + ([asyncio.create_task(stop.wait())] if stop else [])
+        # Our own signal handling: procrastinate's worker also ends when its database goes
+        # away, and only a signal (or ``stop``) means "stop"; anything else means "restart".
+        stop = stop or asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        stopper = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                worker = asyncio.create_task(app.run_worker_async(
+                    queues=[QUEUE], concurrency=concurrency, name=runner.owner, wait=True,
+                    fetch_job_polling_interval=poll_seconds, update_heartbeat_interval=heartbeat,
+                    stalled_worker_timeout=stalled_seconds, shutdown_graceful_timeout=5,
+                    delete_jobs="successful", install_signal_handlers=False))
+                await asyncio.wait([worker, stopper], return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    worker.cancel()  # procrastinate stops gracefully, then cancels running moves
+                    await asyncio.gather(worker, return_exceptions=True)
+                    break
+                error = worker.exception()
+                if error is not None and not _connection_lost(error):
+                    raise error
+                # The database went away (restart, failover): procrastinate's worker gives
+                # up; ours waits and starts it again. Interrupted moves resume from state.
+                log.warning("job queue worker ended (%s); restarting it in %ss",
+                            error.__class__.__name__ if error else "database gone", RESTART_DELAY)
+                await asyncio.sleep(RESTART_DELAY)
         finally:
             loop.cancel()
-            for w in waiters:
-                w.cancel()
-            await asyncio.gather(loop, *waiters, return_exceptions=True)
+            stopper.cancel()
+            await asyncio.gather(loop, stopper, return_exceptions=True)
             await runner._shutdown()
             log.info("worker %s stopped: %d moves run, %d skipped for limits", runner.owner,
                      ctx.moves, ctx.skipped)
     return ctx
+
+
+def _connection_lost(e: BaseException | None) -> bool:
+    """True for a lost or refused database connection, whoever wrapped it."""
+    import psycopg
+
+    from mailtrek.orchestrate.runner import database_unavailable
+
+    while e is not None:
+        if isinstance(e, psycopg.OperationalError | pexc.ConnectorException) or database_unavailable(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 async def _maintenance_loop(app: procrastinate.App, every: float) -> None:
