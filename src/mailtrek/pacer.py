@@ -61,7 +61,10 @@ class PacerLimits:
     request_window: float = 600.0
     upload_bytes_per_window: int = 150_000_000
     upload_window: float = 300.0
-    burst_fraction: float = 0.2  # share of a window's budget usable at once
+    burst_fraction: float = 0.05  # share of a window's budget usable at once
+    # Budget actually used: the service stamps requests when they arrive, we when they
+    # leave, so keep a little room for that jitter instead of meeting 429s at the edges.
+    safety: float = 0.97
     backoff_base: float = 1.0  # first back-off without Retry-After (seconds)
     backoff_max: float = 120.0
     max_retry_after: float = 900.0  # ignore absurd Retry-After values beyond this
@@ -92,7 +95,7 @@ class TokenBucket:
         """Return how long to wait before ``amount`` may be taken (0 = now)."""
         self.refill(now)
         need = min(amount, self.capacity)  # a huge request waits for a full bucket only
-        if self.tokens >= need:
+        if self.tokens >= need - 1e-9:  # rounding must not leave a sliver to wait for
             return 0.0
         return (need - self.tokens) / self.rate
 
@@ -135,19 +138,21 @@ class Pacer:
         if st is None:
             lim, now = self.limits, self.clock.now()
             burst = lim.burst_fraction
+            reqs = lim.requests_per_window * lim.safety
+            upload = lim.upload_bytes_per_window * lim.safety
             st = _KeyState(
                 in_flight=asyncio.Semaphore(lim.max_in_flight),
                 gate=asyncio.Lock(),
                 requests=TokenBucket(
-                    lim.requests_per_window * burst,
-                    lim.requests_per_window * (1 - burst) / lim.request_window
-                    if burst < 1 else lim.requests_per_window / lim.request_window,
+                    reqs * burst,
+                    reqs * (1 - burst) / lim.request_window
+                    if burst < 1 else reqs / lim.request_window,
                     now,
                 ),
                 uploads=TokenBucket(
-                    lim.upload_bytes_per_window * burst,
-                    lim.upload_bytes_per_window * (1 - burst) / lim.upload_window
-                    if burst < 1 else lim.upload_bytes_per_window / lim.upload_window,
+                    upload * burst,
+                    upload * (1 - burst) / lim.upload_window
+                    if burst < 1 else upload / lim.upload_window,
                     now,
                 ),
             )

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailtrek.errors import MailtrekError, QuotaExceededError, StoreError, TransientError
+from mailtrek.errors import (
+    MailtrekError,
+    QuotaExceededError,
+    StoreError,
+    ThrottledError,
+    TransientError,
+)
 from mailtrek.model import FolderInfo, MessageMeta
 from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
@@ -32,6 +38,7 @@ log = logging.getLogger("mailtrek.sync")
 ProgressCallback = Callable[..., None]
 
 ATTEMPTS = 5
+MAX_THROTTLE_WAIT = 600.0  # seconds; a longer Retry-After ends the run (re-run later)
 SETTLE_STEP = 1.0  # seconds between two looks at a folder that may still be filling
 SETTLE_MAX = 30.0
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -84,7 +91,10 @@ async def copy_mailbox(
             last = TransientError(f"{len(unfinished)} folder(s) hit a retryable failure")
             retry = unfinished
         if attempt + 1 < ATTEMPTS:
-            await asyncio.sleep(BACKOFF[attempt])
+            wait = BACKOFF[attempt]
+            if isinstance(last, ThrottledError) and last.retry_after:
+                wait = min(max(wait, last.retry_after), MAX_THROTTLE_WAIT)  # the server's word
+            await asyncio.sleep(wait)
     else:
         report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
     state.flush()
