@@ -60,7 +60,7 @@ def worker_cmd(
     """Run a worker: take mailbox moves and incremental syncs from the PostgreSQL job queue.
 
     Start one on every machine that can reach the database (same key: copy HOME's key
-    file or set MAILTREK_KEY). Stops on SIGTERM/SIGINT, releasing its mailboxes.
+    file or set MAILTREK_SECRET_KEY). Stops on SIGTERM/SIGINT, releasing its mailboxes.
     """
     from mailtrek.orchestrate.workers import run_worker
 
