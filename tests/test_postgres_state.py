@@ -180,3 +180,16 @@ def test_migrate_to_bad_input(tmp_path, fresh):
 def test_worker_refuses_sqlite_state(tmp_path):
     p = cli(tmp_path / "h", "worker", check=False)
     assert p.returncode != 0 and "PostgreSQL" in p.stderr
+
+
+def test_state_use_switches_and_back(tmp_path, fresh):
+    home = tmp_path / "h"
+    out = cli(home, "state", "use", fresh.url).stdout
+    assert "postgresql" in out and (home / "database-url").exists()
+    assert "postgresql" in cli(home, "state", "show").stdout
+    cli(home, "endpoint", "add", "src", "--host", "imap.example.test")
+    with open_engine(fresh.url).connect() as c:
+        assert c.execute(text("SELECT count(*) FROM endpoints")).scalar_one() == 1
+    cli(home, "state", "use", "sqlite")
+    assert "sqlite" in cli(home, "state", "show").stdout
+    assert not (home / "database-url").exists()
