@@ -193,3 +193,52 @@ def test_state_use_switches_and_back(tmp_path, fresh):
     cli(home, "state", "use", "sqlite")
     assert "sqlite" in cli(home, "state", "show").stdout
     assert not (home / "database-url").exists()
+
+
+async def test_two_schedulers_share_postgres_limits_and_users(tmp_path, fresh):
+    """Two `mailtrek run` schedulers on one PostgreSQL state: each user once, the limit fleet-wide."""
+    import asyncio
+
+    from mailtrek.orchestrate.batches import create_batch, start_batch, user_rows
+    from mailtrek.orchestrate.csvfile import UserRow
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+    from mailtrek.orchestrate.home import open_home, utcnow
+    from mailtrek.orchestrate.notify import Notifier
+    from mailtrek.orchestrate.runner import Runner
+    from mailtrek.sync.options import CopyReport, FolderReport
+
+    home = open_home(tmp_path / "home", state=fresh.url)
+    assert home.engine.dialect.name == "postgresql" and not (tmp_path / "home" / "state.db").exists()
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, max_concurrent_migrations=2))
+    add_endpoint(home, make_endpoint("dst", host="127.0.0.1", port=2))
+    names = [f"u{i}" for i in range(8)]
+    create_batch(home, "b", endpoint="src", dest_endpoint="dst",
+                 users=[UserRow(i + 2, f"{n}@contoso.test", n, f"pw-{n}") for i, n in enumerate(names)])
+    start_batch(home, "b")
+    calls: list[str] = []
+    running = {"now": 0, "most": 0}
+
+    async def mover(h, job) -> CopyReport:
+        calls.append(job.email)
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        try:
+            await asyncio.sleep(0.15)
+            st = MailboxState(h.engine, job.mailbox)
+            st.record(("INBOX",), 1, [MessageState(1, "1", None, 10, frozenset())])
+            st.flush()
+            r = CopyReport(source=job.username, destination=job.email, started=utcnow())
+            r.folders.append(FolderReport("INBOX", "INBOX", selected=1, copied=1, bytes_copied=10))
+            return r
+        finally:
+            running["now"] -= 1
+
+    # Each runner has its own home object and engine, like two machines.
+    runners = [Runner(open_home(tmp_path / "home", state=fresh.url), mover=mover, notifier=Notifier(None),
+                      lease_seconds=5, poll_seconds=0.05) for _ in range(2)]
+    await asyncio.wait_for(asyncio.gather(*(r.run(until_idle=True) for r in runners)), 60)
+    # until_idle may end one runner early while the other still works: finish the stragglers.
+    await asyncio.wait_for(runners[0].run(until_idle=True), 30)
+    assert sorted(calls) == sorted(f"{n}@contoso.test" for n in names)  # each user exactly once
+    assert running["most"] == 2  # the endpoint's limit of 2, across both schedulers
+    assert {u["status"] for u in user_rows(home, "b")} == {"Synced"}
