@@ -137,13 +137,16 @@ SyncState {work}/mbsync-state/
 
 async def raw_append(dst: DovecotInstance, port: int, user: str, pw: str,
                      msgs: list[SampleMessage], conns: int = 4) -> float:
-    """The APPEND ceiling: the saved messages pipelined (LITERAL+) into the destination
-    on ``conns`` connections, one folder per connection, with no source to read."""
+    """The research baseline's APPEND ceiling: the saved messages sent as single APPENDs
+    pipelined with LITERAL+ on ``conns`` connections, one folder per connection, with no
+    source to read. (mailtrek itself sends MULTIAPPEND; here that is switched off.)"""
     from mailtrek.model import Message
 
     st = ImapStore(ImapSettings(ConnectParams(dst.host, port, "none"), Credentials(user, pw),
                                 connections=conns, readonly=False))
     await st.connect()
+    for c in st._conns:  # single APPENDs: what "any IMAP client" does
+        c.capabilities.discard("MULTIAPPEND")
     try:
         folders = {}
         for m in msgs:
