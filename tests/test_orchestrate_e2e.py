@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from mailtrek.devtools.proxy import Proxy
+
 pytest.importorskip("mailtrek.devtools.dovecot")
 pytest.importorskip("mailtrek.sim.server")
 
@@ -166,14 +168,15 @@ def test_ten_users_two_failures_incremental_and_complete(tmp_path, dovecot, sim)
     assert b"e2e-Client-Secret-42" not in (home / "state.db").read_bytes()
 
 
-def kill_and_restart(tmp_path, home: Path, count: Callable[[], int], total: int) -> tuple[str, str]:
+def kill_and_restart(tmp_path, home: Path, count: Callable[[], int], total: int,
+                     at_least: int | None = None) -> tuple[str, str]:
     """Start `mailtrek run`, SIGKILL it once some mail is copied, then `run --until-idle`."""
     env = dict(os.environ, MAILTREK_HOME=str(home), MAILTREK_LEASE_SECONDS="10")
     log = tmp_path / "run1.log"
     with log.open("w") as out:
         p = subprocess.Popen([*MAILTREK, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count() < total // 5:
+        while time.monotonic() < deadline and count() < (at_least or total // 5):
             time.sleep(0.01)
         p.send_signal(signal.SIGKILL)
         p.wait()
@@ -203,18 +206,24 @@ def test_kill_9_mid_batch_imap_destination(tmp_path, dovecot, dovecot_dst):
     for n, p in users.items():  # destination logins: the EmailAddress with the same password
         dovecot_dst.add_user(f"{n}@{DOMAIN}", p)
     home = tmp_path / "home"
+    # Two mailboxes at a time, so the kill finds some done and some not yet started.
     mailtrek(home, "endpoint", "add", "src", "--host", dovecot.host, "--port", str(dovecot.ssl_port),
-             "--ca-file", str(dovecot.ca_file))
-    mailtrek(home, "endpoint", "add", "dst", "--host", dovecot_dst.host, "--port", str(dovecot_dst.ssl_port),
-             "--ca-file", str(dovecot_dst.ca_file))
-    mailtrek(home, "batch", "create", "bk", "--endpoint", "src", "--dest-endpoint", "dst", "--csv", str(csv),
-             "--autostart")
+             "--ca-file", str(dovecot.ca_file), "--max-concurrent-migrations", "2")
+    # A WAN-like destination link: a copy is over in a blink on loopback, too soon to be
+    # killed in the middle; with 300 ms of round trip it is not.
+    with Proxy("127.0.0.1", dovecot_dst.ssl_port, rtt=0.3) as link:
+        mailtrek(home, "endpoint", "add", "dst", "--host", "127.0.0.1", "--port", str(link.port),
+                 "--ca-file", str(dovecot_dst.ca_file))
+        mailtrek(home, "batch", "create", "bk", "--endpoint", "src", "--dest-endpoint", "dst",
+                 "--csv", str(csv), "--autostart")
 
-    def count() -> int:
-        return sum(sum(f.get("messages", 0) for f in dovecot_dst.mailbox_status(f"{n}@{DOMAIN}").values())
-                   for n in users)
+        def count() -> int:
+            return sum(sum(f.get("messages", 0)
+                           for f in dovecot_dst.mailbox_status(f"{n}@{DOMAIN}").values())
+                       for n in users)
 
-    run1, run2 = kill_and_restart(tmp_path, home, count, 300)
+        # Messages land 50 at a time (MULTIAPPEND): kill at the first ones.
+        run1, run2 = kill_and_restart(tmp_path, home, count, 300, at_least=1)
     doc = show(home, "bk")
     assert doc["status"] == "Synced", (doc, run2)
     for n in users:
