@@ -38,6 +38,9 @@ DstCa = Annotated[Path | None, typer.Option("--dest-ca-file", help="CA (PEM) for
 JsonReport = Annotated[Path | None, typer.Option("--json-report", help="write the report as JSON")]
 SrcPw = Annotated[Path | None, typer.Option("--source-password-file", help="file holding the source password")]
 DstPw = Annotated[Path | None, typer.Option("--dest-password-file", help="file holding the destination password")]
+SaKey = Annotated[Path | None, typer.Option(
+    "--source-service-account-key",
+    help="Google Workspace service-account JSON key (domain-wide delegation): XOAUTH2 for the source")]
 SrcTok = Annotated[Path | None, typer.Option("--source-token-file", help="OAuth access token for the source")]
 DstTok = Annotated[Path | None, typer.Option("--dest-token-file", help="OAuth access token for the destination")]
 Conns = Annotated[int, typer.Option("--connections", min=1, max=16, help="connections per side")]
@@ -76,6 +79,7 @@ def copy(
     dest_password_file: DstPw = None,
     source_token_file: SrcTok = None,
     dest_token_file: DstTok = None,
+    source_service_account_key: SaKey = None,
     connections: Conns = 4,
     m365_authority: Authority = None,
     graph_url: GraphUrl = None,
@@ -102,8 +106,11 @@ def copy(
         src_addr, dst_addr = parse_address(source), parse_address(dest)
         if not src_addr.is_imap:
             raise UsageError("the source must be an IMAP address")
-        src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
-                                               source_token_file, source_ca_file or ca_file, connections, True))
+        src_opts = _open_opts("source", src_addr, source_password_file, source_token_file,
+                              source_ca_file or ca_file, connections, True)
+        if source_service_account_key is not None:
+            src_opts.google_sa_key = str(source_service_account_key)
+        src = open_store(src_addr, src_opts)
         dst = open_store(dst_addr, _open_opts(
             "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
             connections, False,

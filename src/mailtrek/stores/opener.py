@@ -19,6 +19,7 @@ class OpenOptions:
 
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)  # a given OAuth access token
+    google_sa_key: str | None = None  # Workspace service-account key (domain-wide delegation)
     ca_file: str | None = None
     connections: int = 4
     readonly: bool = True
@@ -64,7 +65,15 @@ def open_store(addr: StoreAddress, opts: OpenOptions) -> Any:
 def _imap(addr: StoreAddress, opts: OpenOptions) -> ImapStore:
     mech = addr.auth
     token_fn = None
-    if mech in ("xoauth2", "oauthbearer"):
+    if opts.google_sa_key:
+        from pathlib import Path
+
+        from mailtrek.stores.gmail.auth import ServiceAccountTokens, load_key
+
+        mech = "xoauth2"
+        token_fn = ServiceAccountTokens(load_key(Path(opts.google_sa_key)),
+                                        ca_file=opts.ca_file).for_user(addr.user)
+    elif mech in ("xoauth2", "oauthbearer"):
         if not opts.token:
             raise UsageError(f"{addr.display()} uses {mech} but no access token was given",
                              hint="pass --source-token-file/--dest-token-file")
