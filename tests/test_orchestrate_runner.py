@@ -406,3 +406,21 @@ def test_userroot_refused_up_front(home):
     rows = [UserRow(2, "a@contoso.test", "a", "pw-a-1", "/users/a")]
     with pytest.raises(UsageError, match=r"UserRoot is not supported yet \(lines 2\)"):
         create_batch(home, "b", endpoint="src", dest_endpoint="dst", users=rows)
+
+
+async def test_quota_deferral_sets_the_next_run_and_says_when(home):
+    """A mover held back by a daily quota (Gmail) is run again when the quota allows."""
+    make_batch(home, names=("alice",))
+    resume = utcnow() + timedelta(hours=7)
+
+    class QuotaMover(FakeMover):
+        async def __call__(self, home, job) -> CopyReport:
+            r = await super().__call__(home, job)
+            r.errors.append("Gmail download quota reached: 3 message(s) deferred; continues after X")
+            r.resume_at = resume
+            return r
+
+    await runner(home, QuotaMover()).run(until_idle=True)
+    [row] = user_rows(home, "b")
+    assert abs((row["next_sync"] - resume).total_seconds()) < 1
+    assert "continues after" in row["error"]

@@ -162,6 +162,7 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
             deferral = getattr(view, "deferral", None)
             if deferral is not None:  # the day's Gmail quota is used: say when it goes on
                 report.errors.append(deferral.describe())
+                report.resume_at = deferral.resume_at
             return report
         finally:
             state.flush()

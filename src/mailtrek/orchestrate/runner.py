@@ -391,7 +391,9 @@ class Runner:
         self._finish(due, {
             "ever_synced": True, "items_synced": state.count(), "items_skipped": len(skipped),
             "bytes": (prev.bytes or 0) + report.total("bytes_copied"), "last_sync": now,
-            "next_sync": now + timedelta(hours=batch.incremental_hours), "error": problems,
+            # A quota that held mail back (Gmail: 2,500 MB a day) sets the next run.
+            "next_sync": report.resume_at or now + timedelta(hours=batch.incremental_hours),
+            "error": problems,
             "skipped_json": json.dumps(skipped), "runs": (prev.runs or 0) + 1,
         }, status)
         log.info("%s/%s: %s sync done: %d copied, %d already there, %d skipped -> %s", due.batch,

@@ -69,6 +69,7 @@ class CopyReport:
     folders: list[FolderReport] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    resume_at: datetime | None = None  # a quota held work back: when it may go on
 
     def total(self, attr: str) -> int:
         return sum(getattr(f, attr) for f in self.folders)
