@@ -162,9 +162,10 @@ def test_missing_forged_and_expired_tokens_get_401(sim: Simulator) -> None:
 
 
 def test_short_token_lifetime_expires_for_real() -> None:
-    with Simulator(SimConfig(token_lifetime_s=1)) as short:
+    # Long enough that a loaded machine still uses the token while it is valid.
+    with Simulator(SimConfig(token_lifetime_s=4)) as short:
         token = fetch_token(short)
         with graph_client(short, token) as graph:
             assert graph.get("/users/alice@contoso.test").status_code == 200
-            time.sleep(2.1)
+            time.sleep(5.1)
             assert graph.get("/users/alice@contoso.test").status_code == 401
