@@ -94,28 +94,13 @@ def copy(
     or failed (listed in the report), 2 usage, 3 authentication, 4 connection.
     """
     with fail_on_error():
-        options = CopyOptions(
-            include=include or [], exclude=exclude or [],
-            since=parse_date(since) if since else None,
-            before=parse_date(before) if before else None,
-            max_size=parse_size(max_size), max_items=max_items, dry_run=dry_run,
-            sync_flags=not no_flags, connections=connections,
-            dest_root=tuple(p for p in (dest_root or "").split("/") if p),
-        )
+        options = _options(include, exclude, since, before, max_size, connections, dest_root,
+                           max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
         check_gmail_mode(gmail_labels)
-        src_addr, dst_addr = parse_address(source), parse_address(dest)
-        if not src_addr.is_imap:
-            raise UsageError("the source must be an IMAP address")
-        src_opts = _open_opts("source", src_addr, source_password_file, source_token_file,
-                              source_ca_file or ca_file, connections, True)
-        if source_service_account_key is not None:
-            src_opts.google_sa_key = str(source_service_account_key)
-        src = open_store(src_addr, src_opts)
-        dst = open_store(dst_addr, _open_opts(
-            "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
-            connections, False,
-            m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
-            max_size=options.max_size, m365_imap_host=m365_imap_host))
+        src_addr, dst_addr, src, dst = _open_pair(
+            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
+            m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
@@ -169,21 +154,11 @@ def verify(
     Exit 0 only when nothing selected is missing or different.
     """
     with fail_on_error():
-        options = CopyOptions(
-            include=include or [], exclude=exclude or [],
-            since=parse_date(since) if since else None,
-            before=parse_date(before) if before else None,
-            max_size=parse_size(max_size), connections=connections,
-            dest_root=tuple(p for p in (dest_root or "").split("/") if p),
-        )
-        src_addr, dst_addr = parse_address(source), parse_address(dest)
-        src = open_store(src_addr, _open_opts("source", src_addr, source_password_file,
-                                               source_token_file, source_ca_file or ca_file, connections, True))
-        dst = open_store(dst_addr, _open_opts(
-            "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
-            connections, True,
-            m365_authority=m365_authority, graph_url=graph_url, dest_root=options.dest_root,
-            max_size=options.max_size, m365_imap_host=m365_imap_host))
+        options = _options(include, exclude, since, before, max_size, connections, dest_root)
+        src_addr, dst_addr, src, dst = _open_pair(
+            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
+            m365_imap_host, dest_readonly=True)
 
         async def run() -> dict[str, Any]:
             try:
@@ -206,6 +181,41 @@ def verify(
             typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
                        f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+def _options(include: list[str] | None, exclude: list[str] | None, since: str | None,
+             before: str | None, max_size: str, connections: int, dest_root: str | None,
+             **more: Any) -> CopyOptions:
+    """The run's options from the command line (raises UsageError for bad values)."""
+    return CopyOptions(
+        include=include or [], exclude=exclude or [],
+        since=parse_date(since) if since else None,
+        before=parse_date(before) if before else None,
+        max_size=parse_size(max_size), connections=connections,
+        dest_root=tuple(p for p in (dest_root or "").split("/") if p), **more,
+    )
+
+
+def _open_pair(
+    source: str, dest: str, options: CopyOptions, ca_file: Path | None,
+    source_ca_file: Path | None, dest_ca_file: Path | None, source_password_file: Path | None,
+    dest_password_file: Path | None, source_token_file: Path | None,
+    dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
+    m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
+) -> tuple[StoreAddress, StoreAddress, Any, Any]:
+    """Parse both addresses and build both (unconnected) stores with their secrets."""
+    src_addr, dst_addr = parse_address(source), parse_address(dest)
+    if not src_addr.is_imap:
+        raise UsageError("the source must be an IMAP address")
+    src_opts = _open_opts("source", src_addr, source_password_file, source_token_file,
+                          source_ca_file or ca_file, options.connections, True)
+    if google_sa_key is not None:
+        src_opts.google_sa_key = str(google_sa_key)
+    dst = open_store(dst_addr, _open_opts(
+        "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
+        options.connections, dest_readonly, m365_authority=m365_authority, graph_url=graph_url,
+        dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host))
+    return src_addr, dst_addr, open_store(src_addr, src_opts), dst
 
 
 def _open_opts(
