@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from dnslib import CNAME, MX, QTYPE, RR, TXT
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib import CNAME, MX, TXT
+from dnslib.server import DNSLogger, DNSServer
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from dns_helpers import Zone
 from mailtrek.cli.main import app
 from mailtrek.orchestrate.cutover import CutoverStatus, check_cutover, decide
 from mailtrek.orchestrate.home import open_home, utcnow
@@ -18,28 +18,6 @@ from mailtrek.state.orchestration import mx_sightings
 
 pytestmark = pytest.mark.timeout(60)
 M365_MX = "contoso-test.mail.protection.outlook.com"
-
-
-class Zone(BaseResolver):
-    """A mutable zone: tests change ``records`` while the server runs."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list] = {}
-        self.lock = threading.Lock()
-
-    def set(self, name: str, rtype: str, rdatas: list) -> None:
-        with self.lock:
-            self.records[name.rstrip(".").lower(), rtype] = rdatas
-
-    def resolve(self, request, handler):
-        reply = request.reply()
-        q = request.q
-        name = str(q.qname).rstrip(".").lower()
-        with self.lock:
-            found = self.records.get((name, QTYPE[q.qtype]), [])
-        for rdata in found:
-            reply.add_answer(RR(q.qname, q.qtype, rdata=rdata, ttl=60))
-        return reply
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from dnslib import MX, QTYPE, RR, SRV, A
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib import MX, SRV, A
 
+from dns_helpers import Zone, start_dns
 from mailtrek.orchestrate.discovery import (
     DiscoveryConfig,
     discover,
@@ -32,36 +32,6 @@ from mailtrek.orchestrate.discovery import (
     parse_autoconfig,
     preset_for_mx,
 )
-
-
-class Zone(BaseResolver):
-    """A mutable zone; unknown names get an empty answer (NOERROR), as from a real server."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list] = {}
-        self.lock = threading.Lock()
-
-    def set(self, name: str, rtype: str, rdatas: list) -> None:
-        with self.lock:
-            self.records[name.rstrip(".").lower(), rtype] = rdatas
-
-    def resolve(self, request, handler):
-        reply = request.reply()
-        q = request.q
-        name = str(q.qname).rstrip(".").lower()
-        with self.lock:
-            found = self.records.get((name, QTYPE[q.qtype]), [])
-        for rdata in found:
-            reply.add_answer(RR(q.qname, q.qtype, rdata=rdata, ttl=60))
-        return reply
-
-
-def start_dns(zone: Zone) -> tuple[DNSServer, str]:
-    """Start a DNS server on 127.0.0.1; return it and its "IP:PORT"."""
-    quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    server = DNSServer(zone, address="127.0.0.1", port=0, logger=quiet)
-    server.start_thread()
-    return server, f"127.0.0.1:{server.server.server_address[1]}"
 
 
 def write_ca_and_cert(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
