@@ -390,28 +390,17 @@ def batch_complete(
     home: HomeOpt = None,
 ) -> None:
     """Complete a batch: a final incremental sync per user, then Completed."""
-    from mailtrek.orchestrate.batches import complete_batch, get_batch, user_rows
-    from mailtrek.orchestrate.cutover import SETTLE_HOURS, check_cutover
+    from mailtrek.orchestrate.batches import complete_batch, get_batch
+    from mailtrek.orchestrate.cutover import completion_blockers
     from mailtrek.orchestrate.states import BatchStatus, check_batch_move
 
     h = _home(home)
     b = get_batch(h, name)
     check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
-    domains = sorted({u["email"].rsplit("@", 1)[1] for u in user_rows(h, name)})
-    unsafe = []
-    if b.tenant is None and not expect_mx:
-        unsafe.append("the destination is an IMAP endpoint: give --expect-mx to check the cutover")
-    else:
-        for d in domains:
-            st = asyncio.run(check_cutover(h, d, tenant=b.tenant, nameserver=nameserver, expected_mx=expect_mx))
-            for p in st.problems:
-                typer.echo(f"warning: {p}", err=True)
-            if not st.switched:
-                mx = ", ".join(host for _, host in st.mx) or "none"
-                unsafe.append(f"{d}: MX ({mx}) does not point to the destination yet")
-            elif not st.settled:
-                unsafe.append(f"{d}: MX switched at {st.switched_since:%Y-%m-%d %H:%M} UTC, less than "
-                              f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server")
+    problems, unsafe = asyncio.run(completion_blockers(
+        h, name, nameserver=nameserver, expected_mx=expect_mx, imap_hint="give --expect-mx"))
+    for p in problems:
+        typer.echo(f"warning: {p}", err=True)
     for u in unsafe:
         typer.echo(f"warning: {u}", err=True)
     if unsafe and not force:

@@ -161,3 +161,33 @@ async def check_cutover(home: Home, domain: str, *, tenant: str | None = None,
     status.switched = decide(status)
     remember_sighting(home, status)
     return status
+
+
+async def completion_blockers(
+    home: Home, batch: str, *, nameserver: str | None = None,
+    expected_mx: list[str] | None = None, imap_hint: str = "give the expected MX",
+) -> tuple[list[str], list[str]]:
+    """Why completing ``batch`` now is unsafe: (DNS problems seen, reasons not to complete).
+
+    One reason per domain of the batch's users whose MX does not point to the destination
+    yet, or was switched less than SETTLE_HOURS ago. An IMAP destination without an
+    expected MX cannot be checked: that is a reason too (``imap_hint`` says what to give).
+    """
+    from mailtrek.orchestrate.batches import get_batch, user_rows
+
+    b = get_batch(home, batch)
+    if b.tenant is None and not expected_mx:
+        return [], [f"the destination is an IMAP endpoint: {imap_hint} to check the cutover"]
+    problems: list[str] = []
+    unsafe: list[str] = []
+    for d in sorted({u["email"].rsplit("@", 1)[1] for u in user_rows(home, batch)}):
+        st = await check_cutover(home, d, tenant=b.tenant, nameserver=nameserver,
+                                 expected_mx=expected_mx)
+        problems += st.problems
+        if not st.switched:
+            mx = ", ".join(host for _, host in st.mx) or "none"
+            unsafe.append(f"{d}: MX ({mx}) does not point to the destination yet")
+        elif not st.settled:
+            unsafe.append(f"{d}: MX switched at {st.switched_since:%Y-%m-%d %H:%M} UTC, less than "
+                          f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server")
+    return problems, unsafe

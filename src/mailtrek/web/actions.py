@@ -15,7 +15,7 @@ from typing import Any
 from mailtrek.errors import UsageError
 from mailtrek.orchestrate import batches as batch_ops
 from mailtrek.orchestrate.csvfile import is_address, parse_users_csv
-from mailtrek.orchestrate.cutover import SETTLE_HOURS, CutoverStatus, check_cutover
+from mailtrek.orchestrate.cutover import CutoverStatus, check_cutover, completion_blockers
 from mailtrek.orchestrate.endpoints import (
     Tenant,
     add_endpoint,
@@ -195,20 +195,9 @@ async def complete(home: Home, name: str, *, force: bool = False, nameserver: st
     check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
     expect_mx = [h for h in (expect_mx or []) if h.strip()]
     nameserver = _blank(nameserver)
-    domains = sorted({u["email"].rsplit("@", 1)[1] for u in batch_ops.user_rows(home, name)})
-    warnings: list[str] = []
-    if b.tenant is None and not expect_mx:
-        warnings.append("the destination is an IMAP endpoint: give the expected MX to check the cutover")
-    else:
-        for d in domains:
-            st = await check_cutover(home, d, tenant=b.tenant, nameserver=nameserver, expected_mx=expect_mx)
-            warnings += st.problems
-            if not st.switched:
-                mx = ", ".join(h for _, h in st.mx) or "none"
-                warnings.append(f"{d}: MX ({mx}) does not point to the destination yet")
-            elif not st.settled:
-                warnings.append(f"{d}: MX switched at {st.switched_since:%Y-%m-%d %H:%M} UTC, less than "
-                                f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server")
+    problems, unsafe = await completion_blockers(home, name, nameserver=nameserver,
+                                                 expected_mx=expect_mx)
+    warnings = problems + unsafe
     if warnings and not force:
         raise UsageError(f"not completing batch {name}: the MX cutover is not done: " + "; ".join(warnings),
                          hint="switch the MX and wait 72 hours, or tick 'force'")
