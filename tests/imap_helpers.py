@@ -70,10 +70,11 @@ async def dump(inst: Any, login: str, pw: str) -> dict[tuple[str, ...], list[tup
 
 
 async def copy(src: tuple[Any, str, str], dst: tuple[Any, str, str], state_path: Path,
+               *, src_port: int | None = None, dst_port: int | None = None,
                **options: Any) -> CopyReport:
-    """Run the engine from one Dovecot user to another."""
-    s = store(*src)
-    d = store(*dst, readonly=False)
+    """Run the engine from one Dovecot user to another (ports: reach a side via a proxy)."""
+    s = store(*src, port=src_port)
+    d = store(*dst, readonly=False, port=dst_port)
     await s.connect()
     await d.connect()
     try:

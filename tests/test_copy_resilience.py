@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from imap_helpers import diff_summary, dump, load, new_user, store
+from imap_helpers import copy, diff_summary, dump, load, new_user
 from mailtrek.devtools.proxy import Proxy
-from mailtrek.state.db import MailboxState, open_engine
-from mailtrek.sync.engine import copy_mailbox
-from mailtrek.sync.options import CopyOptions
 
 T0 = datetime(2020, 5, 1, tzinfo=UTC)
 
@@ -36,23 +33,11 @@ def mailbox(n: int, seed: int = 7) -> list[tuple[tuple[str, ...], bytes, frozens
     return out
 
 
-async def _copy_via(src_inst, src, dst_inst, dst, state: Path, *, src_port=None, dst_port=None):  # type: ignore[no-untyped-def]
-    s = store(src_inst, *src, port=src_port)
-    d = store(dst_inst, *dst, readonly=False, port=dst_port)
-    await s.connect()
-    await d.connect()
-    try:
-        return await copy_mailbox(s, d, MailboxState(open_engine(state), "r"), CopyOptions())
-    finally:
-        await s.close()
-        await d.close()
-
-
 async def test_link_cut_mid_fetch_recovers(dovecot_src, dovecot_dst, tmp_path: Path) -> None:
     src, dst = new_user(dovecot_src), new_user(dovecot_dst)
     await load(dovecot_src, *src, mailbox(120))
     with Proxy("127.0.0.1", dovecot_src.port, cut_after=400_000, fault_conns=3) as p:
-        report = await _copy_via(dovecot_src, src, dovecot_dst, dst, tmp_path / "s.db",
+        report = await copy((dovecot_src, *src), (dovecot_dst, *dst), tmp_path / "s.db",
                                  src_port=p.port)
         assert p.faults >= 1
     assert report.complete, report.errors
@@ -64,7 +49,7 @@ async def test_link_cut_mid_append_leaves_no_duplicate(dovecot_src, dovecot_dst,
     src, dst = new_user(dovecot_src), new_user(dovecot_dst)
     await load(dovecot_src, *src, mailbox(120, seed=8))
     with Proxy("127.0.0.1", dovecot_dst.port, cut_upstream_after=700_000, fault_conns=3) as p:
-        report = await _copy_via(dovecot_src, src, dovecot_dst, dst, tmp_path / "s.db",
+        report = await copy((dovecot_src, *src), (dovecot_dst, *dst), tmp_path / "s.db",
                                  dst_port=p.port)
         assert p.faults >= 1
     assert report.complete, report.errors
@@ -78,7 +63,7 @@ async def test_latency_does_not_change_the_result(dovecot_src, dovecot_dst, tmp_
     with Proxy("127.0.0.1", dovecot_src.port, rtt=0.04) as ps, \
             Proxy("127.0.0.1", dovecot_dst.port, rtt=0.04) as pd:
         t = time.monotonic()
-        report = await _copy_via(dovecot_src, src, dovecot_dst, dst, tmp_path / "s.db",
+        report = await copy((dovecot_src, *src), (dovecot_dst, *dst), tmp_path / "s.db",
                                  src_port=ps.port, dst_port=pd.port)
         elapsed = time.monotonic() - t
     assert report.complete
