@@ -8,6 +8,7 @@ redacted) and exit with the error's code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -307,8 +308,8 @@ def _date(text: str | None, opt: str) -> str | None:
 @handled
 def batch_create(
     name: str,
-    endpoint: Annotated[str, typer.Option(help="source endpoint")],
     csv_file: Annotated[Path, typer.Option("--csv", help="users CSV: EmailAddress,UserName,Password[,UserRoot]")],
+    endpoint: Annotated[str | None, typer.Option(help="source endpoint (or --discover)")] = None,
     tenant: Annotated[str | None, typer.Option(help="Microsoft 365 destination tenant")] = None,
     dest_endpoint: Annotated[str | None, typer.Option(help="IMAP destination endpoint (instead of --tenant)")] = None,
     exclude_folder: Annotated[list[str] | None, typer.Option(help="folder (glob) to leave out; repeatable")] = None,
@@ -321,6 +322,12 @@ def batch_create(
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
     allow_unknown_columns: Annotated[bool, typer.Option(help="ignore extra CSV columns")] = False,
     dry_run: Annotated[bool, typer.Option(help="run the pre-flight for these users; create nothing")] = False,
+    discover: Annotated[bool, typer.Option(help="find the source server from the CSV's address domains (instead of --endpoint)")] = False,
+    nameserver: Annotated[str | None, typer.Option(envvar="MAILTREK_NAMESERVER", help="--discover: DNS server IP[:PORT]")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="--discover: CA bundle for the servers' certificates (stored with a new endpoint)")] = None,
+    ispdb_url: Annotated[str | None, typer.Option(help="--discover: Thunderbird ISP database base URL")] = None,
+    https_port: Annotated[int | None, typer.Option(hidden=True, help="--discover: port of the domain's autoconfig URLs (tests)")] = None,
+    discover_timeout: Annotated[float, typer.Option(help="--discover: seconds per DNS query, HTTP request or connection")] = 5.0,
     home: HomeOpt = None,
 ) -> None:
     """Create a batch from a users CSV (the whole file is validated first)."""
@@ -336,19 +343,102 @@ def batch_create(
     options = BatchOptions(exclude=list(exclude_folder or []), since=_date(since, "--since"),
                            before=_date(before, "--before"), max_size=_size(max_size),
                            gmail_labels=check_mode(gmail_labels))
+    if endpoint is not None and discover:
+        raise UsageError("give --endpoint or --discover, not both",
+                         hint="--endpoint names a stored source; --discover finds one from the CSV's domains")
+    if endpoint is None and not discover:
+        raise UsageError("batch create needs a source: --endpoint E",
+                         hint="or --discover to find the server from the CSV's address domains")
     h = _home(home)
+    source: Any = endpoint
+    found = None
+    if discover:
+        from mailtrek.orchestrate.batches import check_new_batch
+
+        # Everything that would refuse the batch anyway is checked before the network is.
+        if dry_run:
+            _check_destination(h, tenant, dest_endpoint)
+        else:
+            check_new_batch(h, name, tenant=tenant, dest_endpoint=dest_endpoint,
+                            incremental_hours=incremental_interval)
+        found = _discover_source(h, [u.email for u in users], nameserver, ca_file, ispdb_url, https_port,
+                                 discover_timeout)
+        source = found.endpoint
     if dry_run:
-        _dry_run(h, users, endpoint, tenant, dest_endpoint, options)
+        if found is not None and not found.reused:
+            typer.echo(f"dry run: endpoint {found.endpoint.name} ({found.endpoint.host}:{found.endpoint.port}, "
+                       f"{found.endpoint.security}) not stored")
+        _dry_run(h, users, source, tenant, dest_endpoint, options)
         return
-    b = create_batch(h, name, endpoint=endpoint, users=users, tenant=tenant, dest_endpoint=dest_endpoint,
-                     options=options, notify=list(notify or []), incremental_hours=incremental_interval)
+    if found is not None and not found.reused:
+        from mailtrek.orchestrate.discovery import save_source
+
+        save_source(h, found)
+        typer.echo(f"saved endpoint {found.endpoint.name}: {found.endpoint.host}:{found.endpoint.port} "
+                   f"({found.endpoint.security})")
+    try:
+        b = create_batch(h, name, endpoint=source if isinstance(source, str) else source.name, users=users,
+                         tenant=tenant, dest_endpoint=dest_endpoint, options=options, notify=list(notify or []),
+                         incremental_hours=incremental_interval)
+    except Exception:
+        if found is not None and found.saved:
+            # The endpoint was stored for this batch only: do not leave it behind.
+            from mailtrek.orchestrate.endpoints import remove_endpoint
+
+            with contextlib.suppress(MailtrekError):
+                remove_endpoint(h, found.endpoint.name)
+                typer.echo(f"endpoint {found.endpoint.name} removed again", err=True)
+        raise
     if autostart:
         b = start_batch(h, name)
     typer.echo(f"batch {name}: {len(users)} users, {b.status}"
                + ("" if autostart else f" (start it with `mailtrek batch start {name}`)"))
 
 
-def _dry_run(h: Home, users: list[Any], endpoint: str, tenant: str | None, dest_endpoint: str | None,
+def _check_destination(h: Home, tenant: str | None, dest_endpoint: str | None) -> None:
+    """Raise unless exactly one destination is given and stored."""
+    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
+
+    if (tenant is None) == (dest_endpoint is None):
+        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
+    if tenant:
+        get_tenant(h, tenant)
+    if dest_endpoint:
+        get_endpoint(h, dest_endpoint)
+
+
+def _discover_source(h: Home, emails: list[str], nameserver: str | None, ca_file: Path | None,
+                     ispdb_url: str | None, https_port: int | None, timeout: float) -> Any:
+    """Discover the server of the CSV's domains and print where it came from; return a SourceEndpoint."""
+    from mailtrek.orchestrate.discovery import (
+        DEFAULT_ISPDB_URL,
+        DiscoveryConfig,
+        discover_domains,
+        source_endpoint,
+        source_labels,
+    )
+
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageError(f"CA file not found: {ca_file}")
+    if timeout <= 0:
+        raise UsageError("--discover-timeout must be positive")
+    ca = str(ca_file.resolve()) if ca_file else None
+    config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
+                             https_port=https_port, timeout=timeout)
+    src = source_endpoint(h, discover_domains(emails, config), ca)
+    c = src.candidate
+    typer.echo(redact(f"discovered {c.host}:{c.port} ({c.security}) for {', '.join(src.domains)} "
+                      f"from {source_labels(c)}"))
+    for s in c.sources:
+        typer.echo(redact(f"  {s}"))
+    for n in c.notes:
+        typer.echo(redact(f"  note: {n}"))
+    if src.reused:
+        typer.echo(f"using stored endpoint {src.endpoint.name} (same host, port and security)")
+    return src
+
+
+def _dry_run(h: Home, users: list[Any], endpoint: Any, tenant: str | None, dest_endpoint: str | None,
              options: Any) -> None:
     from mailtrek.cli.discovery_cmds import print_preflight
     from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
@@ -356,8 +446,9 @@ def _dry_run(h: Home, users: list[Any], endpoint: str, tenant: str | None, dest_
 
     if (tenant is None) == (dest_endpoint is None):
         raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
+    source = get_endpoint(h, endpoint) if isinstance(endpoint, str) else endpoint  # --discover: not stored
     report = asyncio.run(preflight_users(
-        h, users, source=get_endpoint(h, endpoint), tenant=get_tenant(h, tenant) if tenant else None,
+        h, users, source=source, tenant=get_tenant(h, tenant) if tenant else None,
         dest_endpoint=get_endpoint(h, dest_endpoint) if dest_endpoint else None, options=options))
     print_preflight(report, "table", None)
     typer.echo("dry run: no batch created")

@@ -133,6 +133,33 @@ def create_batch(
     return get_batch(home, name)
 
 
+def check_new_batch(
+    home: Home,
+    name: str,
+    *,
+    tenant: str | None,
+    dest_endpoint: str | None,
+    incremental_hours: float = DEFAULT_INCREMENTAL_HOURS,
+) -> None:
+    """Raise what :func:`create_batch` would for the batch itself, before any slow work.
+
+    Checks the name (valid, not taken), exactly one existing destination and the interval;
+    the source endpoint and the users are checked by :func:`create_batch` as always.
+    """
+    check_name(name, "batch")
+    with home.engine.connect() as c:
+        if c.execute(select(batches.c.name).where(batches.c.name == name)).first() is not None:
+            raise UsageError(f"batch {name!r} exists", hint="pick another name")
+    if (tenant is None) == (dest_endpoint is None):
+        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
+    if tenant:
+        get_tenant(home, tenant)
+    if dest_endpoint:
+        get_endpoint(home, dest_endpoint)
+    if incremental_hours <= 0:
+        raise UsageError("--incremental-interval must be positive")
+
+
 def get_batch(home: Home, name: str) -> Batch:
     with home.engine.connect() as c:
         r = c.execute(select(batches).where(batches.c.name == name)).mappings().first()

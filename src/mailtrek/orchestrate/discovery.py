@@ -37,7 +37,7 @@ import dns.exception
 import dns.resolver
 import httpx
 
-from mailtrek.errors import UsageError
+from mailtrek.errors import ConnectionFailedError, UsageError
 from mailtrek.orchestrate.csvfile import is_address
 from mailtrek.orchestrate.cutover import resolver_for
 from mailtrek.orchestrate.presets import PRESETS
@@ -101,6 +101,7 @@ class Candidate:
     username: str | None = None  # the login form the source documents
     steps: list[ProbeStep] = field(default_factory=list)
     probed: bool = False
+    notes: list[str] = field(default_factory=list)  # per-address connection failures
 
     @property
     def ok(self) -> bool:
@@ -118,7 +119,8 @@ class Candidate:
         return {"host": self.host, "port": self.port, "security": self.security, "ok": self.ok,
                 "probed": self.probed, "preset": self.preset, "username": self.username,
                 "sources": self.sources, "certificate_rejected": self.certificate_rejected,
-                "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps]}
+                "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps],
+                "notes": self.notes}
 
 
 @dataclass(slots=True)
@@ -158,6 +160,9 @@ class Lookup:
 
     def __init__(self, config: DiscoveryConfig) -> None:
         self.resolver = resolver_for(config.nameserver, timeout=config.timeout)
+        # Without --nameserver, host addresses come from getaddrinfo like any client's
+        # (hosts file, the system's IPv6/IPv4 order); with it, from that server only.
+        self.system = not config.nameserver
 
     def query(self, name: str, rtype: str) -> tuple[list[Any], str | None]:
         try:
@@ -174,9 +179,20 @@ class Lookup:
             return [], f"DNS error for {name} {rtype}: {e}"
 
     def addresses(self, host: str) -> tuple[list[str], str | None]:
-        """Return the IPv4 then IPv6 addresses of ``host`` (an IP literal is its own)."""
+        """Return the addresses of ``host`` in connection order (an IP literal is its own).
+
+        With a configured name server: its A then AAAA answers. Otherwise: getaddrinfo's
+        answer, IPv4 and IPv6 in the order the system prefers.
+        """
         with contextlib.suppress(ValueError):
             return [str(ipaddress.ip_address(host))], None
+        if self.system:
+            try:
+                infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as e:
+                return [], f"{host} does not resolve ({getattr(e, 'strerror', None) or e})"
+            found = list(dict.fromkeys(str(i[4][0]) for i in infos))
+            return found, None if found else f"{host} has no address"
         out: list[str] = []
         reasons = []
         for rtype in ("A", "AAAA"):
@@ -365,34 +381,58 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
 
 
 # -- probing -----------------------------------------------------------------------------
-class _PinnedIMAP4(imaplib.IMAP4):
-    """imaplib.IMAP4 connected to a resolved address; STARTTLS still checks the host name."""
+def connect_first(addresses: list[str], port: int, timeout: float
+                  ) -> tuple[socket.socket | None, str | None, list[str]]:
+    """Connect to the first of ``addresses`` that answers on ``port``, trying each in order.
 
-    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
-        self._address = address
+    Returns (socket, its address, one failure line per address tried before it); the
+    socket is None when none answered.
+    """
+    failures = []
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout), address, failures
+        except OSError as e:
+            failures.append(f"{_hostport(address, port)}: {getattr(e, 'strerror', None) or e or type(e).__name__}")
+    return None, None, failures
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class _PinnedIMAP4(imaplib.IMAP4):
+    """imaplib.IMAP4 over an already connected socket; STARTTLS still checks the host name."""
+
+    def __init__(self, host: str, sock: socket.socket, port: int, timeout: float) -> None:
+        self._connected = sock
         super().__init__(host, port, timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        return socket.create_connection((self._address, self.port), timeout)
+        return self._connected
 
 
 class _PinnedIMAP4SSL(imaplib.IMAP4_SSL):
-    """imaplib.IMAP4_SSL connected to a resolved address, verifying the host name."""
+    """imaplib.IMAP4_SSL over an already connected socket, verifying the host name."""
 
-    def __init__(self, host: str, address: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
-        self._address = address
+    def __init__(self, host: str, sock: socket.socket, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
+        self._connected = sock
         super().__init__(host, port, ssl_context=ctx, timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        return self.ssl_context.wrap_socket(self._connected, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def probe_candidate(c: Candidate, lookup: Lookup, config: DiscoveryConfig,
                     user: str | None = None, password: str | None = None) -> Candidate:
-    """Probe ``c`` in place (DNS, TCP, TLS, capabilities, login if ``user``) and return it."""
+    """Probe ``c`` in place (DNS, TCP, TLS, capabilities, login if ``user``) and return it.
+
+    TCP tries every address of the host in order until one answers; the addresses that
+    did not are listed in ``c.notes``. Once a server answers, its TLS and IMAP answers
+    decide: a bad certificate is never retried elsewhere.
+    """
     remember(password)
-    c.probed, c.steps = True, []
+    c.probed, c.steps, c.notes = True, [], []
 
     def step(name: str, ok: bool, detail: str) -> bool:
         c.steps.append(ProbeStep(name, ok, redact(detail)))
@@ -401,41 +441,44 @@ def probe_candidate(c: Candidate, lookup: Lookup, config: DiscoveryConfig,
     addrs, why = lookup.addresses(c.host)
     if not step("dns", bool(addrs), f"{c.host} resolves to {', '.join(addrs)}" if addrs else f"{why}"):
         return c
+    sock, address, failures = connect_first(addrs, c.port, config.timeout)
+    c.notes += [f"cannot connect to {f}" for f in failures]
+    if sock is None or address is None:
+        tried = "; ".join(failures)
+        step("tcp", False, f"cannot connect to {tried}" if len(failures) == 1
+             else f"no address of {c.host} answered on port {c.port}: {tried}")
+        return c
+    step("tcp", True, f"connected to {_hostport(address, c.port)}"
+         + (f" (after {len(failures)} address(es) that did not answer)" if failures else ""))
     ctx = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
     imap: imaplib.IMAP4 | None = None
+    phase = "tls" if c.security == "ssl" else "capabilities"  # which step an error belongs to
     t0 = time.monotonic()
     try:
         try:
             if c.security == "ssl":
-                imap = _PinnedIMAP4SSL(c.host, addrs[0], c.port, ctx, config.timeout)
-                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+                imap = _PinnedIMAP4SSL(c.host, sock, c.port, ctx, config.timeout)
                 step("tls", True, f"implicit TLS, certificate valid for {c.host}")
             else:
-                imap = _PinnedIMAP4(c.host, addrs[0], c.port, config.timeout)
-                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
+                imap = _PinnedIMAP4(c.host, sock, c.port, config.timeout)
                 if c.security == "starttls":
                     if "STARTTLS" not in imap.capabilities:
                         step("tls", False, "the server offers no STARTTLS on this port")
                         return c
+                    phase = "tls"
                     imap.starttls(ssl_context=ctx)
                     step("tls", True, f"STARTTLS, certificate valid for {c.host}")
                 else:
                     step("tls", True, "no TLS: passwords would cross the network in clear")
+            phase = "capabilities"
         except ssl.SSLCertVerificationError as e:
-            if not c.steps:
-                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
             step("tls", False, f"certificate not trusted for {c.host}: {e.verify_message}")
             return c
         except ssl.SSLError as e:
-            if not c.steps:
-                step("tcp", True, f"connected to {addrs[0]}:{c.port}")
             step("tls", False, f"TLS failed: {e.reason or e}")
             return c
         except (OSError, imaplib.IMAP4.error) as e:
-            if c.steps:
-                step("tls", False, f"TLS failed: {e}")
-            else:
-                step("tcp", False, f"cannot connect to {addrs[0]}:{c.port}: {getattr(e, 'strerror', None) or e}")
+            step(phase, False, f"TLS failed: {e}" if phase == "tls" else f"no IMAP greeting: {e}")
             return c
         caps = sorted(str(x) for x in imap.capabilities)
         if "IMAP4REV1" not in {x.upper() for x in caps}:
@@ -458,6 +501,7 @@ def probe_candidate(c: Candidate, lookup: Lookup, config: DiscoveryConfig,
         if imap is not None:
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 imap.logout()
+        sock.close()  # a no-op after logout; closes it when TLS or the greeting failed
 
 
 # -- the whole chain ---------------------------------------------------------------------
@@ -487,3 +531,134 @@ def discover(address: str, config: DiscoveryConfig | None = None, *,
             list(pool.map(lambda c: probe_candidate(c, lookup, config, user, password), result.candidates))
     result.candidates.sort(key=Candidate.rank)
     return result
+
+
+# -- a source endpoint for a batch ---------------------------------------------------------
+SOURCE_LABELS = {"srv": "SRV", "autoconfig": "autoconfig", "ispdb": "ISPDB", "mx": "MX preset", "guess": "guess"}
+MAX_PARALLEL_DOMAINS = 4  # discovery already probes its candidates in parallel
+
+
+class DiscoveryFailedError(ConnectionFailedError):
+    """No usable IMAP server was found for a domain (exit 4, like `endpoint discover`)."""
+
+    retryable = False
+
+
+def source_labels(c: Candidate) -> str:
+    """Return the kinds of source that named ``c``, most trusted first (``SRV, guess``)."""
+    return ", ".join(SOURCE_LABELS[k] for k in sorted(c.kinds, key=lambda k: SOURCE_RANK[k]))
+
+
+def server_key(host: str, port: int, security: str) -> tuple[str, int, str]:
+    """Return the identity of an IMAP server as endpoints and candidates compare it."""
+    return host.lower().rstrip("."), port, security.lower()
+
+
+def discover_domains(addresses: list[str], config: DiscoveryConfig) -> list[Discovery]:
+    """Run discovery once per domain of ``addresses`` (with its first address), in order.
+
+    Raises UsageError when an entry is not an e-mail address.
+    """
+    firsts: dict[str, str] = {}
+    for a in addresses:
+        if not is_address(a.strip()):
+            raise UsageError(f"{a!r} is not an e-mail address")
+        firsts.setdefault(a.strip().rsplit("@", 1)[1].lower().rstrip("."), a.strip())
+    if not firsts:
+        raise UsageError("no addresses to discover a server for")
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DOMAINS, len(firsts))) as pool:
+        return list(pool.map(lambda a: discover(a, config), firsts.values()))
+
+
+def _tried(d: Discovery) -> list[str]:
+    lines = [f"  {n}" for n in d.notes]
+    for c in d.candidates:
+        failed = next((s for s in c.steps if not s.ok), None)
+        why = f"{failed.name}: {failed.detail}" if failed else "not probed"
+        lines.append(f"  candidate {c.host}:{c.port} ({c.security}) from {source_labels(c)}: {why}")
+    return lines
+
+
+def choose_source(found: list[Discovery]) -> Candidate:
+    """Return the one server that every domain's discovery agrees on (its best candidate).
+
+    Raises DiscoveryFailedError naming what was tried when a domain has no working
+    candidate, and UsageError listing the servers when the domains' best servers differ.
+    """
+    missing = [d for d in found if d.best is None]
+    if missing:
+        lines = []
+        for d in missing:
+            lines.append(f"no usable IMAP server found for {d.domain}; tried:")
+            lines += _tried(d)
+        raise DiscoveryFailedError(
+            "\n".join(lines),
+            hint="store the server yourself with `mailtrek endpoint add NAME --host HOST` and pass --endpoint NAME")
+    bests = {d.domain: d.best for d in found if d.best is not None}
+    servers = {server_key(c.host, c.port, c.security) for c in bests.values()}
+    if len(servers) > 1:
+        listed = "; ".join(f"{dom} -> {c.host}:{c.port} ({c.security})" for dom, c in bests.items())
+        raise UsageError(f"the CSV's domains are served by {len(servers)} different IMAP servers: {listed}",
+                         hint="split the CSV per server, or name the source with --endpoint E (without --discover)")
+    return next(iter(bests.values()))
+
+
+def unique_endpoint_name(taken: set[str], domain: str) -> str:
+    """Return an endpoint name derived from ``domain`` that is not in ``taken``."""
+    from mailtrek.orchestrate.endpoints import MAX_NAME
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", domain.lower()).strip("-.")[:MAX_NAME - 4] or "source"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@dataclass(slots=True)
+class SourceEndpoint:
+    """The endpoint a discovered server maps to: a stored one reused, or a new one."""
+
+    endpoint: Any  # mailtrek.orchestrate.endpoints.Endpoint
+    candidate: Candidate
+    domains: list[str]
+    reused: bool  # an endpoint already stored for this server
+    saved: bool = False  # stored by :func:`save_source` (False for reused and dry runs)
+
+
+def source_endpoint(home: Any, found: list[Discovery], ca_file: str | None) -> SourceEndpoint:
+    """Map the server every domain agrees on to a stored endpoint, or build a new one (not stored).
+
+    Raises as :func:`choose_source`.
+    """
+    from mailtrek.orchestrate.endpoints import list_endpoints, make_endpoint
+
+    best = choose_source(found)
+    domains = [d.domain for d in found]
+    stored = list_endpoints(home)
+    key = server_key(best.host, best.port, best.security)
+    for ep in stored:
+        if server_key(ep.host, ep.port, ep.security) == key:
+            return SourceEndpoint(ep, best, domains, reused=True)
+    name = unique_endpoint_name({ep.name for ep in stored}, domains[0])
+    ep = make_endpoint(name, host=best.host, port=best.port, security=best.security, ca_file=ca_file,
+                       preset=best.preset)
+    return SourceEndpoint(ep, best, domains, reused=False)
+
+
+def save_source(home: Any, source: SourceEndpoint, attempts: int = 5) -> SourceEndpoint:
+    """Store a new source endpoint (renaming it if the name was taken meanwhile); return it."""
+    from mailtrek.orchestrate.endpoints import add_endpoint, list_endpoints
+
+    if source.reused or source.saved:
+        return source
+    for _ in range(attempts):
+        try:
+            add_endpoint(home, source.endpoint)
+            source.saved = True
+            return source
+        except UsageError:
+            # Someone stored an endpoint of that name since we looked: take the next free one.
+            source.endpoint.name = unique_endpoint_name({e.name for e in list_endpoints(home)},
+                                                        source.domains[0])
+    raise UsageError(f"could not store endpoint {source.endpoint.name!r}", hint="try again")
