@@ -124,7 +124,7 @@ def net(tmp_path_factory, dovecot_src):
     """DNS + HTTPS on loopback; a CA bundle trusting both the web server and Dovecot."""
     d = tmp_path_factory.mktemp("disc")
     ca, cert, key = write_ca_and_cert(d / "web", ["autoconfig.ac.test", "ac.test", "ispdb.test", "wk.test",
-                                                  "autoconfig.badweb.test-other"])
+                                                  "autoconfig.badweb.test-other", "autoconfig.multi.test"])
     bundle = d / "bundle.pem"
     bundle.write_bytes(ca.read_bytes() + dovecot_src.ca_file.read_bytes())
     zone = Zone()
@@ -278,3 +278,34 @@ def test_cli_discover_prints_command_and_saves(net, dovecot_src, tmp_path):
     assert mailtrek(home, "endpoint", "show", "bad").returncode != 0
     p = mailtrek(home, "endpoint", "discover", "not-an-address", *common)
     assert p.returncode == 2
+
+
+def test_every_address_is_tried_for_documents_and_servers(net, dovecot_src, tmp_path):
+    z = net["zone"]
+    # The first address of each host has nobody listening (everything here is on 127.0.0.1).
+    z.set("autoconfig.multi.test", "A", [A("127.0.0.2"), A("127.0.0.1")])
+    z.set("imapserver.multi.test", "A", [A("127.0.0.2"), A("127.0.0.1")])
+    z.set("localhost2.multi.test", "A", [A("127.0.0.2"), A("127.0.0.3")])
+    net["site"].documents["autoconfig.multi.test", "/mail/config-v1.1.xml"] = autoconfig_xml(
+        ("localhost", dovecot_src.ssl_port, "SSL"), ("localhost2.multi.test", 993, "SSL"))
+    z.set("_imaps._tcp.multi.test", "SRV", [SRV(0, 1, dovecot_src.ssl_port, "imapserver.multi.test.")])
+    d = discover("m@multi.test", config(net))
+    assert any(n.startswith("autoconfig") and f"localhost:{dovecot_src.ssl_port}" in n for n in d.notes), d.notes
+    best = d.best
+    assert best is not None and best.host == "localhost" and best.kinds == {"autoconfig"}
+    # The SRV host answers on its second address, but its certificate does not name it.
+    (srv_c,) = [c for c in d.candidates if c.host == "imapserver.multi.test"]
+    assert srv_c.certificate_rejected and srv_c.steps[1].ok
+    assert srv_c.notes == [f"cannot connect to 127.0.0.2:{dovecot_src.ssl_port}: Connection refused"]
+    (dead,) = [c for c in d.candidates if c.host == "localhost2.multi.test"]
+    assert not dead.ok and len(dead.notes) == 2 and "127.0.0.3:993" in dead.steps[1].detail
+    home = tmp_path / "home"
+    common = ["--nameserver", net["ns"], "--ca-file", net["bundle"], "--https-port", str(net["port"]),
+              "--ispdb-url", f"https://ispdb.test:{net['port']}/v1.1/"]
+    z.set("localhost", "A", [A("127.0.0.2"), A("127.0.0.1")])
+    try:
+        p = mailtrek(home, "endpoint", "discover", "m@multi.test", *common)
+    finally:
+        z.set("localhost", "A", [A("127.0.0.1")])
+    assert p.returncode == 0, p.stderr
+    assert f"note: cannot connect to 127.0.0.2:{dovecot_src.ssl_port}" in p.stdout

@@ -108,6 +108,9 @@ def _show(d: Any) -> None:
         failed = next((s for s in c.steps if not s.ok), None)
         if failed is not None:
             typer.echo(redact(f"      {failed.name}: {failed.detail}"))
+        elif c.notes:  # it answered, but not on every address: worth knowing before a migration
+            for n in c.notes:
+                typer.echo(redact(f"      note: {n}"))
 
 
 def batch_preflight(

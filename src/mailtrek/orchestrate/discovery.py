@@ -6,10 +6,11 @@ database, the MX records matched against the provider presets, and the ``imap.DO
 ``mail.DOMAIN`` guesses. Every source is asked; a missing one is noted and the chain goes
 on. Each candidate remembers every source that named it.
 
-Every host name, for DNS answers and for HTTP alike, is resolved through one dnspython
-resolver (``nameserver`` overrides it), and connections go to the resolved address while
-TLS checks the certificate against the host name. So ``--nameserver`` decides every
-address mailtrek talks to, and tests never leave the loopback interface.
+Every host name, for DNS answers and for HTTP alike, is resolved through one resolver:
+the given ``nameserver`` (dnspython, A then AAAA), else the system's getaddrinfo. Connections
+go to the resolved addresses, each tried in order until one answers, while TLS checks the
+certificate against the host name. So ``--nameserver`` decides every address mailtrek talks
+to, and tests never leave the loopback interface.
 
 A probe is TCP, TLS with certificate verification, and CAPABILITY; it logs in only when
 a user is given. A certificate that does not verify marks the candidate failed, never
@@ -233,21 +234,9 @@ def _fetch(lookup: Lookup, config: DiscoveryConfig, url: str) -> tuple[bytes | N
             addrs, why = lookup.addresses(parts.hostname)
             if not addrs:
                 return None, f"{parts.hostname} does not resolve ({why})"
-            ip = addrs[0]
-            netloc = (f"[{ip}]" if ":" in ip else ip) + (f":{parts.port}" if parts.port else "")
-            try:
-                r = client.get(urlunsplit(parts._replace(netloc=netloc)),
-                               headers={"Host": parts.netloc, "Accept": "application/xml, text/xml"},
-                               extensions={"sni_hostname": parts.hostname})
-            except httpx.ConnectError as e:
-                cause: BaseException | None = e
-                while cause is not None:
-                    if isinstance(cause, ssl.SSLCertVerificationError):
-                        return None, f"certificate of {parts.hostname} not trusted ({cause.verify_message}): ignored"
-                    cause = cause.__cause__ or cause.__context__
-                return None, f"cannot connect to {parts.netloc}: {e}"
-            except httpx.HTTPError as e:
-                return None, f"HTTP error from {parts.netloc}: {type(e).__name__} {e}"
+            r, what = _get_any(client, parts, addrs)
+            if r is None:
+                return None, what
             if r.is_redirect and "location" in r.headers:
                 url = str(httpx.URL(url).join(r.headers["location"]))
                 continue
@@ -257,6 +246,27 @@ def _fetch(lookup: Lookup, config: DiscoveryConfig, url: str) -> tuple[bytes | N
                 return None, f"document larger than {MAX_DOCUMENT} bytes: ignored"
             return r.content, "found"
     return None, "too many redirects"
+
+
+def _get_any(client: httpx.Client, parts: Any, addrs: list[str]) -> tuple[httpx.Response | None, str]:
+    """GET ``parts`` from the first of ``addrs`` that accepts a connection; (response, why not)."""
+    failures = []
+    for ip in addrs:
+        netloc = (f"[{ip}]" if ":" in ip else ip) + (f":{parts.port}" if parts.port else "")
+        try:
+            return client.get(urlunsplit(parts._replace(netloc=netloc)),
+                              headers={"Host": parts.netloc, "Accept": "application/xml, text/xml"},
+                              extensions={"sni_hostname": parts.hostname}), "found"
+        except httpx.ConnectError as e:
+            cause: BaseException | None = e
+            while cause is not None:
+                if isinstance(cause, ssl.SSLCertVerificationError):
+                    return None, f"certificate of {parts.hostname} not trusted ({cause.verify_message}): ignored"
+                cause = cause.__cause__ or cause.__context__
+            failures.append(f"{ip}: {e}")  # this address does not answer: try the next one
+        except httpx.HTTPError as e:
+            return None, f"HTTP error from {parts.netloc}: {type(e).__name__} {e}"
+    return None, f"cannot connect to {parts.netloc} ({'; '.join(failures)})"
 
 
 def parse_autoconfig(document: bytes, address: str) -> list[tuple[str, int, str, str | None]]:
