@@ -29,6 +29,9 @@ class OpenOptions:
     m365_imap_port: int = 993
     m365_imap_security: str = "ssl"
     graph_options: Any = None
+    # m365+imap: rename Disposition-Notification-To so Outlook sends no read receipts for
+    # migrated mail (``mailtrek copy --keep-read-receipts`` turns this off).
+    disarm_read_receipts: bool = True
     label: str = "store"
 
 
@@ -53,10 +56,10 @@ def open_store(addr: StoreAddress, opts: OpenOptions) -> Any:
         params = ConnectParams(opts.m365_imap_host, opts.m365_imap_port, opts.m365_imap_security,
                                ca_file=opts.ca_file)
         creds = Credentials(addr.user, mechanism="xoauth2", token=token)
-        store = ImapStore(ImapSettings(params, creds, connections=opts.connections,
-                                       readonly=opts.readonly), label=opts.label)
-        store.exchange = True  # type: ignore[attr-defined]
-        return store
+        return ImapStore(ImapSettings(params, creds, connections=opts.connections,
+                                      readonly=opts.readonly, exchange=True,
+                                      disarm_read_receipts=opts.disarm_read_receipts),
+                         label=opts.label)
     from mailtrek.stores.m365 import open_graph_store
 
     return open_graph_store(addr.user, opts.tenant, options=opts.graph_options)

@@ -4,7 +4,9 @@ A fingerprint is a digest of the normalised Message-ID, Date, From and Subject h
 values. Together with the size (where the destination keeps bytes exactly) it matches
 messages that are already on the destination: from an earlier run whose state was lost,
 an append whose answer never came, or another tool. Messages are never modified to
-make matching work.
+make matching work. Where a destination forces a change (Exchange's IMAP refuses
+very long lines), the changed copy carries ``X-Mailtrek-Origin`` with the source's
+fingerprint and size, and a destination listing reports those instead (``parse_origin``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from email.header import decode_header, make_header
 # BODY.PEEK[HEADER.FIELDS (...)]).
 FINGERPRINT_FIELDS = ("MESSAGE-ID", "DATE", "FROM", "SUBJECT")
 
+# A header mailtrek adds only to messages it had to change on the way (see above).
+ORIGIN_FIELD = "X-MAILTREK-ORIGIN"
+
 _WS = re.compile(rb"\s+")
+_ORIGIN = re.compile(rb"^\s*fp=([0-9a-f]{32});\s*size=(\d{1,12})\s*$")
 
 
 def parse_header_fields(block: bytes) -> dict[str, bytes]:
@@ -93,3 +99,14 @@ def match_key(fp: str | None, size: int, exact_mime: bool) -> tuple[str | None, 
     Size counts only where the destination keeps bytes exactly.
     """
     return (fp, size if exact_mime else None)
+
+
+def origin_stamp(fp: str, size: int) -> bytes:
+    """Return the ``X-Mailtrek-Origin`` header line (no line ending) for a changed copy."""
+    return b"X-Mailtrek-Origin: fp=%s; size=%d" % (fp.encode(), size)
+
+
+def parse_origin(value: bytes | None) -> tuple[str, int] | None:
+    """Return (fingerprint, size) from an ``X-Mailtrek-Origin`` value, or None if malformed."""
+    m = _ORIGIN.match(value or b"")
+    return (m.group(1).decode(), int(m.group(2))) if m else None

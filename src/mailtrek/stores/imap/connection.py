@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 import socket
 import ssl
 from collections import deque
@@ -35,6 +36,9 @@ log = logging.getLogger("mailtrek.imap")
 BIG_LITERAL = 1 << 20  # read literals above this in chunks into one preallocated buffer
 BIG_WRITE = 4 << 20  # write messages above this in pieces, draining between them
 THROTTLE_WAIT = 60.0  # seconds to wait after a throttling answer (Gmail gives no figure)
+# Exchange Online: "BAD Request is throttled. Suggested Backoff Time: 299961 milliseconds"
+# (imapsync FAQ.Office365, research/m365.md B).
+_BACKOFF = re.compile(rb"suggested backoff time:\s*(\d{1,12})\s*milli", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,21 @@ class Result:
         """True when the server asks us to slow down rather than refusing for good.
 
         Gmail answers ``NO [THROTTLED]`` or "Account exceeded command or bandwidth
-        limits" when a user's IMAP use is over its limits.
+        limits" when a user's IMAP use is over its limits; Exchange Online answers
+        ``BAD Request is throttled. Suggested Backoff Time: N milliseconds``.
         """
         if self.ok:
             return False
         code = (self.code or b"").upper()
-        return code.startswith(b"THROTTLED") or b"exceeded command or bandwidth" in (
-            self.text.lower())
+        text = self.text.lower()
+        return (code.startswith(b"THROTTLED") or b"exceeded command or bandwidth" in text
+                or b"request is throttled" in text)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asks us to wait (Exchange names them), else None."""
+        m = _BACKOFF.search(self.text)
+        return int(m.group(1)) / 1000 if m else None
 
 
 class _Pending:
@@ -130,6 +142,9 @@ class ImapConnection:
         self._tagnum = 0
         self._closed_error: Exception | None = None
         self.in_flight_bytes = 0
+        self.errors = 0  # tagged NO/BAD answers so far (Exchange hangs up after 10)
+        # Called with the seconds to wait whenever a tagged answer says "throttled".
+        self.on_throttle: Callable[[float], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -234,7 +249,7 @@ class ImapConnection:
             raise AuthenticationError(f"unknown login mechanism {creds.mechanism!r}")
         if res.throttled:
             raise ThrottledError(f"{self.params.host} is throttling {who}: {res.describe()}",
-                                 retry_after=THROTTLE_WAIT)
+                                 retry_after=res.retry_after or THROTTLE_WAIT)
         if not res.ok:
             text = res.describe()
             hint = "check the user name and password"
@@ -544,8 +559,13 @@ class ImapConnection:
             self._pending.remove(p)
         status, _, text = rest.partition(b" ")
         code, text = split_code(text)
+        res = Result(status.upper(), code, text, p.untagged)
+        if not res.ok:
+            self.errors += 1
+            if res.throttled and self.on_throttle is not None:
+                self.on_throttle(res.retry_after or THROTTLE_WAIT)
         if not p.future.done():
-            p.future.set_result(Result(status.upper(), code, text, p.untagged))
+            p.future.set_result(res)
 
     def _fail_all(self, err: Exception) -> None:
         if self._closed_error is None:

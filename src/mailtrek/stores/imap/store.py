@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from mailtrek.errors import (
 )
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.imap import exchange
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
     BIG_WRITE,
@@ -41,7 +43,13 @@ from mailtrek.stores.imap.wire import (
     parse_untagged,
     quote,
 )
-from mailtrek.sync.fingerprint import FINGERPRINT_FIELDS, fingerprint_fields, parse_header_fields
+from mailtrek.sync.fingerprint import (
+    FINGERPRINT_FIELDS,
+    ORIGIN_FIELD,
+    fingerprint_fields,
+    parse_header_fields,
+    parse_origin,
+)
 
 log = logging.getLogger("mailtrek.imap")
 
@@ -63,9 +71,28 @@ _USE_ATTR = {
     SpecialUse.ARCHIVE: "\\Archive",
 }
 HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
+# A destination is also asked for the origin stamp of copies we had to change.
+DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
+                    + " ".join((*FINGERPRINT_FIELDS, ORIGIN_FIELD)).encode() + b")]")
 FETCH_BATCH = 64  # UIDs per FETCH command
 FETCH_BATCH_BYTES = 2 << 20  # and at most this many bytes per command
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
+# Exchange Online closes a connection after 10 errors (imapsync FAQ.Office365). Keep
+# errors so far + APPENDs in flight on a connection under this, so that even if every
+# APPEND in flight fails the connection is never hung up on; renew a connection that has
+# used most of its budget once it is idle.
+EXCHANGE_ERROR_BUDGET = 8
+EXCHANGE_RENEW_AT = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteNote:
+    """A message that had to be changed for the destination, and how."""
+
+    folder: str
+    uid: int  # the source message's UID
+    note: str
+    lossy: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +103,10 @@ class ImapSettings:
     credentials: Credentials
     connections: int = 4
     readonly: bool = True  # a source: never write
+    # Exchange Online's IMAP (m365+imap): its refusals, throttling and quirks handled.
+    exchange: bool = False
+    # Exchange only: rename Disposition-Notification-To so Outlook sends no read receipts.
+    disarm_read_receipts: bool = False
 
 
 class ImapStore:
@@ -95,6 +126,17 @@ class ImapStore:
         self._folders: dict[tuple[str, ...], FolderInfo] = {}
         self._names: dict[tuple[str, ...], bytes] = {}  # path -> encoded, quoted-ready name
         self._lock = asyncio.Lock()
+        self._resume_at = 0.0  # loop time before which the server asked us not to come
+        self._appending: dict[int, int] = {}  # id(connection) -> APPENDs in flight
+        self._slot_freed = asyncio.Condition()
+        self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
+        self._size_ceiling: int | None = None  # smallest size the server refused as too big
+        self.rewrites: list[RewriteNote] = []  # messages changed for the destination
+
+    @property
+    def exchange(self) -> bool:
+        """True when talking to Exchange Online (the ``m365+imap`` route)."""
+        return self.settings.exchange
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -110,6 +152,10 @@ class ImapStore:
             condstore="CONDSTORE" in caps or "QRESYNC" in caps,
             max_message_size=_append_limit(caps),
             delimiter=self._delim,
+            # Exchange folds case and reserves ``Files``; the mapping renames it the
+            # Graph route's way and reports the rename.
+            reserved_names=exchange.reserved_names() if self.exchange else frozenset(),
+            case_insensitive_names=self.exchange,
         )
         n = max(1, self.settings.connections)
         if n > 1:
@@ -131,7 +177,9 @@ class ImapStore:
         self._reopen.append(asyncio.Lock())
 
     async def _open_one(self, i: int) -> ImapConnection:
+        await self._wait_throttle()  # Exchange refuses logins until the back-off is over
         conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
+        conn.on_throttle = self._throttled
         await conn.open()
         try:
             await conn.login(self.settings.credentials)
@@ -139,6 +187,19 @@ class ImapStore:
             await conn.close()
             raise
         return conn
+
+    def _throttled(self, seconds: float) -> None:
+        """Remember that the server asked for ``seconds`` of quiet (any connection)."""
+        until = asyncio.get_running_loop().time() + seconds
+        if until > self._resume_at:
+            log.warning("%s: %s asks us to back off for %.1f s", self.label,
+                        self.settings.params.host, seconds)
+            self._resume_at = until
+
+    async def _wait_throttle(self) -> None:
+        delay = self._resume_at - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Log out every connection; idempotent."""
@@ -163,15 +224,23 @@ class ImapStore:
     async def _revive(self, i: int) -> ImapConnection:
         """Return connection ``i``, reopened in place when it died."""
         async with self._reopen[i]:
-            if not self._conns[i].alive:
-                await self._conns[i].close()
+            old = self._conns[i]
+            if not old.alive or self._worn(old):
+                # Open the new one first: while it logs in, others still see ``old``
+                # (and wait on this lock), so nothing is sent to a connection being closed.
                 self._conns[i] = await self._open_one(i)
+                await old.close()
             return self._conns[i]
 
+    def _worn(self, conn: ImapConnection) -> bool:
+        """True for an idle Exchange connection that used most of its error budget."""
+        return self.exchange and conn.errors >= EXCHANGE_RENEW_AT and conn.in_flight == 0
+
     async def _live_conns(self) -> list[ImapConnection]:
-        """Every usable connection; dead ones are reopened first."""
+        """Every usable connection; dead (and worn) ones are reopened first."""
+        await self._wait_throttle()
         for i in range(len(self._conns)):
-            if not self._conns[i].alive:
+            if not self._conns[i].alive or self._worn(self._conns[i]):
                 with contextlib.suppress(TransientError, ConnectionFailedError):
                     await self._revive(i)
         live = [c for c in self._conns if c.alive]
@@ -352,7 +421,7 @@ class ImapStore:
         if cs:
             items += b" MODSEQ"
         if fingerprints:
-            items += b" " + HEADER_ITEM
+            items += b" " + (HEADER_ITEM if self.settings.readonly else DEST_HEADER_ITEM)
         uidset = uid_set(uids) if uids is not None else b"1:*"
         cmd = b"UID FETCH " + uidset + b" (" + items + b")"
         if cs and changed_since is not None:
@@ -380,6 +449,10 @@ class ImapStore:
                 fields = parse_header_fields(
                     bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
                 meta.fingerprint = fingerprint_fields(fields)
+                origin = None if self.settings.readonly else parse_origin(
+                    fields.get(ORIGIN_FIELD))
+                if origin is not None:  # a copy we had to change: match it as its source
+                    meta.fingerprint, meta.size = origin
                 mid = fields.get("MESSAGE-ID")
                 meta.message_id = mid.decode("utf-8", "replace") if mid else None
                 subj = fields.get("SUBJECT")
@@ -438,7 +511,13 @@ class ImapStore:
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
-        """Return (creating when missing) the folder for ``path`` / ``special_use``."""
+        """Return (creating when missing) the folder for ``path`` / ``special_use``.
+
+        On Exchange a reserved name (``Files``) becomes the Graph route's ``Files
+        (migrated)``; the folder mapping normally renamed it (and reported it) already.
+        """
+        if self.exchange:
+            path = tuple(exchange.safe_name(p) for p in path)
         async with self._folder_lock(path):
             if not self._folders:
                 async with self._lock:
@@ -466,6 +545,9 @@ class ImapStore:
                 res = await conn.command(*args[:2])
                 st_fut = asyncio.ensure_future(conn.command(
                     b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",)))
+            if res.throttled:
+                raise ThrottledError(f"{self.label}: CREATE throttled: {res.describe()}",
+                                     retry_after=res.retry_after or THROTTLE_WAIT)
             if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
                 raise FolderRejectedError(
                     f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
@@ -488,6 +570,8 @@ class ImapStore:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
             raise ProtocolError(f"{self.label} is a read-only source")
+        if self.exchange:
+            return await self._append_exchange(folder, message)
         name = quote(self._encode(folder.path))
         flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
@@ -518,13 +602,118 @@ class ImapStore:
             raise TransientError(f"{self.label}: APPEND failed for now: {res.describe()}")
         return AppendResult(error=f"destination refused the message: {res.describe()}")
 
+    async def _append_exchange(self, folder: FolderInfo, message: Message) -> AppendResult:
+        """APPEND to Exchange Online: one message per command, its quirks handled.
+
+        The message is made acceptable first (long lines, read receipts: see
+        ``exchange``); \\Flagged is STOREd after the APPEND; a refusal is remembered so a
+        retry costs no second error; throttling raises ThrottledError with Exchange's
+        suggested back-off. A refusal never ends the session (error budget, above).
+        """
+        prepared = exchange.prepare(message.raw,
+                                    disarm_read_receipts=self.settings.disarm_read_receipts)
+        data = prepared.raw
+        flags_to_send, flag_after = exchange.append_flags(portable_flags(message.flags))
+        flags = [f.encode() for f in sorted(flags_to_send) if _valid_flag(f)]
+        date = format_internaldate(message.internaldate) if message.internaldate else None
+        digest = hashlib.sha256(data).digest()
+        if digest in self._refused:
+            return AppendResult(error=self._refused[digest])
+        if self._size_ceiling is not None and len(data) >= self._size_ceiling:
+            return AppendResult(error=f"too large for the destination: {len(data):,} bytes, "
+                                      f"and it refused {self._size_ceiling:,}")
+        name = quote(self._encode(folder.path))
+        conn = await self._append_slot()
+        try:
+            res = await conn.append(name, flags, date, data)
+        except ProtocolError as e:
+            return AppendResult(error=str(e))
+        finally:
+            await self._free_slot(conn)
+        if res.throttled:
+            raise ThrottledError(f"{self.label}: APPEND throttled: {res.describe()}",
+                                 retry_after=res.retry_after or THROTTLE_WAIT)
+        if not res.ok:
+            refused = self._exchange_refusal(res, digest, len(data))
+            if prepared.notes and refused.error:
+                refused.error += f" (after it was changed for Exchange: {'; '.join(prepared.notes)})"
+                self._refused[digest] = refused.error
+            return refused
+        dest_id = _appenduids(res, 1)[0]
+        if flag_after:
+            await self._store_flagged(folder, dest_id)
+        extra: dict[str, object] = {}
+        if prepared.notes:
+            note = "; ".join(prepared.notes)
+            extra = {"note": f"changed for Exchange: {note}", "lossy": prepared.lossy}
+            self.rewrites.append(RewriteNote(folder.display, message.uid, note, prepared.lossy))
+            log.info("%s: message %d in %s changed for Exchange: %s", self.label, message.uid,
+                     folder.display, note)
+        return AppendResult(dest_id=dest_id, extra=extra)
+
+    def _exchange_refusal(self, res: Result, digest: bytes, size: int) -> AppendResult:
+        text = res.describe()
+        if exchange.size_refusal(res.text):
+            self._size_ceiling = min(self._size_ceiling or size, size)
+            why = f"too large for the destination mailbox ({size:,} bytes): {text}"
+        elif exchange.argument_error(res.text):
+            why = (f"Exchange refused the message ({text}): too large, over quota, or a line "
+                   "too long")
+        else:
+            why = f"destination refused the message: {text}"
+        self._refused[digest] = why
+        return AppendResult(error=why)
+
+    async def _store_flagged(self, folder: FolderInfo, dest_id: str | None) -> None:
+        """Set \\Flagged on a just-appended message (Exchange forgets it on APPEND)."""
+        if dest_id is None:
+            # No APPENDUID: cannot address it. In doubt: the re-plan adopts it by
+            # fingerprint and sets its flags with STORE.
+            raise TransientError(f"{self.label}: no UID for a flagged message in "
+                                 f"{folder.display}; its flag is set on the next pass")
+        conn = await self._pick(folder.path)
+        [fut] = await self._in_folder(
+            conn, folder.path, [b"UID STORE " + dest_id.encode() + b" +FLAGS.SILENT (\\Flagged)"],
+            (b"FETCH",), readonly=False)
+        res = await fut
+        if not res.ok:  # the message is in without its flag: let the re-plan fix it
+            raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
+
+    async def _append_slot(self) -> ImapConnection:
+        """A connection with room in its error budget; wait for one when all are full."""
+        while True:
+            live = await self._live_conns()
+            room = [c for c in live if c.errors < EXCHANGE_RENEW_AT
+                    and c.errors + self._appending.get(id(c), 0) < EXCHANGE_ERROR_BUDGET]
+            if room:
+                conn = min(room, key=lambda c: (self._appending.get(id(c), 0), c.in_flight))
+                self._appending[id(conn)] = self._appending.get(id(conn), 0) + 1
+                return conn
+            async with self._slot_freed:
+                # Wake on a freed slot; poll too, since a worn connection is renewed by
+                # _live_conns only once it is idle.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), 0.2)
+
+    async def _free_slot(self, conn: ImapConnection) -> None:
+        n = self._appending.get(id(conn), 1) - 1
+        if n > 0:
+            self._appending[id(conn)] = n
+        else:
+            self._appending.pop(id(conn), None)
+        async with self._slot_freed:
+            self._slot_freed.notify_all()
+
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
         if not changes:
             return
         groups: dict[frozenset[str], list[int]] = {}
         for ch in changes:
-            groups.setdefault(portable_flags(ch.flags), []).append(int(ch.dest_id))
+            flags = portable_flags(ch.flags)
+            if self.exchange:
+                flags = exchange.exchange_flags(flags)
+            groups.setdefault(flags, []).append(int(ch.dest_id))
         conn = await self._pick(folder.path)
         cmds = []
         for flags, ids in groups.items():
