@@ -205,6 +205,30 @@ def test_every_quirk_in_one_throttled_run_then_reruns_add_nothing(
     assert final == after_first
 
 
+@pytest.mark.parametrize("after", [4, 14, 30])
+def test_throttling_at_any_point_of_a_run_loses_and_duplicates_nothing(
+        after: int, seeded: tuple[DovecotInstance, str, str], dovecot_dst: DovecotInstance,
+        tmp_path: Path) -> None:
+    # The throttling answer lands on a different command each time: login, LIST, STATUS,
+    # CREATE, SELECT, APPEND or the STORE of \Flagged.
+    dst = (dovecot_dst, *new_user(dovecot_dst, "ta"))
+
+    async def run() -> tuple[Any, ...]:
+        async with ExchangeFront("127.0.0.1", dovecot_dst.port, max_size=BIG_LIMIT,
+                                 throttle_limit=after, backoff_ms=300,
+                                 throttle_trips=1) as front:
+            report, _ = await run_copy(seeded, dst, front.port, tmp_path / "t.db")
+            return front, report, await messages(*dst)
+
+    front, report, final = asyncio.run(run())
+    assert front.trips == 1
+    assert not report.errors and len(report.skipped) == 1
+    got = {p: by_id(rows) for p, rows in final.items() if rows}
+    assert sum(len(v) for rows in got.values() for v in rows.values()) == len(LAYOUT) - 1
+    assert all(len(v) == 1 for rows in got.values() for v in rows.values())
+    assert "\\Flagged" in got[("INBOX",)]["flagged"][0][1]
+
+
 def test_changed_messages_say_so_in_their_append_result(
         dovecot_dst: DovecotInstance) -> None:
     login, pw = new_user(dovecot_dst, "nt")

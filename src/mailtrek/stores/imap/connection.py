@@ -143,7 +143,7 @@ class ImapConnection:
         self._closed_error: Exception | None = None
         self.in_flight_bytes = 0
         self.errors = 0  # tagged NO/BAD answers so far (Exchange hangs up after 10)
-        # Called with the seconds to wait whenever a tagged answer says "throttled".
+        # Called with the seconds to wait when a throttling answer names them (Exchange).
         self.on_throttle: Callable[[float], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -562,8 +562,9 @@ class ImapConnection:
         res = Result(status.upper(), code, text, p.untagged)
         if not res.ok:
             self.errors += 1
-            if res.throttled and self.on_throttle is not None:
-                self.on_throttle(res.retry_after or THROTTLE_WAIT)
+            wait = res.retry_after if res.throttled else None
+            if wait and self.on_throttle is not None:  # the server named its back-off
+                self.on_throttle(wait)
         if not p.future.done():
             p.future.set_result(res)
 

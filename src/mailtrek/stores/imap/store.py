@@ -288,6 +288,7 @@ class ImapStore:
 
     async def _opened(self, sel: asyncio.Future[Result], path: tuple[str, ...]) -> None:
         res = await sel
+        _throttle_check(res, "SELECT")
         if not res.ok:
             raise FolderRejectedError(
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
@@ -367,6 +368,7 @@ class ImapStore:
                 for m in names
             ))
             for m, r in zip(names, stats, strict=True):
+                _throttle_check(r, "STATUS")
                 for u in r.untagged:
                     n, vals = parse_untagged(u)
                     if n == b"STATUS":
@@ -545,13 +547,11 @@ class ImapStore:
                 res = await conn.command(*args[:2])
                 st_fut = asyncio.ensure_future(conn.command(
                     b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",)))
-            if res.throttled:
-                raise ThrottledError(f"{self.label}: CREATE throttled: {res.describe()}",
-                                     retry_after=res.retry_after or THROTTLE_WAIT)
+            _throttle_check(res, f"{self.label}: CREATE")
             if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
                 raise FolderRejectedError(
                     f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
-            st = await st_fut
+            st = _throttle_check(await st_fut, "STATUS")
             status: dict[bytes, int] = {}
             for u in st.untagged:
                 _, vals = parse_untagged(u)
@@ -630,9 +630,7 @@ class ImapStore:
             return AppendResult(error=str(e))
         finally:
             await self._free_slot(conn)
-        if res.throttled:
-            raise ThrottledError(f"{self.label}: APPEND throttled: {res.describe()}",
-                                 retry_after=res.retry_after or THROTTLE_WAIT)
+        _throttle_check(res, f"{self.label}: APPEND")
         if not res.ok:
             refused = self._exchange_refusal(res, digest, len(data))
             if prepared.notes and refused.error:
@@ -675,7 +673,7 @@ class ImapStore:
         [fut] = await self._in_folder(
             conn, folder.path, [b"UID STORE " + dest_id.encode() + b" +FLAGS.SILENT (\\Flagged)"],
             (b"FETCH",), readonly=False)
-        res = await fut
+        res = _throttle_check(await fut, "UID STORE")
         if not res.ok:  # the message is in without its flag: let the re-plan fix it
             raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
 
@@ -751,10 +749,16 @@ def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[
     return out
 
 
-def _check(res: Result, what: str) -> Result:
+def _throttle_check(res: Result, what: str) -> Result:
+    """Raise ThrottledError (with the server's back-off, if it names one) when throttled."""
     if res.throttled:  # back off and retry (the engine does), do not fail the folder
         raise ThrottledError(f"{what} throttled by the server: {res.describe()}",
-                             retry_after=THROTTLE_WAIT)
+                             retry_after=res.retry_after or THROTTLE_WAIT)
+    return res
+
+
+def _check(res: Result, what: str) -> Result:
+    _throttle_check(res, what)
     if not res.ok:
         raise ProtocolError(f"{what} failed: {res.describe()}")
     return res
