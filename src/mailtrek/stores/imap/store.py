@@ -82,6 +82,7 @@ FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's ban
 # APPEND in flight fails the connection is never hung up on; renew a connection that has
 # used most of its budget once it is idle.
 EXCHANGE_ERROR_BUDGET = 8
+MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 EXCHANGE_RENEW_AT = 5
 
 
@@ -190,7 +191,7 @@ class ImapStore:
 
     def _throttled(self, seconds: float) -> None:
         """Remember that the server asked for ``seconds`` of quiet (any connection)."""
-        until = asyncio.get_running_loop().time() + seconds
+        until = asyncio.get_running_loop().time() + min(seconds, MAX_BACKOFF)
         if until > self._resume_at:
             log.warning("%s: %s asks us to back off for %.1f s", self.label,
                         self.settings.params.host, seconds)
