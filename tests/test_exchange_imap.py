@@ -416,3 +416,50 @@ def test_opener_marks_the_m365_imap_route_as_exchange() -> None:
     assert not open_store(addr, opts).settings.disarm_read_receipts
     plain = open_store(parse_address("imap://u@127.0.0.1:1"), OpenOptions(password="p"))
     assert not plain.settings.exchange
+
+
+def test_nested_mime_is_re_encoded_part_by_part_without_loss() -> None:
+    inner = msg("inner", b"<b>" + b"z" * 12_000 + b"</b>\r\n", ctype=b"text/html")
+    raw = (b"From: a@example.org\r\nSubject: nested\r\nMessage-ID: <n@x>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=\"OUT\"\r\n\r\npreamble\r\n--OUT\r\n"
+           b"Content-Type: text/plain\r\n\r\nshort and untouched\r\n--OUT\r\n"
+           b"Content-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--OUT\r\n"
+           b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + b"iVBORw0KGgo" * 2000 + b"=\r\n--OUT--\r\nepilogue\r\n")
+    out = prepare(raw, disarm_read_receipts=True)
+    assert longest_line(out.raw) <= 998 and not out.lossy
+    assert leaves(out.raw) == leaves(raw)
+    assert b"short and untouched\r\n--OUT\r\n" in out.raw  # untouched parts stay byte-exact
+    assert b"preamble\r\n--OUT" in out.raw and out.raw.endswith(b"--OUT--\r\nepilogue\r\n")
+    assert len(out.notes) == 2 and fingerprint(out.raw) == fingerprint(raw)
+
+
+def test_origin_stamp_is_strict_and_only_a_destination_honours_it() -> None:
+    from mailtrek.sync.fingerprint import origin_stamp, parse_origin
+
+    fp = fingerprint(LONG)
+    line = origin_stamp(fp, 1234)
+    assert parse_origin(line.split(b": ", 1)[1]) == (fp, 1234)
+    for bad in (b"", b"fp=zz; size=1", b"fp=" + fp.encode() + b"; size=-1",
+                b"fp=" + fp.encode() + b"; size=1 extra", None):
+        assert parse_origin(bad) is None
+
+
+def test_a_source_ignores_origin_stamps(dovecot_src: DovecotInstance) -> None:
+    # A mailbox migrated once (stamped) and now a source again: it is what it is.
+    login, pw = new_user(dovecot_src, "os")
+    stamped = prepare(LONG, disarm_read_receipts=False).raw
+    asyncio.run(load(dovecot_src, login, pw, [(("INBOX",), stamped, SEEN, WHEN)]))
+
+    async def listing(readonly: bool) -> tuple[str | None, int]:
+        st = store(dovecot_src, login, pw, readonly=readonly, connections=1)
+        await st.connect()
+        try:
+            inbox = next(f for f in await st.list_folders() if f.path == ("INBOX",))
+            [meta] = await st.list_messages(inbox, fingerprints=True)
+            return meta.fingerprint, meta.size
+        finally:
+            await st.close()
+
+    assert asyncio.run(listing(readonly=True))[1] > len(LONG)  # the real size
+    assert asyncio.run(listing(readonly=False)) == (fingerprint(LONG), len(LONG))
