@@ -5,10 +5,13 @@ Microsoft 365 throttles per app and mailbox (4 concurrent requests, 10,000 reque
 own per-account limits. One ``Pacer`` serves many keys; each key has its own budget, so
 speed comes from many mailboxes in parallel, each kept just under its limits.
 
-Budgets are token buckets sized so that no window ever exceeds its limit: a bucket holds
-``burst`` of the window's allowance and refills the rest evenly over the window, so any
-window sees at most ``burst + refill = limit``. A request bigger than the bucket (one
-large upload) may start once the bucket is full and leaves it in debt.
+Budgets are sliding windows, the way the service counts: the pacer keeps a log of what
+each key sent and admits a request only while the last window (ending now) holds room
+for it. A request's entry counts from the moment it is admitted until one window after
+its answer arrived, so however late the service stamps it (it can only stamp before it
+answers), no window the service looks at ever holds more than the budget. Unlike a
+token bucket, which must hold back part of the rate to allow any burst, this uses the
+whole budget: a long run reaches ``safety`` (99 %) of the documented ceiling.
 
 Usage::
 
@@ -22,8 +25,10 @@ Time is read from an injectable ``Clock`` so tests run on virtual time.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,10 +66,9 @@ class PacerLimits:
     request_window: float = 600.0
     upload_bytes_per_window: int = 150_000_000
     upload_window: float = 300.0
-    burst_fraction: float = 0.05  # share of a window's budget usable at once
-    # Budget actually used: the service stamps requests when they arrive, we when they
-    # leave, so keep a little room for that jitter instead of meeting 429s at the edges.
-    safety: float = 0.97
+    # Share of each budget used: a little room for what the service may count that the
+    # client cannot see (e.g. its own retries), never needed for timing (see the module).
+    safety: float = 0.99
     backoff_base: float = 1.0  # first back-off without Retry-After (seconds)
     backoff_max: float = 120.0
     max_retry_after: float = 900.0  # ignore absurd Retry-After values beyond this
@@ -72,43 +76,66 @@ class PacerLimits:
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
-        if not 0 < self.burst_fraction <= 1:
-            raise ValueError("burst_fraction must be in (0, 1]")
+        if not 0 < self.safety <= 1:
+            raise ValueError("safety must be in (0, 1]")
 
 
-class TokenBucket:
-    """A bucket of ``capacity`` tokens refilled at ``rate`` per second; may go into debt."""
+_POLL = 0.05  # re-check interval while the entries that must expire are still in flight
 
-    def __init__(self, capacity: float, rate: float, now: float) -> None:
+
+class SlidingWindow:
+    """What one key sent in the last ``window`` seconds, at most ``capacity`` in total.
+
+    Entries are ``[stamp, amount]``; ``stamp`` is ``inf`` while the request is in flight
+    and becomes its answer time when it ends, so an entry expires one window after the
+    answer. An amount larger than the whole capacity waits for an empty window.
+    """
+
+    def __init__(self, capacity: float, window: float) -> None:
         self.capacity = capacity
-        self.rate = rate
-        self.tokens = capacity
-        self.stamp = now
+        self.window = window
+        self.entries: deque[list[float]] = deque()
+        self.total = 0.0
 
-    def refill(self, now: float) -> None:
-        """Add the tokens earned since the last look."""
-        if now > self.stamp:
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
+    def _prune(self, now: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= now - self.window:
+            self.total -= entries.popleft()[1]
 
     def wait_for(self, amount: float, now: float) -> float:
-        """Return how long to wait before ``amount`` may be taken (0 = now)."""
-        self.refill(now)
-        need = min(amount, self.capacity)  # a huge request waits for a full bucket only
-        if self.tokens >= need - 1e-9:  # rounding must not leave a sliver to wait for
+        """Return how long to wait before ``amount`` fits in the window (0 = now)."""
+        self._prune(now)
+        excess = self.total + amount - self.capacity if amount <= self.capacity else self.total
+        if excess <= 1e-9:
             return 0.0
-        return (need - self.tokens) / self.rate
+        freed = 0.0
+        for stamp, size in self.entries:
+            if math.isinf(stamp):
+                return _POLL  # expires one window after an answer that has not come yet
+            freed += size
+            if freed >= excess - 1e-9:
+                return max(_POLL / 10, stamp + self.window - now)
+        return _POLL
 
-    def take(self, amount: float) -> None:
-        self.tokens -= amount
+    def take(self, amount: float) -> list[float]:
+        """Record ``amount`` as in flight; pass the entry to ``done`` when it ends."""
+        entry = [math.inf, float(amount)]
+        self.entries.append(entry)
+        self.total += amount
+        return entry
+
+    @staticmethod
+    def done(entry: list[float], now: float) -> None:
+        """Start the entry's window: the service has stamped it by the time it answered."""
+        entry[0] = now
 
 
 @dataclass(slots=True)
 class _KeyState:
     in_flight: asyncio.Semaphore
     gate: asyncio.Lock  # waiters for budget queue up in order
-    requests: TokenBucket
-    uploads: TokenBucket
+    requests: SlidingWindow
+    uploads: SlidingWindow
     paused_until: float = 0.0
     failures: int = 0  # consecutive back-offs, for the exponential delay
     stats: dict[str, float] = field(default_factory=lambda: {
@@ -136,25 +163,12 @@ class Pacer:
     def _state(self, key: Hashable) -> _KeyState:
         st = self._keys.get(key)
         if st is None:
-            lim, now = self.limits, self.clock.now()
-            burst = lim.burst_fraction
-            reqs = lim.requests_per_window * lim.safety
-            upload = lim.upload_bytes_per_window * lim.safety
+            lim = self.limits
             st = _KeyState(
                 in_flight=asyncio.Semaphore(lim.max_in_flight),
                 gate=asyncio.Lock(),
-                requests=TokenBucket(
-                    reqs * burst,
-                    reqs * (1 - burst) / lim.request_window
-                    if burst < 1 else reqs / lim.request_window,
-                    now,
-                ),
-                uploads=TokenBucket(
-                    upload * burst,
-                    upload * (1 - burst) / lim.upload_window
-                    if burst < 1 else upload / lim.upload_window,
-                    now,
-                ),
+                requests=SlidingWindow(lim.requests_per_window * lim.safety, lim.request_window),
+                uploads=SlidingWindow(lim.upload_bytes_per_window * lim.safety, lim.upload_window),
             )
             self._keys[key] = st
         return st
@@ -168,11 +182,16 @@ class Pacer:
         """
         st = self._state(key)
         async with st.in_flight:
-            await self._wait_for_budget(st, upload_bytes)
-            yield
+            entries = await self._wait_for_budget(st, upload_bytes)
+            try:
+                yield
+            finally:
+                now = self.clock.now()
+                for entry in entries:
+                    SlidingWindow.done(entry, now)
         st.failures = 0
 
-    async def _wait_for_budget(self, st: _KeyState, upload_bytes: int) -> None:
+    async def _wait_for_budget(self, st: _KeyState, upload_bytes: int) -> list[list[float]]:
         clock = self.clock
         started = clock.now()
         async with st.gate:
@@ -186,12 +205,13 @@ class Pacer:
                 if wait <= 0:
                     break
                 await clock.sleep(wait)
-            st.requests.take(1)
+            entries = [st.requests.take(1)]
             if upload_bytes:
-                st.uploads.take(upload_bytes)
+                entries.append(st.uploads.take(upload_bytes))
         st.stats["requests"] += 1
         st.stats["upload_bytes"] += upload_bytes
         st.stats["waited"] += clock.now() - started
+        return entries
 
     def backoff(self, key: Hashable, retry_after: float | None = None) -> float:
         """Pause ``key``: ``retry_after`` seconds if given, else exponential with jitter.

@@ -42,7 +42,7 @@ def sim(
     concurrency: int = typer.Option(4, help="Concurrent requests per app and mailbox."),
     requests_per_window: int = typer.Option(10_000, help="Requests per app and mailbox per window."),
     request_window: float = typer.Option(600.0, help="Request window in seconds."),
-    upload_mb_per_window: int = typer.Option(150, help="MB uploaded per app and mailbox per window."),
+    upload_mb_per_window: float = typer.Option(150.0, help="MB uploaded per app and mailbox per window."),
     upload_window: float = typer.Option(300.0, help="Upload window in seconds."),
     max_message_mb: int = typer.Option(35, help="Largest message (MB)."),
     mx: list[str] = typer.Option([], help="DOMAIN=MXHOST answered by serviceConfigurationRecords."),
@@ -67,7 +67,7 @@ def sim(
         latency=_latency(latency_ms, ms_per_mb, seed),  # type: ignore[arg-type]
         limits=Limits(concurrent_requests=concurrency, requests_per_window=requests_per_window,
                       request_window_s=request_window,
-                      upload_bytes_per_window=upload_mb_per_window * MB,
+                      upload_bytes_per_window=int(upload_mb_per_window * MB),
                       upload_window_s=upload_window, max_message_bytes=max_message_mb * MB),
     )
 

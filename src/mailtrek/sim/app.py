@@ -36,6 +36,21 @@ def build_app(state: SimState) -> GraphGate:
         return graph_error_response(error, request.headers.get("client-request-id"))
 
     app.include_router(identity_router(state))
+
+    @app.get("/_sim/stats")
+    async def stats() -> dict:
+        """Counters for benchmarks and tests (a test-double extra, like moto's /moto-api)."""
+        with state.lock:
+            users = list(state.users.values())
+            statuses = {str(k): v for k, v in state.statuses.items()}
+            throttled = dict(state.throttle.throttled)
+        return {
+            "graph_requests": state.graph_requests,
+            "token_requests": state.token_requests,
+            "statuses": statuses,
+            "users": {u.upn: {"messages": len(state.store.messages(u.id)) if u.has_mailbox else 0,
+                              "throttled": throttled.get(u.id, 0)} for u in users},
+        }
     from mailtrek.sim.graph_attachments import attachments_router
     from mailtrek.sim.graph_batch import batch_router
 

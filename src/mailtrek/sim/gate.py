@@ -11,6 +11,7 @@ check but count against the mailbox like any other write.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -113,14 +114,28 @@ class GraphGate:
                 await reply(GraphError(429, refusal.code, refusal.message,
                                        {"Retry-After": str(refusal.retry_after_s)}))
                 return
-        try:
-            await state.latency.wait(len(body))
-            await self._forward(scope, body, send, drop=number in faults.drop_after_commit)
-        finally:
-            if key:
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if key and not left:
+                left = True
                 state.throttle.leave(key)
 
-    async def _forward(self, scope: Scope, body: bytes, send: Send, *, drop: bool) -> None:
+        try:
+            await state.latency.wait(len(body))
+            await self._forward(scope, body, send, leave, drop=number in faults.drop_after_commit)
+        finally:
+            leave()
+
+    async def _forward(self, scope: Scope, body: bytes, send: Send, leave: Callable[[], None],
+                       *, drop: bool) -> None:
+        """Run the route, then answer once its service time is over.
+
+        The response is held back until the per-byte time of its body has passed and the
+        request has left the mailbox's concurrency count: a client that sends its next
+        request the moment an answer arrives must find the slot free, as with the service.
+        """
         sent_body = False
 
         async def replay() -> Message:
@@ -131,6 +146,7 @@ class GraphGate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         start: dict[str, Any] = {}
+        held: list[Message] = []
         out_bytes = 0
 
         async def capture(message: Message) -> None:
@@ -139,22 +155,21 @@ class GraphGate:
                 start.update(message)
                 with self.state.lock:
                     self.state.statuses[message["status"]] += 1
-                if drop:
-                    return
             elif message["type"] == "http.response.body":
                 out_bytes += len(message.get("body", b""))
-                if drop:
-                    return
-            await send(message)
+            held.append(message)
 
         await self.app(scope, replay, capture)
+        if out_bytes:
+            await self.state.latency.wait_bytes(out_bytes)
+        leave()
         if drop:
             # Status line and headers go out, the body never does: the client sees a broken
             # response after the server has committed the work (an in-doubt write).
             await send(start)
             raise ResponseDropped("injected: response dropped after commit")
-        if out_bytes:
-            await self.state.latency.wait_bytes(out_bytes)
+        for message in held:
+            await send(message)
 
 
 def _permission_for(segments: list[str], method: str) -> set[str]:

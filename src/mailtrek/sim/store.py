@@ -108,6 +108,11 @@ class MailStore:
     def __init__(self, path: Path | None = None) -> None:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
+        if path:
+            # Survives a killed simulator (what tests do); an fsync per write made the
+            # store the simulator's main cost with many mailboxes at once.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.commit()
         self._seq = int(

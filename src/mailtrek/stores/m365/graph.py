@@ -190,6 +190,8 @@ class GraphStore:
         """Release the HTTP pool (when this store owns it); idempotent."""
         if self._own_client:
             await self.client.close()
+        else:
+            await self.client.release(self.address)
 
     async def check_mailbox(self) -> dict[str, Any]:
         """Check that the user exists and has an Exchange Online mailbox; return the user.
