@@ -158,7 +158,7 @@ def main() -> int:
         print(f"ceiling per mailbox: {REQ_RATE:.1f} requests/s, {UPLOAD_RATE / 1e6:.2f} MB/s; "
               f"window scale {scale}")
         print("| mailboxes | wall s | msgs/s total | msgs/s per mailbox | requests/s per mailbox "
-              "| share of ceiling | 429s | requests | lost | duplicated |")
+              "| MB/s per mailbox | share of ceiling | 429s | requests | lost | duplicated |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for n in counts:
             names = [f"{u}@contoso.test" for u in users[:n]]
