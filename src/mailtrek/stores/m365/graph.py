@@ -242,12 +242,20 @@ class GraphStore:
         return self._children[parent_id]
 
     async def _child(self, parent_id: str, name: str) -> dict[str, Any]:
-        """Return the child ``name`` of ``parent_id``, creating it if missing."""
+        """Return the child ``name`` of ``parent_id``, creating it if missing.
+
+        The parent is listed once; siblings are then created side by side (a lock per
+        name, not per parent), so a mailbox's folder tree costs a few round trips.
+        """
         key = name_key(name)
         async with self._lock(parent_id):
             kids = await self._children_of(parent_id)
+        if key in kids:
+            return kids[key]
+        async with self._lock(f"{parent_id}/{key}"):
+            kids = self._children[parent_id]
             if key in kids:
-                return kids[key]
+                return kids[key]  # a sibling task made it meanwhile
             try:
                 created = await self._call(
                     "POST", f"{self._user}/mailFolders/{parent_id}/childFolders",
@@ -263,7 +271,8 @@ class GraphStore:
             except GraphRejectedError as exc:
                 raise FolderRejectedError(f"Exchange refused the folder name {name!r}: "
                                           f"{exc.reason}") from exc
-            kids[key] = created
+            self._children[parent_id][key] = created
+            self._children.setdefault(created["id"], {})  # new: no children to list
             return created
 
     def _info(self, item: dict[str, Any], path: tuple[str, ...],
