@@ -463,3 +463,28 @@ def test_a_source_ignores_origin_stamps(dovecot_src: DovecotInstance) -> None:
 
     assert asyncio.run(listing(readonly=True))[1] > len(LONG)  # the real size
     assert asyncio.run(listing(readonly=False)) == (fingerprint(LONG), len(LONG))
+
+
+def test_flagged_arrives_flagged_however_appends_and_stores_interleave(
+        dovecot_src: DovecotInstance, dovecot_dst: DovecotInstance, tmp_path: Path) -> None:
+    # The STORE after an APPEND may go out on a connection that selected the folder
+    # before the APPEND: UID STORE then silently skips the unseen UID (RFC 3501). mailtrek
+    # checks the answer names the UID and syncs (NOOP) and retries when it does not.
+    login, pw = new_user(dovecot_src, "fl")
+    folders = [("INBOX",), ("Sent",), ("Work",)]
+    items = [(folders[i % 3], msg(f"f{i}"), SEEN | {"\\Flagged"} if i % 2 else SEEN, WHEN)
+             for i in range(36)]
+    asyncio.run(load(dovecot_src, login, pw, items))
+    dst = (dovecot_dst, *new_user(dovecot_dst, "fd"))
+
+    async def run() -> tuple[Any, ...]:
+        async with ExchangeFront("127.0.0.1", dovecot_dst.port) as front:
+            report, _ = await run_copy((dovecot_src, login, pw), dst, front.port,
+                                       tmp_path / "f.db")
+            return report, await messages(*dst)
+
+    report, final = asyncio.run(run())
+    assert not report.errors and not report.skipped
+    flagged = {mid for rows in final.values() for mid, [(_, fl)] in by_id(rows).items()
+               if "\\Flagged" in fl}
+    assert flagged == {f"f{i}" for i in range(36) if i % 2}

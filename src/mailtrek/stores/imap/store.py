@@ -670,13 +670,23 @@ class ImapStore:
             # fingerprint and sets its flags with STORE.
             raise TransientError(f"{self.label}: no UID for a flagged message in "
                                  f"{folder.display}; its flag is set on the next pass")
-        conn = await self._pick(folder.path)
-        [fut] = await self._in_folder(
-            conn, folder.path, [b"UID STORE " + dest_id.encode() + b" +FLAGS.SILENT (\\Flagged)"],
-            (b"FETCH",), readonly=False)
-        res = _throttle_check(await fut, "UID STORE")
-        if not res.ok:  # the message is in without its flag: let the re-plan fix it
-            raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
+        # A UID the session does not see yet is silently skipped by UID STORE (RFC 3501),
+        # and a mailbox selected on another connection learns of the APPEND only at its
+        # next sync: so STORE without .SILENT, check the answer names the UID, and if
+        # not, sync with NOOP and try once more.
+        store = b"UID STORE " + dest_id.encode() + b" +FLAGS (\\Flagged)"
+        for commands in ([store], [b"NOOP", store]):
+            conn = await self._pick(folder.path)
+            futs = await self._in_folder(conn, folder.path, commands, (b"FETCH",),
+                                         readonly=False)
+            results = [_throttle_check(await f, "UID STORE") for f in futs]
+            res = results[-1]
+            if not res.ok:  # the message is in without its flag: let the re-plan fix it
+                raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
+            if any(_fetch_uid(u) == int(dest_id) for r in results for u in r.untagged):
+                return
+        raise TransientError(f"{self.label}: message {dest_id} in {folder.display} not visible "
+                             "for STORE yet; its flag is set on the next pass")
 
     async def _append_slot(self) -> ImapConnection:
         """A connection with room in its error budget; wait for one when all are full."""
@@ -763,6 +773,14 @@ def _check(res: Result, what: str) -> Result:
     if not res.ok:
         raise ProtocolError(f"{what} failed: {res.describe()}")
     return res
+
+
+def _fetch_uid(resp: object) -> int | None:
+    """The UID a ``* n FETCH (... UID u ...)`` response names, else None."""
+    _, vals = parse_untagged(resp)  # type: ignore[arg-type]
+    items = fetch_items(vals[1:]) if len(vals) > 1 else {}
+    uid = items.get(b"UID")
+    return int(uid) if isinstance(uid, (bytes, bytearray)) and uid.isdigit() else None
 
 
 def _status_map(vals: list[object]) -> dict[bytes, int]:
