@@ -16,7 +16,8 @@ from mailtrek.sim import SimConfig, Simulator, UserSpec
 from test_cli_copy import mailtrek
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
-USERS = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test", "dave@contoso.test"]
+USERS = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test", "dave@contoso.test",
+         "erin@contoso.test", "frank@contoso.test", "grace@contoso.test"]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +140,43 @@ async def test_imap_route_with_app_only_xoauth2(dovecot_src, sim: Simulator, exc
     assert await dump(dovecot_src, *src) == {
         k: v for k, v in (await dump(exchange_imap, "carol@contoso.test", "unused-carol")).items()
         if k[0] != "Files (migrated)"} | {("Files",): (await dump(dovecot_src, *src))[("Files",)]}
+
+
+async def test_read_receipt_requests_are_disarmed_unless_kept(dovecot_src, sim: Simulator,
+                                                              tmp_path: Path) -> None:
+    """Outlook would send receipts for old mail: the request is cleared, the MIME kept."""
+    src = new_user(dovecot_src)
+
+    def raw(i: int, receipt: bool) -> bytes:
+        head = b"Disposition-Notification-To: Sender <s@example.org>\r\n" if receipt else b""
+        return (b"From: Sender <s@example.org>\r\nTo: r@contoso.test\r\nSubject: r%d\r\n"
+                b"Message-ID: <receipt-%d@example.org>\r\n%s\r\nbody %d\r\n" % (i, i, head, i))
+
+    seeded = [(("INBOX",), raw(i, i < 4), frozenset({"\\Seen"}) if i % 2 else frozenset(),
+               T0 + timedelta(hours=i)) for i in range(6)]
+    await load(dovecot_src, *src, seeded)
+    source = f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}"
+
+    def run(user: str, *extra: str) -> dict[str, tuple[bool, bool, bytes]]:
+        r = mailtrek("copy", source, f"m365://{user}", *m365_args(sim), "--ca-file",
+                     str(sim.ca_file), "--state", str(tmp_path / f"{user}.db"), *extra,
+                     env=m365_env(src))
+        assert r.returncode == 0, r.stdout + r.stderr
+        return {m.props["subject"]: (m.props["isReadReceiptRequested"], m.props["isRead"],
+                                     sim.message_mime(user, m.id))
+                for m in sim.messages(user)}
+
+    disarmed = run("erin@contoso.test")
+    assert len(disarmed) == 6
+    assert not any(req for req, _read, _mime in disarmed.values())
+    for i in range(6):  # exact MIME, read state intact, header still there
+        _req, read, mime = disarmed[f"r{i}"]
+        assert mime == seeded[i][1] and read == bool(i % 2)
+    kept = run("frank@contoso.test", "--keep-read-receipts")
+    assert {s: v[0] for s, v in kept.items()} == {f"r{i}": i < 4 for i in range(6)}
+    sim.deny_permission()  # the JSON route (no importMime) clears it at create time
+    try:
+        json_route = run("grace@contoso.test")
+    finally:
+        sim.allow_permission()
+    assert len(json_route) == 6 and not any(v[0] for v in json_route.values())

@@ -86,6 +86,10 @@ def copy(
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
     gmail_labels: GmailLabels = "auto",
+    keep_read_receipts: Annotated[bool, typer.Option(
+        "--keep-read-receipts",
+        help="into Microsoft 365: leave read-receipt requests armed (by default they are "
+             "cleared, or Outlook sends receipts for old mail when it is opened)")] = False,
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
@@ -100,7 +104,8 @@ def copy(
         src_addr, dst_addr, src, dst = _open_pair(
             source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
-            m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key)
+            m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
+            keep_read_receipts=keep_read_receipts)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
@@ -202,6 +207,7 @@ def _open_pair(
     dest_password_file: Path | None, source_token_file: Path | None,
     dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
     m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
+    keep_read_receipts: bool = False,
 ) -> tuple[StoreAddress, StoreAddress, Any, Any]:
     """Parse both addresses and build both (unconnected) stores with their secrets."""
     src_addr, dst_addr = parse_address(source), parse_address(dest)
@@ -214,7 +220,8 @@ def _open_pair(
     dst = open_store(dst_addr, _open_opts(
         "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
         options.connections, dest_readonly, m365_authority=m365_authority, graph_url=graph_url,
-        dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host))
+        dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host,
+        disarm_read_receipts=not keep_read_receipts))
     return src_addr, dst_addr, open_store(src_addr, src_opts), dst
 
 
@@ -235,7 +242,10 @@ def _open_opts(
         opts.tenant = TenantConfig.from_env(
             authority=m365.get("m365_authority"), graph_url=m365.get("graph_url"),
             ca_file=ca_file)
-        gopts: dict[str, Any] = {"dest_root": m365.get("dest_root") or ()}
+        disarm = m365.get("disarm_read_receipts", True)
+        opts.disarm_read_receipts = disarm
+        gopts: dict[str, Any] = {"dest_root": m365.get("dest_root") or (),
+                                 "disarm_read_receipts": disarm}
         if m365.get("max_size"):
             gopts["max_message_size"] = min(int(m365["max_size"]), 150 * 1024 * 1024)
         opts.graph_options = GraphOptions(**gopts)

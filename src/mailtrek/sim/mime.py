@@ -134,6 +134,8 @@ def properties_from_mime(raw: bytes) -> tuple[dict[str, Any], dt.datetime | None
         "replyTo": _recipients(msg.get("Reply-To")),
         "sentDateTime": iso(sent) if sent else None,
         "hasAttachments": has_attachments,
+        # MS-OXCMAIL: Disposition-Notification-To sets PidTagReadReceiptRequested.
+        "isReadReceiptRequested": "Disposition-Notification-To" in msg,
         "internetMessageHeaders": [{"name": k, "value": _decoded(v)} for k, v in msg.items()],
         "body": {"contentType": content_type, "content": content},
         "bodyPreview": " ".join(content.split())[:255] if content_type == "text" else "",

@@ -64,6 +64,7 @@ from mailtrek.stores.m365.mime_json import (
     MESSAGE_SIZE,
     AttachmentPart,
     build_json_message,
+    requests_receipt,
 )
 from mailtrek.sync.fingerprint import (
     FINGERPRINT_FIELDS,
@@ -91,6 +92,10 @@ class GraphOptions:
     inline_attachment_limit: int = 3 * MB - 64 * 1024  # larger ones use upload sessions
     upload_chunk_bytes: int = 12 * 320 * 1024  # 3.75 MB: under 4 MB, multiple of 320 KiB
     page_size: int = 100
+    # Exchange turns Disposition-Notification-To into isReadReceiptRequested, and Outlook
+    # then sends (or offers) receipts for years-old mail when it is opened (imapsync FAQ,
+    # FAQ.Office365). True: clear the request on migrated items, exact MIME kept.
+    disarm_read_receipts: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
@@ -441,7 +446,13 @@ class GraphStore:
             self.routes["importMime"] += 1
             current = flagmap.flags_of(item) if "isRead" in item else None
             result = AppendResult(dest_id=item["id"], extra={"route": "importMime"})
-            await self._settle_flags(item["id"], message.flags, current, result)
+            # Folded into the flags PATCH when there is one: no request of its own then.
+            extra = {}
+            if self.options.disarm_read_receipts and item.get(
+                    "isReadReceiptRequested", requests_receipt(message.raw)):
+                extra["isReadReceiptRequested"] = False
+                result.extra["note"] = "read receipt request disarmed"
+            await self._settle_flags(item["id"], message.flags, current, result, extra)
             return result
         # Failed twice and verifiably not there: the JSON route may still take it.
         raise GraphRejectedError("importMime failed repeatedly", status=500,
@@ -473,18 +484,21 @@ class GraphStore:
         return found
 
     async def _settle_flags(self, item_id: str, flags: frozenset[str],
-                            current: frozenset[str] | None, result: AppendResult) -> None:
-        """PATCH flags onto a fresh item; failures are noted, never raised (item exists)."""
+                            current: frozenset[str] | None, result: AppendResult,
+                            extra: dict[str, Any] | None = None) -> None:
+        """PATCH flags (and ``extra`` fields) onto a fresh item; failures are noted, never
+        raised (the item exists)."""
         try:
-            await self._patch_flags(item_id, flags, current)
+            await self._patch_flags(item_id, flags, current, extra)
         except MailtrekError as exc:
             log.warning("Flags of new item in %s not set (%s); the next run re-syncs them",
                         self.address, exc)
             result.extra["flags_error"] = str(exc)
 
     async def _patch_flags(self, item_id: str, flags: frozenset[str],
-                           current: frozenset[str] | None) -> None:
-        body = flagmap.patch_for(flags, current)
+                           current: frozenset[str] | None,
+                           extra: dict[str, Any] | None = None) -> None:
+        body = flagmap.patch_for(flags, current) | (extra or {})
         verb = flagmap.last_verb_of(flags)
         if self._verb_patch_ok and flagmap.verb_changed(flags, current) and (
                 verb is not None or current is not None):
@@ -501,7 +515,8 @@ class GraphStore:
             await self._call("PATCH", f"{self._user}/messages/{item_id}", json_body=body)
 
     async def _append_json(self, fid: str, message: Message, mid: str | None) -> AppendResult:
-        built = build_json_message(message.raw, message.flags, message.internaldate)
+        built = build_json_message(message.raw, message.flags, message.internaldate,
+                                   keep_read_receipt=not self.options.disarm_read_receipts)
         item_id: str | None = None
         minimal = False
         for _attempt in range(3):
@@ -522,8 +537,9 @@ class GraphStore:
                     return AppendResult(error=f"Exchange refused the message: {exc.reason}")
                 # Retry without the parts Exchange is pickiest about (id syntax, headers).
                 minimal = True
-                built = build_json_message(message.raw, message.flags, message.internaldate,
-                                           with_message_id=False, with_headers=False)
+                built = build_json_message(
+                    message.raw, message.flags, message.internaldate, with_message_id=False,
+                    with_headers=False, keep_read_receipt=not self.options.disarm_read_receipts)
         if item_id is None:
             return AppendResult(in_doubt=True, extra={"route": "json"})
         self.routes["json"] += 1

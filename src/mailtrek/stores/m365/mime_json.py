@@ -236,9 +236,20 @@ def _custom_headers(msg: Message) -> list[dict[str, str]]:
     return out
 
 
+def requests_receipt(raw: bytes) -> bool:
+    """True when the message's header asks for a read receipt (Disposition-Notification-To).
+
+    Exchange maps that field to PidTagReadReceiptRequested / isReadReceiptRequested
+    (MS-OXCMAIL, "Disposition-Notification-To").
+    """
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return any(line[:28].lower() == b"disposition-notification-to:"
+               for line in head.splitlines())
+
+
 def build_json_message(raw: bytes, flags: frozenset[str], internaldate: datetime | None,
-                       *, with_message_id: bool = True, with_headers: bool = True
-                       ) -> JsonMessage:
+                       *, with_message_id: bool = True, with_headers: bool = True,
+                       keep_read_receipt: bool = False) -> JsonMessage:
     """Return the non-draft JSON create for ``raw`` and the attachments to add after it.
 
     Never raises: unparsable input becomes a text item with the raw bytes as its body.
@@ -253,7 +264,9 @@ def build_json_message(raw: bytes, flags: frozenset[str], internaldate: datetime
     verb = last_verb_of(flags)
     if verb is not None:
         props.append({"id": LAST_VERB, "value": str(verb)})
-    payload: dict[str, Any] = {"isReadReceiptRequested": False, **flag_fields(flags)}
+    payload: dict[str, Any] = {
+        "isReadReceiptRequested": keep_read_receipt and requests_receipt(raw),
+        **flag_fields(flags)}
     attachments: list[AttachmentPart] = []
     parsed = True
     try:
