@@ -724,7 +724,9 @@ class ImapStore:
                 flags = exchange.exchange_flags(flags)
             groups.setdefault(flags, []).append(int(ch.dest_id))
         conn = await self._pick(folder.path)
-        cmds = []
+        # NOOP first: a connection that selected the folder earlier may not see messages
+        # appended since on another connection, and UID STORE skips those silently.
+        cmds = [b"NOOP"]
         for flags, ids in groups.items():
             fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
             cmds.append(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")")
