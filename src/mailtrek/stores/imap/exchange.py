@@ -34,6 +34,7 @@ MAX_LINE = 10_000  # octets; under Exchange's ~10,500 and imapsync's proven 10,2
 HEADER_FOLD = 998  # RFC 5322 line limit: what a folded header line is cut to
 _DNT = re.compile(rb"^Disposition-Notification-To:", re.I | re.M)
 _DNT_DISARMED = b"X-Disposition-Notification: "  # 28 octets, like the name it replaces
+_DNT_BACK = re.compile(rb"^X-Disposition-Notification: ", re.M)
 _LINES = re.compile(rb"(?<=\n)")
 
 
@@ -63,6 +64,15 @@ def prepare(raw: bytes, *, disarm_read_receipts: bool, max_line: int = MAX_LINE)
         out.raw = stamp + fixed
         out.stamped = True
     return out
+
+
+def restore_disarmed(raw: bytes) -> bytes:
+    """Undo the read-receipt rename in the top header (for comparing with the source).
+
+    Exact only when the source had no ``X-Disposition-Notification:`` field of its own.
+    """
+    head_end = _head_end(raw)
+    return _DNT_BACK.sub(b"Disposition-Notification-To:", raw[:head_end]) + raw[head_end:]
 
 
 def has_long_line(data: bytes, limit: int) -> bool:

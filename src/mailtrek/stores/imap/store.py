@@ -3,6 +3,12 @@
 Speed comes from pipelining, not from waiting: one LIST with STATUS for every folder,
 UID FETCH in batches with several in flight, APPEND with LITERAL+ on a few connections
 at once. The source is only ever read: EXAMINE and BODY.PEEK.
+
+With ``ImapSettings.exchange`` (the m365+imap route) the destination is Exchange Online:
+messages are made acceptable first (``exchange``: long lines, read receipts), sent one
+APPEND each within an error budget (Exchange hangs up after 10 errors), \\Flagged is
+STOREd afterwards, mail-system keywords stay behind, refusals are per item, and a
+throttling answer's suggested back-off is honoured by every connection.
 """
 
 from __future__ import annotations
@@ -82,8 +88,8 @@ FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's ban
 # APPEND in flight fails the connection is never hung up on; renew a connection that has
 # used most of its budget once it is idle.
 EXCHANGE_ERROR_BUDGET = 8
-MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 EXCHANGE_RENEW_AT = 5
+MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
 @dataclass(frozen=True, slots=True)
