@@ -49,6 +49,7 @@ class TokenIssuer:
         self.kid = "mailtrek-sim-" + uuid.uuid4().hex[:12]
         self._issued: set[str] = set()
         self._expired: set[str] = set()
+        self._verified: dict[tuple[str, str], dict[str, Any]] = {}
 
     @property
     def public_key_pem(self) -> str:
@@ -106,6 +107,16 @@ class TokenIssuer:
 
         Raises TokenRejected with a reason suitable for the error message (no token text).
         """
+        cached = self._verified.get((token, resource))
+        if cached is not None:
+            # Signature and audience were checked when first seen; time and revocation
+            # change, so they are checked on every use (an RSA verify per request was a
+            # tenth of the simulator's CPU).
+            if cached["exp"] <= time.time():
+                raise TokenRejected("Lifetime validation failed, the token is expired.")
+            if cached.get("jti") in self._expired:
+                raise TokenRejected("Lifetime validation failed, the token is expired.")
+            return cached
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -125,6 +136,9 @@ class TokenIssuer:
             raise TokenRejected("Signature validation failed.") from exc
         if claims.get("jti") in self._expired:
             raise TokenRejected("Lifetime validation failed, the token is expired.")
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[(token, resource)] = claims
         return claims
 
     def expire_all(self) -> int:
