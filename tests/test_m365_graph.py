@@ -386,3 +386,39 @@ async def test_listing_reads_size_verb_and_json_fingerprint(sim) -> None:
         assert "\\Answered" in listed[b.dest_id].flags
     finally:
         await store.close()
+
+
+async def test_flag_changes_travel_in_batches_through_throttling_and_vanished_items(sim) -> None:
+    """45 flag changes: three $batch round trips, not 45; inner 429s and a 404 handled."""
+    from mailtrek.sim.config import Limits
+
+    upn = new_user(sim)
+    store = await open_store(sim, upn)
+    try:
+        folder = await store.ensure_folder(("Batched",))
+        ids = [(await store.append(folder, msg(make_raw(f"b{i}"), uid=i + 1))).dest_id
+               for i in range(46)]
+        gone = ids.pop()
+        sim.state.store.delete_message(gone)
+        want = {d: frozenset({"\\Seen", f"tag{i % 3}"} | ({"\\Flagged"} if i % 2 else set()))
+                for i, d in enumerate(ids)}
+        changes = [FlagChange(d, f, frozenset()) for d, f in want.items()]
+        changes.append(FlagChange(gone, frozenset({"\\Seen"}), frozenset()))
+        # The service's budget is tighter than the pacer knows: inner requests meet 429.
+        sim.set_mailbox_limits(upn, Limits(requests_per_window=25, request_window_s=2.0))
+        before_http, before_429 = store.client.stats["requests"], sim.throttled_count(upn)
+        await store.set_flags(folder, changes)
+        sim.set_mailbox_limits(upn, None)
+        assert sim.throttled_count(upn) > before_429  # the storm really happened
+        assert store.client.stats["requests"] - before_http < len(changes)
+        listed = {m.store_id: m.flags for m in await store.list_messages(folder)}
+        assert listed == want
+        # Without a storm: 45 changes are exactly three round trips (20 + 20 + 5).
+        before_http = store.client.stats["requests"]
+        await store.set_flags(folder, [FlagChange(d, frozenset(), f) for d, f in want.items()])
+        assert store.client.stats["requests"] - before_http == 3
+        assert all(f == frozenset() for f in
+                   {m.store_id: m.flags for m in await store.list_messages(folder)}.values())
+    finally:
+        sim.set_mailbox_limits(upn, None)
+        await store.close()

@@ -174,15 +174,18 @@ class Pacer:
         return st
 
     @asynccontextmanager
-    async def slot(self, key: Hashable, *, upload_bytes: int = 0) -> AsyncIterator[None]:
+    async def slot(self, key: Hashable, *, upload_bytes: int = 0,
+                   requests: int = 1) -> AsyncIterator[None]:
         """Hold one of the key's in-flight places once its budgets allow one more request.
 
         ``upload_bytes`` is the size of the request body (counts against the upload
-        budget). Leaving the block normally resets the key's back-off streak.
+        budget); ``requests`` is what the service counts it as (a sequential ``$batch``
+        of 20 counts 20 but runs one at a time). Leaving the block normally resets the
+        key's back-off streak.
         """
         st = self._state(key)
         async with st.in_flight:
-            entries = await self._wait_for_budget(st, upload_bytes)
+            entries = await self._wait_for_budget(st, upload_bytes, requests)
             try:
                 yield
             finally:
@@ -191,7 +194,8 @@ class Pacer:
                     SlidingWindow.done(entry, now)
         st.failures = 0
 
-    async def _wait_for_budget(self, st: _KeyState, upload_bytes: int) -> list[list[float]]:
+    async def _wait_for_budget(self, st: _KeyState, upload_bytes: int,
+                               requests: int = 1) -> list[list[float]]:
         clock = self.clock
         started = clock.now()
         async with st.gate:
@@ -199,16 +203,16 @@ class Pacer:
                 now = clock.now()
                 wait = max(
                     st.paused_until - now,
-                    st.requests.wait_for(1, now),
+                    st.requests.wait_for(requests, now),
                     st.uploads.wait_for(upload_bytes, now) if upload_bytes else 0.0,
                 )
                 if wait <= 0:
                     break
                 await clock.sleep(wait)
-            entries = [st.requests.take(1)]
+            entries = [st.requests.take(requests)]
             if upload_bytes:
                 entries.append(st.uploads.take(upload_bytes))
-        st.stats["requests"] += 1
+        st.stats["requests"] += requests
         st.stats["upload_bytes"] += upload_bytes
         st.stats["waited"] += clock.now() - started
         return entries

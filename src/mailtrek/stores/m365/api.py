@@ -265,11 +265,13 @@ class GraphClient:
         absolute: bool = False,
         authenticated: bool = True,
         idempotent: bool | None = None,
+        counts_as: int = 1,
     ) -> httpx.Response:
         """Send one request for ``mailbox`` and return its 2xx response.
 
         ``absolute`` sends to ``path`` as given (nextLink, upload URL); ``authenticated``
-        False sends no token (pre-authenticated upload URLs). Retries throttling and, when
+        False sends no token (pre-authenticated upload URLs); ``counts_as`` is how many
+        requests the service counts it as (a ``$batch``). Retries throttling and, when
         ``idempotent`` (default: by method), transient failures; raises the translated
         error when retries are used up (see module doc).
         """
@@ -288,7 +290,7 @@ class GraphClient:
         while True:
             token = await self.tokens.get_token(GRAPH_SCOPE) if authenticated else None
             try:
-                async with self.pacer.slot(mailbox, upload_bytes=upload):
+                async with self.pacer.slot(mailbox, upload_bytes=upload, requests=counts_as):
                     return await self._send(mailbox, method, url, body, base_headers, params,
                                             token, idempotent)
             except _TokenRefused as exc:
