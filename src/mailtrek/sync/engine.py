@@ -34,7 +34,7 @@ from mailtrek.sync.planner import FolderPlan, limit_items, plan_folder
 log = logging.getLogger("mailtrek.sync")
 
 # progress(event, **fields): "plan" (folders, messages, bytes), "folder" (name),
-# "message" (size), "done"
+# "message" (size), "retry" (attempt, wait, reason, throttled: before another pass), "done"
 ProgressCallback = Callable[..., None]
 
 ATTEMPTS = 5
@@ -42,6 +42,34 @@ MAX_THROTTLE_WAIT = 600.0  # seconds; a longer Retry-After ends the run (re-run 
 SETTLE_STEP = 1.0  # seconds between two looks at a folder that may still be filling
 SETTLE_MAX = 30.0
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(slots=True)
+class _Throttle:
+    """The latest end of a back-off a service asked for during one pass.
+
+    Kept as a point in time, not a duration: a folder may finish well after it was
+    throttled, and the wait counts from the answer, not from the end of the pass.
+    """
+
+    error: ThrottledError | None = None
+    until: float = 0.0  # event-loop time
+
+    def note(self, e: BaseException | None, at: float | None = None) -> None:
+        """Remember ``e`` (answered at loop time ``at``, default now) if it is a throttling
+        answer that asks for a longer quiet than noted so far."""
+        if not isinstance(e, ThrottledError) or not e.retry_after:
+            return
+        start = asyncio.get_running_loop().time() if at is None else at
+        until = start + min(e.retry_after, MAX_THROTTLE_WAIT)
+        if self.error is None or until > self.until:
+            self.error, self.until = e, until
+
+    def remaining(self) -> float:
+        """Seconds still to wait (0 when nothing asked for a back-off)."""
+        if self.error is None:
+            return 0.0
+        return max(0.0, self.until - asyncio.get_running_loop().time())
 
 
 @dataclass(slots=True)
@@ -78,22 +106,27 @@ async def copy_mailbox(
     skipped: dict[tuple[tuple[str, ...], int], SkippedItem] = {}
     retry: set[tuple[str, ...]] | None = None  # None: every folder
     for attempt in range(ATTEMPTS):
+        throttle = _Throttle()
         try:
             unfinished = await _pass(source, dest, state, options, reports, skipped, retry,
-                                     emit, first=attempt == 0)
+                                     emit, throttle, first=attempt == 0)
         except TransientError as e:
             unfinished = None
+            throttle.note(e)
             last: MailtrekError = e
             log.warning("pass %d failed: %s; retrying", attempt + 1, e)
         else:
             if not unfinished:
                 break
-            last = TransientError(f"{len(unfinished)} folder(s) hit a retryable failure")
+            # A folder that was throttled says so, with the back-off the service asked for.
+            last = throttle.error or TransientError(
+                f"{len(unfinished)} folder(s) hit a retryable failure")
             retry = unfinished
         if attempt + 1 < ATTEMPTS:
-            wait = BACKOFF[attempt]
-            if isinstance(last, ThrottledError) and last.retry_after:
-                wait = min(max(wait, last.retry_after), MAX_THROTTLE_WAIT)  # the server's word
+            wait = max(BACKOFF[attempt], throttle.remaining())  # the server's word counts
+            log.info("pass %d unfinished (%s); next pass in %.1f s", attempt + 1, last, wait)
+            emit("retry", attempt=attempt + 1, wait=wait, reason=str(last),
+                 throttled=throttle.error is not None)
             await asyncio.sleep(wait)
     else:
         report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
@@ -114,10 +147,15 @@ async def _pass(
     skipped: dict[tuple[tuple[str, ...], int], SkippedItem],
     only: set[tuple[str, ...]] | None,
     emit: ProgressCallback,
+    throttle: _Throttle,
     *,
     first: bool,
 ) -> set[tuple[str, ...]]:
-    """One planning + execution pass. Returns the folders that need another pass."""
+    """One planning + execution pass. Returns the folders that need another pass.
+
+    A throttling answer a folder got is noted in ``throttle`` (its back-off is waited
+    before the next pass); one that stops the whole pass is raised.
+    """
     src_folders, dest_folders = await asyncio.gather(source.list_folders(), dest.list_folders())
     mappings = [
         m for m in map_folders(src_folders, dest.features, dest_root=options.dest_root)
@@ -186,6 +224,8 @@ async def _pass(
         r.adopted += outcome.adopted
         r.bytes_copied += outcome.bytes
         r.flags_updated += outcome.flags_updated
+        r.notes.extend(outcome.notes)
+        throttle.note(outcome.transient, outcome.transient_at)
         for msg, reason in outcome.rejected:
             subject = msg.extra.get("subject")
             skipped[(w.source.path, msg.uid)] = SkippedItem(
@@ -353,6 +393,7 @@ def _merge(prev: FolderReport | None, w: _Work) -> FolderReport:
     if prev is not None:  # a retry pass: keep what earlier passes did
         r.copied, r.adopted = prev.copied, prev.adopted
         r.bytes_copied, r.flags_updated = prev.bytes_copied, prev.flags_updated
+        r.notes = prev.notes
         r.already = max(0, r.already - prev.copied - prev.adopted)
     return r
 

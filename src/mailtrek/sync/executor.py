@@ -15,11 +15,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailtrek.errors import QuotaExceededError, TransientError
+from mailtrek.errors import QuotaExceededError, ThrottledError, TransientError
 from mailtrek.model import FolderInfo, Message, MessageMeta, portable_flags
 from mailtrek.state.db import MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, FlagChange, SourceStore
 from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
+from mailtrek.sync.options import ChangedItem
 from mailtrek.sync.planner import FolderPlan
 
 log = logging.getLogger("mailtrek.sync")
@@ -37,7 +38,18 @@ class FolderOutcome:
     flags_updated: int = 0
     rejected: list[tuple[Message, str]] = field(default_factory=list)
     in_doubt: int = 0  # appends whose answer was lost
-    transient: Exception | None = None  # the first retryable failure, if any
+    # The first retryable failure, if any; a throttling answer wins over others, since
+    # its back-off (retry_after) is what the engine must wait before the next pass.
+    transient: Exception | None = None
+    transient_at: float | None = None  # event-loop time it happened (a back-off starts then)
+    notes: list[ChangedItem] = field(default_factory=list)  # copied, but changed on the way
+
+    def note_transient(self, e: Exception) -> None:
+        """Remember a retryable failure: the first one, or the first throttling one."""
+        if self.transient is None or (isinstance(e, ThrottledError)
+                                      and not isinstance(self.transient, ThrottledError)):
+            self.transient = e
+            self.transient_at = asyncio.get_running_loop().time()
 
 
 class _Window:
@@ -96,7 +108,7 @@ async def execute_folder(
         try:
             await dest.set_flags(dest_folder, [c for _, c in plan.flags])
         except TransientError as e:
-            out.transient = e
+            out.note_transient(e)
         else:
             state.update_flags(src_folder.path, uidv, [(uid, c.flags) for uid, c in plan.flags])
             out.flags_updated = len(plan.flags)
@@ -134,7 +146,7 @@ async def _copy(
             raise
         except TransientError as e:
             out.in_doubt += 1
-            out.transient = out.transient or e
+            out.note_transient(e)
             stop.set()
             return
         finally:
@@ -146,6 +158,10 @@ async def _copy(
             ])
             out.copied += 1
             out.bytes += msg.size
+            note = res.extra.get("note")
+            if note:
+                out.notes.append(ChangedItem(msg.uid, _subject(msg.raw), str(note),
+                                             bool(res.extra.get("lossy"))))
             if on_message:
                 on_message(msg.size)
         elif res.in_doubt:
@@ -165,7 +181,7 @@ async def _copy(
                 pending.add(t)
                 t.add_done_callback(pending.discard)
         except TransientError as e:
-            out.transient = out.transient or e
+            out.note_transient(e)
             stop.set()
 
     groups = _slices(todo, max(1, slices))
@@ -177,7 +193,7 @@ async def _copy(
     for r in results:
         if isinstance(r, BaseException):
             if isinstance(r, TransientError):
-                out.transient = out.transient or r
+                out.note_transient(r)
             else:
                 state.flush()
                 raise r
@@ -197,12 +213,17 @@ def _slices(todo: list[MessageMeta], n: int) -> list[list[int]]:
     return [b for b in buckets if b]
 
 
-def _light(msg: Message) -> Message:
-    """Keep what a report needs of a refused message, not its body."""
-    head = msg.raw[:16384]
+def _subject(raw: bytes) -> str | None:
+    """The raw Subject field of a message, for reports (not decoded: as the source has it)."""
+    head = raw[:16384]
     fields = parse_header_fields(head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
     subj = fields.get("SUBJECT")
+    return subj.decode("utf-8", "replace") if subj else None
+
+
+def _light(msg: Message) -> Message:
+    """Keep what a report needs of a refused message, not its body."""
     m = Message(uid=msg.uid, raw=b"", flags=msg.flags, internaldate=msg.internaldate)
     m.extra["size"] = msg.size
-    m.extra["subject"] = subj.decode("utf-8", "replace") if subj else None
+    m.extra["subject"] = _subject(msg.raw)
     return m

@@ -38,6 +38,16 @@ class SkippedItem:
 
 
 @dataclass(slots=True)
+class ChangedItem:
+    """One message the destination received in a changed form, and how (store's note)."""
+
+    uid: int  # the source message's UID
+    subject: str | None
+    note: str
+    lossy: bool = False  # some value could not be kept exactly
+
+
+@dataclass(slots=True)
 class FolderReport:
     """Per-folder outcome."""
 
@@ -55,6 +65,7 @@ class FolderReport:
     planned_bytes: int = 0
     renamed: str | None = None  # why the destination name differs from the source's
     error: str | None = None
+    notes: list[ChangedItem] = field(default_factory=list)  # messages changed on the way
 
 
 @dataclass(slots=True)

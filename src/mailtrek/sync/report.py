@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from mailtrek.sync.options import CopyReport
+from mailtrek.sync.options import ChangedItem, CopyReport
+
+# Words in a store's note, and the kind of change they stand for in the summary.
+_CHANGE_KINDS = (
+    ("read receipt", "read receipts disarmed"),
+    ("re-encoded", "long lines re-encoded"),
+    ("re-wrapped", "long lines re-encoded"),
+    ("folded", "long lines re-encoded"),
+    ("wrapped", "long lines re-encoded"),
+    ("sent as json", "sent as JSON (MIME not kept exactly)"),
+    ("stored as text", "unparsable MIME stored as text"),
+)
 
 
 def report_dict(r: CopyReport) -> dict[str, Any]:
@@ -23,7 +35,9 @@ def report_dict(r: CopyReport) -> dict[str, Any]:
             k: r.total(k)
             for k in ("selected", "copied", "adopted", "already", "skipped", "failed",
                       "flags_updated", "bytes_copied", "planned", "planned_bytes")
-        },
+        } | {"changed": sum(len(f.notes) for f in r.folders)},
+        # Each folder also lists its changed messages under "notes" (uid, subject, note,
+        # lossy); "changed" in totals counts them. Both were added later: keys only grow.
         "folders": [asdict(f) for f in r.folders],
         "skipped": [asdict(s) for s in r.skipped],
         "errors": list(r.errors),
@@ -42,7 +56,35 @@ def summary_line(r: CopyReport) -> str:
         f"{r.total('already')} already there, {r.total('adopted')} found on the destination, "
         f"{r.total('flags_updated')} flag updates, {len(r.skipped)} skipped, "
         f"{len(r.errors)} errors; {len(r.folders)} folders"
+        + (f"; {changed}" if (changed := changes_summary(r)) else "")
     )
+
+
+def changes_summary(r: CopyReport) -> str | None:
+    """Say in a few words how many messages were changed on the way, and how; None if none.
+
+    E.g. "3 messages changed for Exchange (long lines re-encoded, read receipts disarmed);
+    see the report". The report's folder notes name each message.
+    """
+    notes = [n for f in r.folders for n in f.notes]
+    if not notes:
+        return None
+    kinds: Counter[str] = Counter()
+    for n in notes:
+        kinds.update(change_kinds(n))
+    what = ", ".join(k for k, _ in kinds.most_common())
+    lossy = sum(n.lossy for n in notes)
+    if lossy:
+        what += f"; {lossy} with a value that could not be kept exactly"
+    noun = "message" if len(notes) == 1 else "messages"
+    return f"{len(notes)} {noun} changed for Exchange ({what}); see the report"
+
+
+def change_kinds(item: ChangedItem) -> set[str]:
+    """The kinds of change one store note names ("other changes" when none is known)."""
+    text = item.note.lower()
+    found = {kind for word, kind in _CHANGE_KINDS if word in text}
+    return found or {"other changes"}
 
 
 def plan_lines(r: CopyReport) -> list[str]:
