@@ -140,9 +140,9 @@ def main() -> int:
     ap.add_argument("--mailboxes", default="1,5,20", help="comma-separated counts to run")
     ap.add_argument("--messages", type=int, default=500)
     ap.add_argument("--kb", type=int, default=20, help="average message size hint, KB")
-    ap.add_argument("--window-scale", type=float, default=0.01,
-                    help="shrink windows and budgets alike (same rates): 0.01 gives 100 "
-                         "requests per 6 s, so a one-minute run spans ten windows")
+    ap.add_argument("--window-scale", type=float, default=0.05,
+                    help="shrink windows and budgets alike (same rates); the upload budget "
+                         "per window must stay above one 4 MB request, so not below 0.03")
     ap.add_argument("--sim", choices=("process", "thread"), default="process",
                     help="run the simulator in its own process (default) or a thread of this one")
     a = ap.parse_args()
@@ -186,6 +186,9 @@ def main() -> int:
                     proc.close()
                 reqs = st["graph_requests"]
                 throttled = st["statuses"].get("429", 0)
+                odd = {k: v for k, v in st["statuses"].items() if not k.startswith("2")}
+                if odd:
+                    print(f"(non-2xx answers with {n} mailboxes: {odd})", file=sys.stderr)
                 stored = {u: st["users"][u]["messages"] for u in names}
             else:
                 cfg = SimConfig(users=[UserSpec(u) for u in names], latency=Latency(),

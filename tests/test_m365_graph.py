@@ -233,6 +233,12 @@ async def test_import_mime_exact_bytes_flags_fingerprint(sim) -> None:
         item = sim.state.store.message(sim.user(upn).id, res.dest_id)
         assert item.props["flag"]["flagStatus"] == "notFlagged"
         assert item.props["categories"] == ["home"]
+        # replied state rides on the flags PATCH (PidTagLastVerbExecuted) after importMime
+        answered = await store.append(folder, msg(make_raw("Answered"),
+                                                  frozenset({"\\Seen", "\\Answered"})))
+        listed = {m.store_id: m for m in await store.list_messages(folder)}
+        assert listed[answered.dest_id].flags == frozenset({"\\Seen", "\\Answered"})
+        assert store._verb_patch_ok
     finally:
         await store.close()
 

@@ -159,6 +159,14 @@ def apply_patch(message: StoredMessage, body: dict[str, Any]) -> dict[str, Any]:
     for key, value in body.items():
         if key in ALWAYS_UPDATABLE:
             props[key] = value
+        elif key == "singleValueExtendedProperties":
+            # Updatable per learn.microsoft.com/graph/api/message-update; PidTagMessageFlags
+            # is fixed once the item exists (research m365.md A1, community reports).
+            ext = _extended(body)
+            if "integer 0x0e07" in ext and not props.get("isDraft"):
+                raise GraphError(400, "ErrorInvalidPropertyUpdateSentMessage",
+                                 "Update of PidTagMessageFlags is not allowed on a sent message.")
+            props["extendedProperties"] = {**(props.get("extendedProperties") or {}), **ext}
         elif key in DRAFT_UPDATABLE:
             if not props.get("isDraft"):
                 # EWS/Exchange error name for changing a sent (non-draft) item.
