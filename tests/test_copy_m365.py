@@ -157,11 +157,14 @@ async def test_read_receipt_requests_are_disarmed_unless_kept(dovecot_src, sim: 
     await load(dovecot_src, *src, seeded)
     source = f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}"
 
+    outputs: list[str] = []
+
     def run(user: str, *extra: str) -> dict[str, tuple[bool, bool, bytes]]:
         r = mailtrek("copy", source, f"m365://{user}", *m365_args(sim), "--ca-file",
                      str(sim.ca_file), "--state", str(tmp_path / f"{user}.db"), *extra,
                      env=m365_env(src))
         assert r.returncode == 0, r.stdout + r.stderr
+        outputs.append(r.stdout)
         return {m.props["subject"]: (m.props["isReadReceiptRequested"], m.props["isRead"],
                                      sim.message_mime(user, m.id))
                 for m in sim.messages(user)}
@@ -169,6 +172,8 @@ async def test_read_receipt_requests_are_disarmed_unless_kept(dovecot_src, sim: 
     disarmed = run("erin@contoso.test")
     assert len(disarmed) == 6
     assert not any(req for req, _read, _mime in disarmed.values())
+    # no --json-report: the changed messages are listed on the terminal
+    assert outputs[0].count("read receipt request disarmed") == 4, outputs[0]
     for i in range(6):  # exact MIME, read state intact, header still there
         _req, read, mime = disarmed[f"r{i}"]
         assert mime == seeded[i][1] and read == bool(i % 2)

@@ -269,5 +269,12 @@ def _finish(report: CopyReport, json_report: Path | None) -> None:
                    f"{s.subject or '(no subject)'}: {s.reason}")
     if len(report.skipped) > 50:
         typer.echo(f"  ... and {len(report.skipped) - 50} more (see --json-report)")
+    if not json_report:  # the summary says "see the report": show the changes here
+        changed = [(f.source, n) for f in report.folders for n in f.notes]
+        for folder, n in changed[:20]:
+            typer.echo(f"  changed: {folder} uid {n.uid}: {n.subject or '(no subject)'}: "
+                       f"{n.note}" + (" (not exact)" if n.lossy else ""))
+        if len(changed) > 20:
+            typer.echo(f"  ... and {len(changed) - 20} more (see --json-report)")
     for e in report.errors:
         typer.echo(f"  error: {e}")
