@@ -398,7 +398,7 @@ def connect_first(addresses: list[str], port: int, timeout: float
     Returns (socket, its address, one failure line per address tried before it); the
     socket is None when none answered.
     """
-    failures = []
+    failures: list[str] = []
     for address in addresses:
         try:
             return socket.create_connection((address, port), timeout), address, failures
