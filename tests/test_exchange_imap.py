@@ -489,3 +489,31 @@ def test_flagged_arrives_flagged_however_appends_and_stores_interleave(
     flagged = {mid for rows in final.values() for mid, [(_, fl)] in by_id(rows).items()
                if "\\Flagged" in fl}
     assert flagged == {f"f{i}" for i in range(36) if i % 2}
+
+
+def test_commands_cut_off_by_a_throttling_hang_up_carry_its_back_off(
+        dovecot_dst: DovecotInstance) -> None:
+    """Exchange answers one command "throttled" and hangs up: the others in flight must
+    fail as throttled too (with the back-off), not as a plain lost connection."""
+    from mailtrek.stores.imap.connection import ImapConnection
+
+    login, pw = new_user(dovecot_dst, "tc")
+
+    async def run() -> list[BaseException | Any]:
+        async with ExchangeFront("127.0.0.1", dovecot_dst.port, throttle_limit=4,
+                                 backoff_ms=3000) as front:
+            conn = ImapConnection(ConnectParams("127.0.0.1", front.port, "none"))
+            await conn.open()
+            try:
+                await conn.login(Credentials(login, pw))
+                futures = await conn.send_many([(b"NOOP", None)] * 12)
+                return list(await asyncio.gather(*futures, return_exceptions=True))
+            finally:
+                await conn.close()
+
+    answers = asyncio.run(run())
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    throttled = [a for a in answers if not isinstance(a, BaseException) and a.throttled]
+    assert throttled and failed  # one answer named the throttle, the rest were cut off
+    assert all(isinstance(e, ThrottledError) and e.retry_after is not None
+               and 2.5 <= e.retry_after <= 3.0 for e in failed), failed

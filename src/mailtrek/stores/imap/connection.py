@@ -145,6 +145,9 @@ class ImapConnection:
         self.errors = 0  # tagged NO/BAD answers so far (Exchange hangs up after 10)
         # Called with the seconds to wait when a throttling answer names them (Exchange).
         self.on_throttle: Callable[[float], None] | None = None
+        # Exchange hangs up right after a throttling answer: the commands still pending
+        # then fail with this (and its back-off) rather than as a plain lost connection.
+        self._throttle_error: ThrottledError | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -528,8 +531,8 @@ class ImapConnection:
             self._fail_all(TransientError(
                 f"{self.params.host} did not answer for {timeout:.0f} s; connection dropped"))
         except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError) as e:
-            self._fail_all(TransientError(f"connection to {self.params.host} lost: "
-                                          f"{e.__class__.__name__}"))
+            self._fail_all(self._throttle_error or TransientError(
+                f"connection to {self.params.host} lost: {e.__class__.__name__}"))
         except asyncio.LimitOverrunError as e:
             self._fail_all(ProtocolError(f"{self.params.host} sent an over-long line: {e}"))
         except Exception as e:
@@ -565,6 +568,9 @@ class ImapConnection:
             wait = res.retry_after if res.throttled else None
             if wait and self.on_throttle is not None:  # the server named its back-off
                 self.on_throttle(wait)
+            if res.throttled:
+                self._throttle_error = ThrottledError(
+                    f"{self.params.host} is throttling: {res.describe()}", retry_after=wait)
         if not p.future.done():
             p.future.set_result(res)
 
