@@ -159,3 +159,21 @@ def test_bad_limits_refused() -> None:
         PacerLimits(max_in_flight=0)
     with pytest.raises(ValueError):
         PacerLimits(safety=0)
+
+
+async def test_idle_keys_are_forgotten_once_their_windows_are_empty() -> None:
+    """A worker moving thousands of mailboxes keeps only the recently active ones."""
+    clock = FakeClock()
+    pacer = Pacer(PacerLimits(request_window=10.0, upload_window=5.0), clock=clock)
+    for i in range(100):
+        async with pacer.slot(f"old{i}", upload_bytes=10):
+            pass
+    assert pacer.active_keys() == 100  # all still inside their windows
+    pacer.backoff("old0", 60)  # a paused key is kept while the pause lasts
+    await clock.sleep(11)
+    for i in range(200):
+        async with pacer.slot(f"new{i}"):
+            pass
+    assert pacer.active_keys() <= 200 + 1
+    assert pacer.paused_for("old0") > 0  # remembered
+    assert all(pacer.stats(f"new{i}")["requests"] == 1 for i in range(200))

@@ -138,6 +138,7 @@ class _KeyState:
     uploads: SlidingWindow
     paused_until: float = 0.0
     failures: int = 0  # consecutive back-offs, for the exponential delay
+    users: int = 0  # tasks inside or waiting for a slot
     stats: dict[str, float] = field(default_factory=lambda: {
         "requests": 0, "upload_bytes": 0, "backoffs": 0, "waited": 0.0})
 
@@ -159,10 +160,32 @@ class Pacer:
         self.clock: Clock = clock or MonotonicClock()
         self._rng = rng or random.Random()
         self._keys: dict[Hashable, _KeyState] = {}
+        self._sweep_at = 64
+
+    def _sweep(self) -> None:
+        """Forget keys with nothing in flight or in their windows (bounded memory).
+
+        A log holds up to a window's requests (10,000 for Graph), so a worker that moves
+        thousands of mailboxes keeps only those active within the last window.
+        """
+        now = self.clock.now()
+        for key, st in list(self._keys.items()):
+            idle = (st.users == 0 and st.paused_until <= now
+                    and st.requests.wait_for(0, now) == 0 and not st.requests.entries
+                    and st.uploads.wait_for(0, now) == 0 and not st.uploads.entries)
+            if idle:
+                del self._keys[key]
+        self._sweep_at = max(64, 2 * len(self._keys))
+
+    def active_keys(self) -> int:
+        """Return how many keys the pacer remembers (tests, diagnostics)."""
+        return len(self._keys)
 
     def _state(self, key: Hashable) -> _KeyState:
         st = self._keys.get(key)
         if st is None:
+            if len(self._keys) >= self._sweep_at:
+                self._sweep()
             lim = self.limits
             st = _KeyState(
                 in_flight=asyncio.Semaphore(lim.max_in_flight),
@@ -184,14 +207,18 @@ class Pacer:
         key's back-off streak.
         """
         st = self._state(key)
-        async with st.in_flight:
-            entries = await self._wait_for_budget(st, upload_bytes, requests)
-            try:
-                yield
-            finally:
-                now = self.clock.now()
-                for entry in entries:
-                    SlidingWindow.done(entry, now)
+        st.users += 1
+        try:
+            async with st.in_flight:
+                entries = await self._wait_for_budget(st, upload_bytes, requests)
+                try:
+                    yield
+                finally:
+                    now = self.clock.now()
+                    for entry in entries:
+                        SlidingWindow.done(entry, now)
+        finally:
+            st.users -= 1
         st.failures = 0
 
     async def _wait_for_budget(self, st: _KeyState, upload_bytes: int,
