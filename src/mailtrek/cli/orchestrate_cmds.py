@@ -101,13 +101,19 @@ def endpoint_add(
     admin_format: Annotated[str | None, typer.Option(help="dovecot (user*admin) | exchange | mirapoint")] = None,
     admin_user: Annotated[str | None, typer.Option(help="as a destination: admin who logs in for every user")] = None,
     admin_password_file: Annotated[Path | None, typer.Option(help="file with the admin's password")] = None,
+    service_account_key: Annotated[Path | None, typer.Option(help="Google Workspace: service-account JSON key with domain-wide delegation (users need no passwords; stored encrypted)")] = None,
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
-    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+    from mailtrek.orchestrate.endpoints import (
+        add_endpoint,
+        attach_service_account,
+        make_endpoint,
+        read_service_account_key,
+    )
 
     if ca_file is not None and not ca_file.is_file():
         raise UsageError(f"CA file not found: {ca_file}")
@@ -116,7 +122,11 @@ def endpoint_add(
                        admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
                        max_concurrent_incremental=max_concurrent_incremental,
                        connections_per_mailbox=connections_per_mailbox)
+    # Read before anything is stored: a bad key file leaves no endpoint behind.
+    sa_info = read_service_account_key(service_account_key) if service_account_key else None
     h = _home(home)
+    if sa_info is not None:
+        attach_service_account(h, ep, sa_info)
     if admin_user:
         pw = _password("MAILTREK_ADMIN_PASSWORD", admin_password_file)
         if not pw:
@@ -126,7 +136,13 @@ def endpoint_add(
     typer.echo(f"endpoint {ep.name}: {ep.host}:{ep.port} ({ep.security}), "
                f"{ep.max_concurrent_migrations} initial / {ep.max_concurrent_incremental} incremental syncs at once, "
                f"{ep.connections_per_mailbox} connections per mailbox")
-    if ep.preset:
+    if ep.uses_service_account:
+        typer.echo(f"users log in with service account {ep.service_account_email} (XOAUTH2); "
+                   "the CSV's Password column may be empty")
+        typer.echo("hint: the account's client id needs domain-wide delegation with the scope "
+                   "https://mail.google.com/; check one user with "
+                   f"`mailtrek endpoint test {ep.name} --user someone@your.domain`")
+    elif ep.preset:
         from mailtrek.orchestrate.presets import get_preset
 
         typer.echo(f"hint: {get_preset(ep.preset).hint}")
@@ -153,7 +169,7 @@ def endpoint_list(json_out: Annotated[bool, typer.Option("--json")] = False, hom
     if json_out:
         _print_json(rows)
     else:
-        _table(rows, ["name", "host", "port", "security", "preset", "max_concurrent_migrations",
+        _table(rows, ["name", "host", "port", "security", "preset", "auth", "max_concurrent_migrations",
                       "max_concurrent_incremental"])
 
 
@@ -184,13 +200,20 @@ def endpoint_test(
     password_file: Annotated[Path | None, typer.Option(help="file with the password [env MAILTREK_SOURCE_PASSWORD]")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step."""
+    """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
+
+    On a service-account endpoint the login fetches a token for --user and uses XOAUTH2.
+    """
     from mailtrek.orchestrate.endpoints import get_endpoint
     from mailtrek.orchestrate.probe import probe_endpoint
 
-    ep = get_endpoint(_home(home), name)
-    password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
-    result = probe_endpoint(ep, user, password)
+    h = _home(home)
+    ep = get_endpoint(h, name)
+    if ep.uses_service_account:
+        result = probe_endpoint(ep, user, token=_token_for(h, ep, user) if user else None)
+    else:
+        password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
+        result = probe_endpoint(ep, user, password)
     for s in result.steps:
         typer.echo(redact(f"[{'ok' if s.ok else 'FAILED'}] {s.name}: {s.detail} ({s.seconds * 1000:.0f} ms)"))
         if s.advice:
@@ -198,8 +221,17 @@ def endpoint_test(
     failed = result.failed
     if failed is not None:
         typer.echo(f"endpoint {name}: the {failed.name} step failed", err=True)
-        raise typer.Exit(4 if failed.name in ("dns", "tcp", "tls") else 3 if failed.name == "login" else 5)
+        raise typer.Exit(4 if failed.name in ("dns", "tcp", "tls") else 3 if failed.name in ("login", "token") else 5)
     typer.echo(f"endpoint {name}: all checks passed" + ("" if user else " (no --user: login not tried)"))
+
+
+def _token_for(h: Home, ep: Any, user: str) -> Callable[[], str]:
+    """Return a blocking call that fetches ``user``'s access token from ``ep``'s service account."""
+    from mailtrek.orchestrate.endpoints import service_account_key
+    from mailtrek.stores.gmail.auth import ServiceAccountTokens
+
+    tokens = ServiceAccountTokens(service_account_key(h, ep), ca_file=ep.ca_file)
+    return lambda: asyncio.run(tokens.token(user))
 
 
 # -- tenants -----------------------------------------------------------------------------
@@ -333,8 +365,10 @@ def batch_create(
     """Create a batch from a users CSV (the whole file is validated first)."""
     from mailtrek.orchestrate.batches import BatchOptions, create_batch, start_batch
     from mailtrek.orchestrate.csvfile import is_address, read_users_csv
+    from mailtrek.orchestrate.endpoints import needs_no_passwords
 
-    users = read_users_csv(csv_file, allow_unknown_columns=allow_unknown_columns)
+    users = read_users_csv(csv_file, allow_unknown_columns=allow_unknown_columns,
+                           allow_empty_password=endpoint is not None and needs_no_passwords(_home(home), endpoint))
     for a in notify or []:
         if not is_address(a):
             raise UsageError(f"--notify {a!r} is not an e-mail address")

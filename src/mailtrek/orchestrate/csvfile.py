@@ -3,7 +3,9 @@
 Columns: ``EmailAddress`` (the destination mailbox), ``UserName`` (the source login,
 possibly in an admin format), ``Password``, optional ``UserRoot``. The whole file is
 checked before anything starts; every problem is reported with its line number.
-Passwords never appear in a problem's text.
+Passwords never appear in a problem's text. Password may be empty only when the caller
+says so (``allow_empty_password``: the source endpoint logs users in with a Google
+Workspace service account); the column itself stays required, as Exchange wants it.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def is_address(text: str) -> bool:
     return bool(_ADDRESS.match(text)) and len(text) <= 320
 
 
-def read_users_csv(path: str | Path, *, allow_unknown_columns: bool = False) -> list[UserRow]:
+def read_users_csv(path: str | Path, *, allow_unknown_columns: bool = False,
+                   allow_empty_password: bool = False) -> list[UserRow]:
     """Return every row of the CSV at ``path``; raise CsvInvalidError listing all problems."""
     p = Path(path)
     try:
@@ -104,10 +107,12 @@ def read_users_csv(path: str | Path, *, allow_unknown_columns: bool = False) -> 
         data = p.read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
-    return parse_users_csv(data, allow_unknown_columns=allow_unknown_columns)
+    return parse_users_csv(data, allow_unknown_columns=allow_unknown_columns,
+                           allow_empty_password=allow_empty_password)
 
 
-def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False) -> list[UserRow]:
+def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False,
+                    allow_empty_password: bool = False) -> list[UserRow]:
     """Validate CSV bytes (UTF-8, BOM optional) and return the rows, or raise CsvInvalidError."""
     if len(data) > MAX_BYTES:
         raise CsvInvalidError([CsvProblem(0, f"the file is {len(data):,} bytes; the limit is {MAX_BYTES:,} (10 MB)")])
@@ -152,7 +157,7 @@ def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False) -> list
         if len(record) != len(columns):
             problems.append(CsvProblem(line, f"has {len(record)} fields, the header has {len(columns)}"))
             continue
-        row, row_problems = _check_row(line, record, index)
+        row, row_problems = _check_row(line, record, index, allow_empty_password)
         problems += row_problems
         if row is None:
             continue
@@ -191,7 +196,8 @@ def _check_header(columns: list[str], allow_unknown: bool) -> list[CsvProblem]:
     return out
 
 
-def _check_row(line: int, record: list[str], index: dict[str, int]) -> tuple[UserRow | None, list[CsvProblem]]:
+def _check_row(line: int, record: list[str], index: dict[str, int],
+               allow_empty_password: bool = False) -> tuple[UserRow | None, list[CsvProblem]]:
     email = record[index["EmailAddress"]].strip()
     username = record[index["UserName"]].strip()
     password = record[index["Password"]]  # kept exactly: spaces can be part of a password
@@ -206,7 +212,7 @@ def _check_row(line: int, record: list[str], index: dict[str, int]) -> tuple[Use
         problems.append(CsvProblem(line, "UserName is empty"))
     elif any(ch.isspace() for ch in username):
         problems.append(CsvProblem(line, f"UserName {username!r} contains white space"))
-    if not password:
+    if not password and not allow_empty_password:
         problems.append(CsvProblem(line, "Password is empty"))
     if problems:
         return None, problems

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailtrek.errors import ConfigError, UsageError
 from mailtrek.orchestrate.home import Home, utcnow
 from mailtrek.orchestrate.presets import get_preset
+from mailtrek.secrets import remember
 from mailtrek.state.orchestration import batches, endpoints, tenants
 
 # New-MigrationEndpoint's defaults: MaxConcurrentMigrations 100, MaxConcurrentIncrementalSyncs
@@ -37,15 +41,23 @@ class Endpoint:
     admin_format: str | None = None
     admin_user: str | None = None
     admin_password_enc: str | None = None
+    service_account_email: str | None = None  # Google Workspace domain-wide delegation
+    service_account_key_enc: str | None = field(default=None, repr=False)  # the whole JSON key
     max_concurrent_migrations: int = DEFAULT_CONCURRENT_MIGRATIONS
     max_concurrent_incremental: int = DEFAULT_CONCURRENT_INCREMENTAL
     connections_per_mailbox: int = DEFAULT_CONNECTIONS_PER_MAILBOX
 
+    @property
+    def uses_service_account(self) -> bool:
+        """True when each user's login is a token from the stored service account (no passwords)."""
+        return self.service_account_key_enc is not None
+
     def public(self) -> dict[str, object]:
-        """Return a dict for display, without the encrypted admin password."""
+        """Return a dict for display, without the encrypted admin password or key."""
+        auth = f"service account {self.service_account_email}" if self.uses_service_account else self.auth
         return {
             "name": self.name, "host": self.host, "port": self.port, "security": self.security,
-            "ca_file": self.ca_file, "preset": self.preset, "auth": self.auth,
+            "ca_file": self.ca_file, "preset": self.preset, "auth": auth,
             "admin_format": self.admin_format, "admin_user": self.admin_user,
             "admin_password": "stored" if self.admin_password_enc else None,
             "max_concurrent_migrations": self.max_concurrent_migrations,
@@ -128,6 +140,46 @@ def make_endpoint(
     )
 
 
+def read_service_account_key(path: Path) -> dict[str, Any]:
+    """Return a Google service-account JSON key read from ``path``.
+
+    Raises ConfigError (naming the file, never its content) unless the file is JSON with
+    ``type`` service_account, ``client_email``, ``private_key`` and ``token_uri``.
+    """
+    from mailtrek.stores.gmail.auth import load_key
+
+    info = load_key(path)
+    remember(str(info["private_key"]))
+    return info
+
+
+def attach_service_account(home: Home, ep: Endpoint, info: dict[str, Any]) -> None:
+    """Make ``ep`` log every user in with tokens of the service account ``info`` (key encrypted)."""
+    ep.auth = "xoauth2"
+    ep.service_account_email = str(info["client_email"])
+    ep.service_account_key_enc = home.box.encrypt(json.dumps(info))
+
+
+def service_account_key(home: Home, ep: Endpoint) -> dict[str, Any]:
+    """Return ``ep``'s decrypted service-account key; its private key is registered for redaction."""
+    if ep.service_account_key_enc is None:
+        raise ConfigError(f"endpoint {ep.name} has no service account",
+                          hint="add it again with --service-account-key KEY.json")
+    info: dict[str, Any] = json.loads(home.box.decrypt(ep.service_account_key_enc))
+    remember(str(info.get("private_key") or ""))
+    return info
+
+
+def needs_no_passwords(home: Home, name: str | None) -> bool:
+    """True when the stored endpoint ``name`` logs users in without CSV passwords (False if absent)."""
+    if name is None:
+        return False
+    with home.engine.connect() as c:
+        enc = c.execute(select(endpoints.c.service_account_key_enc)
+                        .where(endpoints.c.name == name)).scalar_one_or_none()
+    return enc is not None
+
+
 def add_endpoint(home: Home, ep: Endpoint) -> None:
     """Store ``ep``; raise UsageError when the name is taken."""
     row = {k: getattr(ep, k) for k in Endpoint.__slots__} | {"created_at": utcnow()}
@@ -161,7 +213,17 @@ def remove_endpoint(home: Home, name: str) -> None:
         if used:
             raise UsageError(f"endpoint {name!r} is used by batch(es) {', '.join(used)}",
                              hint="delete those batches first")
+        if home.engine.dialect.name == "sqlite":
+            # Overwrite freed pages, so a deleted key or password does not linger in the file.
+            c.exec_driver_sql("PRAGMA secure_delete=ON")
+        # Blank the secrets first, so even a half-failed remove leaves none behind.
+        c.execute(update(endpoints).where(endpoints.c.name == name).values(
+            admin_password_enc=None, service_account_key_enc=None))
         c.execute(delete(endpoints).where(endpoints.c.name == name))
+    if home.engine.dialect.name == "sqlite":
+        with home.engine.connect() as c:
+            # Older WAL frames still hold the ciphertexts while anyone keeps the file open.
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def add_tenant(home: Home, t: Tenant) -> None:

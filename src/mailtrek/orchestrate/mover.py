@@ -55,20 +55,35 @@ def copy_options(job: MoveJob) -> CopyOptions:
     return opts
 
 
-def source_settings(job: MoveJob) -> Any:
-    """Return ImapSettings for the source mailbox (read only)."""
+def source_settings(job: MoveJob, home: Home | None = None) -> Any:
+    """Return ImapSettings for the source mailbox (read only).
+
+    A service-account endpoint logs in as UserName over XOAUTH2 with a token delegated to
+    that user (``home`` decrypts the key); the token is fetched at login, so a refused
+    delegation fails this mailbox only. Raises UsageError for endpoints batches cannot use.
+    """
     from mailtrek.stores.imap.connection import ConnectParams, Credentials
     from mailtrek.stores.imap.store import ImapSettings
 
     ep = job.source
-    if ep.auth != "password":
-        raise UsageError(f"endpoint {ep.name} uses {ep.auth}, which batches cannot use yet",
-                         hint="add the endpoint with --auth password and app passwords in the CSV")
-    return ImapSettings(
-        params=ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file),
-        credentials=Credentials(user=job.username, password=job.password),
-        connections=ep.connections_per_mailbox, readonly=True,
-    )
+    params = ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file)
+    if ep.uses_service_account:
+        if home is None:
+            raise UsageError(f"endpoint {ep.name} needs its stored service-account key")
+        from mailtrek.orchestrate.endpoints import service_account_key
+        from mailtrek.stores.gmail.auth import ServiceAccountTokens
+
+        # The endpoint's CA file also pins the token endpoint's CA, as `copy --source-ca-file` does.
+        tokens = ServiceAccountTokens(service_account_key(home, ep), ca_file=ep.ca_file)
+        creds = Credentials(user=job.username, mechanism="xoauth2", token=tokens.for_user(job.username))
+    elif ep.auth != "password":
+        raise UsageError(f"endpoint {ep.name} uses {ep.auth} without a service account, which batches cannot use",
+                         hint="add the endpoint with --service-account-key KEY.json (Google Workspace), "
+                              "or with --auth password and app passwords in the CSV")
+    else:
+        creds = Credentials(user=job.username, password=job.password)
+    return ImapSettings(params=params, credentials=creds, connections=ep.connections_per_mailbox,
+                        readonly=True)
 
 
 def imap_destination_settings(home: Home, job: MoveJob) -> Any:
@@ -145,7 +160,7 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
     from mailtrek.stores.imap.store import ImapStore
     from mailtrek.sync.engine import copy_mailbox
 
-    source = ImapStore(source_settings(job), label=f"src:{job.email}")
+    source = ImapStore(source_settings(job, home), label=f"src:{job.email}")
     dest = None
     try:
         await source.connect()

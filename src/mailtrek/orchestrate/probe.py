@@ -12,8 +12,10 @@ import imaplib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.endpoints import Endpoint
 from mailtrek.secrets import redact, remember
 
@@ -48,8 +50,13 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None = None,
-                   *, timeout: float = TIMEOUT) -> ProbeResult:
-    """Run every check against ``ep`` and return the steps (never raises for server trouble)."""
+                   *, token: Callable[[], str] | None = None, timeout: float = TIMEOUT) -> ProbeResult:
+    """Run every check against ``ep`` and return the steps (never raises for server trouble).
+
+    With ``token`` (a service-account endpoint) the login step fetches an access token for
+    ``user`` first (a "token" step; a MailtrekError from it is that step's failure) and
+    logs in over XOAUTH2 instead of with ``password``.
+    """
     remember(password)
     result = ProbeResult()
 
@@ -117,6 +124,9 @@ def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None =
         step("capabilities", True, " ".join(notable) or "IMAP4rev1", t0=t0)
         if user is None:
             return result
+        if token is not None:
+            _xoauth2_login(imap, user, token, step, caps)
+            return result
         t0 = time.monotonic()
         if password is None:
             step("login", False, "no password given",
@@ -143,6 +153,40 @@ def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None =
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             imap.logout()
+
+
+def _xoauth2_login(imap: imaplib.IMAP4, user: str, token: Callable[[], str],
+                   step: Callable[..., bool], caps: list[str]) -> None:
+    """Fetch a token for ``user`` and log in with SASL XOAUTH2, recording both steps."""
+    t0 = time.monotonic()
+    try:
+        access = remember(token()) or ""
+    except MailtrekError as e:
+        step("token", False, e.message, e.hint, t0)
+        return
+    step("token", True, f"access token issued for {user}", t0=t0)
+    t0 = time.monotonic()
+    if "AUTH=XOAUTH2" not in caps:
+        step("login", False, "the server does not offer AUTH=XOAUTH2",
+             "service-account logins need an XOAUTH2 server such as imap.gmail.com", t0)
+        return
+    answers = iter([f"user={user}\x01auth=Bearer {access}\x01\x01".encode(), b""])
+
+    def respond(_challenge: bytes) -> bytes:
+        # A refused token gets a JSON challenge first; an empty line lets the server say NO.
+        return next(answers, b"")
+
+    try:
+        imap.authenticate("XOAUTH2", respond)
+    except imaplib.IMAP4.error as e:
+        text = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        step("login", False, f"XOAUTH2 login as {user} refused: {text}",
+             "check that the user exists, IMAP is on for them, and the delegation grants "
+             "https://mail.google.com/", t0)
+        return
+    typ, data = imap.list()
+    n = len(data) if typ == "OK" and data and data[0] is not None else 0
+    step("login", True, f"logged in as {user} over XOAUTH2; {n} folder(s) listed", t0=t0)
 
 
 def _tls_detail(tls: ssl.SSLSocket) -> str:

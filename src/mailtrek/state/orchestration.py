@@ -34,6 +34,9 @@ endpoints = Table(
     Column("admin_format", String(32)),  # dovecot | exchange | mirapoint | None
     Column("admin_user", String(255)),  # for an IMAP destination: who logs in for everyone
     Column("admin_password_enc", Text),
+    # Google Workspace: the service account's e-mail (shown) and its whole JSON key (encrypted).
+    Column("service_account_email", String(255)),
+    Column("service_account_key_enc", Text),
     Column("max_concurrent_migrations", Integer, nullable=False),
     Column("max_concurrent_incremental", Integer, nullable=False),
     Column("connections_per_mailbox", Integer, nullable=False),
