@@ -215,3 +215,24 @@ def test_a_domain_moves_without_passwords_and_a_refused_user_fails_alone(
     ok("batch", "delete", "gws")
     ok("endpoint", "remove", "ws")
     assert enc.encode()[:60] not in state_bytes(home)
+
+
+def test_an_older_state_database_gains_the_service_account_columns(tmp_path: Path) -> None:
+    from sqlalchemy import inspect
+
+    from mailtrek.state.db import open_engine
+
+    path = tmp_path / "old.db"
+    open_engine(path).dispose()
+    with sqlite3.connect(path) as c:  # make it look like a database from before revision 0003
+        c.execute("ALTER TABLE endpoints DROP COLUMN service_account_key_enc")
+        c.execute("ALTER TABLE endpoints DROP COLUMN service_account_email")
+        c.execute("UPDATE alembic_version SET version_num = '0002'")
+    engine = open_engine(path)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("endpoints")}
+        assert {"service_account_email", "service_account_key_enc"} <= columns
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
