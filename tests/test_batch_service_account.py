@@ -187,6 +187,11 @@ def test_a_domain_moves_without_passwords_and_a_refused_user_fails_alone(
     out = ok("batch", "create", "nopw", "--endpoint", "dst", "--dest-endpoint", "dst", "--csv", str(csv),
              code=2)
     assert "line 2: Password is empty" in out and "line 5: Password is empty" in out
+    # The pre-flight logs in with the same delegated tokens (no password needed).
+    dry = ok("batch", "create", "gws", "--endpoint", "ws", "--dest-endpoint", "dst",
+             "--csv", str(csv), "--dry-run", code=1)  # the refused user cannot start
+    assert REFUSED in dry and "cannot be used" not in dry
+    assert all(u in dry for u in SYNCED)
     ok("batch", "create", "gws", "--endpoint", "ws", "--dest-endpoint", "dst", "--csv", str(csv),
        "--autostart")
 

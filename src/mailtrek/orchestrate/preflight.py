@@ -157,12 +157,13 @@ def _is_exchange(tenant: Tenant | None, dest: Endpoint | None) -> bool:
     return tenant is not None or (dest is not None and dest.host.lower() in EXCHANGE_HOSTS)
 
 
-async def _check_source(u: UserPreflight, job: Any, options: BatchOptions, exchange: bool,
-                        scan_budget: int) -> None:
+async def _check_source(u: UserPreflight, home: Home, job: Any, options: BatchOptions,
+                        exchange: bool, scan_budget: int) -> None:
     from mailtrek.orchestrate.mover import source_settings
     from mailtrek.stores.imap.store import ImapStore
 
-    store = ImapStore(replace(source_settings(job), connections=1), label=f"preflight:{u.email}")
+    store = ImapStore(replace(source_settings(job, home), connections=1),
+                      label=f"preflight:{u.email}")
     try:
         try:
             await store.connect()
@@ -302,7 +303,7 @@ async def preflight_users(
                       user_root=row.user_root, phase="initial", source=source, tenant=tenant,
                       dest_endpoint=dest_endpoint)
         async with gate:
-            await asyncio.gather(_check_source(u, job, options, exchange, scan_budget),
+            await asyncio.gather(_check_source(u, home, job, options, exchange, scan_budget),
                                  _check_destination(u, home, job, graph_client))
         return u
 

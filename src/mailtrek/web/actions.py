@@ -157,8 +157,10 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
     Raises CsvInvalidError (with every problem and its line) before anything is stored.
     """
     from mailtrek.cli.orchestrate_cmds import _date, _size
+    from mailtrek.orchestrate.endpoints import needs_no_passwords
 
-    users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns)
+    users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns,
+                            allow_empty_password=needs_no_passwords(home, inp.endpoint))
     notify = [a.strip() for a in inp.notify if a.strip()]
     for a in notify:
         if not is_address(a):
