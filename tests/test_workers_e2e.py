@@ -97,10 +97,17 @@ def test_three_workers_one_killed_mid_mailbox(tmp_path, dovecot_src, sim, pg, mo
             most_at_once = max(most_at_once, len(held))
             if copied() >= 60:
                 for w in workers:
-                    mine = {e for e, owner, status in held if f":{w.pid}:" in owner and status == "Syncing"}
+                    if not any(f":{w.pid}:" in owner and status == "Syncing" for _e, owner, status in held):
+                        continue
+                    # Freeze it, then read what it holds: a worker finishing a mailbox
+                    # between the look and the kill would otherwise make the check racy.
+                    w.send_signal(signal.SIGSTOP)
+                    mine = {e for e, owner, status in leases(pg)
+                            if f":{w.pid}:" in owner and status == "Syncing"}
                     if mine:
                         victim, victim_boxes = w, mine
                         break
+                    w.send_signal(signal.SIGCONT)
             time.sleep(0.05)
         assert victim is not None, "no worker was seen mid-mailbox"
         at_kill = copied()
