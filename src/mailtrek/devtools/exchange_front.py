@@ -32,7 +32,10 @@ import contextlib
 import re
 import time
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
+from mailtrek.devtools.imap_front import ImapFront, unquote
 from mailtrek.stores.imap.exchange import longest_line
 
 EXCHANGE_MAX_LINE = 10_500  # "lines over ~10,500 chars" (FAQ)
@@ -48,7 +51,7 @@ _FLAGGED = re.compile(rb"\\Flagged ?", re.I)
 _RESERVED = {b"files"}
 
 
-class ExchangeFront:
+class ExchangeFront(ImapFront):
     """An asyncio TCP front on 127.0.0.1 before a plain-IMAP Dovecot port."""
 
     def __init__(self, host: str, port: int, *, max_line: int = EXCHANGE_MAX_LINE,
@@ -56,12 +59,11 @@ class ExchangeFront:
                  throttle_window: float = 60.0, backoff_ms: int = EXCHANGE_BACKOFF_MS,
                  throttle_trips: int | None = None, max_errors: int = EXCHANGE_MAX_ERRORS,
                  poison: bytes | None = None) -> None:
-        self.host, self.backend_port = host, port
+        super().__init__(host, port)
         self.max_line, self.max_size = max_line, max_size
         self.throttle_limit, self.throttle_window = throttle_limit, throttle_window
         self.backoff_ms, self.throttle_trips = backoff_ms, throttle_trips
         self.max_errors, self.poison = max_errors, poison
-        self.port = 0
         # What the front did, for tests to check.
         self.appends = 0  # APPENDs passed to the backend
         self.long_lines = 0  # APPENDs refused for a long line
@@ -72,43 +74,14 @@ class ExchangeFront:
         self.throttled = 0  # throttling answers (trips and refusals during back-off)
         self.trips = 0
         self.byes = 0  # connections closed for too many errors
-        self._server: asyncio.Server | None = None
         self._recent: deque[float] = deque()
         self._blocked_until = 0.0
 
-    async def start(self) -> ExchangeFront:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-
-    async def __aenter__(self) -> ExchangeFront:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- one client connection ----------------------------------------------------------------
-    async def _serve(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
-        try:
-            sreader, swriter = await asyncio.open_connection(self.host, self.backend_port)
-        except OSError:
-            cwriter.close()
-            return
+    def _relays(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
+                sreader: asyncio.StreamReader, swriter: asyncio.StreamWriter
+                ) -> tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]]:
         s = _Session(cwriter)
-        up = asyncio.create_task(self._client_to_server(creader, swriter, s))
-        down = asyncio.create_task(self._server_to_client(sreader, s))
-        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        for t in (up, down):
-            t.cancel()
-        for w in (swriter, cwriter):
-            with contextlib.suppress(Exception):
-                w.close()
+        return self._client_to_server(creader, swriter, s), self._server_to_client(sreader, s)
 
     async def _client_to_server(self, reader: asyncio.StreamReader,
                                 server: asyncio.StreamWriter, s: _Session) -> None:
@@ -151,7 +124,7 @@ class ExchangeFront:
         """Exchange's own answer to a command it refuses, or None to pass it on."""
         if name in (b"CREATE", b"RENAME"):
             target = words[-1] if name == b"CREATE" else words[-1].rsplit(b" ", 1)[-1]
-            if _unquote(target.rstrip(b"\r\n")).lower() in _RESERVED:
+            if unquote(target.rstrip(b"\r\n")).lower() in _RESERVED:
                 self.reserved += 1
                 return b"NO Folder name is reserved."
         if name != b"APPEND":
@@ -256,9 +229,3 @@ def _exchange_caps(m: re.Match[bytes]) -> bytes:
             if c.upper() in _CAPS or c.upper().startswith(b"AUTH=")]
     return m.group(1) + b" ".join(keep)
 
-
-def _unquote(name: bytes) -> bytes:
-    name = name.strip()
-    if name.startswith(b'"') and name.endswith(b'"'):
-        return name[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\")
-    return name

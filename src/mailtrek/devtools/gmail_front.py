@@ -15,11 +15,12 @@ One front serves one mailbox, whose login it is given to build its label index.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
+from mailtrek.devtools.imap_front import ImapFront, unquote
 from mailtrek.model import SpecialUse
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
 from mailtrek.stores.imap.store import ImapSettings, ImapStore
@@ -36,37 +37,18 @@ _SYSTEM = {SpecialUse.INBOX: "\\Inbox", SpecialUse.SENT: "\\Sent",
            SpecialUse.JUNK: "\\Spam"}
 
 
-class GmailFront:
+class GmailFront(ImapFront):
     """An asyncio TCP front on 127.0.0.1 in front of a plain-IMAP Dovecot port."""
 
     def __init__(self, host: str, port: int, user: str, password: str, *,
                  hidden: Iterable[str] = (), throttle: int = 0) -> None:
-        self.host, self.backend_port = host, port
+        super().__init__(host, port)
         self.user, self._password = user, password
         self.hidden = {h.encode() for h in hidden}
         self.throttle = throttle
-        self.port = 0
         self.gm_fetches = 0  # X-GM FETCH commands answered
-        self._server: asyncio.Server | None = None
         self._index: dict[tuple[bytes, int], tuple[int, list[str]]] | None = None
         self._index_lock = asyncio.Lock()
-
-    async def start(self) -> GmailFront:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-
-    async def __aenter__(self) -> GmailFront:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- the label index (from the backend, over a side connection) ----------------------
     async def index(self) -> dict[tuple[bytes, int], tuple[int, list[str]]]:
@@ -106,21 +88,12 @@ class GmailFront:
         return out
 
     # -- the proxy ------------------------------------------------------------------------
-    async def _serve(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
-        try:
-            sreader, swriter = await asyncio.open_connection(self.host, self.backend_port)
-        except OSError:
-            cwriter.close()
-            return
+    def _relays(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
+                sreader: asyncio.StreamReader, swriter: asyncio.StreamWriter
+                ) -> tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]]:
         state = _Session()
-        up = asyncio.create_task(self._client_to_server(creader, swriter, cwriter, state))
-        down = asyncio.create_task(self._server_to_client(sreader, cwriter, state))
-        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        for t in (up, down):
-            t.cancel()
-        for w in (swriter, cwriter):
-            with contextlib.suppress(Exception):
-                w.close()
+        return (self._client_to_server(creader, swriter, cwriter, state),
+                self._server_to_client(sreader, cwriter, state))
 
     async def _client_to_server(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, client: asyncio.StreamWriter,
@@ -131,7 +104,7 @@ class GmailFront:
                 return
             m = _SELECT.match(line)
             if m:
-                state.selected = _unquote(m.group(3))
+                state.selected = unquote(m.group(3))
             gm = _GM_FETCH.match(line)
             if self.throttle and _FETCH.match(line):
                 self.throttle -= 1
@@ -171,8 +144,8 @@ class GmailFront:
             end = len(head) if end < 0 else end
             return head[:end] + b" X-GM-EXT-1" + head[end:] + resp[len(head):]
         if upper.startswith((b"* LIST ", b"* STATUS ")) and self.hidden:
-            name = _unquote(head.rsplit(b" ", 1)[-1]) if upper.startswith(b"* LIST ") else (
-                _unquote(head[9:].split(b" (", 1)[0]))
+            name = unquote(head.rsplit(b" ", 1)[-1]) if upper.startswith(b"* LIST ") else (
+                unquote(head[9:].split(b" (", 1)[0]))
             if name in self.hidden:
                 return b""
         mark = _MARK.search(head)
@@ -205,12 +178,6 @@ class _Session:
         self.gm_tags: dict[bytes, bytes] = {}
         self.throttled: set[bytes] = set()
 
-
-def _unquote(name: bytes) -> bytes:
-    name = name.strip()
-    if name.startswith(b'"') and name.endswith(b'"'):
-        return name[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\")
-    return name
 
 
 def _label_atom(label: str) -> bytes:
