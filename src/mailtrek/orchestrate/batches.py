@@ -83,14 +83,7 @@ def create_batch(
     """
     check_name(name, "batch")
     get_endpoint(home, endpoint)
-    if (tenant is None) == (dest_endpoint is None):
-        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
-    if tenant:
-        get_tenant(home, tenant)
-    if dest_endpoint:
-        get_endpoint(home, dest_endpoint)
-    if incremental_hours <= 0:
-        raise UsageError("--incremental-interval must be positive")
+    _check_destination_and_interval(home, tenant, dest_endpoint, incremental_hours)
     rooted = [u.line for u in users if u.user_root]
     if rooted:
         # The IMAP store cannot yet open a mailbox below a root folder; refusing beats
@@ -150,6 +143,12 @@ def check_new_batch(
     with home.engine.connect() as c:
         if c.execute(select(batches.c.name).where(batches.c.name == name)).first() is not None:
             raise UsageError(f"batch {name!r} exists", hint="pick another name")
+    _check_destination_and_interval(home, tenant, dest_endpoint, incremental_hours)
+
+
+def _check_destination_and_interval(home: Home, tenant: str | None, dest_endpoint: str | None,
+                                    incremental_hours: float) -> None:
+    """Raise UsageError unless exactly one stored destination and a positive interval."""
     if (tenant is None) == (dest_endpoint is None):
         raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
     if tenant:
