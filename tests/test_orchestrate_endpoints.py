@@ -161,3 +161,12 @@ def test_tenant_add_refuses_bad_credentials(tmp_path):
         assert cli(home, "tenant", "test", "t").exit_code == 0
         assert b"Right-Secret-5" not in (home / "state.db").read_bytes()
         assert cli(home, "tenant", "remove", "t").exit_code == 0
+
+
+def test_a_missing_ca_file_is_a_usage_error_everywhere(tmp_path):
+    missing = tmp_path / "nope.pem"
+    for args in (["endpoint", "add", "x", "--host", "imap.example.org", "--ca-file", str(missing)],
+                 ["endpoint", "discover", "a@example.org", "--no-probe", "--ca-file", str(missing)]):
+        r = cli(tmp_path / "home", *args)
+        assert r.exit_code == 2 and f"CA file not found: {missing}" in r.output, (args, r.output)
+    assert "x" not in cli(tmp_path / "home", "endpoint", "list").output.split()

@@ -50,10 +50,26 @@ def home_dir() -> Path:
     return default_home()
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr; DEBUG with ``verbose``."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def log_service_to_stdout(verbose: bool = False) -> None:
+    """Log mailtrek's INFO (DEBUG with ``verbose``) to stdout, secrets redacted.
+
+    For long-running commands (``run``, ``serve``) whose output is their log.
+    """
+    from mailtrek.secrets import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("mailtrek")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def ca_path(ca_file: Path | None) -> str | None:
+    """Return the CA bundle's absolute path (None when not given); UsageError if missing."""
+    if ca_file is None:
+        return None
+    if not ca_file.is_file():
+        raise UsageError(f"CA file not found: {ca_file}")
+    return str(ca_file.resolve())

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mailtrek.cli.common import ca_path
 from mailtrek.cli.orchestrate_cmds import (
     HomeOpt,
     _home,
@@ -58,9 +59,7 @@ def endpoint_discover(
         endpoint_add_command,
     )
 
-    if ca_file is not None and not ca_file.is_file():
-        raise UsageError(f"CA file not found: {ca_file}")
-    ca = str(ca_file.resolve()) if ca_file else None
+    ca = ca_path(ca_file)
     config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
                              https_port=https_port, timeout=timeout, probe=probe)
     password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None

@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +20,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mailtrek.cli.common import ca_path, log_service_to_stdout
 from mailtrek.errors import EXIT_INCOMPLETE, MailtrekError, UsageError
 from mailtrek.orchestrate.home import HOME_ENV, Home, open_home
-from mailtrek.secrets import RedactingFilter, read_secret_file, redact, remember
+from mailtrek.secrets import read_secret_file, redact, remember
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar=HOME_ENV,
                                               help="Directory holding mailtrek's state [default: user data dir]")]
@@ -115,10 +114,8 @@ def endpoint_add(
         read_service_account_key,
     )
 
-    if ca_file is not None and not ca_file.is_file():
-        raise UsageError(f"CA file not found: {ca_file}")
     ep = make_endpoint(name, host=host, port=port, security=security,
-                       ca_file=str(ca_file.resolve()) if ca_file else None, preset=preset, auth=auth,
+                       ca_file=ca_path(ca_file), preset=preset, auth=auth,
                        admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
                        max_concurrent_incremental=max_concurrent_incremental,
                        connections_per_mailbox=connections_per_mailbox)
@@ -452,11 +449,9 @@ def _discover_source(h: Home, emails: list[str], nameserver: str | None, ca_file
         source_labels,
     )
 
-    if ca_file is not None and not ca_file.is_file():
-        raise UsageError(f"CA file not found: {ca_file}")
+    ca = ca_path(ca_file)
     if timeout <= 0:
         raise UsageError("--discover-timeout must be positive")
-    ca = str(ca_file.resolve()) if ca_file else None
     config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
                              https_port=https_port, timeout=timeout)
     src = source_endpoint(h, discover_domains(emails, config), ca)
@@ -613,13 +608,7 @@ def _run(until_idle: bool, lease_seconds: float | None, poll_seconds: float, ver
          home: Path | None) -> None:
     from mailtrek.orchestrate.runner import Runner
 
-    handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("mailtrek")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    log_service_to_stdout(verbose)
     h = _home(home)
 
     async def main() -> None:

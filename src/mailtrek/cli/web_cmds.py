@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Annotated
 
 import typer
 
+from mailtrek.cli.common import log_service_to_stdout
 from mailtrek.cli.orchestrate_cmds import HomeOpt, handled
 from mailtrek.errors import UsageError
-from mailtrek.secrets import RedactingFilter, read_secret_file
+from mailtrek.secrets import read_secret_file
 
 admin_app = typer.Typer(help="The web dashboard's admin account.", no_args_is_help=True)
 PASSWORD_ENV = "MAILTREK_WEB_PASSWORD"
@@ -83,13 +83,7 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     h = _open(home)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("mailtrek")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    log_service_to_stdout(verbose)
     if not admin_password_set(h):
         typer.echo("warning: no admin password yet: run `mailtrek admin set-password` to be able to log in", err=True)
     if not _loopback(host) and tls_cert is None:
