@@ -102,6 +102,11 @@ class SlidingWindow:
         while entries and entries[0][0] <= now - self.window:
             self.total -= entries.popleft()[1]
 
+    def empty(self, now: float) -> bool:
+        """True when nothing sent counts any more (all answered a window ago or more)."""
+        self._prune(now)
+        return not self.entries
+
     def wait_for(self, amount: float, now: float) -> float:
         """Return how long to wait before ``amount`` fits in the window (0 = now)."""
         self._prune(now)
@@ -170,10 +175,8 @@ class Pacer:
         """
         now = self.clock.now()
         for key, st in list(self._keys.items()):
-            idle = (st.users == 0 and st.paused_until <= now
-                    and st.requests.wait_for(0, now) == 0 and not st.requests.entries
-                    and st.uploads.wait_for(0, now) == 0 and not st.uploads.entries)
-            if idle:
+            if (st.users == 0 and st.paused_until <= now
+                    and st.requests.empty(now) and st.uploads.empty(now)):
                 del self._keys[key]
         self._sweep_at = max(64, 2 * len(self._keys))
 
