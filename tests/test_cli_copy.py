@@ -72,10 +72,10 @@ async def test_verify_lists_what_is_missing(dovecot_src, dovecot_dst, tmp_path: 
     assert "1 missing" in v.stdout and "only here" in v.stdout
 
 
-def test_wrong_password_is_one_clear_line(dovecot_src, dovecot_dst) -> None:
+def test_wrong_password_is_one_clear_line(dovecot_src, dovecot_dst, tmp_path: Path) -> None:
     src, dst = new_user(dovecot_src), new_user(dovecot_dst)
     env = {"MAILTREK_SOURCE_PASSWORD": "not-the-password", "MAILTREK_DEST_PASSWORD": dst[1]}
-    r = mailtrek("copy", *urls(dovecot_src, src, dovecot_dst, dst), "--state", os.devnull + "x",
+    r = mailtrek("copy", *urls(dovecot_src, src, dovecot_dst, dst), "--state", str(tmp_path / "s.db"),
                  env=env)
     assert r.returncode == 3
     first = r.stderr.strip().splitlines()[0]

@@ -242,3 +242,17 @@ async def test_two_schedulers_share_postgres_limits_and_users(tmp_path, fresh):
     assert sorted(calls) == sorted(f"{n}@contoso.test" for n in names)  # each user exactly once
     assert running["most"] == 2  # the endpoint's limit of 2, across both schedulers
     assert {u["status"] for u in user_rows(home, "b")} == {"Synced"}
+
+
+def test_state_from_a_newer_mailtrek_is_refused_clearly(tmp_path):
+    """A database stamped with a revision this version lacks gets StateError, not a traceback."""
+    db = tmp_path / "state.db"
+    engine = open_engine(db)
+    with engine.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(StateError, match="newer version"):
+        open_engine(db)
+    r = subprocess.run([sys.executable, "-m", "mailtrek", "batch", "list", "--home", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 7 and "Traceback" not in r.stderr and "newer version" in r.stderr

@@ -16,6 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, text
 
+from mailtrek.errors import StateError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 7_000_777  # pg_advisory_xact_lock key: "mailtrek schema migration"
 
@@ -47,11 +49,30 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+def known(revision: str | None) -> bool:
+    """Return True when this mailtrek's migrations contain ``revision``."""
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for unknown ids
+        return False
+
+
 def upgrade(engine: Engine) -> bool:
-    """Migrate ``engine``'s database to the newest revision; return True when anything ran."""
+    """Migrate ``engine``'s database to the newest revision; return True when anything ran.
+
+    A database written by a newer mailtrek (a revision this one does not know) is refused
+    with :class:`StateError` instead of an Alembic traceback.
+    """
     with engine.connect() as c:
-        if current(c) == head():
+        at = current(c)
+        if at == head():
             return False  # the common case: one cheap read, no lock
+        if not known(at):
+            raise StateError(
+                f"the state database is at schema {at!r}, which this mailtrek does not know: "
+                "it was written by a newer version; upgrade mailtrek or use another --state")
     with engine.begin() as c:
         if c.dialect.name == "postgresql":
             c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
