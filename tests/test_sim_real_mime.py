@@ -23,7 +23,7 @@ ODD = [
     # Date and Received stamp in raw EUC-KR, Subject a malformed EUC-KR encoded-word.
     b"From: =?EUC-KR?B?seg=?= <kim@example.kr>\r\nTo: alice@contoso.test\r\n"
     b"Date: \xc8\xad, 05 Mar 2019 10:00:00 +0900\r\n"
-    b"Received: from mx by mx2; \xc8\xad 5 Mar 2019 10:00:01 +0900\r\n"
+    b"Received: from mx by mx2; \xc8\xad, 5 Mar 2019 10:00:01 +0900\r\n"
     b"Subject: =?EUC-KR?B?xMTH?=\xb0\xa1\r\nMessage-ID: <odd-1@example.kr>\r\n\r\nbody\r\n",
     # No header at all but a bare body line.
     b"\r\njust a body\r\n",
