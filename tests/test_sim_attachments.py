@@ -138,7 +138,7 @@ def test_batch_runs_requests_and_reports_each(graph: httpx.Client, sim: Simulato
 
 def test_batch_depends_on_and_limits(graph: httpx.Client) -> None:
     response = graph.post("/$batch", json={"requests": [
-        {"id": "a", "method": "GET", "url": f"/users/{ALICE}/mailFolders/nope"},
+        {"id": "a", "method": "GET", "url": f"/users/{ALICE}/mailFolders/AAMk{'A' * 60}"},
         {"id": "b", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox", "dependsOn": ["a"]},
     ]}).json()["responses"]
     assert [r["status"] for r in response] == [404, 424]

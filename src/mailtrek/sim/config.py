@@ -49,6 +49,11 @@ class Limits:
     max_request_bytes: int = 4 * MB
     max_attachment_inline_bytes: int = 3 * MB
     max_upload_chunk_bytes: int = 4 * MB
+    # "Use this approach to attach a file if the file size is between 3 MB and 150 MB"
+    # (learn.microsoft.com/graph/api/attachment-createuploadsession); smaller ones get
+    # ErrorAttachmentSizeShouldNotBeLessThanMinimumSize (outlook-large-attachments, "Errors").
+    # A field measurement found 2 MB (microsoftgraph/msgraph-sdk-java#52): tests may lower it.
+    min_upload_session_bytes: int = 3 * MB
     max_message_bytes: int = 35 * MB
     max_batch_requests: int = 20
     page_size: int = 10
@@ -121,6 +126,12 @@ class SimConfig:
     imap_mailbox_domain: str | None = None
     # Accept MIME on /mailFolders/{id}/messages (G-create lists it; a blog says no).
     mime_create_in_folder: bool = True
+    # Retry-After with decimals, as learn.microsoft.com/graph/throttling's sample shows
+    # ("2.128"); default whole seconds, as RFC 9110 defines delta-seconds.
+    fractional_retry_after: bool = False
+    # True: the token endpoint refuses client ids not in ``client_secrets`` or
+    # ``client_certificates`` (AADSTS700016), as Entra does; ``mailtrek sim --apps``.
+    registered_apps_only: bool = False
 
     @property
     def domains(self) -> list[str]:

@@ -26,7 +26,8 @@ from starlette.responses import JSONResponse, Response
 
 from mailtrek.sim.config import MB
 from mailtrek.sim.errors import GraphError
-from mailtrek.sim.graph_common import item_not_found, mailbox
+from mailtrek.sim.graph_common import check_id, item_not_found
+from mailtrek.sim.graph_common import message as message_of
 from mailtrek.sim.mime import iso, now_iso
 from mailtrek.sim.odata import page, read_json
 from mailtrek.sim.state import SimState, UploadSession
@@ -50,11 +51,7 @@ def attachments_router(state: SimState) -> APIRouter:
     limits = state.config.limits
 
     def _message(user_key: str, message_id: str) -> StoredMessage:
-        user = mailbox(state, user_key)
-        message = state.store.message(user.id, message_id)
-        if message is None:
-            raise item_not_found()
-        return message
+        return message_of(state, user_key, message_id)
 
     def _check_total(message: StoredMessage, extra: int) -> None:
         total = int(message.props.get("size", 0)) + extra
@@ -109,6 +106,7 @@ def attachments_router(state: SimState) -> APIRouter:
     @router.get("/users/{user_key}/messages/{message_id}/attachments/{attachment_id}")
     async def get_attachment(user_key: str, message_id: str, attachment_id: str) -> JSONResponse:
         message = _message(user_key, message_id)
+        check_id(attachment_id)
         for attachment in state.store.attachments(message.id):
             if attachment.id == attachment_id:
                 return JSONResponse(_render(attachment, True))

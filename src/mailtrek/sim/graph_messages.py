@@ -22,10 +22,10 @@ from mailtrek.sim.errors import GraphError
 from mailtrek.sim.graph_common import (
     api_version,
     folder,
-    item_not_found,
     mailbox,
     require_role,
 )
+from mailtrek.sim.graph_common import message as message_of
 from mailtrek.sim.mime import synthesise_mime
 from mailtrek.sim.odata import page, read_json, select
 from mailtrek.sim.state import DirectoryUser, SimState
@@ -134,11 +134,7 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
         return _list(request, user, folder(state, user, folder_key).id)
 
     def _message(user_key: str, message_id: str) -> StoredMessage:
-        user = mailbox(state, user_key)
-        message = state.store.message(user.id, message_id)
-        if message is None:
-            raise item_not_found()
-        return message
+        return message_of(state, user_key, message_id)
 
     @router.get("/users/{user_key}/messages/{message_id}")
     @router.get("/users/{user_key}/mailFolders/{folder_key}/messages/{message_id}")
