@@ -28,6 +28,7 @@ from mailtrek.sim.config import MB
 from mailtrek.sim.errors import GraphError
 from mailtrek.sim.graph_common import check_id, item_not_found
 from mailtrek.sim.graph_common import message as message_of
+from mailtrek.sim.messages import VERSION_KEY
 from mailtrek.sim.mime import iso, now_iso
 from mailtrek.sim.odata import page, read_json
 from mailtrek.sim.state import SimState, UploadSession
@@ -67,6 +68,7 @@ def attachments_router(state: SimState) -> APIRouter:
         updated["hasAttachments"] = True if not props.get("isInline") else updated.get("hasAttachments", False)
         updated["size"] = int(updated.get("size", 0)) + len(content)
         updated["lastModifiedDateTime"] = now_iso()
+        updated[VERSION_KEY] = int(updated.get(VERSION_KEY, 0)) + 1  # a new etag
         if message.mime is not None:
             # The stored MIME no longer describes the item; $value synthesises from now on.
             state.store.drop_mime(message.id)
