@@ -31,6 +31,7 @@ from mailtrek.sim.graph_common import message as message_of
 from mailtrek.sim.messages import VERSION_KEY
 from mailtrek.sim.mime import iso, now_iso
 from mailtrek.sim.odata import page, read_json
+from mailtrek.sim.outlook_front import FRONT_SCOPE_KEY, attachment_location, upload_url
 from mailtrek.sim.state import SimState, UploadSession
 from mailtrek.sim.store import StoredAttachment, StoredMessage, new_id
 
@@ -123,6 +124,11 @@ def attachments_router(state: SimState) -> APIRouter:
         size = item.get("size")
         if not isinstance(size, int) or size <= 0 or not item.get("name"):
             raise GraphError(400, "ErrorInvalidRequest", "AttachmentItem needs a name and a positive size.")
+        if size < limits.min_upload_session_bytes:
+            # outlook-large-attachments, "Errors": "uploadSession was used for a file
+            # smaller than 3 MB in size" (microsoftgraph/microsoft-graph-docs PR #7044).
+            raise GraphError(400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+                             "Attachment size must be greater than the minimum size.")
         if size > 150 * MB:
             raise GraphError(413, "ErrorAttachmentSizeLimitExceeded",
                              "Attachments larger than 150 MB are not supported.")
@@ -132,18 +138,24 @@ def attachments_router(state: SimState) -> APIRouter:
             mailbox=message.mailbox, message_id=message.id, name=str(item["name"]),
             content_type=str(item.get("contentType") or "application/octet-stream"), size=size,
             is_inline=bool(item.get("isInline", False)), content_id=item.get("contentId"),
+            authtoken=secrets.token_urlsafe(48),
         )
         state.uploads[session.id] = session
-        prefix = request.url.path.split("/users/", 1)[0]
         return JSONResponse({
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
-            "uploadUrl": f"{state.base_url}{prefix}/upload/{session.id}",
+            "uploadUrl": upload_url(state, session),
             "expirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
             "nextExpectedRanges": ["0"],
         }, status_code=201)
 
+    def _front_only(request: Request) -> None:
+        # Uploads go to the Outlook host (outlook_front.py); Graph itself has no such path.
+        if not request.scope.get(FRONT_SCOPE_KEY):
+            raise GraphError(400, "BadRequest", "Resource not found for the segment 'upload'.")
+
     @router.put("/upload/{session_id}")
     async def upload(session_id: str, request: Request) -> Response:
+        _front_only(request)
         session = state.uploads.get(session_id)
         if session is None:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found or expired.")
@@ -179,13 +191,12 @@ def attachments_router(state: SimState) -> APIRouter:
                  "isInline": session.is_inline, "contentId": session.content_id,
                  "lastModifiedDateTime": now_iso()}
         attachment = _attach(message, props, bytes(session.received))
-        prefix = request.url.path.split("/upload/", 1)[0]
-        location = (f"{state.base_url}{prefix}/users/{session.mailbox}/messages/"
-                    f"{session.message_id}/attachments/{attachment.id}")
+        location = attachment_location(state, session, attachment.id)
         return Response(status_code=201, headers={"Location": location})
 
     @router.delete("/upload/{session_id}")
-    async def cancel(session_id: str) -> Response:
+    async def cancel(session_id: str, request: Request) -> Response:
+        _front_only(request)
         if state.uploads.pop(session_id, None) is None:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found or expired.")
         return Response(status_code=204)
