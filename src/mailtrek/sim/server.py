@@ -66,7 +66,11 @@ class Simulator:
         self.port = sock.getsockname()[1]
         self.state.base_url = f"https://{self.config.host}:{self.port}"
         self.state.front_port = front.getsockname()[1]
-        self.state.front_url = f"https://{self.config.host}:{self.state.front_port}"
+        # Another host name where the certificate allows one (it names localhost and
+        # 127.0.0.1): clients decide by host name whether a URL gets their Graph token.
+        front_host = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(
+            self.config.host, self.config.host)
+        self.state.front_url = f"https://{front_host}:{self.state.front_port}"
         logging.getLogger("uvicorn.error").addFilter(_DroppedFilter())
         app = HostRouter(build_app(self.state), OutlookFront(self.state), self.state)
         self._server = uvicorn.Server(uvicorn.Config(
