@@ -179,8 +179,13 @@ def attachments_router(state: SimState) -> APIRouter:
                              f"Expected the fragment at byte {len(session.received)}.")
         session.received.extend(chunk)
         if len(session.received) < session.size:
+            # Shape of the docs' step 2 response: Outlook's PascalCase ExpirationDateTime,
+            # and nextExpectedRanges with only the start of the next range ("2097152").
             return JSONResponse({
-                "expirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
+                "@odata.context": "https://outlook.office.com/api/v2.0/$metadata#Users('"
+                                  f"{session.mailbox}%40{state.config.tenant_id}')/Messages('"
+                                  f"{session.message_id}')/AttachmentSessions/$entity",
+                "ExpirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
                 "nextExpectedRanges": [str(len(session.received))],
             })
         del state.uploads[session_id]
