@@ -4,8 +4,10 @@ Order per request: bearer token (401 InvalidAuthenticationToken, as learn.micros
 lists for missing/invalid credentials) -> injected failure -> body size (413 for write
 requests over 4 MB, learn.microsoft.com/graph/use-the-api) -> mailbox exists -> per-app,
 per-mailbox throttle (429 + Retry-After, learn.microsoft.com/graph/throttling-limits) ->
-service time (asyncio.sleep) -> route. The pre-authenticated upload URLs skip the token
-check but count against the mailbox like any other write.
+service time (asyncio.sleep) -> route. The pre-authenticated upload URLs (served on the
+Outlook host, outlook_front.py, and handed in here as /upload/{session}) skip the token
+check but count against the mailbox like any other write. A 429 has the body and
+Retry-After of learn.microsoft.com/graph/throttling ("Sample response"; errors.py).
 """
 
 from __future__ import annotations
