@@ -4,7 +4,9 @@ mailtrek's Microsoft 365 store makes: an independent client checks the simulator
 The SDK parses every answer into its generated models (from Graph's CSDL), sends
 ``@odata.type`` in bodies, and uploads large attachments with its own LargeFileUploadTask,
 which sends the token only to hosts it was told are Graph's. Skipped when the SDK is not
-installed (it is in the ``test`` extra).
+installed (it is in the ``test`` extra). Not covered here: importMime (beta, not in the v1.0
+SDK) and ``$batch`` (msgraph-core's batch module needs the undeclared ``deprecated``
+package); tests/test_sim_attachments.py covers both with plain HTTP.
 """
 
 from __future__ import annotations
