@@ -166,3 +166,33 @@ def test_token_endpoint_refuses_unknown_apps_when_told_which_exist() -> None:
     # Without the list any app is accepted, as before.
     with Simulator(SimConfig()) as sim:
         assert fetch_token(sim, client_id="anything", client_secret="whatever")
+
+
+async def test_client_waits_a_fractional_retry_after_and_lands_everything() -> None:
+    """mailtrek's client honours Retry-After: 1.xxx as sent by the throttling page's sample."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from mailtrek.model import Message
+    from mailtrek.stores.m365 import TenantConfig, open_graph_store
+
+    limits = Limits(requests_per_window=3, request_window_s=1.0)
+    sim = Simulator(SimConfig(limits=limits, fractional_retry_after=True)).start()
+    try:
+        tenant = TenantConfig(tenant_id=sim.config.tenant_id, client_id="app", client_secret="x",
+                              authority=sim.authority(), graph_url=f"{sim.base_url}/graph",
+                              ca_file=Path(sim.ca_file))
+        store = open_graph_store(ALICE, tenant)
+        await store.connect()
+        folder = await store.ensure_folder(("Paced",))
+        raws = [f"Message-ID: <p{i}@x.test>\r\nSubject: p{i}\r\nFrom: a@x.test\r\n\r\nhi\r\n".encode()
+                for i in range(4)]
+        results = [await store.append(folder, Message(uid=i, raw=raw,
+                                                      internaldate=datetime(2024, 1, 1, tzinfo=UTC)))
+                   for i, raw in enumerate(raws)]
+        await store.close()
+        assert all(r.ok for r in results), results
+        assert sim.status_count(429) >= 1
+        assert len(sim.messages(ALICE, folder.store_id)) == 4
+    finally:
+        sim.stop()
