@@ -9,7 +9,10 @@
   (learn.microsoft.com/graph/outlook-large-attachments,
   learn.microsoft.com/graph/api/attachment-createuploadsession,
   learn.microsoft.com/graph/api/resources/uploadsession). A message may reach the mailbox
-  limit, 35 MB by default (same page).
+  limit, 35 MB by default (same page). A session for less than 3 MB is refused with
+  ErrorAttachmentSizeShouldNotBeLessThanMinimumSize (same page, "Errors"). The ``uploadUrl``
+  and ``Location`` are Outlook REST URLs on another host (outlook_front.py), which hands the
+  PUTs to ``/upload/{session}`` here; Graph's own host has no such path.
 """
 
 from __future__ import annotations
