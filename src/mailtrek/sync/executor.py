@@ -152,7 +152,7 @@ async def _copy(
         finally:
             await window.release(msg.size)
         if res.ok:
-            fp = fingerprint(msg.raw[:65536])
+            fp = fingerprint(msg.raw)
             state.record(src_folder.path, uidv, [
                 MessageState(msg.uid, res.dest_id, fp, msg.size, portable_flags(msg.flags))
             ])

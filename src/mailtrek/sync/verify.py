@@ -104,7 +104,7 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
     async for msg in store.fetch(folder, [x.uid for x in metas]):
         meta = by_uid.get(msg.uid)
         raw = msg.raw
-        fp, size = fingerprint(raw[:65536]), msg.size
+        fp, size = fingerprint(raw), msg.size
         origin = _origin(raw) if exchange else None
         served: str | None = None
         if origin is not None:  # changed for Exchange: it stands for the stamped source
