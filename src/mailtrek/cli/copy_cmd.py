@@ -153,22 +153,41 @@ def verify(
     graph_url: GraphUrl = None,
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
+    state: Annotated[Path | None, typer.Option(
+        "--state", help="the copy's state database: check what it recorded first "
+                        "(default: the one copy uses, when it exists)")] = None,
+    gmail_labels: GmailLabels = "auto",
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
-    Exit 0 only when nothing selected is missing or different.
+    What the copy's state recorded (source message -> destination item) is checked first;
+    fingerprints pair the rest. Exit 0 only when nothing selected is missing or
+    different and every selected folder exists on the destination.
     """
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
+        check_gmail_mode(gmail_labels)
         src_addr, dst_addr, src, dst = _open_pair(
             source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=True)
+        state_path = state if state is not None else home_dir() / "copy-state.db"
+        mailbox_state = None
+        if state is not None or state_path.exists():
+            key = f"{src_addr.display()} -> {dst_addr.display()}"
+            mailbox_state = MailboxState(open_engine(state_path), key)
 
         async def run() -> dict[str, Any]:
             try:
                 await asyncio.gather(src.connect(), dst.connect())
-                return await verify_mailbox(src, dst, options)
+                view = await gmail_view(
+                    src, gmail_labels, dest_kind=dst.features.kind,
+                    done=mailbox_state.messages_of if mailbox_state else None)
+                result = await verify_mailbox(view, dst, options, mailbox_state)
+                warnings = list(getattr(view, "warnings", []) or [])
+                if warnings:
+                    result["warnings"] = warnings
+                return result
             finally:
                 await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
 
@@ -181,7 +200,17 @@ def verify(
         typer.echo(
             f"verify: {t['source']} source, {t['matched']} matched, {t['missing']} missing, "
             f"{t['different']} different, {t['extra']} extra on the destination"
+            + (f"; {t.get('matched_by_state', 0)} checked against the state"
+               if result.get("used_state") else "; no state: paired by content")
+            + (f"; {t['dates_from_headers']} dated from their headers (Microsoft 365 import)"
+               if t.get("dates_from_headers") else "")
+            + (f"; {t['dates_not_kept']} without a date to keep" if t.get("dates_not_kept")
+               else "")
         )
+        for f in result.get("missing_folders", []):
+            typer.echo(f"  missing folder: {f['folder']} (expected at {f['destination']})")
+        for w in result.get("warnings", []):
+            typer.echo(f"  warning: {w}")
         for item in result["problems"][:50]:
             typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
                        f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())

@@ -64,6 +64,7 @@ class FolderReport:
     planned: int = 0  # messages the last plan meant to copy (what --dry-run shows)
     planned_bytes: int = 0
     renamed: str | None = None  # why the destination name differs from the source's
+    created: bool = False  # this run created the destination folder
     error: str | None = None
     notes: list[ChangedItem] = field(default_factory=list)  # messages changed on the way
 
@@ -87,4 +88,5 @@ class CopyReport:
 
     @property
     def complete(self) -> bool:
-        return not self.skipped and not self.errors and self.total("failed") == 0
+        return (not self.skipped and not self.errors and self.total("failed") == 0
+                and not any(f.error for f in self.folders))
