@@ -124,6 +124,7 @@ async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOption
                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
+        report.warnings.extend(getattr(source, "warnings", None) or [])
         deferral = getattr(source, "deferral", None)
         if deferral is not None:  # the day's Gmail quota is used: say when it goes on
             report.errors.append(deferral.describe())
@@ -307,3 +308,5 @@ def _finish(report: CopyReport, json_report: Path | None) -> None:
             typer.echo(f"  ... and {len(changed) - 20} more (see --json-report)")
     for e in report.errors:
         typer.echo(f"  error: {e}")
+    for w in report.warnings:
+        typer.echo(f"  warning: {w}")

@@ -81,6 +81,7 @@ class CopyReport:
     folders: list[FolderReport] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth reading; not failures
     resume_at: datetime | None = None  # a quota held work back: when it may go on
 
     def total(self, attr: str) -> int:

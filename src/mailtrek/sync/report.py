@@ -42,6 +42,7 @@ def report_dict(r: CopyReport) -> dict[str, Any]:
         "folders": [asdict(f) for f in r.folders],
         "skipped": [asdict(s) for s in r.skipped],
         "errors": list(r.errors),
+        "warnings": list(r.warnings),
     }
 
 
