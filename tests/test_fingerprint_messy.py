@@ -40,3 +40,8 @@ def test_header_beyond_64k_still_counts() -> None:
 
 def test_broken_base64_word_does_not_raise() -> None:
     assert fingerprint(b"Subject: =?utf-8?b?bad*base64!!?=\r\n\r\nx")
+
+
+def test_bytearray_and_memoryview_fingerprint_like_bytes() -> None:
+    raw = b"Subject: =?utf-8?q?Caf=C3=A9?=\r\nMessage-ID: <a@b>\r\n\r\nx"
+    assert fingerprint(bytearray(raw)) == fingerprint(memoryview(raw)) == fingerprint(raw)

@@ -78,7 +78,7 @@ def skeleton(field: str, value: bytes | str) -> bytes:
     Idempotent on its own output's source: decoding an already decoded value again
     gives the same skeleton.
     """
-    text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+    text = value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
     if "=?" in text:
         text = _decode_words(text)
     if field == "FROM":
@@ -113,6 +113,8 @@ def _decode_words(text: str) -> str:
 
 def fingerprint(header_block: bytes) -> str:
     """Return the fingerprint of a message from its header block (or whole bytes)."""
+    if not isinstance(header_block, bytes):  # bytearray, memoryview
+        header_block = bytes(header_block)
     head = header_block
     for sep in (b"\r\n\r\n", b"\n\n"):
         i = header_block.find(sep)
