@@ -25,6 +25,7 @@ from mailtrek.sim.mime import iso, parse_iso
 from test_cli_copy import mailtrek
 from test_copy_m365 import m365_args, m365_env
 
+COUNT = 60  # every kind of mess in messy_messages comes round within 60
 EMPTY = [("Empty1",), ("Parent", "EmptyChild"), ("Projekte", "Leer")]
 # Three messages with their own Message-ID (neither twins nor sharing one): the targets.
 TARGETS = {"delete": b"<messy.12.1@mailtrek.test>", "flags": b"<messy.12.2@mailtrek.test>",
@@ -33,13 +34,13 @@ TARGETS = {"delete": b"<messy.12.1@mailtrek.test>", "flags": b"<messy.12.2@mailt
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
-    with Simulator(SimConfig(users=[UserSpec("vera@contoso.test")])) as running:
+    with Simulator(SimConfig(users=[UserSpec("vera@contoso.test"), UserSpec("wendy@contoso.test")])) as running:
         yield running
 
 
 async def _seed(inst: Any) -> tuple[str, str]:
     user = new_user(inst)
-    msgs = messy_messages()
+    msgs = messy_messages(COUNT)
     await load(inst, *user, [(m.folder, m.raw, m.flags, m.internaldate) for m in msgs])
     st = store(inst, *user, readonly=False)
     await st.connect()
@@ -91,7 +92,7 @@ async def test_messy_mail_and_empty_folders_into_dovecot(dovecot_src, dovecot_ds
                                                          tmp_path: Path) -> None:
     src = await _seed(dovecot_src)
     dst = new_user(dovecot_dst)
-    n = len(messy_messages())
+    n = len(messy_messages(COUNT))
     env = {"MAILTREK_SOURCE_PASSWORD": src[1], "MAILTREK_DEST_PASSWORD": dst[1]}
     args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}",
             f"imap://{dst[0]}@127.0.0.1:{dovecot_dst.port}"]
@@ -121,7 +122,7 @@ async def test_messy_mail_and_empty_folders_into_dovecot(dovecot_src, dovecot_ds
         c.uid("STORE", dest_uid(TARGETS["flags"]), "-FLAGS", "(\\Seen)")  # was read
         moved = dest_uid(TARGETS["date"])
         raw = c.uid("FETCH", moved, "(BODY.PEEK[] FLAGS)")[1][0][1]
-        flags = [m for m in next(x for x in messy_messages() if TARGETS["date"] in x.raw).flags]
+        flags = [m for m in next(x for x in messy_messages(COUNT) if TARGETS["date"] in x.raw).flags]
         c.uid("STORE", moved, "+FLAGS", "(\\Deleted)")
         c.expunge()
         c.append("Messy", "(" + " ".join(flags) + ")", '"01-Jan-2001 00:00:00 +0000"', raw)
@@ -140,7 +141,7 @@ async def _folders(inst: Any, user: tuple[str, str]) -> list[Any]:
 async def test_messy_mail_and_empty_folders_into_the_simulator(dovecot_src, sim: Simulator,
                                                                tmp_path: Path) -> None:
     src = await _seed(dovecot_src)
-    n = len(messy_messages())
+    n = len(messy_messages(COUNT))
     upn = "vera@contoso.test"
     args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}", f"m365://{upn}",
             *m365_args(sim), "--ca-file", str(sim.ca_file)]
@@ -170,3 +171,39 @@ async def test_messy_mail_and_empty_folders_into_the_simulator(dovecot_src, sim:
     moved = parse_iso(dated.props["receivedDateTime"]) + timedelta(days=3)
     store_.update_props(dated.id, {**dated.props, "receivedDateTime": iso(moved)})
     _check_tampered(_verify(args, env, tmp_path / "v3.json", *state), uids)
+
+
+@pytest.mark.slow
+async def test_real_corpus_verifies_clean_in_the_simulator(
+        dovecot_src, sim: Simulator, corpus_dir, tmp_path: Path) -> None:
+    """The shared corpus (when present) into Microsoft 365: 0/0/0 after the copy, and a
+    fresh-state re-run adopts instead of copying. About 30 s (304 messages, 5 MB).
+    (Dovecot destinations get the corpus in test_copy_dovecot.)
+    """
+    if corpus_dir is None:
+        pytest.skip("no shared corpus beside the repository")
+    from datetime import UTC, datetime
+
+    from imap_helpers import corpus_files
+
+    t0 = datetime(2020, 5, 5, tzinfo=UTC)
+    sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Flagged"})]
+    src = new_user(dovecot_src)
+    rows = corpus_files(corpus_dir)
+    await load(dovecot_src, *src, [(("Corpus",), raw, sets[i % 3], t0 + timedelta(minutes=7 * i))
+                                   for i, (_n, raw, _s) in enumerate(rows)])
+    args = [f"imap://{src[0]}@127.0.0.1:{dovecot_src.port}", "m365://wendy@contoso.test",
+            *m365_args(sim), "--ca-file", str(sim.ca_file)]
+    env = m365_env(src)
+    state = ["--state", str(tmp_path / "s.db")]
+    r = mailtrek("copy", *args, *state, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = _verify(args, env, tmp_path / "v.json", *state)
+    t = result["totals"]
+    assert (t["missing"], t["extra"], t["different"]) == (0, 0, 0), result["problems"]
+    assert t["matched_by_state"] == len(rows)
+    again = mailtrek("copy", *args, "--state", str(tmp_path / "fresh.db"), env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    # One corpus message starts with a byte-order mark: the service reads none of its
+    # headers, so no fingerprint can find it again (mimekit feedback-report.eml).
+    assert "copied 0 messages" in again.stdout or "copied 1 messages" in again.stdout, again.stdout
