@@ -12,7 +12,7 @@ import typer
 
 from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
-from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
+from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
 from mailtrek.stores.gmail.wiring import gmail_view
@@ -172,11 +172,10 @@ def verify(
             source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=True)
-        state_path = state if state is not None else home_dir() / "copy-state.db"
-        mailbox_state = None
-        if state is not None or state_path.exists():
-            key = f"{src_addr.display()} -> {dst_addr.display()}"
-            mailbox_state = MailboxState(open_engine(state_path), key)
+        key = f"{src_addr.display()} -> {dst_addr.display()}"
+        notes: list[str] = []
+        mailbox_state = (MailboxState(open_engine(state), key) if state is not None
+                         else _default_state(key, notes))
 
         async def run() -> dict[str, Any]:
             try:
@@ -185,7 +184,7 @@ def verify(
                     src, gmail_labels, dest_kind=dst.features.kind,
                     done=mailbox_state.messages_of if mailbox_state else None)
                 result = await verify_mailbox(view, dst, options, mailbox_state)
-                warnings = list(getattr(view, "warnings", []) or [])
+                warnings = notes + list(getattr(view, "warnings", []) or [])
                 if warnings:
                     result["warnings"] = warnings
                 return result
@@ -216,6 +215,21 @@ def verify(
             typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
                        f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+def _default_state(key: str, notes: list[str]) -> MailboxState | None:
+    """The state ``copy`` keeps by default, when it exists and can be read; else None
+    (verify then pairs by content alone, and says why in ``notes``)."""
+    path = home_dir() / "copy-state.db"
+    if not path.exists():
+        return None
+    try:
+        found = MailboxState(open_engine(path), key)
+        found.folder_states()
+    except MailtrekError as e:
+        notes.append(f"the default state {path} was not used: {e}")
+        return None
+    return found
 
 
 def _options(include: list[str] | None, exclude: list[str] | None, since: str | None,

@@ -157,9 +157,13 @@ async def _copy(
             await window.release(msg.size)
         if res.ok:
             fp = fingerprint(msg.raw)
+            stored = res.extra.get("flags_stored")
+            flags = stored if isinstance(stored, frozenset) else portable_flags(msg.flags)
             state.record(src_folder.path, uidv, [
-                MessageState(msg.uid, res.dest_id, fp, msg.size, portable_flags(msg.flags))
-            ])
+                MessageState(msg.uid, res.dest_id, fp, msg.size, flags)])
+            if isinstance(stored, frozenset):  # a flag is still to be set: another pass
+                out.note_transient(TransientError(
+                    f"flags of message {msg.uid} are set on the next pass"))
             out.copied += 1
             out.bytes += msg.size
             note = res.extra.get("note")
