@@ -79,7 +79,8 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, ki
     rest: list[Item] = []
     for s in sorted(src, key=lambda i: i.uid):
         rec = (recorded or {}).get(s.uid)
-        d = by_key.get(rec.dest_id) if rec is not None and rec.status == "done" else None
+        d = (by_key.get(rec.dest_id) if rec is not None and rec.status == "done"
+             and rec.dest_id else None)
         if d is not None and id(d) not in taken and _same_content(s, d, exact, empty_fp):
             taken.add(id(d))
             pairs.append(_Pair(s, d, True))
