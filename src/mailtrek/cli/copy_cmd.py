@@ -125,6 +125,12 @@ async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOption
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
         report.warnings.extend(getattr(source, "warnings", None) or [])
+        left = getattr(dst, "keywords_left", None)
+        if left:  # Exchange over IMAP: said once, not per message
+            report.warnings.append(
+                "Exchange over IMAP keeps no mail-system keywords (they would become "
+                "categories); not carried: "
+                + ", ".join(f"{k} ({n} messages)" for k, n in sorted(left.items())))
         deferral = getattr(source, "deferral", None)
         if deferral is not None:  # the day's Gmail quota is used: say when it goes on
             report.errors.append(deferral.describe())

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -139,6 +140,8 @@ class ImapStore:
         self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
         self._size_ceiling: int | None = None  # smallest size the server refused as too big
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
+        # Exchange: keywords not sent (they would become categories), and on how many.
+        self.keywords_left: Counter[str] = Counter()
 
     @property
     def exchange(self) -> bool:
@@ -621,6 +624,7 @@ class ImapStore:
                                     disarm_read_receipts=self.settings.disarm_read_receipts)
         data = prepared.raw
         flags_to_send, flag_after = exchange.append_flags(portable_flags(message.flags))
+        self.keywords_left.update(portable_flags(message.flags) - flags_to_send - {"\\Flagged"})
         flags = [f.encode() for f in sorted(flags_to_send) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
         digest = hashlib.sha256(data).digest()
