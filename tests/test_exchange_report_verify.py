@@ -193,6 +193,9 @@ async def test_cli_copy_reports_changes_and_verify_accepts_them_but_not_damage(
     assert ("3 messages changed for Exchange (long lines re-encoded, read receipts disarmed; "
             "1 with a value that could not be kept exactly); see the report") in copy.stdout
     assert "X-Blob" not in copy.stdout and "message long" not in copy.stdout
+    # Keywords the route does not carry are said once, in the report and on the terminal.
+    assert "not carried: $MDNSent (1 messages)" in copy.stdout
+    assert any("$MDNSent" in w for w in rep["warnings"])
 
     # verify: stamped copies by origin, the receipt by restored bytes, $MDNSent ignored.
     assert verified.returncode == 0, verified.stdout + verified.stderr

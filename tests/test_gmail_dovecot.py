@@ -161,6 +161,8 @@ EXPECTED = {
         ALL: {"m1": S | {"Inbox", "Work", "Important"}, "m2": S | {"Work", "Work/Alpha"},
               "m3": S | {"Sent", "\\Flagged"}, "m4": S, "m7": S | {"Drafts"},
               "m8": S | {"Inbox"}},
+        ("Trash",): {"m5": S},  # All Mail leaves Trash and Spam out: kept as they are
+        ("Junk",): {"m6": S},
     },
 }
 

@@ -12,7 +12,7 @@ import typer
 
 from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
-from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
+from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
 from mailtrek.stores.gmail.wiring import gmail_view
@@ -124,6 +124,13 @@ async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOption
                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
+        report.warnings.extend(getattr(source, "warnings", None) or [])
+        left = getattr(dst, "keywords_left", None)
+        if left:  # Exchange over IMAP: said once, not per message
+            report.warnings.append(
+                "Exchange over IMAP keeps no mail-system keywords (they would become "
+                "categories); not carried: "
+                + ", ".join(f"{k} ({n} messages)" for k, n in sorted(left.items())))
         deferral = getattr(source, "deferral", None)
         if deferral is not None:  # the day's Gmail quota is used: say when it goes on
             report.errors.append(deferral.describe())
@@ -153,22 +160,40 @@ def verify(
     graph_url: GraphUrl = None,
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
+    state: Annotated[Path | None, typer.Option(
+        "--state", help="the copy's state database: check what it recorded first "
+                        "(default: the one copy uses, when it exists)")] = None,
+    gmail_labels: GmailLabels = "auto",
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
-    Exit 0 only when nothing selected is missing or different.
+    What the copy's state recorded (source message -> destination item) is checked first;
+    fingerprints pair the rest. Exit 0 only when nothing selected is missing or
+    different and every selected folder exists on the destination.
     """
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
+        check_gmail_mode(gmail_labels)
         src_addr, dst_addr, src, dst = _open_pair(
             source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=True)
+        key = f"{src_addr.display()} -> {dst_addr.display()}"
+        notes: list[str] = []
+        mailbox_state = (MailboxState(open_engine(state), key) if state is not None
+                         else _default_state(key, notes))
 
         async def run() -> dict[str, Any]:
             try:
                 await asyncio.gather(src.connect(), dst.connect())
-                return await verify_mailbox(src, dst, options)
+                view = await gmail_view(
+                    src, gmail_labels, dest_kind=dst.features.kind,
+                    done=mailbox_state.messages_of if mailbox_state else None)
+                result = await verify_mailbox(view, dst, options, mailbox_state)
+                warnings = notes + list(getattr(view, "warnings", []) or [])
+                if warnings:
+                    result["warnings"] = warnings
+                return result
             finally:
                 await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
 
@@ -181,11 +206,36 @@ def verify(
         typer.echo(
             f"verify: {t['source']} source, {t['matched']} matched, {t['missing']} missing, "
             f"{t['different']} different, {t['extra']} extra on the destination"
+            + (f"; {t.get('matched_by_state', 0)} checked against the state"
+               if result.get("used_state") else "; no state: paired by content")
+            + (f"; {t['dates_from_headers']} dated from their headers (Microsoft 365 import)"
+               if t.get("dates_from_headers") else "")
+            + (f"; {t['dates_not_kept']} without a date to keep" if t.get("dates_not_kept")
+               else "")
         )
+        for f in result.get("missing_folders", []):
+            typer.echo(f"  missing folder: {f['folder']} (expected at {f['destination']})")
+        for w in result.get("warnings", []):
+            typer.echo(f"  warning: {w}")
         for item in result["problems"][:50]:
             typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
                        f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+def _default_state(key: str, notes: list[str]) -> MailboxState | None:
+    """The state ``copy`` keeps by default, when it exists and can be read; else None
+    (verify then pairs by content alone, and says why in ``notes``)."""
+    path = home_dir() / "copy-state.db"
+    if not path.exists():
+        return None
+    try:
+        found = MailboxState(open_engine(path), key)
+        found.folder_states()
+    except MailtrekError as e:
+        notes.append(f"the default state {path} was not used: {e}")
+        return None
+    return found
 
 
 def _options(include: list[str] | None, exclude: list[str] | None, since: str | None,
@@ -278,3 +328,5 @@ def _finish(report: CopyReport, json_report: Path | None) -> None:
             typer.echo(f"  ... and {len(changed) - 20} more (see --json-report)")
     for e in report.errors:
         typer.echo(f"  error: {e}")
+    for w in report.warnings:
+        typer.echo(f"  warning: {w}")

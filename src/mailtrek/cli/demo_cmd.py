@@ -111,12 +111,15 @@ async def _migrate_all(src: Any, dst: Any, sim: Any, passwords: dict[str, str],
                            f"{summary_line(report)}")
                 ok = ok and report.complete
                 if attempt == "re-run":
-                    result = await verify_mailbox(source, dest, CopyOptions())
+                    result = await verify_mailbox(source, dest, CopyOptions(),
+                                                  MailboxState(engine, address))
                     tot = result["totals"]
-                    typer.echo(f"  {address} verify: {tot['matched']}/{tot['source']} matched, "
+                    typer.echo(f"  {address} verify: {tot['matched']}/{tot['source']} matched "
+                               f"({tot['matched_by_state']} as the state recorded), "
                                f"{tot['missing']} missing, {tot['different']} different"
-                               + (" (byte-exact)" if result["exact_bytes"] else
-                                  " (by fingerprint, flags and dates)"))
+                               + (" (byte-exact, flags and dates)" if result["exact_bytes"] else
+                                  " (by fingerprint, flags and dates; "
+                                  f"{tot['dates_from_headers']} dated from their headers)"))
                     ok = ok and result["ok"]
             finally:
                 await asyncio.gather(source.close(), dest.close(), return_exceptions=True)

@@ -20,6 +20,8 @@ import re
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from imapclient import imap_utf7
+
 from mailtrek.devtools.imap_front import ImapFront, unquote
 from mailtrek.model import SpecialUse
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
@@ -181,6 +183,8 @@ class _Session:
 
 
 def _label_atom(label: str) -> bytes:
+    """One X-GM-LABELS entry as Gmail sends it: modified UTF-7, quoted."""
     if label.startswith("\\"):
         return label.encode()
-    return b'"' + label.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    data = imap_utf7.encode(label)
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'

@@ -7,6 +7,8 @@
 * ``load_mailbox(...)``: seed a real IMAP server with such messages (a test tool, not the
   product path: imapclient, one APPEND round trip per message).
 * ``sample_mailbox()``: the small demo set behind ``mailtrek demo``.
+* ``messy_messages()``: real-world mess for ``verify`` and adoption (malformed and raw
+  8-bit headers, shared Message-IDs, byte-identical twins with their own flags and dates).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "SampleMessage",
     "generate_mailbox",
     "load_mailbox",
+    "messy_messages",
     "sample_mailbox",
     "tricky_messages",
 ]
@@ -437,6 +440,73 @@ def sample_mailbox() -> list[SampleMessage]:
         if name != "nul-bytes.eml"
     ]
     return generated + tricky
+
+
+# -- messy mail ---------------------------------------------------------------------------
+# Header lines (raw bytes) that readers decode differently: raw 8-bit in several charsets,
+# broken encoded words, junk in the header block.
+_MESSY_SUBJECTS: tuple[bytes, ...] = (
+    b"Subject: Caf\xe9 \xfcber Gr\xf6\xdfe",  # Latin-1, not UTF-8
+    b"Subject: \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 raw UTF-8",
+    b"Subject: truncated \xe2\x82 sequence \xff\xfe end",
+    b"Subject: =?utf-8?q?unterminated_word",
+    b"Subject: =?x-unknown-charset?q?Caf=E9?= unknown charset",
+    b"Subject: =?UTF-8? Q?space_inside?= =?UTF-8?Q?=C3=BCber?=",
+    b"Subject: =?utf-8?b?bad*base64!!?= after",
+    b"Subject: glued=?utf-8?q?=C3=A9?=word and =?iso-8859-1?q?=E9t=E9?=",
+    b"Subject: =?utf-8?q?split_=C3?= =?utf-8?q?=A9_across_words?=",
+    b"Subject: =?windows-1252?q?=93quoted=94_=80uro?=",
+    b"Subject: =?UTF-8?B?0JrQu9C40LXQvdGC0Ys=?= \xd0\x9f\xd0\xb0\xd1\x80\xd1\x82",
+    b"Subject: long folded\r\n \t subject with =?utf-8?q?=C3=A4?=\r\n  and\xa0more",
+)
+_MESSY_FROMS: tuple[bytes, ...] = (
+    b"From: =?utf-8?q?J=C3=BCrgen?= <juergen@example.de>",
+    b"From: J\xfcrgen M\xfcller <jm@example.de>",
+    b"From: \"=?UTF-8? Q?broken?=\" <broken@example.org>",
+    b"From: undisclosed",
+    b"From: <ALL.CAPS@Example.ORG>",
+)
+
+
+def messy_messages(count: int = 120, seed: int = 12) -> list[SampleMessage]:
+    """Return messages that defeat naive matching; deterministic for ``seed``.
+
+    In folders ``Messy`` and ``Messy/Twins``: raw 8-bit and malformed headers (see
+    ``_MESSY_SUBJECTS``), a junk line inside the header block, messages without
+    Message-ID or Date, groups that share a Message-ID (with different bodies), and
+    byte-identical twins that differ only in flags and INTERNALDATE.
+    """
+    rng = random.Random(seed)
+    base = datetime(2021, 6, 1, 8, 0, tzinfo=UTC)
+    out: list[SampleMessage] = []
+    flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Flagged"}),
+                 frozenset({"\\Answered", "\\Seen"}), frozenset({"$Label1"})]
+    for n in range(count):
+        date = base + timedelta(hours=7 * n, seconds=rng.randint(0, 3599))
+        shared = n % 9 == 4  # a group that shares one Message-ID
+        mid = (b"<shared.%d@mailtrek.test>" % (n // 27) if shared
+               else b"<messy.%d.%d@mailtrek.test>" % (seed, n))
+        head = [_MESSY_FROMS[n % len(_MESSY_FROMS)], b"To: user@example.net",
+                _MESSY_SUBJECTS[n % len(_MESSY_SUBJECTS)]]
+        if n % 13 != 7:
+            head.append(b"Date: " + format_datetime(date).encode())
+        if n % 11 != 5:
+            head.append(b"Message-ID: " + mid)
+        if n % 17 == 3:
+            head.append(b"this line is junk without a colon")
+            head.append(b"X-After-Junk: yes")
+        head += [b"MIME-Version: 1.0", b"Content-Type: text/plain; charset=utf-8"]
+        body = b"Body %d of the messy set: \xc3\xa4\xc3\xb6\xc3\xbc %s\r\n" % (
+            n, rng.randbytes(8).hex().encode())
+        raw = CRLF.join(head) + CRLF + CRLF + body
+        folder = ("Messy", "Twins") if n % 5 == 0 else ("Messy",)
+        received = (date + timedelta(seconds=rng.randint(5, 7200)))
+        out.append(SampleMessage(folder, raw, flag_sets[n % len(flag_sets)], received))
+        if n % 5 == 0:  # a byte-identical twin with other flags and another date
+            twin_flags = flag_sets[(n + 2) % len(flag_sets)]
+            out.append(SampleMessage(folder, raw, twin_flags,
+                                     received + timedelta(hours=3 + n % 4)))
+    return out
 
 
 # -- loading into a server ----------------------------------------------------------------

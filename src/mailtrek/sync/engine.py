@@ -27,7 +27,7 @@ from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.sync.executor import execute_folder
 from mailtrek.sync.filters import folder_selected
-from mailtrek.sync.mapping import FolderMapping, map_folders
+from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings
 from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
 from mailtrek.sync.planner import FolderPlan, limit_items, plan_folder
 
@@ -186,24 +186,28 @@ async def _pass(
         return set()
 
     unfinished: set[tuple[str, ...]] = set()
-    todo = []
-    for w in works:
-        if w.plan.empty:
-            _mark_complete(state, w)
-        else:
-            todo.append(w)
 
     async def ensure(w: _Work) -> None:
         try:
             w.dest = await dest.ensure_folder(w.mapping.dest_path, w.mapping.special_use)
             w.report.destination = w.dest.display
+            w.report.created = True
+            w.report.error = None
         except StoreError as e:
             w.report.error = str(e)
             w.report.failed += len(w.plan.copy)
 
-    # Every missing destination folder at once (pipelined), then the folders' copies
-    # side by side: one folder's round trips and fsyncs overlap another's.
-    await asyncio.gather(*(ensure(w) for w in todo if w.dest is None))
+    # Every missing destination folder at once (pipelined), empty ones too (the tree
+    # arrives whole), then the folders' copies side by side: one folder's round trips
+    # and fsyncs overlap another's.
+    await asyncio.gather(*(ensure(w) for w in works if w.dest is None))
+    await _ensure_placeholders(dest, options, src_folders, dest_folders, mappings, reports)
+    todo = []
+    for w in works:
+        if w.plan.empty and w.dest is not None:
+            _mark_complete(state, w)
+        elif not w.plan.empty:
+            todo.append(w)
     todo = sorted((w for w in todo if w.dest is not None), key=lambda w: -w.plan.copy_bytes)
     total = sum(w.plan.copy_bytes for w in todo) or 1
     width = max(1, options.connections)
@@ -247,6 +251,32 @@ async def _pass(
             raise res
     _recount(reports, skipped)
     return unfinished
+
+
+async def _ensure_placeholders(
+    dest: DestinationStore, options: CopyOptions, src_folders: list[FolderInfo],
+    dest_folders: list[FolderInfo], mappings: list[FolderMapping],
+    reports: dict[tuple[str, ...], FolderReport],
+) -> None:
+    """Create the source's ``\\Noselect`` folders that no copied folder brings along.
+
+    A parent with copied children arrives with them (the destination makes it, or
+    holds it implicitly); one left without children would vanish, so it is created as
+    an ordinary, empty folder and reported as such.
+    """
+    for m in placeholder_mappings(src_folders, mappings, dest_folders, dest.features,
+                                  dest_root=options.dest_root):
+        if not folder_selected(m.source, options.include, options.exclude):
+            continue
+        r = reports.get(m.source.path) or FolderReport(
+            source=m.source.display, destination="/".join(m.dest_path),
+            renamed=m.renamed_because)
+        reports[m.source.path] = r
+        try:
+            created = await dest.ensure_folder(m.dest_path, None)
+            r.destination, r.created = created.display, True
+        except StoreError as e:
+            r.error = str(e)
 
 
 async def _analyse(
@@ -392,6 +422,7 @@ def _merge(prev: FolderReport | None, w: _Work) -> FolderReport:
     r.planned_bytes = w.plan.copy_bytes
     if prev is not None:  # a retry pass: keep what earlier passes did
         r.copied, r.adopted = prev.copied, prev.adopted
+        r.created = r.created or prev.created
         r.bytes_copied, r.flags_updated = prev.bytes_copied, prev.flags_updated
         r.notes = prev.notes
         r.already = max(0, r.already - prev.copied - prev.adopted)

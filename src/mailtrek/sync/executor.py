@@ -20,6 +20,7 @@ from mailtrek.model import FolderInfo, Message, MessageMeta, portable_flags
 from mailtrek.state.db import MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, FlagChange, SourceStore
 from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
+from mailtrek.sync.flagsets import comparable_flags
 from mailtrek.sync.options import ChangedItem
 from mailtrek.sync.planner import FolderPlan
 
@@ -90,17 +91,20 @@ async def execute_folder(
     out = FolderOutcome()
     uidv = src_folder.uidvalidity
     if plan.adopt:
-        state.record(src_folder.path, uidv, [
-            MessageState(s.uid, d.store_id or str(d.uid), s.fingerprint, s.size,
-                         portable_flags(d.flags))
-            for s, d in plan.adopt
-        ])
-        out.adopted = len(plan.adopt)
-        # Adopted items carry the destination's flags; bring them in line with the source.
+        kind = "exchange" if getattr(dest, "exchange", False) else dest.features.kind
+        rows = []
+        # Adopted items carry the destination's flags; bring them in line with the source,
+        # except for flags this destination cannot hold (updating those would change
+        # nothing, on every run).
         for s, d in plan.adopt:
-            want = portable_flags(s.flags)
-            if want != portable_flags(d.flags):
+            want, have = portable_flags(s.flags), portable_flags(d.flags)
+            same = comparable_flags(want, kind) == comparable_flags(have, kind)
+            rows.append(MessageState(s.uid, d.store_id or str(d.uid), s.fingerprint, s.size,
+                                     want if same else have))
+            if not same:
                 plan.flags.append((s.uid, FlagChange(d.store_id or str(d.uid), want)))
+        state.record(src_folder.path, uidv, rows)
+        out.adopted = len(plan.adopt)
     if plan.copy:
         await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
                     on_message)
@@ -152,10 +156,14 @@ async def _copy(
         finally:
             await window.release(msg.size)
         if res.ok:
-            fp = fingerprint(msg.raw[:65536])
+            fp = fingerprint(msg.raw)
+            stored = res.extra.get("flags_stored")
+            flags = stored if isinstance(stored, frozenset) else portable_flags(msg.flags)
             state.record(src_folder.path, uidv, [
-                MessageState(msg.uid, res.dest_id, fp, msg.size, portable_flags(msg.flags))
-            ])
+                MessageState(msg.uid, res.dest_id, fp, msg.size, flags)])
+            if isinstance(stored, frozenset):  # a flag is still to be set: another pass
+                out.note_transient(TransientError(
+                    f"flags of message {msg.uid} are set on the next pass"))
             out.copied += 1
             out.bytes += msg.size
             note = res.extra.get("note")

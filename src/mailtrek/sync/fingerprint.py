@@ -11,11 +11,11 @@ fingerprint and size, and a destination listing reports those instead (``parse_o
 
 from __future__ import annotations
 
-import contextlib
+import base64
+import binascii
 import hashlib
+import quopri
 import re
-import unicodedata
-from email.header import decode_header, make_header
 
 # The header fields a store must fetch to compute a fingerprint (IMAP:
 # BODY.PEEK[HEADER.FIELDS (...)]).
@@ -56,28 +56,65 @@ def parse_header_fields(block: bytes) -> dict[str, bytes]:
 def fingerprint_fields(fields: dict[str, bytes]) -> str:
     """Digest the fingerprint fields of an already parsed header block.
 
-    Values are compared as text: RFC 2047 encoded words decoded, Unicode NFC, white
-    space folded. So a server that hands headers back decoded (Microsoft Graph's
-    ``internetMessageHeaders``) fingerprints the same as the raw source bytes.
+    Each value is reduced to a skeleton that survives a service decoding messy headers
+    its own way (``skeleton``), so raw source bytes and the decoded headers a service
+    hands back (Microsoft Graph's ``internetMessageHeaders``) fingerprint the same.
     """
     h = hashlib.sha256()
     for key in FINGERPRINT_FIELDS:
-        v = _normalise(fields.get(key, b""))
+        v = skeleton(key, fields.get(key, b""))
         h.update(key.encode() + b"\0" + v + b"\0")
     return h.hexdigest()[:32]
 
 
-def _normalise(value: bytes) -> bytes:
-    text = value.decode("utf-8", "surrogateescape")
+def skeleton(field: str, value: bytes | str) -> bytes:
+    """Return the part of a header value that every reader agrees on.
+
+    Encoded words are decoded one by one (a malformed one stays as it is, as it does for
+    Python's parser and Exchange); then only ASCII letters and digits are kept, so raw
+    8-bit bytes, charset guesses, U+FFFD replacements, folding and the white space
+    between encoded words cannot make two readings differ. ``FROM`` keeps only the
+    addresses when it has any (display names are where the decoding differs most).
+    Idempotent on its own output's source: decoding an already decoded value again
+    gives the same skeleton.
+    """
+    text = value if isinstance(value, str) else bytes(value).decode("utf-8", "surrogateescape")
     if "=?" in text:
-        with contextlib.suppress(ValueError, LookupError, UnicodeError):
-            text = str(make_header(decode_header(text)))
-    text = unicodedata.normalize("NFC", text)
-    return _WS.sub(b" ", text.encode("utf-8", "surrogateescape")).strip()
+        text = _decode_words(text)
+    if field == "FROM":
+        addrs = sorted({a.lower() for a in _ADDR.findall(text)})
+        if addrs:
+            return " ".join(addrs).encode("ascii", "ignore")
+    return _NOT_ALNUM.sub("", text.encode("ascii", "ignore").decode("ascii")).encode("ascii")
+
+
+_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _decode_words(text: str) -> str:
+    """Decode each well-formed RFC 2047 encoded word of ``text``; leave the rest."""
+
+    def one(m: re.Match[str]) -> str:
+        charset, enc, data = m.group(1).split("*")[0], m.group(2).upper(), m.group(3)
+        try:
+            if enc == "B":
+                raw = base64.b64decode(data + "=" * (-len(data) % 4))
+            else:
+                raw = quopri.decodestring(data.replace("_", " ").encode("ascii", "ignore"),
+                                          header=True)
+            return raw.decode(charset, "replace")
+        except (ValueError, LookupError, binascii.Error, UnicodeError):
+            return m.group(0)
+
+    return _WORD.sub(one, text)
 
 
 def fingerprint(header_block: bytes) -> str:
     """Return the fingerprint of a message from its header block (or whole bytes)."""
+    if not isinstance(header_block, bytes):  # bytearray, memoryview
+        header_block = bytes(header_block)
     head = header_block
     for sep in (b"\r\n\r\n", b"\n\n"):
         i = header_block.find(sep)

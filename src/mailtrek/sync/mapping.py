@@ -122,6 +122,42 @@ def map_folders(
     return out
 
 
+def placeholder_mappings(
+    folders: list[FolderInfo],
+    mappings: list[FolderMapping],
+    dest_folders: list[FolderInfo],
+    dest: StoreFeatures,
+    *,
+    dest_root: tuple[str, ...] = (),
+) -> list[FolderMapping]:
+    """Map the unselectable (``\\Noselect``) source folders that nothing else brings (pure).
+
+    A source parent with folders below it arrives with them; one without any (a tree the
+    user emptied) is mapped like an ordinary folder, unless the destination already lists
+    it or a mapped folder's path already passes through it.
+    """
+    paths = [f.path for f in folders]
+    through = {_norm(m.dest_path[:i], dest) for m in mappings
+               for i in range(1, len(m.dest_path) + 1)}
+    through |= {_norm(f.path, dest) for f in dest_folders}
+    out = []
+    for f in folders:
+        if f.selectable or not f.path:
+            continue
+        if any(len(p) > len(f.path) and p[: len(f.path)] == f.path for p in paths):
+            continue
+        parts, reason = [], None
+        for name in f.path:
+            clean, why = _clean_name(name, dest)
+            parts.append(clean)
+            reason = reason or why
+        path = dest_root + tuple(parts)
+        if _norm(path, dest) in through:
+            continue
+        out.append(FolderMapping(f, path, None, reason))
+    return out
+
+
 def _norm(path: tuple[str, ...], dest: StoreFeatures) -> tuple[str, ...]:
     if path and path[0].upper() == "INBOX":
         path = ("INBOX", *path[1:])

@@ -64,6 +64,7 @@ class FolderReport:
     planned: int = 0  # messages the last plan meant to copy (what --dry-run shows)
     planned_bytes: int = 0
     renamed: str | None = None  # why the destination name differs from the source's
+    created: bool = False  # this run created the destination folder
     error: str | None = None
     notes: list[ChangedItem] = field(default_factory=list)  # messages changed on the way
 
@@ -80,6 +81,7 @@ class CopyReport:
     folders: list[FolderReport] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth reading; not failures
     resume_at: datetime | None = None  # a quota held work back: when it may go on
 
     def total(self, attr: str) -> int:
@@ -87,4 +89,5 @@ class CopyReport:
 
     @property
     def complete(self) -> bool:
-        return not self.skipped and not self.errors and self.total("failed") == 0
+        return (not self.skipped and not self.errors and self.total("failed") == 0
+                and not any(f.error for f in self.folders))

@@ -5,7 +5,8 @@ The rules, in order, for every source message the filters select:
 2. otherwise, matched by fingerprint to a destination message that state does not
    know (an earlier run whose answer was lost, a lost state file, another tool): adopt
    it, never copy it again. Matching counts copies, so two identical source messages
-   need two destination messages;
+   need two destination messages; among identical ones, the one with the same flags
+   (and date) is adopted first;
 3. too large for the destination: skip, with the reason;
 4. otherwise: copy.
 Applying a plan and planning again yields an empty plan (tested with Hypothesis).
@@ -78,7 +79,7 @@ def plan_folder(
         if pool and m.fingerprint is not None:
             candidates = pool.get(_key(m, exact_mime))
             if candidates:
-                plan.adopt.append((m, candidates.pop(0)))
+                plan.adopt.append((m, candidates.pop(_twin(m, candidates))))
                 continue
         if max_size is not None and m.size > max_size:
             plan.skip.append((m, f"larger than the {_mb(max_size)} limit ({_mb(m.size)})"))
@@ -105,6 +106,18 @@ def limit_items(plans: list[FolderPlan], max_items: int | None, recorded_total: 
             else:
                 keep.append(m)
         p.copy = keep
+
+
+def _twin(m: MessageMeta, candidates: list[MessageMeta]) -> int:
+    """The index of the candidate to adopt for ``m``: among identical messages (twins),
+    one with the same flags and date, else the same flags, else the first."""
+    want = portable_flags(m.flags)
+    for same_date in (True, False):
+        for i, c in enumerate(candidates):
+            if portable_flags(c.flags) == want and (
+                    not same_date or c.internaldate == m.internaldate):
+                return i
+    return 0
 
 
 def _key(m: MessageMeta, exact_mime: bool) -> tuple[str | None, int | None]:

@@ -35,12 +35,14 @@ def report_dict(r: CopyReport) -> dict[str, Any]:
             k: r.total(k)
             for k in ("selected", "copied", "adopted", "already", "skipped", "failed",
                       "flags_updated", "bytes_copied", "planned", "planned_bytes")
-        } | {"changed": sum(len(f.notes) for f in r.folders)},
+        } | {"changed": sum(len(f.notes) for f in r.folders),
+             "folders_created": sum(f.created for f in r.folders)},
         # Each folder also lists its changed messages under "notes" (uid, subject, note,
         # lossy); "changed" in totals counts them. Both were added later: keys only grow.
         "folders": [asdict(f) for f in r.folders],
         "skipped": [asdict(s) for s in r.skipped],
         "errors": list(r.errors),
+        "warnings": list(r.warnings),
     }
 
 
@@ -56,6 +58,7 @@ def summary_line(r: CopyReport) -> str:
         f"{r.total('already')} already there, {r.total('adopted')} found on the destination, "
         f"{r.total('flags_updated')} flag updates, {len(r.skipped)} skipped, "
         f"{len(r.errors)} errors; {len(r.folders)} folders"
+        + (f" ({created} created)" if (created := sum(f.created for f in r.folders)) else "")
         + (f"; {changed}" if (changed := changes_summary(r)) else "")
     )
 

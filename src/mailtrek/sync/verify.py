@@ -1,9 +1,11 @@
 """Prove a copy: compare source and destination message by message.
 
 Where the destination keeps bytes exactly (IMAP), every message of both sides is
-fetched and compared by SHA-256; elsewhere (Microsoft Graph JSON items) by fingerprint.
-Counting is by multiset, so duplicates must be duplicated. Flags and received dates of
-matched messages are compared too. Nothing is written anywhere.
+fetched and compared by SHA-256; elsewhere (Microsoft Graph items) by fingerprint, and the
+source is read whole for the dates its headers carry. When the copy's state is given,
+what it recorded (source folder, UIDVALIDITY, UID -> destination item) is checked first;
+fingerprints pair only what state does not know. The pairing and judging rules are in
+``verify_match``. Nothing is written anywhere.
 
 Exchange Online's IMAP (``ImapStore`` with ``settings.exchange``) gets some messages in a
 changed form (see ``stores.imap.exchange``): a copy stamped ``X-Mailtrek-Origin`` is
@@ -17,73 +19,89 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from mailtrek.model import FolderInfo, portable_flags
+from mailtrek.state.db import FolderState, MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.stores.imap.exchange import exchange_flags, restore_disarmed
+from mailtrek.stores.imap.exchange import restore_disarmed
 from mailtrek.stores.imap.store import ImapStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
-from mailtrek.sync.fingerprint import ORIGIN_FIELD, fingerprint, parse_origin
+from mailtrek.sync.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
 from mailtrek.sync.mapping import map_folders
 from mailtrek.sync.options import CopyOptions
-
-# Keywords Microsoft 365 keeps as no category: not a difference there.
-_GRAPH_DROPS = {"$MDNSent", "$Forwarded", "$Junk", "$NotJunk", "NonJunk", "Junk", "\\Answered",
-                "\\Draft", "$Phishing", "$SubmitPending", "$Submitted"}
-
-
-@dataclass(slots=True)
-class _Item:
-    uid: int
-    digest: str | None
-    fp: str | None
-    flags: frozenset[str]
-    date: datetime | None
-    size: int
-    subject: str | None = None
-    # Source side: the key a destination copy stamped with this message's origin has.
-    origin_key: str | None = None
-    # Exchange side: the digest of the bytes as served, when restoring them changed them
-    # (a source may carry an X-Disposition-Notification field of its own).
-    served_digest: str | None = None
+from mailtrek.sync.verify_match import Item, match_folder
 
 
 async def verify_mailbox(
-    source: SourceStore, dest: DestinationStore, options: CopyOptions
+    source: SourceStore, dest: DestinationStore, options: CopyOptions,
+    state: MailboxState | None = None,
 ) -> dict[str, Any]:
-    """Compare every selected folder; return the documented JSON-able result."""
+    """Compare every selected folder; return the documented JSON-able result.
+
+    ``state``: the copy's state (read only); without it every pairing is by content.
+    """
     src_folders, dest_folders = await asyncio.gather(source.list_folders(), dest.list_folders())
     mappings = [m for m in map_folders(src_folders, dest.features, dest_root=options.dest_root)
                 if folder_selected(m.source, options.include, options.exclude)]
     exact = dest.features.exact_mime and hasattr(dest, "fetch")
     exchange = isinstance(dest, ImapStore) and dest.exchange
     kind = "exchange" if exchange else dest.features.kind
+    fstates = state.folder_states() if state is not None else {}
     problems: list[dict[str, Any]] = []
     folders = []
+    missing_folders: list[dict[str, str]] = []
     totals: defaultdict[str, int] = defaultdict(int)
     for m in mappings:
         d = _find_dest(dest, dest_folders, m)
-        src_items = [i for i in await _items(source, m.source, exact)
+        dest_name = d.display if d else "/".join(m.dest_path)
+        if d is None:
+            missing_folders.append({"folder": m.source.display, "destination": dest_name})
+        src_items = [i for i in await _items(source, m.source, exact or kind == "graph")
                      if message_date_selected_item(i, options)
                      and (options.max_size is None or i.size <= options.max_size)]
         dst_items = await _items(dest, d, exact, exchange=exchange) if d is not None else []
-        res = _compare(m.source.display, src_items, dst_items, exact, kind)
+        recorded = _recorded(state, fstates.get(m.source.path), m.source, d)
+        res = match_folder(m.source.display, src_items, dst_items, exact=exact, kind=kind,
+                           recorded=recorded, empty_fp=EMPTY_FP)
         problems.extend(res["problems"])
-        folders.append({"source": m.source.display,
-                        "destination": d.display if d else "/".join(m.dest_path),
+        # "source" and "destination" are counts (from match_folder); "folder" names it.
+        folders.append({"folder": m.source.display, "destination_folder": dest_name,
+                        "exists": d is not None,
                         **{k: v for k, v in res.items() if k != "problems"}})
-        for k in ("source", "matched", "missing", "different", "extra"):
+        for k in ("source", "matched", "missing", "different", "extra", "matched_by_state",
+                  "dates_from_headers", "dates_not_kept"):
             totals[k] += res[k]
-    ok = totals["missing"] == 0 and totals["different"] == 0
-    return {"ok": ok, "exact_bytes": exact, "totals": dict(totals), "folders": folders,
+    totals["missing_folders"] = len(missing_folders)
+    ok = totals["missing"] == 0 and totals["different"] == 0 and not missing_folders
+    return {"ok": ok, "exact_bytes": exact, "used_state": state is not None,
+            "totals": dict(totals), "folders": folders, "missing_folders": missing_folders,
             "problems": problems}
 
 
-def message_date_selected_item(i: _Item, options: CopyOptions) -> bool:
+# The fingerprint of a message none of whose identifying headers could be read.
+EMPTY_FP = fingerprint_fields({})
+
+
+def _recorded(state: MailboxState | None, fs: FolderState | None, src: FolderInfo,
+              dest: FolderInfo | None) -> dict[int, MessageState] | None:
+    """State's rows for this folder, or None when its destination ids no longer hold."""
+    if state is None or fs is None or dest is None:
+        return None
+    if fs.dest_uidvalidity is not None and dest.uidvalidity is not None and (
+            fs.dest_uidvalidity != dest.uidvalidity):
+        return None  # the destination folder was recreated: its UIDs are void
+    if fs.dest_store_id and dest.store_id and fs.dest_store_id != dest.store_id:
+        return None
+    return state.messages_of(src.path, src.uidvalidity)
+
+
+def message_date_selected_item(i: Item, options: CopyOptions) -> bool:
     from mailtrek.model import MessageMeta
 
     return message_date_selected(MessageMeta(uid=i.uid, size=i.size, internaldate=i.date),
@@ -91,20 +109,22 @@ def message_date_selected_item(i: _Item, options: CopyOptions) -> bool:
 
 
 async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
-                 exchange: bool = False) -> list[_Item]:
-    """Every message of ``folder``; ``exchange``: read it as an Exchange destination."""
+                 exchange: bool = False) -> list[Item]:
+    """Every message of ``folder``; ``exact``: read the bytes too (digest, header date);
+    ``exchange``: read it as an Exchange destination."""
     if folder is None or not folder.selectable:
         return []
     metas = await store.list_messages(folder, fingerprints=True)
     by_uid = {x.uid: x for x in metas}
     if not exact:
-        return [_Item(x.uid, None, x.fingerprint, portable_flags(x.flags), x.internaldate,
-                      x.size, x.subject) for x in metas]
+        return [Item(x.uid, None, x.fingerprint, portable_flags(x.flags), x.internaldate,
+                     x.size, x.subject, dest_key=x.store_id or str(x.uid),
+                     message_id=x.message_id) for x in metas]
     out = []
     async for msg in store.fetch(folder, [x.uid for x in metas]):
         meta = by_uid.get(msg.uid)
         raw = msg.raw
-        fp, size = fingerprint(raw[:65536]), msg.size
+        fp, size = fingerprint(raw), msg.size
         origin = _origin(raw) if exchange else None
         served: str | None = None
         if origin is not None:  # changed for Exchange: it stands for the stamped source
@@ -115,11 +135,39 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
             digest = hashlib.sha256(restored).hexdigest()
             if restored != raw:
                 served = hashlib.sha256(raw).hexdigest()
-        out.append(_Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
-                         size, meta.subject if meta else None,
-                         origin_key=None if exchange else _origin_key(fp, len(raw)),
-                         served_digest=served))
+        out.append(Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
+                        size, meta.subject if meta else None,
+                        origin_key=None if exchange else _origin_key(fp, len(raw)),
+                        served_digest=served, dest_key=str(msg.uid),
+                        message_id=meta.message_id if meta else None,
+                        header_date=header_instant(raw)))
     return out
+
+
+def header_instant(raw: bytes) -> datetime | None:
+    """The received date a message's own headers give: topmost Received, else Date.
+
+    What Microsoft 365's ``importMime`` dates an item by (no way to set it is documented).
+    """
+    head = _HEAD_PARSER.parsebytes(raw[:262144], headersonly=True)
+    for value in (head.get_all("Received") or [])[:1]:
+        moment = _date(str(value).rpartition(";")[2].strip())
+        if moment is not None:
+            return moment
+    return _date(str(head.get("Date") or ""))
+
+
+_HEAD_PARSER = BytesParser(policy=compat32)
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _origin(raw: bytes) -> tuple[str, int] | None:
@@ -138,87 +186,3 @@ def _origin(raw: bytes) -> tuple[str, int] | None:
 def _origin_key(fp: str | None, size: int) -> str:
     """The match key of a stamped copy (never equal to a SHA-256 hex digest)."""
     return f"origin:{fp}:{size}"
-
-
-def _compare(name: str, src: list[_Item], dst: list[_Item], exact: bool, kind: str
-             ) -> dict[str, Any]:
-    problems: list[dict[str, Any]] = []
-    key = (lambda i: i.digest) if exact else (lambda i: i.fp)
-    pool: dict[str | None, list[_Item]] = defaultdict(list)
-    served: dict[str, list[_Item]] = defaultdict(list)  # Exchange copies, as served
-    for d in dst:
-        pool[key(d)].append(d)
-        if d.served_digest:
-            served[d.served_digest].append(d)
-    taken: set[int] = set()
-
-    def take(s: _Item) -> _Item | None:
-        """The best unmatched destination twin of ``s``, marked taken; None if none."""
-        ways = [pool.get(key(s))]
-        if exact:  # a copy changed and stamped; a copy that needed no restoring after all
-            ways += [pool.get(s.origin_key or ""), served.get(s.digest or "")]
-        for cands in ways:
-            live = [c for c in cands or () if id(c) not in taken]
-            if live:
-                # Prefer a twin with the same flags, so duplicates pair up sensibly.
-                pick = next((c for c in live if c.flags == s.flags), live[0])
-                taken.add(id(pick))
-                return pick
-        return None
-
-    matched = 0
-    unmatched: list[_Item] = []
-    for s in sorted(src, key=lambda i: i.uid):
-        pick = take(s)
-        if pick is None:
-            unmatched.append(s)
-            continue
-        matched += 1
-        detail = _state_diff(s, pick, kind)
-        if detail:
-            problems.append(_problem("different", name, s, detail))
-    rest_by_fp: dict[str | None, list[_Item]] = defaultdict(list)
-    for d in dst:
-        if id(d) not in taken:
-            rest_by_fp[d.fp].append(d)
-    missing = different = 0
-    for s in unmatched:
-        twins = rest_by_fp.get(s.fp)
-        if exact and twins:
-            twins.pop(0)
-            different += 1
-            problems.append(_problem("different", name, s, "content differs"))
-        else:
-            missing += 1
-            problems.append(_problem("missing", name, s, None))
-    extra = sum(len(v) for v in rest_by_fp.values())
-    for items in rest_by_fp.values():
-        for d in items:
-            problems.append({"kind": "extra", "folder": name, "dest_uid": d.uid,
-                             "subject": d.subject, "detail": None})
-    different += sum(1 for p in problems if p["kind"] == "different" and p["detail"] !=
-                     "content differs")
-    return {"source": len(src), "destination": len(dst), "matched": matched, "missing": missing,
-            "different": different, "extra": extra, "problems": problems}
-
-
-def _state_diff(s: _Item, d: _Item, kind: str) -> str | None:
-    sf, df = s.flags, d.flags
-    if kind == "graph":
-        sf = frozenset(f for f in sf if f not in _GRAPH_DROPS)
-        df = frozenset(f for f in df if f not in _GRAPH_DROPS)
-    elif kind == "exchange":  # mail-system keywords are not sent (they'd become categories)
-        sf, df = exchange_flags(sf), exchange_flags(df)
-    out = []
-    if sf != df:
-        out.append(f"flags {sorted(sf)} != {sorted(df)}")
-    # importMime takes the received time from the MIME itself (Microsoft documents no way
-    # to set it), so for Microsoft 365 the date is reported by copy, not judged here.
-    if kind != "graph" and s.date and d.date and abs((s.date - d.date).total_seconds()) >= 1:
-        out.append(f"date {s.date.isoformat()} != {d.date.isoformat()}")
-    return "; ".join(out) or None
-
-
-def _problem(kind: str, folder: str, s: _Item, detail: str | None) -> dict[str, Any]:
-    return {"kind": kind, "folder": folder, "uid": s.uid, "subject": s.subject,
-            "date": s.date.isoformat() if s.date else None, "size": s.size, "detail": detail}

@@ -11,13 +11,14 @@ Strategies:
   (INBOX, Sent, Drafts, then user labels, deepest first); its other user labels become
   keywords. Messages only in All Mail ("archived") are presented as an ARCHIVE folder.
 - ``folders``: one copy per label folder; All Mail only for archived messages.
-- ``all-mail``: All Mail alone, every label (Inbox and Sent included) as a keyword.
-Trash and Spam are kept as they are in every strategy but ``all-mail``. Important and
+- ``all-mail``: All Mail, every label (Inbox and Sent included) as a keyword.
+Trash and Spam (which All Mail leaves out) are kept as they are in every strategy. Important and
 Starred are never folders: they become the keyword ``Important`` and ``\\Flagged``.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -87,13 +88,34 @@ def looks_like_gmail(folders: Sequence[FolderInfo]) -> bool:
 def label_keyword(label: str, *, imap_safe: bool = False) -> str:
     """Return the keyword (Outlook category) for a user label.
 
-    With ``imap_safe`` the result is a valid IMAP atom (spaces and specials become
-    ``_``, non-ASCII is dropped to ``_``), for destinations that keep keywords.
+    With ``imap_safe`` the result is a valid IMAP atom that gives the label back: the
+    label in modified UTF-7 (RFC 3501 5.1.3), where spaces and atom specials are
+    base64-encoded too, so ``Клиенты`` and ``Партнёр`` stay apart and
+    ``imapclient.imap_utf7.decode`` restores either. ASCII labels without specials are
+    unchanged; an empty label becomes ``_``.
     """
     if not imap_safe:
         return label
-    text = "".join(c if ord(c) < 127 else "_" for c in label)
-    return _NOT_ATOM.sub("_", text) or "_"
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            data = base64.b64encode("".join(run).encode("utf-16-be")).rstrip(b"=")
+            out.append("&" + data.replace(b"/", b",").decode("ascii") + "-")
+            run.clear()
+
+    for c in label:
+        if c == "&":
+            flush()
+            out.append("&-")
+        elif " " < c < "\x7f" and not _NOT_ATOM.match(c):
+            flush()
+            out.append(c)
+        else:
+            run.append(c)
+    flush()
+    return "".join(out) or "_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +192,13 @@ def plan_view(
         all_mail = next((p for p in sorted(held) if roles[p] == Role.ALL), None)
         homes = sorted((p for p in held if roles[p] in _HOME_RANK),
                        key=lambda p: (_HOME_RANK[roles[p]], -len(p), p))
+        for p in sorted(held):
+            if roles[p] in (Role.TRASH, Role.SPAM):
+                present(p, held[p], marks)
         if strategy == Strategy.ALL_MAIL:
             if all_mail is not None:
                 present(all_mail, held[all_mail], marks | _all_mail_keywords(labels, imap_safe))
             continue
-        for p in sorted(held):
-            if roles[p] in (Role.TRASH, Role.SPAM):
-                present(p, held[p], marks)
         if not homes:
             if all_mail is not None:
                 present(all_mail, held[all_mail], marks | hidden, SpecialUse.ARCHIVE)

@@ -71,6 +71,7 @@ class GmailSource:
         self._view: View | None = None
         self._signature: tuple[object, ...] | None = None
         self._lock = asyncio.Lock()
+        self.warnings: list[str] = []  # what the view could not read as Gmail means it
 
     @property
     def features(self) -> Any:
@@ -123,7 +124,7 @@ class GmailSource:
                     return
                 metas[f.path] = await self.inner.list_messages(f, fingerprints=not gm)
                 if gm:
-                    gm_info[f.path] = await fetch_gmail_ids(self.inner, f)
+                    gm_info[f.path] = await fetch_gmail_ids(self.inner, f, self.warnings)
 
         await asyncio.gather(*(one(f) for f in wanted))
         members: dict[tuple[str, ...], list[Member]] = {}
@@ -147,16 +148,18 @@ class GmailSource:
         return view
 
     def _worth_listing(self, role: Role) -> bool:
-        # all-mail needs every label folder (for the keywords) but never Trash/Spam.
-        return self.strategy != Strategy.ALL_MAIL or role not in (Role.TRASH, Role.SPAM)
+        # Every strategy needs the label folders (keywords) and Trash/Spam (kept as is).
+        return True
 
     def _add_empty(self, view: View, folders: list[FolderInfo]) -> None:
-        """Present label folders whose messages all live elsewhere, empty (kept as is)."""
-        if self.strategy == Strategy.ALL_MAIL:
-            return
+        """Present folders whose messages all live elsewhere, empty (kept as is).
+
+        all-mail presents only Trash and Spam this way (labels are keywords there).
+        """
+        roles = ((Role.TRASH, Role.SPAM) if self.strategy == Strategy.ALL_MAIL else
+                 (Role.INBOX, Role.SENT, Role.DRAFTS, Role.LABEL, Role.TRASH, Role.SPAM))
         for f in folders:
-            if f.path not in view.folders and role_of(f) in (
-                    Role.INBOX, Role.SENT, Role.DRAFTS, Role.LABEL, Role.TRASH, Role.SPAM):
+            if f.path not in view.folders and role_of(f) in roles:
                 view.folders[f.path] = FolderView(real=f, info=f)
 
     def _apply_budget(self, view: View, metas: Mapping[tuple[str, ...], list[MessageMeta]]
@@ -241,20 +244,29 @@ class GmailSource:
 
 
 def _fingerprint_members(listing: Sequence[MessageMeta]) -> list[Member]:
-    """Identity by fingerprint + size; the n-th duplicate in a folder pairs with the n-th."""
-    seen: dict[tuple[str | None, int], int] = {}
+    """Identity by fingerprint + size + INTERNALDATE; the n-th duplicate pairs with the n-th.
+
+    One Gmail message keeps its INTERNALDATE in every label folder, so messages that
+    share Message-ID, Date, From, Subject and size but arrived at other times stay apart.
+    """
+    seen: dict[tuple[str | None, int, object], int] = {}
     out = []
     for m in sorted(listing, key=lambda x: x.uid):
-        base = (m.fingerprint, m.size)
+        when = m.internaldate.timestamp() if m.internaldate else None
+        base = (m.fingerprint, m.size, when)
         n = seen.get(base, 0)
         seen[base] = n + 1
-        out.append(Member(m.uid, (m.fingerprint, m.size, n)))
+        out.append(Member(m.uid, (*base, n)))
     return out
 
 
-async def fetch_gmail_ids(store: ImapStore, folder: FolderInfo
+async def fetch_gmail_ids(store: ImapStore, folder: FolderInfo,
+                          warnings: list[str] | None = None
                           ) -> dict[int, tuple[str, frozenset[str]]]:
-    """Return uid -> (X-GM-MSGID, X-GM-LABELS) for every message of ``folder``."""
+    """Return uid -> (X-GM-MSGID, X-GM-LABELS) for every message of ``folder``.
+
+    A label that cannot be decoded is kept as sent and noted in ``warnings``.
+    """
     conn = await store._pick(folder.path)
     cmd = b"UID FETCH 1:* (UID X-GM-MSGID X-GM-LABELS)"
     [fut] = await store._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=True)
@@ -267,14 +279,25 @@ async def fetch_gmail_ids(store: ImapStore, folder: FolderInfo
         if not isinstance(uid, bytes) or not isinstance(msgid, bytes):
             continue
         raw = it.get(b"X-GM-LABELS")
-        labels = frozenset(_label_text(x, conn.utf8) for x in raw if isinstance(x, (bytes, bytearray))
+        labels = frozenset(_label_text(x, conn.utf8, warnings)
+                           for x in raw if isinstance(x, (bytes, bytearray))
                            ) if isinstance(raw, list) else frozenset()
         out[int(uid)] = (msgid.decode(), labels)
     return out
 
 
-def _label_text(raw: bytes | bytearray, utf8: bool) -> str:
+def _label_text(raw: bytes | bytearray, utf8: bool, warnings: list[str] | None = None) -> str:
+    """Decode one X-GM-LABELS entry; never raises (what cannot be decoded is kept as
+    UTF-8 with replacement characters, and said in ``warnings``)."""
     data = bytes(raw)
     if data.startswith(b"\\"):
         return data.decode("ascii", "replace")
-    return data.decode("utf-8", "replace") if utf8 else imap_utf7.decode(data)
+    if utf8 or any(b > 0x7F for b in data):  # raw UTF-8 where modified UTF-7 was due
+        return data.decode("utf-8", "replace")
+    try:
+        return imap_utf7.decode(data)
+    except Exception:  # imapclient raises assorted errors on malformed base64 runs
+        text = data.decode("ascii", "replace")
+        if warnings is not None:
+            warnings.append(f"the Gmail label {text!r} is not valid modified UTF-7; kept as sent")
+        return text

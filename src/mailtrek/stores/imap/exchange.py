@@ -60,7 +60,7 @@ def prepare(raw: bytes, *, disarm_read_receipts: bool, max_line: int = MAX_LINE)
     if has_long_line(out.raw, max_line):
         eol = b"\r\n" if b"\r\n" in out.raw[:65536] else b"\n"
         fixed = _fix_entity(out.raw, max_line, eol, out)
-        stamp = origin_stamp(fingerprint(raw[:65536]), len(raw)) + eol
+        stamp = origin_stamp(fingerprint(raw), len(raw)) + eol
         out.raw = stamp + fixed
         out.stamped = True
     return out

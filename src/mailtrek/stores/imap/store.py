@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -139,6 +140,8 @@ class ImapStore:
         self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
         self._size_ceiling: int | None = None  # smallest size the server refused as too big
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
+        # Exchange: keywords not sent (they would become categories), and on how many.
+        self.keywords_left: Counter[str] = Counter()
 
     @property
     def exchange(self) -> bool:
@@ -621,6 +624,7 @@ class ImapStore:
                                     disarm_read_receipts=self.settings.disarm_read_receipts)
         data = prepared.raw
         flags_to_send, flag_after = exchange.append_flags(portable_flags(message.flags))
+        self.keywords_left.update(portable_flags(message.flags) - flags_to_send - {"\\Flagged"})
         flags = [f.encode() for f in sorted(flags_to_send) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
         digest = hashlib.sha256(data).digest()
@@ -645,12 +649,14 @@ class ImapStore:
                 self._refused[digest] = refused.error
             return refused
         dest_id = _appenduids(res, 1)[0]
-        if flag_after:
-            await self._store_flagged(folder, dest_id)
         extra: dict[str, object] = {}
+        if flag_after and not await self._store_flagged(folder, dest_id):
+            # In, under a known UID, without its flag yet: a copy, not an item in doubt.
+            # The engine records the flags it has and sets \\Flagged on its next pass.
+            extra["flags_stored"] = portable_flags(message.flags) - {"\\Flagged"}
         if prepared.notes:
             note = "; ".join(prepared.notes)
-            extra = {"note": f"changed for Exchange: {note}", "lossy": prepared.lossy}
+            extra |= {"note": f"changed for Exchange: {note}", "lossy": prepared.lossy}
             self.rewrites.append(RewriteNote(folder.display, message.uid, note, prepared.lossy))
             log.info("%s: message %d in %s changed for Exchange: %s", self.label, message.uid,
                      folder.display, note)
@@ -669,8 +675,12 @@ class ImapStore:
         self._refused[digest] = why
         return AppendResult(error=why)
 
-    async def _store_flagged(self, folder: FolderInfo, dest_id: str | None) -> None:
-        """Set \\Flagged on a just-appended message (Exchange forgets it on APPEND)."""
+    async def _store_flagged(self, folder: FolderInfo, dest_id: str | None) -> bool:
+        """Set \\Flagged on a just-appended message (Exchange forgets it on APPEND).
+
+        Returns False when the message is not visible for STORE yet (the caller leaves
+        the flag to the next pass); raises TransientError when it cannot be addressed.
+        """
         if dest_id is None:
             # No APPENDUID: cannot address it. In doubt: the re-plan adopts it by
             # fingerprint and sets its flags with STORE.
@@ -690,9 +700,10 @@ class ImapStore:
             if not res.ok:  # the message is in without its flag: let the re-plan fix it
                 raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
             if any(_fetch_uid(u) == int(dest_id) for r in results for u in r.untagged):
-                return
-        raise TransientError(f"{self.label}: message {dest_id} in {folder.display} not visible "
-                             "for STORE yet; its flag is set on the next pass")
+                return True
+        log.info("%s: message %s in %s not visible for STORE yet; its flag is set on the "
+                 "next pass", self.label, dest_id, folder.display)
+        return False
 
     async def _append_slot(self) -> ImapConnection:
         """A connection with room in its error budget; wait for one when all are full."""

@@ -1,0 +1,224 @@
+"""Pair a folder's source messages with their copies, and judge each pair (pure).
+
+The rules, in order:
+1. What state recorded comes first: a source message recorded as copied to destination
+   item X is paired with X when X still exists and still holds that message (same bytes
+   where the route keeps bytes; else the same fingerprint or Message-ID). A recorded item
+   that is gone, or holds something else, leaves the message to rule 2.
+2. The rest is paired by content (SHA-256 of the bytes where the route keeps them, else
+   the fingerprint). Among identical candidates (twins: byte-identical messages, or ones
+   sharing every identifying header) a candidate with the same flags and date is taken
+   first, over the whole folder before any other pairing, so that flags and dates match
+   whenever some assignment makes them match.
+3. Twins paired by state whose flags or dates disagree are swapped with each other when
+   the swap makes both agree (an earlier run may have adopted them the other way round).
+4. A paired message whose flags differ, or whose received date is off by more than the
+   route's tolerance, is "different". Microsoft Graph's ``importMime`` takes the received
+   date from the message's own headers (topmost Received, else Date): a copy dated that
+   way counts as ``dates_from_headers``; a message with no date in its headers cannot
+   keep one there (``dates_not_kept``). Neither is a difference.
+5. Unpaired source messages are "missing" (or "different: content differs" where a
+   leftover copy has the same fingerprint but other bytes); unpaired copies are "extra".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailtrek.state.db import MessageState
+from mailtrek.sync.flagsets import comparable_flags
+
+# How far a received date may be off, by destination kind (seconds). IMAP INTERNALDATE
+# has whole seconds; Graph rounds to the second and its route promises +-2 s.
+DATE_TOLERANCE = {"graph": 2.0}
+DEFAULT_TOLERANCE = 1.0
+
+
+@dataclass(slots=True)
+class Item:
+    """One message of either side, as verify sees it."""
+
+    uid: int
+    digest: str | None
+    fp: str | None
+    flags: frozenset[str]
+    date: datetime | None
+    size: int
+    subject: str | None = None
+    # Source side: the key a destination copy stamped with this message's origin has.
+    origin_key: str | None = None
+    # Exchange side: the digest of the bytes as served, when restoring them changed them.
+    served_digest: str | None = None
+    dest_key: str | None = None  # destination side: the id state records (UID or Graph id)
+    message_id: str | None = None
+    header_date: datetime | None = None  # source side: the date the headers carry
+
+
+@dataclass(slots=True)
+class _Pair:
+    src: Item
+    dst: Item
+    by_state: bool
+
+
+def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, kind: str,
+                 recorded: dict[int, MessageState] | None = None,
+                 empty_fp: str | None = None) -> dict[str, Any]:
+    """Pair and judge one folder; return its counts and problems (rules above).
+
+    ``recorded``: state's rows of this source folder (only ones with a destination id
+    are used). ``empty_fp``: the fingerprint of a message with none of the identifying
+    headers (a service that could not read the headers lists that).
+    """
+    by_key = {d.dest_key: d for d in dst if d.dest_key}
+    taken: set[int] = set()
+    pairs: list[_Pair] = []
+    rest: list[Item] = []
+    for s in sorted(src, key=lambda i: i.uid):
+        rec = (recorded or {}).get(s.uid)
+        d = (by_key.get(rec.dest_id) if rec is not None and rec.status == "done"
+             and rec.dest_id else None)
+        if d is not None and id(d) not in taken and _same_content(s, d, exact, empty_fp):
+            taken.add(id(d))
+            pairs.append(_Pair(s, d, True))
+        else:
+            rest.append(s)
+    pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, kind, taken)
+    _swap_twins(pairs, exact, kind)
+    paired = {id(p.src) for p in pairs}
+
+    problems: list[dict[str, Any]] = []
+    different = from_headers = not_kept = 0
+    for p in pairs:
+        detail, date_note = judge(p.src, p.dst, kind)
+        from_headers += date_note == "from_headers"
+        not_kept += date_note == "not_kept"
+        if detail:
+            different += 1
+            problems.append(problem("different", name, p.src, detail))
+    leftovers: dict[str | None, list[Item]] = defaultdict(list)
+    for d in dst:
+        if id(d) not in taken:
+            leftovers[d.fp].append(d)
+    missing = 0
+    for s in src:
+        if id(s) in paired:
+            continue
+        twins = leftovers.get(s.fp)
+        if exact and twins:
+            twins.pop(0)
+            different += 1
+            problems.append(problem("different", name, s, "content differs"))
+        else:
+            missing += 1
+            problems.append(problem("missing", name, s, None))
+    extra = 0
+    for items in leftovers.values():
+        for d in items:
+            extra += 1
+            problems.append({"kind": "extra", "folder": name, "dest_uid": d.uid,
+                             "subject": d.subject, "detail": None})
+    return {"source": len(src), "destination": len(dst), "matched": len(pairs),
+            "matched_by_state": sum(p.by_state for p in pairs), "missing": missing,
+            "different": different, "extra": extra, "dates_from_headers": from_headers,
+            "dates_not_kept": not_kept, "problems": problems}
+
+
+def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
+    """True when the recorded copy ``d`` still holds message ``s``."""
+    if exact:
+        return (d.digest is not None and d.digest in (s.digest, s.origin_key)) or (
+            d.served_digest is not None and d.served_digest == s.digest)
+    if s.fp is not None and s.fp == d.fp:
+        return True
+    if s.message_id and d.message_id and s.message_id.strip() == d.message_id.strip():
+        return True
+    # The service read none of the identifying headers (e.g. a byte-order mark before
+    # them): the recorded id is all there is to go by.
+    return empty_fp is not None and d.fp == empty_fp
+
+
+def _keys(s: Item, exact: bool) -> list[str | None]:
+    """The content keys under which a copy of ``s`` may be listed, best first."""
+    if not exact:
+        return [s.fp]
+    return [s.digest, s.origin_key]
+
+
+def _dest_keys(d: Item, exact: bool) -> list[str | None]:
+    if not exact:
+        return [d.fp]
+    return [d.digest, d.served_digest]
+
+
+def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
+                     taken: set[int]) -> list[_Pair]:
+    """Rule 2: pair by content, agreeing twins first over the whole folder."""
+    pool: dict[str, list[Item]] = defaultdict(list)
+    for d in dst:
+        for k in _dest_keys(d, exact):
+            if k:
+                pool[k].append(d)
+    out: list[_Pair] = []
+    for agreeing_only in (True, False):
+        for s in sorted(src, key=lambda i: i.uid):
+            if any(p.src is s for p in out):
+                continue
+            for k in _keys(s, exact):
+                live = [c for c in pool.get(k or "", ()) if id(c) not in taken]
+                pick = next((c for c in live if judge(s, c, kind)[0] is None), None)
+                if pick is None and not agreeing_only and live:
+                    pick = live[0]
+                if pick is not None:
+                    taken.add(id(pick))
+                    out.append(_Pair(s, pick, False))
+                    break
+    return out
+
+
+def _swap_twins(pairs: list[_Pair], exact: bool, kind: str) -> None:
+    """Rule 3: swap the copies of two twins when that makes both agree."""
+    groups: dict[str | None, list[_Pair]] = defaultdict(list)
+    for p in pairs:
+        groups[_keys(p.src, exact)[0]].append(p)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        for a in group:
+            if judge(a.src, a.dst, kind)[0] is None:
+                continue
+            for b in group:
+                if b is a or judge(a.src, b.dst, kind)[0] or judge(b.src, a.dst, kind)[0]:
+                    continue
+                a.dst, b.dst = b.dst, a.dst
+                break
+
+
+def judge(s: Item, d: Item, kind: str) -> tuple[str | None, str | None]:
+    """Return (what differs or None, date note) for a pair (rule 4)."""
+    out = []
+    sf, df = comparable_flags(s.flags, kind), comparable_flags(d.flags, kind)
+    if sf != df:
+        out.append(f"flags {sorted(sf)} != {sorted(df)}")
+    note = None
+    if s.date and d.date:
+        tolerance = DATE_TOLERANCE.get(kind, DEFAULT_TOLERANCE)
+        off = abs((s.date - d.date).total_seconds())
+        if off > tolerance if kind == "graph" else off >= tolerance:
+            if kind == "graph" and s.header_date is not None and abs(
+                    (s.header_date - d.date).total_seconds()) <= tolerance:
+                note = "from_headers"
+            elif kind == "graph" and s.header_date is None:
+                note = "not_kept"
+            else:
+                out.append(f"date {s.date.isoformat()} != {d.date.isoformat()}")
+    return "; ".join(out) or None, note
+
+
+def problem(kind: str, folder: str, s: Item, detail: str | None) -> dict[str, Any]:
+    """One entry of the report's problem list."""
+    return {"kind": kind, "folder": folder, "uid": s.uid, "subject": s.subject,
+            "date": s.date.isoformat() if s.date else None, "size": s.size, "detail": detail}

@@ -1,0 +1,47 @@
+"""Fingerprints survive a service decoding messy headers its own way (issue 12, item 6)."""
+
+from __future__ import annotations
+
+from mailtrek.devtools.samples import messy_messages
+from mailtrek.sim.mime import properties_from_mime
+from mailtrek.stores.m365.graph import fingerprint_of_item
+from mailtrek.sync.fingerprint import fingerprint, skeleton
+
+
+def _as_graph_lists(raw: bytes) -> str | None:
+    props, _ = properties_from_mime(raw)
+    return fingerprint_of_item({"internetMessageHeaders": props["internetMessageHeaders"]})
+
+
+def test_every_messy_message_fingerprints_the_same_on_both_sides() -> None:
+    messages = messy_messages()
+    assert len(messages) > 100
+    differ = [m.raw[:120] for m in messages if fingerprint(m.raw) != _as_graph_lists(m.raw)]
+    assert differ == []
+
+
+def test_raw_8bit_subject_matches_decoded_replacement() -> None:
+    assert skeleton("SUBJECT", b"Caf\xe9 ok") == skeleton("SUBJECT", "Caf\ufffd ok")
+    assert skeleton("SUBJECT", b"=?utf-8?q?Caf=C3=A9?=") == skeleton("SUBJECT", "Café")
+    # Still tells different subjects apart.
+    assert skeleton("SUBJECT", b"Invoice 1") != skeleton("SUBJECT", b"Invoice 2")
+
+
+def test_from_is_matched_by_address_whatever_the_display_name() -> None:
+    assert skeleton("FROM", b"J\xfcrgen <JM@Example.de>") == skeleton("FROM", "Jürgen <jm@example.de>")
+
+
+def test_header_beyond_64k_still_counts() -> None:
+    filler = b"X-Filler: " + b"a" * 70_000 + b"\r\n"
+    raw = filler + b"Subject: late\r\nMessage-ID: <late@x>\r\n\r\nbody"
+    other = filler + b"Subject: other\r\nMessage-ID: <late@x>\r\n\r\nbody"
+    assert fingerprint(raw) != fingerprint(other)
+
+
+def test_broken_base64_word_does_not_raise() -> None:
+    assert fingerprint(b"Subject: =?utf-8?b?bad*base64!!?=\r\n\r\nx")
+
+
+def test_bytearray_and_memoryview_fingerprint_like_bytes() -> None:
+    raw = b"Subject: =?utf-8?q?Caf=C3=A9?=\r\nMessage-ID: <a@b>\r\n\r\nx"
+    assert fingerprint(bytearray(raw)) == fingerprint(memoryview(raw)) == fingerprint(raw)
