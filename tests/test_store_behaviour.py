@@ -20,16 +20,18 @@ from mailtrek.stores.base import FlagChange
 from mailtrek.stores.memory import MemoryStore
 from mailtrek.sync.fingerprint import fingerprint
 
+SERVERS = {"dovecot": "dovecot_dst", "cyrus": "cyrus_server", "courier": "courier_server"}
 DATE = datetime(2019, 3, 14, 9, 26, 53, tzinfo=timezone(timedelta(hours=-5)))
 
 
-@pytest_asyncio.fixture(params=["memory", "dovecot"], loop_scope="function")
-async def mailbox(request, dovecot_dst) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+@pytest_asyncio.fixture(params=["memory", "dovecot", "cyrus", "courier"], loop_scope="function")
+async def mailbox(request) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     if request.param == "memory":
         yield MemoryStore()
         return
-    login, pw = new_user(dovecot_dst)
-    s = store(dovecot_dst, login, pw, readonly=False)
+    server = request.getfixturevalue(SERVERS[request.param])
+    login, pw = new_user(server)
+    s = store(server, login, pw, readonly=False)
     await s.connect()
     try:
         yield s
