@@ -42,6 +42,7 @@ from mailtrek.stores.imap.connection import (
     ImapConnection,
     Result,
 )
+from mailtrek.stores.imap.rewrites import crlf, has_bare_lf, header_block, may_be_rewritten
 from mailtrek.stores.imap.wire import (
     fetch_items,
     format_internaldate,
@@ -139,6 +140,7 @@ class ImapStore:
         self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
         self._size_ceiling: int | None = None  # smallest size the server refused as too big
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
+        self._leave_before_append = False  # set once the server refused APPEND (Courier)
 
     @property
     def exchange(self) -> bool:
@@ -594,11 +596,30 @@ class ImapStore:
                         name, lambda: self._pick(folder.path))
                 res, dest_id = await appender.add(flags, date, message.raw)
             else:
-                res = await conn.append(name, flags, date, message.raw)
+                res = await self._append_plain(conn, folder, name, flags, date, message.raw)
                 dest_id = _appenduids(res, 1)[0]
+            note = ""
+            if not res.ok and has_bare_lf(message.raw):
+                # Cyrus: "NO Message contains bare newlines". Send it with CRLF line ends.
+                fixed = crlf(message.raw)
+                again = await self._append_plain(await self._pick(folder.path), folder, name,
+                                                 flags, date, fixed)
+                if again.ok:
+                    note = (f"line endings changed to CRLF: the destination refused bare LF "
+                            f"({res.describe()})")
+                    res, dest_id = again, _appenduids(again, 1)[0]
         except ProtocolError as e:
             return AppendResult(error=str(e))
         if res.ok:
+            if dest_id is not None and (note or may_be_rewritten(message.raw)):
+                changed = await self._stored_change(folder, int(dest_id), message.raw)
+                note = "; ".join(x for x in (note, changed) if x)
+            if note:
+                lossy = "replaced" in note
+                self.rewrites.append(RewriteNote(folder.display, message.uid, note, lossy))
+                log.info("%s: message %d in %s: %s", self.label, message.uid, folder.display,
+                         note)
+                return AppendResult(dest_id=dest_id, extra={"note": note, "lossy": lossy})
             return AppendResult(dest_id=dest_id)
         code = (res.code or b"").upper()
         if code.startswith(b"OVERQUOTA"):
@@ -608,6 +629,66 @@ class ImapStore:
         if code.startswith(b"UNAVAILABLE") or code.startswith(b"SERVERBUG"):
             raise TransientError(f"{self.label}: APPEND failed for now: {res.describe()}")
         return AppendResult(error=f"destination refused the message: {res.describe()}")
+
+    async def _append_plain(self, conn: ImapConnection, folder: FolderInfo, name: bytes,
+                            flags: list[bytes], date: bytes | None, raw: bytes) -> Result:
+        """One APPEND; a connection holding the folder read-only lets go of it first.
+
+        Courier refuses APPEND to the mailbox the same connection has EXAMINEd (``NO
+        Current box is selected READ-ONLY.``). After the first such refusal the store
+        leaves a read-only selection of the target before every APPEND.
+        """
+        enc = self._encode(folder.path)
+        if self._leave_before_append and conn.selected == enc and conn.selected_readonly:
+            await self._leave_selection(conn)
+        res = await conn.append(name, flags, date, raw)
+        if (not res.ok and not self._leave_before_append and conn.selected == enc
+                and conn.selected_readonly):
+            self._leave_before_append = True
+            log.info("%s: APPEND refused while the folder was open read-only (%s); "
+                     "leaving the selection before appending from now on", self.label,
+                     res.describe())
+            await self._leave_selection(conn)
+            res = await conn.append(name, flags, date, raw)
+        return res
+
+    @staticmethod
+    async def _leave_selection(conn: ImapConnection) -> None:
+        """UNSELECT (or CLOSE, which expunges nothing after EXAMINE), pipelined."""
+        cmd = b"UNSELECT" if conn.has("UNSELECT") else b"CLOSE"
+        conn.selected = None
+        [fut] = await conn.send_many([(cmd, None)])
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _stored_change(self, folder: FolderInfo, uid: int, sent: bytes) -> str:
+        """What the destination changed in a message it stored ("" when nothing seen).
+
+        Compares size and fingerprint header fields of the stored copy with what was sent.
+        """
+        conn = await self._pick(folder.path)
+        cmd = b"UID FETCH %d (RFC822.SIZE %s)" % (uid, HEADER_ITEM)
+        [fut] = await self._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=False)
+        res = await fut
+        if not res.ok:
+            return ""
+        for u in res.untagged:
+            _, vals = parse_untagged(u)
+            it = fetch_items(vals[1:])
+            if b"RFC822.SIZE" not in it:
+                continue
+            size = int(it[b"RFC822.SIZE"])  # type: ignore[call-overload]
+            block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
+            got = parse_header_fields(bytes(block) if isinstance(block, (bytes, bytearray))
+                                      else b"")
+            want = parse_header_fields(header_block(sent))
+            notes = []
+            if fingerprint_fields(got) != fingerprint_fields(want):
+                notes.append("changed by the server: 8-bit header bytes replaced")
+            if size != len(sent):
+                notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}"
+                             + (" (line endings made CRLF)" if size == len(crlf(sent)) else ""))
+            return "; ".join(notes)
+        return ""
 
     async def _append_exchange(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND to Exchange Online: one message per command, its quirks handled.

@@ -1,0 +1,95 @@
+"""The engine against servers nobody here wrote: Cyrus IMAP and Courier-IMAP, both ways.
+
+Each pair copies the same odd messages, runs again (nothing new), gets new mail into folders
+that already hold mail (incremental), forgets its state (adoption), and resumes after a cut
+connection. What a server changes on its own is reported, never re-copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imap_helpers import copy, dump, load, new_user
+from test_copy_dovecot import T0, seed_items
+
+SERVERS = {"dovecot-src": "dovecot_src", "dovecot-dst": "dovecot_dst",
+           "cyrus": "cyrus_server", "courier": "courier_server"}
+PAIRS = [("dovecot-src", "cyrus"), ("dovecot-src", "courier"), ("cyrus", "dovecot-dst"),
+         ("courier", "dovecot-dst"), ("cyrus", "courier")]
+
+
+@pytest.fixture(params=PAIRS, ids=lambda p: f"{p[0].split('-')[0]}-to-{p[1].split('-')[0]}")
+def pair(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    src_name, dst_name = request.param
+    return request.getfixturevalue(SERVERS[src_name]), request.getfixturevalue(SERVERS[dst_name])
+
+
+def count(d: dict) -> int:  # type: ignore[type-arg]
+    return sum(len(v) for v in d.values())
+
+
+def changed(report: Any) -> int:
+    return sum(len(f.notes) for f in report.folders)
+
+
+async def test_copy_rerun_incremental_and_adoption(pair: tuple[Any, Any], tmp_path: Path) -> None:
+    src_srv, dst_srv = pair
+    src, dst = new_user(src_srv), new_user(dst_srv)
+    items = seed_items(None)
+    await load(src_srv, *src, items)
+    first = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "s.db")
+    assert first.complete, (first.errors, first.skipped, [f.error for f in first.folders])
+    assert first.total("copied") == len(items)
+    dumped = await dump(dst_srv, *dst)
+    assert count(dumped) == len(items)
+    # Nothing new: nothing copied, nothing reported as failed.
+    again = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "s.db")
+    assert again.complete and again.total("copied") == 0
+    assert again.total("already") == len(items)
+    # New mail in folders that already hold mail (INBOX and a folder under INBOX).
+    new = [(path, b"Subject: new %d\r\nMessage-ID: <new%d@x>\r\n\r\nnew\r\n" % (i, i),
+            frozenset({"\\Seen"}), T0 + timedelta(days=i))
+           for i, path in enumerate([("INBOX",), ("INBOX", "Projects", "Alpha"), ("INBOX",)])]
+    await load(src_srv, *src, new)
+    inc = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "s.db")
+    assert inc.complete, (inc.errors, [(f.source, f.error) for f in inc.folders if f.error])
+    assert inc.total("copied") == len(new)
+    assert count(await dump(dst_srv, *dst)) == len(items) + len(new)
+    # A fresh state adopts what is there (even what the server rewrote) and copies nothing.
+    fresh = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "fresh.db")
+    assert fresh.complete, (fresh.errors, [(f.source, f.error) for f in fresh.folders if f.error])
+    assert fresh.total("copied") == 0
+    assert fresh.total("adopted") == len(items) + len(new)
+    assert count(await dump(dst_srv, *dst)) == len(items) + len(new)
+
+
+async def test_first_copy_into_a_mailbox_that_already_has_mail(
+        pair: tuple[Any, Any], tmp_path: Path) -> None:
+    src_srv, dst_srv = pair
+    src, dst = new_user(src_srv), new_user(dst_srv)
+    items = seed_items(None)
+    await load(src_srv, *src, items)
+    await load(dst_srv, *dst, [(("INBOX",), b"Subject: already there\r\n\r\nx\r\n", frozenset(), T0)])
+    report = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "p.db")
+    assert report.complete, (report.errors, [(f.source, f.error) for f in report.folders])
+    assert report.total("copied") == len(items)
+    assert count(await dump(dst_srv, *dst)) == len(items) + 1
+
+
+async def test_resume_after_a_cut_connection(pair: tuple[Any, Any], proxy: Any,
+                                             tmp_path: Path) -> None:
+    src_srv, dst_srv = pair
+    src, dst = new_user(src_srv), new_user(dst_srv)
+    items = seed_items(None) * 2
+    await load(src_srv, *src, items)
+    cut = proxy(dst_srv.host, dst_srv.port, cut_upstream_after=40_000, fault_conns=100)
+    with contextlib.suppress(Exception):  # an interrupted run may end either way
+        await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "r.db", dst_port=cut.port)
+    done = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "r.db")
+    assert done.complete, (done.errors, [(f.source, f.error) for f in done.folders if f.error])
+    assert count(await dump(dst_srv, *dst)) == len(items)
