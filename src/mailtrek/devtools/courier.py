@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -24,7 +25,9 @@ from pathlib import Path
 from mailtrek.devtools import debroot
 from mailtrek.devtools.dovecot import _ensure_traversable, free_port
 
-MAIL_UID = 10000
+# Mail runs as Debian's "mail" user: libfam and gam_server name their socket after the
+# user, so a uid without a passwd entry makes every command wait for a server never found.
+MAIL_USER = "mail"
 START_TIMEOUT = 20.0
 FIXED_PATHS = ("/etc/courier", "/run/courier", "/usr/lib/courier-authlib")
 
@@ -52,6 +55,11 @@ def unavailable_reason() -> str | None:
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
     return None
+
+
+def _mail_ids() -> tuple[int, int]:
+    entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
 
 
 def _userdb_password(password: str) -> str:
@@ -99,6 +107,7 @@ class CourierInstance:
             f"export LD_LIBRARY_PATH='{debroot.library_path(self._servers)}'",
             f"'{fs}/usr/lib/courier/courier-authlib/authdaemond' 2>>'{self.root}/authdaemond.log' &",
             *(f"export {k}='{v}'" for k, v in IMAPD_ENV.items()),
+            f"export GAMIN_DEBUG_SERVER='{fs}/usr/libexec/gam_server'",
             f"exec '{fs}/usr/sbin/couriertcpd' -address={self.host} -maxprocs=64 -maxperip=64"
             f" -nodnslookup -noidentlookup -stderr='{self.root}/imapd.log' {self.port}"
             f" '{fs}/usr/lib/courier/courier/imaplogin' '{fs}/usr/bin/imapd' Maildir",
@@ -111,8 +120,9 @@ class CourierInstance:
         fs = debroot.fs_root(self._servers)
         makedat = fs / "usr/lib/courier/courier-authlib/makedatprog"
         env = dict(os.environ, LD_LIBRARY_PATH=debroot.library_path(self._servers))
+        uid, gid = _mail_ids()
         plain = "".join(
-            f"{u}\tuid={MAIL_UID}|gid={MAIL_UID}|home={self.root}/home/{u}"
+            f"{u}\tuid={uid}|gid={gid}|home={self.root}/home/{u}"
             f"|mail={self.root}/home/{u}/Maildir|_=\n" for u in self._users) + ".\n"
         shadow = "".join(f"{u}\tsystempw={_userdb_password(p)}\n"
                          for u, p in self._users.items()) + ".\n"
@@ -187,7 +197,7 @@ class CourierInstance:
         for sub in ("cur", "new", "tmp"):
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         for path in (maildir.parent, maildir, *maildir.iterdir()):
-            os.chown(path, MAIL_UID, MAIL_UID)
+            os.chown(path, *_mail_ids())
         self._users[name] = password
         self._write_userdb()
         return name

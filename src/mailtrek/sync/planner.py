@@ -5,7 +5,9 @@ The rules, in order, for every source message the filters select:
 2. otherwise, matched by fingerprint to a destination message that state does not
    know (an earlier run whose answer was lost, a lost state file, another tool): adopt
    it, never copy it again. Matching counts copies, so two identical source messages
-   need two destination messages;
+   need two destination messages. A message the destination server rewrote (8-bit header
+   bytes replaced, line ends made CRLF) is paired by its loose fingerprint when its
+   stored size is plausible for such a rewrite (no smaller, at most twice the size);
 3. too large for the destination: skip, with the reason;
 4. otherwise: copy.
 Applying a plan and planning again yields an empty plan (tested with Hypothesis).
@@ -14,6 +16,7 @@ Applying a plan and planning again yields an empty plan (tested with Hypothesis)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailtrek.model import MessageMeta, portable_flags
@@ -61,9 +64,13 @@ def plan_folder(
     """
     plan = FolderPlan()
     pool: dict[tuple[str | None, int | None], list[MessageMeta]] = defaultdict(list)
+    loose: dict[str, list[MessageMeta]] = defaultdict(list)
+    taken: set[int] = set()
     for d in dest_unknown:
         if d.fingerprint is not None:
             pool[_key(d, exact_mime)].append(d)
+        if d.loose_fingerprint is not None:
+            loose[d.loose_fingerprint].append(d)
     for m in sorted(source, key=lambda x: x.uid):
         if not message_date_selected(m, options.since, options.before):
             continue
@@ -76,9 +83,15 @@ def plan_folder(
                 plan.flags.append((m.uid, FlagChange(rec.dest_id, want, rec.flags)))
             continue
         if pool and m.fingerprint is not None:
-            candidates = pool.get(_key(m, exact_mime))
-            if candidates:
-                plan.adopt.append((m, candidates.pop(0)))
+            found = _take(pool.get(_key(m, exact_mime)), taken, lambda d: True)
+            if found is not None:
+                plan.adopt.append((m, found))
+                continue
+        if loose and m.loose_fingerprint is not None:
+            found = _take(loose.get(m.loose_fingerprint), taken,
+                          lambda d, size=m.size: size <= d.size <= 2 * size + 2)
+            if found is not None:
+                plan.adopt.append((m, found))
                 continue
         if max_size is not None and m.size > max_size:
             plan.skip.append((m, f"larger than the {_mb(max_size)} limit ({_mb(m.size)})"))
@@ -105,6 +118,16 @@ def limit_items(plans: list[FolderPlan], max_items: int | None, recorded_total: 
             else:
                 keep.append(m)
         p.copy = keep
+
+
+def _take(candidates: list[MessageMeta] | None, taken: set[int],
+          fits: Callable[[MessageMeta], bool]) -> MessageMeta | None:
+    """The first candidate not paired yet that ``fits``; mark it paired."""
+    for d in candidates or ():
+        if id(d) not in taken and fits(d):
+            taken.add(id(d))
+            return d
+    return None
 
 
 def _key(m: MessageMeta, exact_mime: bool) -> tuple[str | None, int | None]:

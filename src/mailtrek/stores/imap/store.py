@@ -42,7 +42,13 @@ from mailtrek.stores.imap.connection import (
     ImapConnection,
     Result,
 )
-from mailtrek.stores.imap.rewrites import crlf, has_bare_lf, header_block, may_be_rewritten
+from mailtrek.stores.imap.rewrites import (
+    crlf,
+    has_bare_lf,
+    header_block,
+    loosen,
+    may_be_rewritten,
+)
 from mailtrek.stores.imap.wire import (
     fetch_items,
     format_internaldate,
@@ -402,7 +408,8 @@ class ImapStore:
             self._names[path] = mbox
             self._folders[path] = info
             folders.append(info)
-        self.features = replace(self.features, delimiter=self._delim)
+        self.features = replace(self.features, delimiter=self._delim, inbox_prefix=bool(
+            self._prefix) and self._prefix.upper() == b"INBOX" + self._delim.encode())
         return folders
 
     def _read_namespace(self, res: Result) -> None:
@@ -460,6 +467,8 @@ class ImapStore:
                 fields = parse_header_fields(
                     bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
                 meta.fingerprint = fingerprint_fields(fields)
+                meta.loose_fingerprint = fingerprint_fields(
+                    {k: loosen(v) for k, v in fields.items()})
                 origin = None if self.settings.readonly else parse_origin(
                     fields.get(ORIGIN_FIELD))
                 if origin is not None:  # a copy we had to change: match it as its source
@@ -538,7 +547,7 @@ class ImapStore:
                 for f in self._folders.values():
                     if f.special_use == special_use and f.selectable:
                         return f
-            existing = self._folders.get(path)
+            existing = self._folders.get(path) or self._listed_as(path)
             if existing is not None and existing.selectable:
                 return existing
             conn = await self._pick()
@@ -574,6 +583,14 @@ class ImapStore:
             self._names[path] = name
             self._folders[path] = info
             return info
+
+    def _listed_as(self, path: tuple[str, ...]) -> FolderInfo | None:
+        """The listed folder whose mailbox name ``path`` encodes to (INBOX.Sub is Sub)."""
+        name = self._encode(path)
+        for p, listed in self._names.items():
+            if listed == name and p in self._folders:
+                return replace(self._folders[p], path=path)
+        return None
 
     async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND pipelined on the least busy connection; refusals become results."""
