@@ -50,7 +50,8 @@ async def test_copy_rerun_incremental_and_adoption(pair: tuple[Any, Any], tmp_pa
     # Nothing new: nothing copied, nothing reported as failed.
     again = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "s.db")
     assert again.complete and again.total("copied") == 0
-    assert again.total("already") == len(items)
+    assert again.total("already") == len(items), [
+        (f.source, f.selected, f.already, f.adopted) for f in again.folders]
     # New mail in folders that already hold mail (INBOX and a folder under INBOX).
     new = [(path, b"Subject: new %d\r\nMessage-ID: <new%d@x>\r\n\r\nnew\r\n" % (i, i),
             frozenset({"\\Seen"}), T0 + timedelta(days=i))

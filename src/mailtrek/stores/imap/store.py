@@ -659,12 +659,15 @@ class ImapStore:
         if self._leave_before_append and conn.selected == enc and conn.selected_readonly:
             await self._leave_selection(conn)
         res = await conn.append(name, flags, date, raw)
-        if (not res.ok and not self._leave_before_append and conn.selected == enc
-                and conn.selected_readonly):
-            self._leave_before_append = True
-            log.info("%s: APPEND refused while the folder was open read-only (%s); "
-                     "leaving the selection before appending from now on", self.label,
-                     res.describe())
+        for _ in range(3):  # another task may EXAMINE it again in between: try again
+            if res.ok or not (b"READ-ONLY" in (res.text or b"").upper()
+                              or (conn.selected == enc and conn.selected_readonly)):
+                break
+            if not self._leave_before_append:
+                self._leave_before_append = True
+                log.info("%s: APPEND refused while the folder was open read-only (%s); "
+                         "leaving the selection before appending from now on", self.label,
+                         res.describe())
             await self._leave_selection(conn)
             res = await conn.append(name, flags, date, raw)
         return res
