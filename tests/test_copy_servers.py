@@ -94,3 +94,25 @@ async def test_resume_after_a_cut_connection(pair: tuple[Any, Any], proxy: Any,
     done = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "r.db")
     assert done.complete, (done.errors, [(f.source, f.error) for f in done.folders if f.error])
     assert count(await dump(dst_srv, *dst)) == len(items)
+
+
+def test_terminal_summary_names_every_failure_and_rename() -> None:
+    from datetime import UTC, datetime
+
+    from mailtrek.sync.options import ChangedItem, CopyReport, FolderReport
+    from mailtrek.sync.report import problem_lines, summary_line
+
+    r = CopyReport("s", "d", datetime(2024, 1, 1, tzinfo=UTC))
+    r.folders = [FolderReport("INBOX", "INBOX", failed=55, error="NO Current box is selected READ-ONLY."),
+                 FolderReport("Sub", None, error="NO Mailbox already exists"),
+                 FolderReport("A.B", "A_B", copied=1, renamed="the destination uses '.'",
+                              notes=[ChangedItem(1, "x", "changed by the server: 8-bit header "
+                                                 "bytes replaced", True)])]
+    line = summary_line(r)
+    assert line.startswith("INCOMPLETE") and "55 failed" in line and "2 errors" in line
+    assert "(1 renamed)" in line and "1 message changed on the way" in line
+    lines = problem_lines(r)
+    assert any("INBOX: 55 messages not copied: NO Current box is selected READ-ONLY." in x
+               for x in lines)
+    assert any("Sub: folder failed: NO Mailbox already exists" in x for x in lines)
+    assert any(x.startswith("  renamed: A.B -> A_B") for x in lines)
