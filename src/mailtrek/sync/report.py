@@ -85,9 +85,9 @@ def changes_summary(r: CopyReport) -> str | None:
     if lossy:
         what += f"; {lossy} with a value that could not be kept exactly"
     noun = "message" if len(notes) == 1 else "messages"
-    exchange = all("exchange" in n.note.lower() or "json" in n.note.lower()
-                   or "text" in n.note.lower() for n in notes)
-    how = "changed for Exchange" if exchange else "changed on the way"
+    # Notes of an IMAP server that rewrote what it stored (Cyrus, Courier) say so.
+    by_server = any(n.note.startswith(("changed by the server", "line endings")) for n in notes)
+    how = "changed on the way" if by_server else "changed for Exchange"
     return f"{len(notes)} {noun} {how} ({what}); see the report"
 
 
