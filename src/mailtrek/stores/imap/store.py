@@ -603,6 +603,7 @@ class ImapStore:
         date = format_internaldate(message.internaldate) if message.internaldate else None
         conn = await self._pick(folder.path)
         batchable = (conn.has("MULTIAPPEND") and conn.has("LITERAL+")
+                     and not any(a.broken for a in self._appenders.values())
                      and len(message.raw) <= BIG_WRITE
                      and (b"\0" not in message.raw or conn.has("BINARY")))
         try:
