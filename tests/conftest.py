@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -22,7 +23,8 @@ from mailtrek.devtools.proxy import Proxy
 sys.path.insert(0, str(Path(__file__).parent))  # tests/imap_helpers.py
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+# MAILTREK_CORPUS names the corpus where the checkout has no shared/ beside it (worktrees).
+CORPUS = Path(os.environ.get("MAILTREK_CORPUS") or REPO.parent / "shared" / "corpus")
 
 
 def _instance(name: str) -> Iterator[DovecotInstance]:

@@ -116,3 +116,31 @@ def test_terminal_summary_names_every_failure_and_rename() -> None:
                for x in lines)
     assert any("Sub: folder failed: NO Mailbox already exists" in x for x in lines)
     assert any(x.startswith("  renamed: A.B -> A_B") for x in lines)
+
+
+@pytest.mark.parametrize("dst_name", ["cyrus", "courier"])
+async def test_corpus_per_server(dst_name: str, dovecot_src: Any, corpus_rows: Any,
+                                 request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The shared corpus from Dovecot into each server: every message exact, changed by the
+    server (and reported), or refused with the server's reason; re-runs copy nothing."""
+    dst_srv = request.getfixturevalue(SERVERS[dst_name])
+    src, dst = new_user(dovecot_src), new_user(dst_srv)
+    items = [(("INBOX",), raw, frozenset({"\\Seen"}), T0 + timedelta(minutes=i))
+             for i, (_n, raw, _s) in enumerate(corpus_rows())]
+    await load(dovecot_src, *src, items)
+    first = await copy((dovecot_src, *src), (dst_srv, *dst), tmp_path / "c.db")
+    noted = {n.uid: n.note for f in first.folders for n in f.notes}
+    refused = [s.reason for s in first.skipped]
+    served = {row[0] for row in (await dump(dovecot_src, *src))[("INBOX",)]}
+    stored = (await dump(dst_srv, *dst)).get(("INBOX",), [])
+    exact = sum(1 for row in stored if row[0] in served)
+    print(f"\n{dst_name}: {len(items)} messages: {exact} exact, {len(noted)} changed by the "
+          f"server, {len(refused)} refused {sorted(set(refused))}; notes: "
+          f"{sorted(set(noted.values()))}")
+    assert exact + len(noted) + len(refused) == len(items)
+    assert len(stored) == len(items) - len(refused)
+    again = await copy((dovecot_src, *src), (dst_srv, *dst), tmp_path / "c.db")
+    assert again.total("copied") == 0 and not again.total("failed")
+    fresh = await copy((dovecot_src, *src), (dst_srv, *dst), tmp_path / "fresh.db")
+    assert fresh.total("copied") == 0, [f.error for f in fresh.folders]
+    assert len((await dump(dst_srv, *dst))[("INBOX",)]) == len(stored)

@@ -19,6 +19,7 @@ _CHANGE_KINDS = (
     ("stored as text", "unparsable MIME stored as text"),
     ("8-bit header bytes replaced", "8-bit header bytes replaced by the server"),
     ("line endings", "line endings made CRLF"),
+    ("crlf added at the end", "CRLF added at the end"),
     ("changed by the server: stored", "stored with another size by the server"),
 )
 

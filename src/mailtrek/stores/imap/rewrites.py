@@ -1,6 +1,6 @@
 """What ordinary IMAP servers change in the messages they store, found by running them.
 
-Courier stores bare LF line ends as CRLF; Cyrus refuses bare LF ("NO Message contains bare
+Courier stores bare LF line ends as CRLF and ends every message with CRLF; Cyrus refuses bare LF ("NO Message contains bare
 newlines") and replaces 8-bit bytes in header fields with ``X`` (its default
 ``munge8bit``). Dovecot keeps the bytes. Only messages these predicates flag are checked
 after their APPEND, so exact messages cost nothing extra.
@@ -31,8 +31,20 @@ def crlf(raw: bytes) -> bytes:
 
 
 def may_be_rewritten(raw: bytes) -> bool:
-    """True for a message a server may store changed: bare LF, or 8-bit header bytes."""
-    return has_bare_lf(raw) or _EIGHT_BIT.search(header_block(raw)) is not None
+    """True for a message a server may store changed: bare LF, no CRLF at the end
+    (Courier adds one), or 8-bit header bytes."""
+    return (has_bare_lf(raw) or not raw.endswith(b"\r\n")
+            or _EIGHT_BIT.search(header_block(raw)) is not None
+            or _odd_header(header_block(raw)))
+
+
+def _odd_header(block: bytes) -> bool:
+    """A header line that is no field (body text without the empty line): Cyrus repairs it."""
+    for line in block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line and line[:1] not in (b" ", b"\t") and b":" not in line:
+            return True
+    return False
 
 
 def loosen(value: bytes) -> bytes:

@@ -616,7 +616,7 @@ class ImapStore:
             else:
                 res = await self._append_plain(conn, folder, name, flags, date, message.raw)
                 dest_id = _appenduids(res, 1)[0]
-            note = ""
+            note, sent = "", message.raw
             if not res.ok and has_bare_lf(message.raw):
                 # Cyrus: "NO Message contains bare newlines". Send it with CRLF line ends.
                 fixed = crlf(message.raw)
@@ -625,12 +625,12 @@ class ImapStore:
                 if again.ok:
                     note = (f"line endings changed to CRLF: the destination refused bare LF "
                             f"({res.describe()})")
-                    res, dest_id = again, _appenduids(again, 1)[0]
+                    res, dest_id, sent = again, _appenduids(again, 1)[0], fixed
         except ProtocolError as e:
             return AppendResult(error=str(e))
         if res.ok:
             if dest_id is not None and (note or may_be_rewritten(message.raw)):
-                changed = await self._stored_change(folder, int(dest_id), message.raw)
+                changed = await self._stored_change(folder, int(dest_id), sent)
                 note = "; ".join(x for x in (note, changed) if x)
             if note:
                 lossy = "replaced" in note
@@ -687,9 +687,12 @@ class ImapStore:
         Compares size and fingerprint header fields of the stored copy with what was sent.
         """
         conn = await self._pick(folder.path)
-        cmd = b"UID FETCH %d (RFC822.SIZE %s)" % (uid, HEADER_ITEM)
-        [fut] = await self._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=False)
-        res = await fut
+        cmd = b"UID FETCH %d (RFC822.SIZE BODY.PEEK[HEADER])" % uid
+        # NOOP first: a connection that selected the folder earlier sees the new UID only
+        # after its next sync (Cyrus), and UID FETCH of an unseen UID answers nothing.
+        futs = await self._in_folder(conn, folder.path, [b"NOOP", cmd], (b"FETCH",),
+                                     readonly=False)
+        res = (await asyncio.gather(*futs))[-1]
         if not res.ok:
             return ""
         for u in res.untagged:
@@ -699,15 +702,21 @@ class ImapStore:
                 continue
             size = int(it[b"RFC822.SIZE"])  # type: ignore[call-overload]
             block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-            got = parse_header_fields(bytes(block) if isinstance(block, (bytes, bytearray))
-                                      else b"")
-            want = parse_header_fields(header_block(sent))
+            got = bytes(block) if isinstance(block, (bytes, bytearray)) else b""
+            want = crlf(header_block(sent))
             notes = []
-            if fingerprint_fields(got) != fingerprint_fields(want):
-                notes.append("changed by the server: 8-bit header bytes replaced")
+            if got.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
+                eight = any(b > 127 for b in want)
+                notes.append("changed by the server: " + (
+                    "8-bit header bytes replaced" if eight and len(got) == len(want)
+                    else "header rewritten"))
             if size != len(sent):
+                fixed = crlf(sent)
+                why = (" (line endings made CRLF)" if size == len(fixed) else
+                       " (CRLF added at the end)" if size == len(fixed) + 2
+                       and not fixed.endswith(b"\r\n") else "")
                 notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}"
-                             + (" (line endings made CRLF)" if size == len(crlf(sent)) else ""))
+                             + why)
             return "; ".join(notes)
         return ""
 
