@@ -23,7 +23,10 @@ from mailtrek.model import MessageMeta, portable_flags
 from mailtrek.state.db import MessageState
 from mailtrek.stores.base import FlagChange
 from mailtrek.sync.filters import message_date_selected
+from mailtrek.sync.fingerprint import fingerprint_fields
 from mailtrek.sync.options import CopyOptions
+
+_NO_FIELDS = fingerprint_fields({})  # the fingerprint of a message without those fields
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ def plan_folder(
             pool[_key(d, exact_mime)].append(d)
         if d.loose_fingerprint is not None:
             loose[d.loose_fingerprint].append(d)
+    rest: list[MessageMeta] = []
     for m in sorted(source, key=lambda x: x.uid):
         if not message_date_selected(m, options.since, options.before):
             continue
@@ -87,9 +91,16 @@ def plan_folder(
             if found is not None:
                 plan.adopt.append((m, found))
                 continue
+        rest.append(m)
+    # Loose pairs only after every exact pair is made, so a rewritten copy never takes
+    # the place of an exact one; a message with none of the fingerprint fields pairs only
+    # with the size it had or that size plus the CRLF Courier adds (many look alike).
+    for m in rest:
         if loose and m.loose_fingerprint is not None:
+            bare = m.loose_fingerprint == _NO_FIELDS
             found = _take(loose.get(m.loose_fingerprint), taken,
-                          lambda d, size=m.size: size <= d.size <= 2 * size + 2)
+                          lambda d, size=m.size, bare=bare: d.size in (size, size + 2)
+                          if bare else size <= d.size <= 2 * size + 2)
             if found is not None:
                 plan.adopt.append((m, found))
                 continue
