@@ -118,6 +118,7 @@ def test_terminal_summary_names_every_failure_and_rename() -> None:
     assert any(x.startswith("  renamed: A.B -> A_B") for x in lines)
 
 
+@pytest.mark.slow  # about 20 s per server: the whole shared corpus, three runs
 @pytest.mark.parametrize("dst_name", ["cyrus", "courier"])
 async def test_corpus_per_server(dst_name: str, dovecot_src: Any, corpus_rows: Any,
                                  request: pytest.FixtureRequest, tmp_path: Path) -> None:
