@@ -97,10 +97,8 @@ def plan_folder(
     # with the size it had or that size plus the CRLF Courier adds (many look alike).
     for m in rest:
         if loose and m.loose_fingerprint is not None:
-            bare = m.loose_fingerprint == _NO_FIELDS
             found = _take(loose.get(m.loose_fingerprint), taken,
-                          lambda d, size=m.size, bare=bare: d.size in (size, size + 2)
-                          if bare else size <= d.size <= 2 * size + 2)
+                          _rewrite_fits(m.size, bare=m.loose_fingerprint == _NO_FIELDS))
             if found is not None:
                 plan.adopt.append((m, found))
                 continue
@@ -129,6 +127,13 @@ def limit_items(plans: list[FolderPlan], max_items: int | None, recorded_total: 
             else:
                 keep.append(m)
         p.copy = keep
+
+
+def _rewrite_fits(size: int, *, bare: bool) -> Callable[[MessageMeta], bool]:
+    """Whether a destination message's size fits a server rewrite of ``size`` bytes."""
+    if bare:
+        return lambda d: d.size in (size, size + 2)
+    return lambda d: size <= d.size <= 2 * size + 2
 
 
 def _take(candidates: list[MessageMeta] | None, taken: set[int],
