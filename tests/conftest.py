@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -13,13 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from mailtrek.devtools import debroot
+from mailtrek.devtools.courier import CourierError, CourierInstance, unavailable_reason
+from mailtrek.devtools.cyrus import CyrusError, CyrusInstance
 from mailtrek.devtools.dovecot import DovecotInstance
 from mailtrek.devtools.proxy import Proxy
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/imap_helpers.py
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+# MAILTREK_CORPUS names the corpus where the checkout has no shared/ beside it (worktrees).
+CORPUS = Path(os.environ.get("MAILTREK_CORPUS") or REPO.parent / "shared" / "corpus")
 
 
 def _instance(name: str) -> Iterator[DovecotInstance]:
@@ -45,6 +50,49 @@ def dovecot_src() -> Iterator[DovecotInstance]:
 def dovecot_dst() -> Iterator[DovecotInstance]:
     """A private Dovecot playing the destination server."""
     yield from _instance("dst")
+
+
+def _debian_server(kind: str) -> None:
+    """Skip (with the reason) only when Debian's packages truly cannot be had here."""
+    try:
+        debroot.ensure(kind)
+    except debroot.DebrootError as exc:
+        pytest.skip(f"{kind} packages unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def cyrus_server() -> Iterator[CyrusInstance]:
+    """A private Cyrus IMAP 3.6 (Debian defaults: INBOX. namespace, '.' separator)."""
+    _debian_server("cyrus")
+    inst = CyrusInstance(Path(tempfile.mkdtemp(prefix="mt-cyrus-", dir="/tmp")))
+    try:
+        inst.start()
+    except CyrusError:
+        inst.remove()
+        raise
+    try:
+        yield inst
+    finally:
+        inst.remove()
+
+
+@pytest.fixture(scope="session")
+def courier_server() -> Iterator[CourierInstance]:
+    """A private Courier-IMAP 5 with courier-authdaemon and a userdb."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    _debian_server("courier")
+    inst = CourierInstance(Path(tempfile.mkdtemp(prefix="mt-courier-", dir="/tmp")))
+    try:
+        inst.start()
+    except CourierError:
+        inst.remove()
+        raise
+    try:
+        yield inst
+    finally:
+        inst.remove()
 
 
 @pytest.fixture(scope="session")

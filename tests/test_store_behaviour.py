@@ -19,17 +19,20 @@ from mailtrek.model import Message, SpecialUse
 from mailtrek.stores.base import FlagChange
 from mailtrek.stores.memory import MemoryStore
 from mailtrek.sync.fingerprint import fingerprint
+from mailtrek.sync.mapping import guess_special_use
 
+SERVERS = {"dovecot": "dovecot_dst", "cyrus": "cyrus_server", "courier": "courier_server"}
 DATE = datetime(2019, 3, 14, 9, 26, 53, tzinfo=timezone(timedelta(hours=-5)))
 
 
-@pytest_asyncio.fixture(params=["memory", "dovecot"], loop_scope="function")
-async def mailbox(request, dovecot_dst) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+@pytest_asyncio.fixture(params=["memory", "dovecot", "cyrus", "courier"], loop_scope="function")
+async def mailbox(request) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     if request.param == "memory":
         yield MemoryStore()
         return
-    login, pw = new_user(dovecot_dst)
-    s = store(dovecot_dst, login, pw, readonly=False)
+    server = request.getfixturevalue(SERVERS[request.param])
+    login, pw = new_user(server)
+    s = store(server, login, pw, readonly=False)
     await s.connect()
     try:
         yield s
@@ -45,6 +48,9 @@ def msg(i: int, **kw: Any) -> Message:
 async def test_folders_are_created_once_with_unicode_and_nesting(mailbox) -> None:  # type: ignore[no-untyped-def]
     paths = [("Projekte", "Übersicht 2024"), ("Почта", "Входящие"), ("日本語",), ("A & B",),
              ("Reports.2024",)]
+    # A name holding the store's separator is renamed by the mapping before it gets here.
+    await mailbox.list_folders()  # learns the separator
+    paths = [p for p in paths if not any(mailbox.features.delimiter in x for x in p)]
     for p in paths:
         a = await mailbox.ensure_folder(p)
         b = await mailbox.ensure_folder(p)
@@ -96,7 +102,8 @@ async def test_special_use_roles(mailbox) -> None:  # type: ignore[no-untyped-de
     sent = await mailbox.ensure_folder(("Sent",), SpecialUse.SENT)
     again = await mailbox.ensure_folder(("Gesendet",), SpecialUse.SENT)
     assert again.path == sent.path == ("Sent",)
-    roles = {f.special_use for f in await mailbox.list_folders()}
+    # Servers without SPECIAL-USE (Courier) are read by name, as the mapping does.
+    roles = {guess_special_use(f) for f in await mailbox.list_folders()}
     assert SpecialUse.SENT in roles and SpecialUse.INBOX in roles
 
 

@@ -66,6 +66,9 @@ class MessageMeta:
     message_id: str | None = None
     subject: str | None = None
     store_id: str | None = None  # destination's own id (Graph message id), if not a UID
+    # The fingerprint with 8-bit header bytes read as "X": pairs a message with the copy a
+    # server rewrote (Cyrus munges 8-bit headers; Courier and Cyrus make line ends CRLF).
+    loose_fingerprint: str | None = None
 
 
 @dataclass(slots=True)

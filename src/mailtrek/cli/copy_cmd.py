@@ -21,7 +21,7 @@ from mailtrek.stores.url import StoreAddress, parse_address
 from mailtrek.sync.engine import copy_mailbox
 from mailtrek.sync.filters import parse_date, parse_size
 from mailtrek.sync.options import DEFAULT_MAX_ITEMS, CopyOptions, CopyReport
-from mailtrek.sync.report import plan_lines, report_dict, summary_line
+from mailtrek.sync.report import plan_lines, problem_lines, report_dict, summary_line
 from mailtrek.sync.verify import verify_mailbox
 
 SourceArg = Annotated[str, typer.Argument(help="imaps://USER@HOST[:PORT], imap+starttls://..., imap://...")]
@@ -314,6 +314,8 @@ def _finish(report: CopyReport, json_report: Path | None) -> None:
     if report.dry_run:
         for line in plan_lines(report):
             typer.echo(line)
+    for line in problem_lines(report):
+        typer.echo(line)
     for s in report.skipped[:50]:
         typer.echo(f"  skipped: {s.folder} uid {s.uid} ({s.size} bytes, {s.date or '-'}): "
                    f"{s.subject or '(no subject)'}: {s.reason}")

@@ -42,12 +42,13 @@ from mailtrek.errors import ConnectionFailedError, UsageError
 from mailtrek.orchestrate.csvfile import is_address
 from mailtrek.orchestrate.cutover import resolver_for
 from mailtrek.orchestrate.presets import PRESETS
+from mailtrek.orchestrate.provider_domains import preset_for_domain
 from mailtrek.secrets import redact, remember
 
 DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"
 SECURITY_RANK = {"ssl": 0, "starttls": 1, "none": 2}
 # Lower is more trusted: the domain's own records beat third-party data beat guesses.
-SOURCE_RANK = {"srv": 0, "autoconfig": 1, "ispdb": 2, "mx": 3, "guess": 4}
+SOURCE_RANK = {"srv": 0, "autoconfig": 1, "ispdb": 2, "known": 3, "mx": 4, "guess": 5}
 MAX_DOCUMENT = 256 * 1024  # a config-v1.1.xml is a few KB; refuse anything huge
 MAX_REDIRECTS = 3
 
@@ -343,6 +344,17 @@ def preset_for_mx(mx_host: str) -> str | None:
     return None
 
 
+def _known(domain: str) -> tuple[list[Candidate], list[str]]:
+    """The preset that serves ``domain`` by mailtrek's own data (no network)."""
+    name = preset_for_domain(domain)
+    p = PRESETS.get(name) if name else None
+    if p is None or p.host is None:
+        return [], [f"known domains: {domain} is not a listed provider domain"]
+    return ([Candidate(p.host, p.port, p.security,
+                       [f"known domain {domain} -> preset {p.name}"], {"known"}, preset=p.name)],
+            [f"known domains: {domain} -> {p.title} (preset {p.name}, mailtrek's own list)"])
+
+
 def _mx(lookup: Lookup, domain: str) -> tuple[list[Candidate], list[str]]:
     answers, why = lookup.query(domain, "MX")
     if why:
@@ -531,7 +543,8 @@ def discover(address: str, config: DiscoveryConfig | None = None, *,
     result = Discovery(address, domain)
     found: list[Candidate] = []
     for source in (lambda: _srv(lookup, domain), lambda: _documents(lookup, config, address, domain),
-                   lambda: _mx(lookup, domain), lambda: _guesses(lookup, domain)):
+                   lambda: _known(domain), lambda: _mx(lookup, domain),
+                   lambda: _guesses(lookup, domain)):
         cands, notes = source()
         found += cands
         result.notes += notes
@@ -544,7 +557,8 @@ def discover(address: str, config: DiscoveryConfig | None = None, *,
 
 
 # -- a source endpoint for a batch ---------------------------------------------------------
-SOURCE_LABELS = {"srv": "SRV", "autoconfig": "autoconfig", "ispdb": "ISPDB", "mx": "MX preset", "guess": "guess"}
+SOURCE_LABELS = {"srv": "SRV", "autoconfig": "autoconfig", "ispdb": "ISPDB",
+                 "known": "known provider domain", "mx": "MX preset", "guess": "guess"}
 MAX_PARALLEL_DOMAINS = 4  # discovery already probes its candidates in parallel
 
 

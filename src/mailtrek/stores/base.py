@@ -32,6 +32,9 @@ class StoreFeatures:
     case_insensitive_names: bool = False
     reserved_names: frozenset[str] = frozenset()  # folder names the store refuses
     delimiter: str = "/"
+    # Personal folders live under "INBOX<delimiter>" (Cyrus's Debian default, Courier):
+    # there INBOX/Sub and Sub are one mailbox, listed as Sub.
+    inbox_prefix: bool = False
     special_folders: frozenset[SpecialUse] = frozenset()  # roles it has built in
 
 

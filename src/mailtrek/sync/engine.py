@@ -330,6 +330,7 @@ async def _analyse(
                 f = by_uid.get(x.uid)
                 if f is not None:
                     x.fingerprint, x.subject, x.message_id = f.fingerprint, f.subject, f.message_id
+                    x.loose_fingerprint = f.loose_fingerprint
     plan = plan_folder(listing, recorded, dest_unknown, options, max_size=max_size,
                        exact_mime=dest.features.exact_mime, sync_flags=options.sync_flags)
     if plan.skip and any(s.subject is None for s, _ in plan.skip):

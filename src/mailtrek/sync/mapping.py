@@ -106,7 +106,10 @@ def map_folders(
             taken[_norm(path, dest)] = f.path
             continue
         parts = []
-        for name in f.path:
+        source_path = f.path
+        if dest.inbox_prefix and len(source_path) > 1 and source_path[0].upper() == "INBOX":
+            source_path = source_path[1:]  # INBOX.Sub lists as Sub there: use that name
+        for name in source_path:
             clean, why = _clean_name(name, dest)
             parts.append(clean)
             reason = reason or why

@@ -17,6 +17,10 @@ _CHANGE_KINDS = (
     ("wrapped", "long lines re-encoded"),
     ("sent as json", "sent as JSON (MIME not kept exactly)"),
     ("stored as text", "unparsable MIME stored as text"),
+    ("8-bit header bytes replaced", "8-bit header bytes replaced by the server"),
+    ("line endings", "line endings made CRLF"),
+    ("crlf added at the end", "CRLF added at the end"),
+    ("changed by the server: stored", "stored with another size by the server"),
 )
 
 
@@ -56,9 +60,14 @@ def summary_line(r: CopyReport) -> str:
     return (
         f"{state}: {verb} {copied} messages ({mb:.1f} MB) in {el:.1f} s; "
         f"{r.total('already')} already there, {r.total('adopted')} found on the destination, "
-        f"{r.total('flags_updated')} flag updates, {len(r.skipped)} skipped, "
-        f"{len(r.errors)} errors; {len(r.folders)} folders"
+        f"{r.total('flags_updated')} flag updates, "
+        + (f"{r.total('failed')} failed, " if r.total("failed") else "")
+        + f"{len(r.skipped)} skipped, "
+        f"{len(r.errors) + sum(1 for f in r.folders if f.error)} errors; "
+        f"{len(r.folders)} folders"
         + (f" ({created} created)" if (created := sum(f.created for f in r.folders)) else "")
+        + (f" ({renamed} renamed)" if (renamed := sum(1 for f in r.folders if f.renamed))
+           else "")
         + (f"; {changed}" if (changed := changes_summary(r)) else "")
     )
 
@@ -80,7 +89,22 @@ def changes_summary(r: CopyReport) -> str | None:
     if lossy:
         what += f"; {lossy} with a value that could not be kept exactly"
     noun = "message" if len(notes) == 1 else "messages"
-    return f"{len(notes)} {noun} changed for Exchange ({what}); see the report"
+    # Notes of an IMAP server that rewrote what it stored (Cyrus, Courier) say so.
+    by_server = any(n.note.startswith(("changed by the server", "line endings")) for n in notes)
+    how = "changed on the way" if by_server else "changed for Exchange"
+    return f"{len(notes)} {noun} {how} ({what}); see the report"
+
+
+def problem_lines(r: CopyReport) -> list[str]:
+    """Every folder that failed or holds failed messages, and every renamed folder."""
+    out = []
+    for f in r.folders:
+        if f.error or f.failed:
+            what = f"{f.failed} messages not copied" if f.failed else "folder failed"
+            out.append(f"  failed: {f.source}: {what}: {f.error or 'see the log'}")
+        if f.renamed:
+            out.append(f"  renamed: {f.source} -> {f.destination}: {f.renamed}")
+    return out
 
 
 def change_kinds(item: ChangedItem) -> set[str]:

@@ -7,6 +7,11 @@ result: the batcher collects what arrives in the same turn of the event loop, up
 BATCH_MESSAGES or BATCH_BYTES, and splits the answer back (APPENDUID carries a UID set
 in message order). MULTIAPPEND is all-or-nothing, so a refused batch is retried one
 message at a time to find and report the one the server will not take.
+
+A server may advertise MULTIAPPEND and get it wrong (UW-IMAP merges the messages of one
+command). When APPENDUID names fewer or more UIDs than messages were sent, the batch's
+messages are in doubt (the engine's next pass finds what arrived by fingerprint) and the
+appender is ``broken``: the store sends single APPENDs from then on.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailtrek.errors import TransientError
 from mailtrek.stores.imap.connection import ImapConnection, Result
 
 BATCH_MESSAGES = 50
@@ -39,6 +45,7 @@ class FolderAppender:
         self._bytes = 0
         self._scheduled = False
         self._tasks: set[asyncio.Future[None]] = set()  # keep sends alive until done
+        self.broken = False  # the server's MULTIAPPEND answer did not match what was sent
 
     def add(self, flags: list[bytes], date: bytes | None, data: bytes
             ) -> asyncio.Future[tuple[Result, str | None]]:
@@ -81,10 +88,33 @@ class FolderAppender:
             for i in items:
                 await self._send([i])
             return
+        named = _uid_count(res)
+        if len(items) > 1 and named is not None and named != len(items):
+            self.broken = True
+            doubt = TransientError(
+                f"the server stored {named} messages for the {len(items)} sent in one "
+                "MULTIAPPEND; single APPENDs from now on, and what arrived is checked")
+            for i in items:
+                if not i.future.done():
+                    i.future.set_exception(doubt)
+            return
         uids = _appenduids(res, len(items))
         for i, uid in zip(items, uids, strict=True):
             if not i.future.done():
                 i.future.set_result((res, uid))
+
+
+def _uid_count(res: Result) -> int | None:
+    """How many UIDs an OK answer's APPENDUID names (None without APPENDUID)."""
+    code = res.code or b""
+    parts = code.split()
+    if not res.ok or len(parts) < 3 or not code.upper().startswith(b"APPENDUID"):
+        return None
+    n = 0
+    for piece in parts[2].split(b","):
+        lo, _, hi = piece.partition(b":")
+        n += abs(int(hi) - int(lo)) + 1 if hi else 1
+    return n
 
 
 def _appenduids(res: Result, n: int) -> list[str | None]:

@@ -284,7 +284,10 @@ class ImapConnection:
             fut = self._send([b"AUTHENTICATE ", mech, b" ", b64], secret=True, expect_cont=True)
         else:
             fut = self._send([b"AUTHENTICATE ", mech], expect_cont=True)
-            await self._wait_continuation(fut)
+            early = await self._wait_continuation(fut)
+            if early is not None:
+                raise ProtocolError("server answered before the literal was sent: "
+                                    f"{early.describe()}")
             self._write_raw(b64 + b"\r\n")
         # A refused token gets a challenge; answer it with an empty line (RFC 7628).
         while True:
@@ -352,7 +355,9 @@ class ImapConnection:
         async with self._write_lock:
             fut = self._send([head + b" " + marker + size + b"}"], expect_cont=True, locked=True,
                              track=len(data), accepts=frozenset())
-            await self._wait_continuation(fut)
+            early = await self._wait_continuation(fut)
+            if early is not None:  # e.g. Courier: NO Current box is selected READ-ONLY.
+                return early
             self._write_raw(data)
             self._write_raw(b"\r\n")
         return await fut
@@ -460,17 +465,18 @@ class ImapConnection:
         assert self._writer is not None
         self._writer.write(data)
 
-    async def _wait_continuation(self, fut: asyncio.Future[Result]) -> None:
+    async def _wait_continuation(self, fut: asyncio.Future[Result]) -> Result | None:
+        """Wait for ``+``; return None then, or the command's answer when the server
+        answered instead (a refusal, whose text the caller keeps)."""
         cont = self._continuation
         assert cont is not None
         done, _ = await asyncio.wait(_pair(fut, cont), return_when=asyncio.FIRST_COMPLETED)
         if cont in done:
             self._continuation = None
             cont.result()
-            return
+            return None
         self._continuation = None
-        fut.result()  # raises if the connection failed
-        raise ProtocolError("server answered before the literal was sent")
+        return fut.result()  # raises if the connection failed
 
     def _string(self, value: bytes) -> bytes:
         """Encode a string argument: quoted, or a LITERAL+ literal when it must be."""

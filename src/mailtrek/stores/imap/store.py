@@ -43,6 +43,13 @@ from mailtrek.stores.imap.connection import (
     ImapConnection,
     Result,
 )
+from mailtrek.stores.imap.rewrites import (
+    crlf,
+    has_bare_lf,
+    header_block,
+    loosen,
+    may_be_rewritten,
+)
 from mailtrek.stores.imap.wire import (
     fetch_items,
     format_internaldate,
@@ -142,6 +149,7 @@ class ImapStore:
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
         # Exchange: keywords not sent (they would become categories), and on how many.
         self.keywords_left: Counter[str] = Counter()
+        self._leave_before_append = False  # set once the server refused APPEND (Courier)
 
     @property
     def exchange(self) -> bool:
@@ -403,7 +411,8 @@ class ImapStore:
             self._names[path] = mbox
             self._folders[path] = info
             folders.append(info)
-        self.features = replace(self.features, delimiter=self._delim)
+        self.features = replace(self.features, delimiter=self._delim, inbox_prefix=bool(
+            self._prefix) and self._prefix.upper() == b"INBOX" + self._delim.encode())
         return folders
 
     def _read_namespace(self, res: Result) -> None:
@@ -461,6 +470,8 @@ class ImapStore:
                 fields = parse_header_fields(
                     bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
                 meta.fingerprint = fingerprint_fields(fields)
+                meta.loose_fingerprint = fingerprint_fields(
+                    {k: loosen(v) for k, v in fields.items()})
                 origin = None if self.settings.readonly else parse_origin(
                     fields.get(ORIGIN_FIELD))
                 if origin is not None:  # a copy we had to change: match it as its source
@@ -539,7 +550,7 @@ class ImapStore:
                 for f in self._folders.values():
                     if f.special_use == special_use and f.selectable:
                         return f
-            existing = self._folders.get(path)
+            existing = self._folders.get(path) or self._listed_as(path)
             if existing is not None and existing.selectable:
                 return existing
             conn = await self._pick()
@@ -576,6 +587,14 @@ class ImapStore:
             self._folders[path] = info
             return info
 
+    def _listed_as(self, path: tuple[str, ...]) -> FolderInfo | None:
+        """The listed folder whose mailbox name ``path`` encodes to (INBOX.Sub is Sub)."""
+        name = self._encode(path)
+        for p, listed in self._names.items():
+            if listed == name and p in self._folders:
+                return replace(self._folders[p], path=path)
+        return None
+
     async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
@@ -587,6 +606,7 @@ class ImapStore:
         date = format_internaldate(message.internaldate) if message.internaldate else None
         conn = await self._pick(folder.path)
         batchable = (conn.has("MULTIAPPEND") and conn.has("LITERAL+")
+                     and not any(a.broken for a in self._appenders.values())
                      and len(message.raw) <= BIG_WRITE
                      and (b"\0" not in message.raw or conn.has("BINARY")))
         try:
@@ -597,11 +617,30 @@ class ImapStore:
                         name, lambda: self._pick(folder.path))
                 res, dest_id = await appender.add(flags, date, message.raw)
             else:
-                res = await conn.append(name, flags, date, message.raw)
+                res = await self._append_plain(conn, folder, name, flags, date, message.raw)
                 dest_id = _appenduids(res, 1)[0]
+            note, sent = "", message.raw
+            if not res.ok and has_bare_lf(message.raw):
+                # Cyrus: "NO Message contains bare newlines". Send it with CRLF line ends.
+                fixed = crlf(message.raw)
+                again = await self._append_plain(await self._pick(folder.path), folder, name,
+                                                 flags, date, fixed)
+                if again.ok:
+                    note = (f"line endings changed to CRLF: the destination refused bare LF "
+                            f"({res.describe()})")
+                    res, dest_id, sent = again, _appenduids(again, 1)[0], fixed
         except ProtocolError as e:
             return AppendResult(error=str(e))
         if res.ok:
+            if dest_id is not None and (note or may_be_rewritten(message.raw)):
+                changed = await self._stored_change(folder, int(dest_id), sent)
+                note = "; ".join(x for x in (note, changed) if x)
+            if note:
+                lossy = "replaced" in note
+                self.rewrites.append(RewriteNote(folder.display, message.uid, note, lossy))
+                log.info("%s: message %d in %s: %s", self.label, message.uid, folder.display,
+                         note)
+                return AppendResult(dest_id=dest_id, extra={"note": note, "lossy": lossy})
             return AppendResult(dest_id=dest_id)
         code = (res.code or b"").upper()
         if code.startswith(b"OVERQUOTA"):
@@ -611,6 +650,78 @@ class ImapStore:
         if code.startswith(b"UNAVAILABLE") or code.startswith(b"SERVERBUG"):
             raise TransientError(f"{self.label}: APPEND failed for now: {res.describe()}")
         return AppendResult(error=f"destination refused the message: {res.describe()}")
+
+    async def _append_plain(self, conn: ImapConnection, folder: FolderInfo, name: bytes,
+                            flags: list[bytes], date: bytes | None, raw: bytes) -> Result:
+        """One APPEND; a connection holding the folder read-only lets go of it first.
+
+        Courier refuses APPEND to the mailbox the same connection has EXAMINEd (``NO
+        Current box is selected READ-ONLY.``). After the first such refusal the store
+        leaves a read-only selection of the target before every APPEND.
+        """
+        enc = self._encode(folder.path)
+        if self._leave_before_append and conn.selected == enc and conn.selected_readonly:
+            await self._leave_selection(conn)
+        res = await conn.append(name, flags, date, raw)
+        for _ in range(3):  # another task may EXAMINE it again in between: try again
+            if res.ok or not (b"READ-ONLY" in (res.text or b"").upper()
+                              or (conn.selected == enc and conn.selected_readonly)):
+                break
+            if not self._leave_before_append:
+                self._leave_before_append = True
+                log.info("%s: APPEND refused while the folder was open read-only (%s); "
+                         "leaving the selection before appending from now on", self.label,
+                         res.describe())
+            await self._leave_selection(conn)
+            res = await conn.append(name, flags, date, raw)
+        return res
+
+    @staticmethod
+    async def _leave_selection(conn: ImapConnection) -> None:
+        """UNSELECT (or CLOSE, which expunges nothing after EXAMINE), pipelined."""
+        cmd = b"UNSELECT" if conn.has("UNSELECT") else b"CLOSE"
+        conn.selected = None
+        [fut] = await conn.send_many([(cmd, None)])
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _stored_change(self, folder: FolderInfo, uid: int, sent: bytes) -> str:
+        """What the destination changed in a message it stored ("" when nothing seen).
+
+        Compares size and fingerprint header fields of the stored copy with what was sent.
+        """
+        conn = await self._pick(folder.path)
+        cmd = b"UID FETCH %d (RFC822.SIZE BODY.PEEK[HEADER])" % uid
+        # NOOP first: a connection that selected the folder earlier sees the new UID only
+        # after its next sync (Cyrus), and UID FETCH of an unseen UID answers nothing.
+        futs = await self._in_folder(conn, folder.path, [b"NOOP", cmd], (b"FETCH",),
+                                     readonly=False)
+        res = (await asyncio.gather(*futs))[-1]
+        if not res.ok:
+            return ""
+        for u in res.untagged:
+            _, vals = parse_untagged(u)
+            it = fetch_items(vals[1:])
+            if b"RFC822.SIZE" not in it:
+                continue
+            size = int(it[b"RFC822.SIZE"])  # type: ignore[call-overload]
+            block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
+            got = bytes(block) if isinstance(block, (bytes, bytearray)) else b""
+            want = crlf(header_block(sent))
+            notes = []
+            if got.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
+                eight = any(b > 127 for b in want)
+                notes.append("changed by the server: " + (
+                    "8-bit header bytes replaced" if eight and len(got) == len(want)
+                    else "header rewritten"))
+            if size != len(sent):
+                fixed = crlf(sent)
+                why = (" (line endings made CRLF)" if size == len(fixed) else
+                       " (CRLF added at the end)" if size == len(fixed) + 2
+                       and not fixed.endswith(b"\r\n") else "")
+                notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}"
+                             + why)
+            return "; ".join(notes)
+        return ""
 
     async def _append_exchange(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND to Exchange Online: one message per command, its quirks handled.

@@ -1,0 +1,52 @@
+"""What ordinary IMAP servers change in the messages they store, found by running them.
+
+Courier stores bare LF line ends as CRLF and ends every message with CRLF; Cyrus refuses bare LF ("NO Message contains bare
+newlines") and replaces 8-bit bytes in header fields with ``X`` (its default
+``munge8bit``). Dovecot keeps the bytes. Only messages these predicates flag are checked
+after their APPEND, so exact messages cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import re
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of ``raw`` (up to the first empty line, either line end)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[: min(ends)] if ends else raw
+
+
+def has_bare_lf(raw: bytes) -> bool:
+    """True when some line ends with LF alone."""
+    return _BARE_LF.search(raw) is not None
+
+
+def crlf(raw: bytes) -> bytes:
+    """``raw`` with every bare LF made CRLF (CRLF left alone)."""
+    return _BARE_LF.sub(b"\r\n", raw)
+
+
+def may_be_rewritten(raw: bytes) -> bool:
+    """True for a message a server may store changed: bare LF, no CRLF at the end
+    (Courier adds one), or 8-bit header bytes."""
+    return (has_bare_lf(raw) or not raw.endswith(b"\r\n")
+            or _EIGHT_BIT.search(header_block(raw)) is not None
+            or _odd_header(header_block(raw)))
+
+
+def _odd_header(block: bytes) -> bool:
+    """A header line that is no field (body text without the empty line): Cyrus repairs it."""
+    for line in block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line and line[:1] not in (b" ", b"\t") and b":" not in line:
+            return True
+    return False
+
+
+def loosen(value: bytes) -> bytes:
+    """A header value with every 8-bit byte read as ``X`` (what Cyrus stores)."""
+    return _EIGHT_BIT.sub(b"X", value)

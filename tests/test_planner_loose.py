@@ -1,0 +1,51 @@
+"""Adoption of copies a destination server rewrote (pure planner rules)."""
+
+from __future__ import annotations
+
+from mailtrek.model import MessageMeta
+from mailtrek.stores.imap.rewrites import crlf, loosen, may_be_rewritten
+from mailtrek.sync.fingerprint import fingerprint_fields
+from mailtrek.sync.options import CopyOptions
+from mailtrek.sync.planner import plan_folder
+
+NONE = fingerprint_fields({})
+
+
+def meta(uid: int, size: int, fp: str, loose: str | None = None) -> MessageMeta:
+    return MessageMeta(uid=uid, size=size, fingerprint=fp, loose_fingerprint=loose or fp)
+
+
+def plan(src: list[MessageMeta], dst: list[MessageMeta]):  # type: ignore[no-untyped-def]
+    return plan_folder(src, {}, dst, CopyOptions(), max_size=None, exact_mime=True)
+
+
+def test_rewritten_copy_is_adopted_by_its_loose_fingerprint() -> None:
+    # Cyrus: 8-bit header bytes became X (fingerprint changed, size kept).
+    p = plan([meta(1, 100, "a", "L")], [meta(7, 100, "b", "L")])
+    assert [(s.uid, d.uid) for s, d in p.adopt] == [(1, 7)] and not p.copy
+    # Courier: CRLF added at the end (size + 2).
+    p = plan([meta(1, 100, "a")], [meta(7, 102, "a")])
+    assert [(s.uid, d.uid) for s, d in p.adopt] == [(1, 7)]
+
+
+def test_exact_pairs_come_first_and_implausible_sizes_are_copied() -> None:
+    # uid 1 (refused earlier, not there) must not take uid 2's exact copy.
+    p = plan([meta(1, 100, "a"), meta(2, 101, "a")], [meta(7, 101, "a")])
+    assert [(s.uid, d.uid) for s, d in p.adopt] == [(2, 7)] and [m.uid for m in p.copy] == [1]
+    p = plan([meta(1, 100, "a")], [meta(7, 500, "a")])
+    assert not p.adopt and [m.uid for m in p.copy] == [1]
+
+
+def test_messages_without_fingerprint_fields_pair_only_at_size_or_crlf() -> None:
+    p = plan([meta(1, 100, NONE), meta(2, 300, NONE)], [meta(7, 102, NONE), meta(8, 350, NONE)])
+    assert [(s.uid, d.uid) for s, d in p.adopt] == [(1, 7)] and [m.uid for m in p.copy] == [2]
+
+
+def test_what_may_be_rewritten() -> None:
+    assert not may_be_rewritten(b"Subject: x\r\n\r\nbody\r\n")
+    assert may_be_rewritten(b"Subject: x\n\nbody\n")  # bare LF
+    assert may_be_rewritten(b"Subject: x\r\n\r\nbody")  # no CRLF at the end
+    assert may_be_rewritten("Subject: Grüße\r\n\r\nb\r\n".encode())  # 8-bit header
+    assert may_be_rewritten(b"Subject: x\r\nbody text\r\n")  # no empty line
+    assert crlf(b"a\nb\r\nc\n") == b"a\r\nb\r\nc\r\n"
+    assert loosen("Grüße".encode()) == b"GrXXXXe"
