@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from imap_helpers import copy, dump, load, new_user
+from mailtrek.devtools.courier import CourierInstance
 from test_copy_dovecot import T0, seed_items
 
 SERVERS = {"dovecot-src": "dovecot_src", "dovecot-dst": "dovecot_dst",
@@ -50,8 +51,14 @@ async def test_copy_rerun_incremental_and_adoption(pair: tuple[Any, Any], tmp_pa
     # Nothing new: nothing copied, nothing reported as failed.
     again = await copy((src_srv, *src), (dst_srv, *dst), tmp_path / "s.db")
     assert again.complete and again.total("copied") == 0
-    assert again.total("already") == len(items), [
+    # Courier sometimes gives a freshly created INBOX a new UIDVALIDITY between sessions
+    # (its uid database is rewritten); the recorded ids are then void and mailtrek must
+    # adopt what is there instead: still nothing copied twice.
+    courier = isinstance(dst_srv, CourierInstance)
+    known = again.total("already") + (again.total("adopted") if courier else 0)
+    assert known == len(items), [
         (f.source, f.selected, f.already, f.adopted) for f in again.folders]
+    assert count(await dump(dst_srv, *dst)) == len(items)
     # New mail in folders that already hold mail (INBOX and a folder under INBOX).
     new = [(path, b"Subject: new %d\r\nMessage-ID: <new%d@x>\r\n\r\nnew\r\n" % (i, i),
             frozenset({"\\Seen"}), T0 + timedelta(days=i))
