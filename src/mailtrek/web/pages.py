@@ -23,6 +23,7 @@ from mailtrek.orchestrate.csvfile import MAX_BYTES, CsvInvalidError
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.states import BatchStatus, can_move
 from mailtrek.secrets import redact
+from mailtrek.units import human_bytes
 from mailtrek.web import actions
 from mailtrek.web.api import report_response, set_session_cookie
 from mailtrek.web.auth import (
@@ -51,17 +52,6 @@ Viewer = Annotated[Session, Depends(page_session)]
 CsrfField = Annotated[str | None, Form(alias="csrf")]
 BATCH_ACTIONS = ("start", "stop", "resume", "complete", "delete")
 REPORT_FORMATS = ("csv", "json", "html", "skipped-csv")
-
-
-def human_bytes(n: int | None) -> str:
-    if not n:
-        return "0 B"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def human_seconds(s: int | None) -> str:
