@@ -321,3 +321,32 @@ def completion_warnings(home: Home, batch: str) -> list[str]:
         elif not r["ever_synced"] and st != U.COMPLETED:
             out.append(f"{r['email']}: {st}, never synced")
     return out
+
+
+# -- detail ------------------------------------------------------------------------------------
+def user_detail(home: Home, batch: str, email: str, *, runs: int = 50) -> dict[str, Any]:
+    """Return one user's folders (source count, on the destination, complete) and run history."""
+    from mailtrek.orchestrate.batches import user_route
+    from mailtrek.orchestrate.home import as_utc
+    from mailtrek.state.db import MailboxState
+
+    b = get_batch(home, batch)
+    row = get_user(home, batch, email)
+    state = MailboxState(home.engine, user_route(b, row["username"], row["email"]))
+    on_dest = state.folder_counts()
+    folders = []
+    for path, fs in sorted(state.folder_states().items()):
+        folders.append({"folder": "/".join(path), "source_messages": fs.src_messages,
+                        "synced": on_dest.get(path, 0), "complete": fs.complete})
+    with home.engine.connect() as c:
+        rows = c.execute(select(user_runs).where(user_runs.c.batch == batch, user_runs.c.email == row["email"])
+                         .order_by(user_runs.c.id.desc()).limit(runs)).mappings().all()
+    history = []
+    for r in rows:
+        start, end = as_utc(r["started_at"]), as_utc(r["finished_at"])
+        history.append({"phase": r["phase"], "outcome": r["outcome"], "started_at": start.isoformat(),
+                        "finished_at": end.isoformat() if end else None,
+                        "seconds": round(((end or utcnow()) - start).total_seconds(), 1),
+                        "items_copied": r["items_copied"], "bytes_copied": r["bytes_copied"],
+                        "error": r["error"]})
+    return {"email": row["email"], "status": row["status"], "folders": folders, "runs": history}
