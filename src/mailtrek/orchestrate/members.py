@@ -334,10 +334,12 @@ def user_detail(home: Home, batch: str, email: str, *, runs: int = 50) -> dict[s
     row = get_user(home, batch, email)
     state = MailboxState(home.engine, user_route(b, row["username"], row["email"]))
     on_dest = state.folder_counts()
+    states = state.folder_states()
     folders = []
-    for path, fs in sorted(state.folder_states().items()):
-        folders.append({"folder": "/".join(path), "source_messages": fs.src_messages,
-                        "synced": on_dest.get(path, 0), "complete": fs.complete})
+    for path in sorted(set(states) | set(on_dest)):
+        fs = states.get(path)
+        folders.append({"folder": "/".join(path), "source_messages": fs.src_messages if fs else None,
+                        "synced": on_dest.get(path, 0), "complete": bool(fs and fs.complete)})
     with home.engine.connect() as c:
         rows = c.execute(select(user_runs).where(user_runs.c.batch == batch, user_runs.c.email == row["email"])
                          .order_by(user_runs.c.id.desc()).limit(runs)).mappings().all()
