@@ -321,6 +321,30 @@ def cli(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return p
 
 
+def inproc(home, *args: str) -> str:
+    """Run a command in this process (quicker than a subprocess where the CLI is no contract)."""
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    r = CliRunner().invoke(app, list(args), env={"MAILTREK_HOME": str(home), "MAILTREK_LEASE_SECONDS": "10"})
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+@pytest.fixture(scope="module")
+def new_mx():
+    from dnslib import MX
+
+    from dns_helpers import Zone, start_dns
+
+    zone = Zone()
+    zone.set(DOMAIN, "MX", [MX("contoso-test.mx.microsoft", 0)])
+    server, ns = start_dns(zone)
+    yield ns
+    server.stop()
+
+
 def mail(user: str, n: int) -> bytes:
     return (f"From: s{n}@example.test\r\nTo: {user}@{DOMAIN}\r\nSubject: =?UTF-8?Q?caf=C3=A9_{n}?=\r\n"
             f"Message-ID: <{user}.{n}@example.test>\r\nDate: Mon, 2 Mar 2026 10:{n:02d}:00 +0000\r\n\r\n"
@@ -339,12 +363,12 @@ def append(dov, user, password, *ns: int) -> None:
 
 
 def show(home, batch: str) -> dict:
-    d = json.loads(cli(home, "batch", "show", batch, "--json").stdout)
+    d = json.loads(inproc(home, "batch", "show", batch, "--json"))
     return {u["email"].split("@")[0]: u for u in d["users"]} | {"": d}
 
 
 @pytest.mark.slow
-def test_admin_walkthrough(tmp_path, dovecot_src, sim):
+def test_admin_walkthrough(tmp_path, dovecot_src, sim, new_mx):
     """Wrong password -> export -> fix -> retry -> sync now -> complete -> re-create adds nothing."""
     tag = os.urandom(3).hex()
     good, bad = f"wa{tag}", f"wb{tag}"
@@ -354,31 +378,35 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim):
         append(dovecot_src, u, pw[u], *range(1, 6))
         sim.add_user(f"{u}@{DOMAIN}")
     home = tmp_path / "home"
-    cli(home, "endpoint", "add", "src", "--host", dovecot_src.host, "--port", str(dovecot_src.ssl_port),
+    inproc(home, "endpoint", "add", "src", "--host", dovecot_src.host, "--port", str(dovecot_src.ssl_port),
         "--security", "ssl", "--ca-file", str(dovecot_src.ca_file))
     secret = tmp_path / "secret"
     secret.write_text("walk-Client-Secret-7\n")
-    cli(home, "tenant", "add", "t", "--tenant-id", sim.config.tenant_id, "--client-id", "walk",
+    inproc(home, "tenant", "add", "t", "--tenant-id", sim.config.tenant_id, "--client-id", "walk",
         "--client-secret-file", str(secret), "--m365-authority", sim.authority(),
         "--graph-url", f"{sim.base_url}/graph", "--ca-file", str(sim.ca_file))
     users = tmp_path / "users.csv"
     users.write_text(f"EmailAddress,UserName,Password\n{good}@{DOMAIN},{good},{pw[good]}\n"
                      f"{bad}@{DOMAIN},{bad},Wrong-{pw[bad]}\n")
-    cli(home, "batch", "create", "w", "--endpoint", "src", "--tenant", "t", "--csv", str(users), "--autostart")
-    cli(home, "run", "--until-idle")
+    inproc(home, "batch", "create", "w", "--endpoint", "src", "--tenant", "t", "--csv", str(users), "--autostart")
+    inproc(home, "run", "--until-idle")
     s = show(home, "w")
     assert s[bad]["status"] == "Failed" and s[bad]["next_sync"] is None and s[good]["items_synced"] == 5
     assert s[good]["items_total"] == 5 and s[good]["bytes"] > 15000
 
     # Completion warns about the failed user and, without a terminal, needs --yes.
-    r = cli(home, "batch", "complete", "w", "--force", "--expect-mx", "x.mx.microsoft", "--nameserver",
-            "127.0.0.1:9", check=False)
+    r = cli(home, "batch", "complete", "w", "--force", "--nameserver", new_mx, "--expect-mx", "contoso-test.mx.microsoft", check=False)
     assert r.returncode == 2 and f"{bad}@{DOMAIN}: Failed" in r.stderr and "--yes" in r.stderr
     assert show(home, "w")[""]["status"] == "SyncedWithErrors"
 
     # A corrected CSV for the same users is refused as a new batch, with the way out.
-    r = cli(home, "batch", "create", "w2", "--endpoint", "src", "--tenant", "t", "--csv", str(users), check=False)
-    assert r.returncode == 2 and "batch retry" in r.stderr
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    r = CliRunner().invoke(app, ["batch", "create", "w2", "--endpoint", "src", "--tenant", "t", "--csv", str(users),
+                                 "--home", str(home)])
+    assert r.exit_code == 2 and "batch retry" in r.output
 
     # Export the failed users, fill in the password, retry from that file.
     failed = tmp_path / "failed.csv"
@@ -388,7 +416,7 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim):
     failed.write_text(text.replace(f"{bad}@{DOMAIN},{bad},,", f"{bad}@{DOMAIN},{bad},{pw[bad]},"))
     out = cli(home, "batch", "retry", "w", "--csv", str(failed)).stdout
     assert f"{bad}@{DOMAIN}: Queued" in out
-    cli(home, "run", "--until-idle")
+    inproc(home, "run", "--until-idle")
     s = show(home, "w")
     assert s[bad]["status"] == "Synced" and s[bad]["items_synced"] == 5 and s[bad]["error"] is None
     assert len(sim.messages(f"{bad}@{DOMAIN}")) == 5
@@ -396,22 +424,24 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim):
     # New mail, then sync now for one user: it arrives without waiting 24 h.
     append(dovecot_src, good, pw[good], 6)
     assert "incremental sync starts now" in cli(home, "batch", "sync", "w", "--user", f"{good}@{DOMAIN}").stdout
-    cli(home, "run", "--until-idle")
+    inproc(home, "run", "--until-idle")
     assert len(sim.messages(f"{good}@{DOMAIN}")) == 6 and show(home, "w")[good]["items_synced"] == 6
-    detail = cli(home, "batch", "show", "w", "--user", f"{good}@{DOMAIN}").stdout
+    detail = inproc(home, "batch", "show", "w", "--user", f"{good}@{DOMAIN}")
     assert "INBOX: 6 of 6 (complete)" in detail and detail.count(" ok ") == 2 and "2 run(s)" in detail
 
     # Complete: nobody is left behind now, so no question.
-    r = cli(home, "batch", "complete", "w", "--force", "--expect-mx", "x.mx.microsoft", "--nameserver", "127.0.0.1:9")
+    r = cli(home, "batch", "complete", "w", "--nameserver", new_mx, "--expect-mx", "contoso-test.mx.microsoft", check=False)
+    assert r.returncode == 2 and "completion is possible from" in r.stderr  # the 72-hour clock runs
+    r = cli(home, "batch", "complete", "w", "--force", "--nameserver", new_mx, "--expect-mx", "contoso-test.mx.microsoft")
     assert "left out" not in r.stderr
-    cli(home, "run", "--until-idle")
+    inproc(home, "run", "--until-idle")
     assert show(home, "w")[""]["status"] == "Completed"
 
     # A new batch for the migrated users (the old one deleted) copies nothing again.
-    cli(home, "batch", "delete", "w")
+    inproc(home, "batch", "delete", "w")
     users.write_text(users.read_text().replace(f"Wrong-{pw[bad]}", pw[bad]))
-    cli(home, "batch", "create", "again", "--endpoint", "src", "--tenant", "t", "--csv", str(users), "--autostart")
-    cli(home, "run", "--until-idle")
+    inproc(home, "batch", "create", "again", "--endpoint", "src", "--tenant", "t", "--csv", str(users), "--autostart")
+    inproc(home, "run", "--until-idle")
     s = show(home, "again")
     assert len(sim.messages(f"{good}@{DOMAIN}")) == 6 and len(sim.messages(f"{bad}@{DOMAIN}")) == 5
     assert s[good]["items_synced"] == 6 and s[bad]["items_synced"] == 5
