@@ -219,12 +219,14 @@ class CompleteBody(BaseModel):
     force: bool = False
     nameserver: str | None = None
     expect_mx: list[str] = []
+    yes: bool = Field(False, description="complete even though users failed or never synced")
+    at: str | None = Field(None, description="complete then instead of now (ISO time, +2h)")
 
 
 @router.post("/batches/{name}/complete", summary="Complete a batch after the MX check (`batch complete`)")
 async def batches_complete(name: str, body: CompleteBody, request: Request, _: Mutating) -> dict[str, Any]:
     return await actions.complete(home_of(request), name, force=body.force, nameserver=body.nameserver,
-                                  expect_mx=body.expect_mx)
+                                  expect_mx=body.expect_mx, yes=body.yes, at=body.at)
 
 
 @router.post("/batches/{name}/{action}", summary="Start, stop or resume a batch (`batch start|stop|resume`)")
