@@ -129,7 +129,7 @@ async def test_retry_with_new_password_then_sync_now(home):
         hist = c.execute(select(user_runs.c.email, user_runs.c.outcome).order_by(user_runs.c.id)).all()
     assert [o for e, o in hist if e.startswith("bob")] == ["failed", "failed", "ok"]
     detail = members.user_detail(home, "b", f"alice@{DOMAIN}")
-    assert [r["outcome"] for r in detail["runs"]] == ["ok", "ok"] and detail["runs"][0]["items_copied"] == 1
+    assert [r["outcome"] for r in detail["history"]] == ["ok", "ok"] and detail["history"][0]["items_copied"] == 1
     assert detail["folders"] == [{"folder": "INBOX", "source_messages": None, "synced": 4, "complete": False}]
 
 
@@ -293,6 +293,49 @@ def test_migration_rekeys_state_by_route(tmp_path):
     with engine.connect() as c:
         assert c.execute(text("SELECT mailbox FROM folders")).scalars().all() == [route]
         assert "items_total" in {r[1] for r in c.execute(text("PRAGMA table_info(batch_users)"))}
+
+
+# -- the same actions through the JSON API and the pages ---------------------------------------
+async def test_api_and_pages(home):
+    from fastapi.testclient import TestClient
+
+    import mailtrek.state.web  # noqa: F401
+    from mailtrek.web.app import create_app
+    from mailtrek.web.auth import set_admin_password
+
+    m = Mover(per_run=2)
+    m.wrong = {"Wrong-bob"}
+    create_batch(home, "b", endpoint="src", dest_endpoint="dst", users=rows("alice", "bob", bad=("bob",)))
+    start_batch(home, "b")
+    await run(home, m)
+    set_admin_password(home, "admin pw 123")
+    bob, alice = f"bob@{DOMAIN}", f"alice@{DOMAIN}"
+    with TestClient(create_app(home)) as c:
+        csrf = c.post("/api/login", json={"password": "admin pw 123"}).json()["csrf"]
+        c.headers["X-CSRF-Token"] = csrf
+        page = c.get(f"/batches/b/users/{bob}").text
+        assert "after a retry" in page and 'id="user-retry"' in page and "None so far" in page
+        assert "every message was copied" not in page and "1 run(s)" in page and ">failed<" in page
+        # Completion lists the failed user and needs a yes.
+        r = c.post("/api/batches/b/complete", json={"force": True})
+        assert r.status_code == 400 and f"{bob}: Failed" in r.json()["detail"], r.text
+        assert f"{bob}: Failed" in c.get("/batches/b/confirm/complete").text
+        r = c.get("/api/batches/b/failed.csv", params={"with_errors": True})
+        assert r.text.startswith("EmailAddress,UserName,Password,Error") and f"{bob},bob,," in r.text
+        r = c.post(f"/api/batches/b/users/{bob}/retry", json={"password": "Pw-bob-1"})
+        assert r.status_code == 200 and r.json()["status"] == "Queued", r.text
+        await run(home, m)
+        assert c.get(f"/api/batches/b/users/{bob}").json()["status"] == "Synced"
+        r = c.post("/api/batches/b/sync", json={})
+        assert {u["message"] for u in r.json()["users"]} == {"incremental sync starts now"}
+        assert c.patch("/api/batches/b", json={"incremental_hours": 2}).json()["incremental_hours"] == 2
+        r = c.post(f"/batches/b/users/{alice}/stop", data={"csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("done=stop")
+        assert by_user(home)["alice"]["status"] == "Stopped"
+        assert c.delete(f"/api/batches/b/users/{alice}").json()["status"] == "Removed"
+        r = c.post("/api/batches/b/complete", json={"force": True})
+        assert r.status_code == 200 and r.json()["status"] == "Completing" and r.json()["left_out"] == []
+        assert "Pw-bob-1" not in c.get(f"/batches/b/users/{bob}").text
 
 
 # -- the walkthrough: CLI on real Dovecot into the simulator ----------------------------------------

@@ -199,9 +199,9 @@ def print_user(h: Any, name: str, email: str, json_out: bool) -> None:
     if not detail["folders"]:
         typer.echo("  (none synced yet)")
     typer.echo("runs (newest first):")
-    for r in detail["runs"]:
+    for r in detail["history"]:
         typer.echo(redact(f"  {r['started_at'][:19]}  {r['phase']:<11} {r['outcome']:<11} {r['seconds']:>7.1f} s  "
                           f"{r['items_copied']} items, {human_bytes(r['bytes_copied'])} copied"
                           + (f"  {r['error']}" if r["error"] else "")))
-    if not detail["runs"]:
+    if not detail["history"]:
         typer.echo("  (none yet)")

@@ -351,4 +351,4 @@ def user_detail(home: Home, batch: str, email: str, *, runs: int = 50) -> dict[s
                         "seconds": round(((end or utcnow()) - start).total_seconds(), 1),
                         "items_copied": r["items_copied"], "bytes_copied": r["bytes_copied"],
                         "error": r["error"]})
-    return {"email": row["email"], "status": row["status"], "folders": folders, "runs": history}
+    return {"email": row["email"], "status": row["status"], "folders": folders, "history": history}
