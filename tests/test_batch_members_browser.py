@@ -63,7 +63,7 @@ def test_fix_a_user_sync_now_and_complete_in_chromium(tmp_path, server, dovecot_
     secret.write_text("Members-Browser-Secret-5\n")
     inproc(home, "tenant", "add", "t", "--tenant-id", sim.config.tenant_id, "--client-id", "members",
            "--client-secret-file", str(secret), "--m365-authority", sim.authority(),
-           "--graph-url", f"{sim.base_url}/graph", "--ca-file", str(sim.ca_file))
+           "--graph-url", f"{sim.base_url}/graph", "--ca-file", str(sim.ca_file), "--no-test")
     users = tmp_path / "users.csv"
     users.write_text(f"EmailAddress,UserName,Password\n{good}@{DOMAIN},{good},{pw[good]}\n"
                      f"{bad}@{DOMAIN},{bad},Wrong-{pw[bad]}\n")
