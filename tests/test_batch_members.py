@@ -347,6 +347,11 @@ async def test_api_and_pages(home):
         r = c.post("/api/batches/b/complete", json={"force": True})
         assert r.status_code == 200 and r.json()["status"] == "Completing" and r.json()["left_out"] == []
         assert "Pw-bob-1" not in c.get(f"/batches/b/users/{bob}").text
+        r = c.post("/api/batches", data={"name": "later", "endpoint": "src", "dest_endpoint": "dst",
+                                          "start_at": "+2h"},
+                   files={"csv": ("u.csv", b"EmailAddress,UserName,Password\nzed@contoso.test,zed,Pw-z-1\n")})
+        assert r.status_code == 201, r.text
+        assert c.get("/api/batches/later").json()["start_at"] is not None
 
 
 # -- the walkthrough: CLI on real Dovecot into the simulator ----------------------------------------

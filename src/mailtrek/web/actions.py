@@ -149,6 +149,7 @@ class BatchInput:
     notify: list[str] = field(default_factory=list)
     incremental_interval: float = batch_ops.DEFAULT_INCREMENTAL_HOURS
     allow_unknown_columns: bool = False
+    start_at: str | None = None  # ISO time or +2h: the batch starts by itself then
 
 
 def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
     """
     from mailtrek.cli.orchestrate_cmds import _date, _size
     from mailtrek.orchestrate.endpoints import needs_no_passwords
+    from mailtrek.orchestrate.schedule import parse_when
 
     users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns,
                             allow_empty_password=needs_no_passwords(home, inp.endpoint))
@@ -171,7 +173,8 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
         max_size=_size(_blank(inp.max_size)))
     b = batch_ops.create_batch(home, inp.name, endpoint=inp.endpoint, users=users,
                                tenant=_blank(inp.tenant), dest_endpoint=_blank(inp.dest_endpoint),
-                               options=options, notify=notify, incremental_hours=inp.incremental_interval)
+                               options=options, notify=notify, incremental_hours=inp.incremental_interval,
+                               start_at=parse_when(_blank(inp.start_at), "start"))
     if inp.autostart:
         b = batch_ops.start_batch(home, inp.name)
     return {"name": b.name, "status": b.status.value, "users": len(users)}
