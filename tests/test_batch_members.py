@@ -339,6 +339,9 @@ async def test_api_and_pages(home):
         assert c.get(f"/api/batches/b/users/{bob}").json()["status"] == "Synced"
         r = c.post("/api/batches/b/sync", json={})
         assert {u["message"] for u in r.json()["users"]} == {"incremental sync starts now"}
+        assert 'action="/batches/b/sync"' in c.get("/batches/b/confirm/sync").text
+        r = c.post("/batches/b/sync", data={"csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/batches/b?done=sync"
         assert c.patch("/api/batches/b", json={"incremental_hours": 2}).json()["incremental_hours"] == 2
         r = c.post(f"/batches/b/users/{alice}/stop", data={"csrf": csrf}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].endswith("done=stop")
