@@ -18,7 +18,7 @@ from mailtrek.errors import UsageError
 from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.endpoints import check_name, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
-from mailtrek.orchestrate.routes import route_key
+from mailtrek.orchestrate.routes import mailbox_route
 from mailtrek.orchestrate.states import (
     ACTIVE_USER,
     BatchStatus,
@@ -63,7 +63,7 @@ class Batch:
 
 def user_route(batch: Batch, username: str, email: str) -> str:
     """Return the engine-state key of one user's move (``MailboxState.mailbox``): its route."""
-    return route_key(batch.source_endpoint, username, batch.tenant, batch.dest_endpoint, email)
+    return mailbox_route(batch.source_endpoint, username, batch.tenant, batch.dest_endpoint, email)
 
 
 def create_batch(

@@ -8,7 +8,7 @@ from what is already on the destination instead of copying it again.
 from __future__ import annotations
 
 
-def route_key(source_endpoint: str, username: str, tenant: str | None, dest_endpoint: str | None,
+def mailbox_route(source_endpoint: str, username: str, tenant: str | None, dest_endpoint: str | None,
               email: str) -> str:
     """Return the engine-state key of moving ``username`` on ``source_endpoint`` to ``email``.
 

@@ -61,7 +61,7 @@ def _rekey(bind: sa.Connection) -> None:
 
 
 def _route_key(src: str, username: str, tenant: str | None, dest: str | None, email: str) -> str:
-    """A frozen copy of ``mailtrek.orchestrate.routes.route_key`` as of this revision."""
+    """A frozen copy of ``mailtrek.orchestrate.routes.mailbox_route`` as of this revision."""
     to = f"tenant:{tenant}" if tenant else f"imap:{dest}"
     return f"route:{src}/{username.strip().lower()}>{to}/{email.strip().lower()}"
 
