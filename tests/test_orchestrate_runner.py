@@ -366,6 +366,12 @@ def test_kill_9_and_restart_loses_and_repeats_nothing(tmp_path, home):
     assert set(statuses(home).values()) == {"Synced"}
     for u in user_rows(home, "b"):
         assert u["items_synced"] == 1
+    # The run history says what happened: the killed runs ended "interrupted", none is left "running".
+    from mailtrek.state.orchestration import user_runs
+
+    with home.engine.connect() as c:
+        runs = c.execute(select(user_runs.c.email, user_runs.c.outcome)).all()
+    assert {e for e, o in runs if o == "interrupted"} == interrupted and all(o != "running" for _, o in runs)
     assert json.loads(json.dumps([u["status"] for u in user_rows(home, "b")])) == ["Synced"] * 8
 
 

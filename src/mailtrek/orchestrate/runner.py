@@ -237,6 +237,10 @@ class Runner:
                 status=PHASE_STATUS[due.phase], updated_at=now)).rowcount
         if n == 1:
             with self.home.engine.begin() as c:
+                # A run a killed runner left "running" ended when it died: we hold the lease now.
+                c.execute(update(user_runs).where(
+                    user_runs.c.batch == due.batch, user_runs.c.email == due.email,
+                    user_runs.c.outcome == "running").values(outcome="interrupted", finished_at=now))
                 self._run_id[due.batch, due.email] = c.execute(user_runs.insert().values(
                     batch=due.batch, email=due.email, phase=due.phase, started_at=now, outcome="running",
                     items_copied=0, bytes_copied=0)).inserted_primary_key[0]
