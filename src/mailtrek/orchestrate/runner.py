@@ -241,9 +241,11 @@ class Runner:
                 c.execute(update(user_runs).where(
                     user_runs.c.batch == due.batch, user_runs.c.email == due.email,
                     user_runs.c.outcome == "running").values(outcome="interrupted", finished_at=now))
-                self._run_id[due.batch, due.email] = c.execute(user_runs.insert().values(
+                pk = c.execute(user_runs.insert().values(
                     batch=due.batch, email=due.email, phase=due.phase, started_at=now, outcome="running",
-                    items_copied=0, bytes_copied=0)).inserted_primary_key[0]
+                    items_copied=0, bytes_copied=0)).inserted_primary_key
+                assert pk is not None
+                self._run_id[due.batch, due.email] = int(pk[0])
             again = " (again: the previous run was interrupted)" if due.status in PHASE_STATUS.values() else ""
             log.info("%s/%s: %s sync started%s", due.batch, due.email, due.phase, again)
         return n == 1
