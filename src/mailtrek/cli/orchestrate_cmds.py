@@ -574,7 +574,8 @@ def batch_complete(
 @batch_app.command("delete")
 @handled
 def batch_delete(name: str, home: HomeOpt = None) -> None:
-    """Delete a batch with its stored passwords and sync state (mail already copied stays)."""
+    """Delete a batch with its stored passwords (copied mail and its sync state stay, so a new batch
+    for the same users copies nothing twice)."""
     from mailtrek.orchestrate.batches import delete_batch
 
     n = delete_batch(_home(home), name)

@@ -360,8 +360,8 @@ def batch_confirm(request: Request, name: str, action: str, s: Viewer) -> Respon
         "resume": f"Resume batch {name}? Stopped and failed users are synced again.",
         "complete": f"Complete batch {name}? Every synced user gets a final incremental sync, "
                     "then the batch is finished for good.",
-        "delete": f"Delete batch {name}? Its users' stored passwords and sync state are removed "
-                  "(mail already copied stays).",
+        "delete": f"Delete batch {name}? Its users' stored passwords are removed (mail already copied "
+                  "stays, and so does what mailtrek knows of it: a new batch for these users copies nothing twice).",
     }
     from mailtrek.orchestrate.members import completion_warnings
 
