@@ -124,10 +124,11 @@ def test_batch_complete_guard(dns, home, tmp_path):
     assert cli(home, "endpoint", "add", "dst", "--host", "127.0.0.1").exit_code == 0
     assert cli(home, "batch", "create", "b", "--endpoint", "src", "--dest-endpoint", "dst",
                "--csv", str(csv), "--autostart").exit_code == 0
-    from mailtrek.state.orchestration import batches
+    from mailtrek.state.orchestration import batch_users, batches
 
     with home.engine.begin() as c:  # pretend the initial sync is done
         c.execute(update(batches).values(status="Synced"))
+        c.execute(update(batch_users).values(status="Synced", ever_synced=True))
     r = cli(home, "batch", "complete", "b")
     assert r.exit_code == 2 and "--expect-mx" in r.output
     r = cli(home, "batch", "complete", "b", "--nameserver", ns, "--expect-mx", M365_MX)
@@ -149,10 +150,11 @@ def test_batch_complete_force(dns, home, tmp_path):
     cli(home, "endpoint", "add", "src", "--host", "127.0.0.1")
     cli(home, "endpoint", "add", "dst", "--host", "127.0.0.1")
     cli(home, "batch", "create", "b", "--endpoint", "src", "--dest-endpoint", "dst", "--csv", str(csv), "--autostart")
-    from mailtrek.state.orchestration import batches
+    from mailtrek.state.orchestration import batch_users, batches
 
     with home.engine.begin() as c:
         c.execute(update(batches).values(status="Synced"))
+        c.execute(update(batch_users).values(status="Synced", ever_synced=True))
     r = cli(home, "batch", "complete", "b", "--nameserver", ns, "--expect-mx", M365_MX, "--force")
     assert r.exit_code == 0 and "warning" in r.output and "Completing" in r.output
 

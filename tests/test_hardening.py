@@ -55,7 +55,9 @@ def test_script_for_exactly_the_completed_users_without_secrets(home):
     assert hard["users"] == ["ann@contoso.test", "cat@contoso.test"]
     script = hard["powershell"]
     assert script.count("'ann@contoso.test'") == 1 and script.count("'cat@contoso.test'") == 1
-    assert "ben@contoso.test" not in script
+    # Ben is not acted on, but named: the script does not leave him out silently.
+    assert "'ben@contoso.test'" not in script and "#   ben@contoso.test (Failed)" in script
+    assert hard["left_out"] == ["ben@contoso.test (Failed)"] and "ben@contoso.test" in hard["checklist"][0]
     assert "Set-CASMailbox -Identity $User -ImapEnabled $false -PopEnabled $false" in script
     assert "Remove-MailboxPermission" in script and "Remove-DistributionGroupMember" in script
     assert "$AppId = '11111111-2222-3333-4444-555555555555'" in script

@@ -145,7 +145,10 @@ def test_ten_users_two_failures_incremental_and_complete(tmp_path, dovecot, sim)
     assert next(u for u in doc["users"] if u["email"].startswith("ten0"))["items_synced"] == 5
 
     # Complete (the MX check is covered in test_cutover.py; --force here).
-    outputs.append(mailtrek(home, "batch", "complete", "b10", "--force", "--expect-mx", "x.mx.microsoft",
+    refused = mailtrek(home, "batch", "complete", "b10", "--force", "--expect-mx", "x.mx.microsoft",
+                       "--nameserver", "127.0.0.1:9", check=False, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "ten1@contoso.test: Failed" in refused.stderr, refused.stderr
+    outputs.append(mailtrek(home, "batch", "complete", "b10", "--force", "--yes", "--expect-mx", "x.mx.microsoft",
                             "--nameserver", "127.0.0.1:9"))
     outputs.append(mailtrek(home, "run", "--until-idle"))
     doc = show(home, "b10")

@@ -112,6 +112,11 @@ async def test_each_problem_reported_on_its_line(batch):
     assert "mailbox" in nobox.destination.lower()
     clean = by[5]
     assert clean.can_start and clean.findings == [] and clean.messages == 0
+    # What pre-flight counted is the known total the first sync's progress counts against.
+    from mailtrek.orchestrate.batches import user_rows
+
+    totals = {u["line"]: u["items_total"] for u in user_rows(home, "b")}
+    assert totals[2] == 5 and totals[3] is None and totals[5] is None
 
 
 def test_cli_preflight_exit_code_formats_and_no_secrets(batch):

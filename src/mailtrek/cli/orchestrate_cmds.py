@@ -42,9 +42,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(batch_app, name="batch")
     app.add_typer(cutover_app, name="cutover")
     app.command("run")(run_cmd)
-    from mailtrek.cli import discovery_cmds  # endpoint discover, batch preflight
+    from mailtrek.cli import (
+        discovery_cmds,  # endpoint discover, batch preflight
+        member_cmds,  # retry, sync, stop/resume --user, remove-user, ...
+    )
 
     discovery_cmds.register(app)
+    member_cmds.register(batch_app)
 
 
 def handled(fn: F) -> F:
@@ -349,6 +353,7 @@ def batch_create(
     autostart: Annotated[bool, typer.Option(help="start right away")] = False,
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
+    start_at: Annotated[str | None, typer.Option(help="start by itself then (ISO time, UTC unless an offset; +2h)")] = None,
     allow_unknown_columns: Annotated[bool, typer.Option(help="ignore extra CSV columns")] = False,
     dry_run: Annotated[bool, typer.Option(help="run the pre-flight for these users; create nothing")] = False,
     discover: Annotated[bool, typer.Option(help="find the source server from the CSV's address domains (instead of --endpoint)")] = False,
@@ -380,6 +385,11 @@ def batch_create(
     if endpoint is None and not discover:
         raise UsageError("batch create needs a source: --endpoint E",
                          hint="or --discover to find the server from the CSV's address domains")
+    from mailtrek.orchestrate.schedule import parse_when
+
+    when = parse_when(start_at, "--start-at")
+    if when is not None and autostart:
+        raise UsageError("give --autostart or --start-at, not both")
     h = _home(home)
     source: Any = endpoint
     found = None
@@ -410,7 +420,7 @@ def batch_create(
     try:
         b = create_batch(h, name, endpoint=source if isinstance(source, str) else source.name, users=users,
                          tenant=tenant, dest_endpoint=dest_endpoint, options=options, notify=list(notify or []),
-                         incremental_hours=incremental_interval)
+                         incremental_hours=incremental_interval, start_at=when)
     except Exception:
         if found is not None and found.saved:
             # The endpoint was stored for this batch only: do not leave it behind.
@@ -422,8 +432,8 @@ def batch_create(
         raise
     if autostart:
         b = start_batch(h, name)
-    typer.echo(f"batch {name}: {len(users)} users, {b.status}"
-               + ("" if autostart else f" (start it with `mailtrek batch start {name}`)"))
+    later = f" (starts at {when:%Y-%m-%d %H:%M} UTC)" if when else f" (start it with `mailtrek batch start {name}`)"
+    typer.echo(f"batch {name}: {len(users)} users, {b.status}" + ("" if autostart else later))
 
 
 def _check_destination(h: Home, tenant: str | None, dest_endpoint: str | None) -> None:
@@ -496,7 +506,7 @@ def _simple(action: str) -> Callable[..., None]:
     return handled(command)
 
 
-for _action in ("start", "stop", "resume"):
+for _action in ("start",):  # stop and resume (with --user) live in member_cmds
     batch_app.command(_action)(_simple(_action))
 
 
@@ -507,18 +517,29 @@ def batch_complete(
     force: Annotated[bool, typer.Option(help="complete even though the MX is not switched (or not for 72 h)")] = False,
     nameserver: Annotated[str | None, typer.Option(envvar="MAILTREK_NAMESERVER", help="DNS server IP[:PORT]")] = None,
     expect_mx: Annotated[list[str] | None, typer.Option(help="MX host that means 'switched' (IMAP destinations)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="complete even though users failed or never synced")] = False,
+    at: Annotated[str | None, typer.Option("--at", help="complete then instead of now (ISO time, +2h)")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Complete a batch: a final incremental sync per user, then Completed."""
+    """Complete a batch: a final incremental sync per user, then Completed.
+
+    Failed and never-synced users are listed first and you are asked (--yes skips the
+    question; without a terminal it is required). They are left out of the completion
+    and of the hardening script.
+    """
     from mailtrek.orchestrate.batches import complete_batch, get_batch
     from mailtrek.orchestrate.cutover import completion_blockers
+    from mailtrek.orchestrate.members import completion_warnings
+    from mailtrek.orchestrate.schedule import parse_when, set_schedule
     from mailtrek.orchestrate.states import BatchStatus, check_batch_move
 
     h = _home(home)
     b = get_batch(h, name)
-    check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
+    when = parse_when(at, "--at")
+    if when is None:
+        check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
     problems, unsafe = asyncio.run(completion_blockers(
-        h, name, nameserver=nameserver, expected_mx=expect_mx, imap_hint="give --expect-mx"))
+        h, name, nameserver=nameserver, expected_mx=expect_mx, imap_hint="give --expect-mx", at=when))
     for p in problems:
         typer.echo(f"warning: {p}", err=True)
     for u in unsafe:
@@ -526,6 +547,26 @@ def batch_complete(
     if unsafe and not force:
         raise UsageError(f"not completing batch {name}: the MX cutover is not done",
                          hint="switch the MX and wait 72 hours, or pass --force")
+    left = completion_warnings(h, name)
+    if left:
+        typer.echo(f"{len(left)} user(s) would be left out of the completion (and of the hardening script):",
+                   err=True)
+        for line in left:
+            typer.echo(redact(f"  {line}"), err=True)
+        if not yes:
+            import sys
+
+            if not sys.stdin.isatty():
+                raise UsageError(f"not completing batch {name}: {len(left)} user(s) failed or never synced",
+                                 hint=f"fix them (`mailtrek batch retry {name} --user EMAIL`), or pass --yes "
+                                      "to complete without them")
+            if not typer.confirm("complete without them?", default=False):
+                raise typer.Exit(1)
+    if when is not None:
+        b = set_schedule(h, name, complete_at=when.isoformat())
+        typer.echo(f"batch {name}: completes at {when:%Y-%m-%d %H:%M} UTC (a running `mailtrek run` or worker "
+                   "starts the final syncs then)")
+        return
     b = complete_batch(h, name)
     typer.echo(f"batch {name}: {b.status} (a final incremental sync runs for every synced user)")
 
@@ -533,7 +574,8 @@ def batch_complete(
 @batch_app.command("delete")
 @handled
 def batch_delete(name: str, home: HomeOpt = None) -> None:
-    """Delete a batch with its stored passwords and sync state (mail already copied stays)."""
+    """Delete a batch with its stored passwords (copied mail and its sync state stay, so a new batch
+    for the same users copies nothing twice)."""
     from mailtrek.orchestrate.batches import delete_batch
 
     n = delete_batch(_home(home), name)
@@ -542,10 +584,18 @@ def batch_delete(name: str, home: HomeOpt = None) -> None:
 
 @batch_app.command("show")
 @handled
-def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
-    """Show a batch's status and one line per user."""
+def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = False,
+               user: Annotated[str | None, typer.Option("--user", help="one user: folders and run history")] = None,
+               home: HomeOpt = None) -> None:
+    """Show a batch's status and one line per user (or one user's folders and runs)."""
     from mailtrek.orchestrate.reports import batch_document
+    from mailtrek.units import human_bytes
 
+    if user:
+        from mailtrek.cli.member_cmds import print_user
+
+        print_user(_home(home), name, user, json_out)
+        return
     d = batch_document(_home(home), name)
     if json_out:
         _print_json(d)
@@ -553,7 +603,11 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     t = d["totals"]
     typer.echo(f"batch {d['name']}: {d['status']}  ({t['users']} users: "
                + ", ".join(f"{k} {v}" for k, v in t["by_status"].items()) + ")")
-    _table(d["users"], ["email", "status", "items_synced", "items_skipped", "bytes", "last_sync", "error"])
+    for u in d["users"]:
+        u["items"] = f"{u['items_synced']}/{u['items_total']}" if u["items_total"] else u["items_synced"]
+    typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
+               f"{t['items_skipped']} skipped")
+    _table(d["users"], ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"])
 
 
 @batch_app.command("list")
@@ -653,6 +707,8 @@ def cutover_check(
             typer.echo(f"mail flows to the destination: first seen switched {since}"
                        + ("" if st.settled else " (less than 72 hours ago)"))
         else:
-            typer.echo("mail does NOT flow to the destination yet")
+            typer.echo("mail does NOT flow to the destination yet"
+                       + (f" (first seen switched {st.switched_since:%Y-%m-%d %H:%M} UTC is kept: this check "
+                          "saw no MX to go by)" if st.switched_since else ""))
     if not st.switched:
         raise typer.Exit(EXIT_INCOMPLETE)

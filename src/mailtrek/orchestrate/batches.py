@@ -18,6 +18,7 @@ from mailtrek.errors import UsageError
 from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.endpoints import check_name, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
+from mailtrek.orchestrate.routes import mailbox_route
 from mailtrek.orchestrate.states import (
     ACTIVE_USER,
     BatchStatus,
@@ -26,8 +27,7 @@ from mailtrek.orchestrate.states import (
     settle_batch,
     user_resume_status,
 )
-from mailtrek.state.orchestration import batch_users, batches
-from mailtrek.state.schema import folders, messages
+from mailtrek.state.orchestration import batch_users, batches, user_runs
 
 DEFAULT_INCREMENTAL_HOURS = 24.0  # Exchange's IMAP migration syncs every 24 h (m365.md C3)
 
@@ -57,11 +57,13 @@ class Batch:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     notified_status: str | None = None
+    start_at: datetime | None = None  # a Created batch starts by itself then
+    complete_at: datetime | None = None  # completion asked for then
 
 
-def mailbox_key(batch: str, email: str) -> str:
-    """Return the engine-state key of one user's move (``MailboxState.mailbox``)."""
-    return f"{batch}/{email.lower()}"
+def user_route(batch: Batch, username: str, email: str) -> str:
+    """Return the engine-state key of one user's move (``MailboxState.mailbox``): its route."""
+    return mailbox_route(batch.source_endpoint, username, batch.tenant, batch.dest_endpoint, email)
 
 
 def create_batch(
@@ -75,8 +77,11 @@ def create_batch(
     options: BatchOptions | None = None,
     notify: list[str] | None = None,
     incremental_hours: float = DEFAULT_INCREMENTAL_HOURS,
+    start_at: datetime | None = None,
 ) -> Batch:
     """Store a new batch with one Queued row per user (passwords encrypted).
+
+    With ``start_at`` the batch stays Created until then; the runner starts it.
 
     Raises UsageError for a taken name, a missing destination, or users already in
     another unfinished batch (two moves into one mailbox would race).
@@ -103,7 +108,8 @@ def create_batch(
         if busy:
             listed = ", ".join(f"{e} ({b})" for e, b in busy[:10])
             raise UsageError(f"{len(busy)} user(s) are already in an unfinished batch: {listed}",
-                             hint="complete or delete that batch first")
+                             hint="fix them there: `mailtrek batch retry BATCH --csv FILE` takes new "
+                                  "passwords, `batch move-user` moves a user; or complete or delete that batch")
         try:
             c.execute(insert(batches).values(
                 name=name, status=BatchStatus.CREATED, source_endpoint=endpoint, tenant=tenant,
@@ -112,7 +118,7 @@ def create_batch(
                                          "before": options.before, "max_size": options.max_size,
                                          "gmail_labels": options.gmail_labels}),
                 notify_json=json.dumps(notify or []), incremental_hours=incremental_hours,
-                created_at=now,
+                created_at=now, start_at=start_at,
             ))
         except IntegrityError:
             raise UsageError(f"batch {name!r} exists", hint="pick another name") from None
@@ -180,12 +186,13 @@ def _batch(r: Any) -> Batch:
         options=BatchOptions(**json.loads(r["options_json"])), notify=json.loads(r["notify_json"]),
         incremental_hours=r["incremental_hours"], created_at=as_utc(r["created_at"]),
         started_at=as_utc(r["started_at"]), completed_at=as_utc(r["completed_at"]),
-        notified_status=r["notified_status"],
+        notified_status=r["notified_status"], start_at=as_utc(r["start_at"]),
+        complete_at=as_utc(r["complete_at"]),
     )
 
 
 USER_FIELDS = ("email", "status", "items_synced", "items_skipped", "bytes", "last_sync",
-               "next_sync", "error", "line", "username", "runs")
+               "next_sync", "error", "line", "username", "runs", "items_total", "ever_synced")
 
 
 def user_rows(home: Home, batch: str) -> list[dict[str, Any]]:
@@ -257,10 +264,12 @@ def complete_batch(home: Home, name: str) -> Batch:
 
 
 def delete_batch(home: Home, name: str) -> int:
-    """Delete a batch, its users' stored passwords and engine state; return users removed.
+    """Delete a batch and its users' stored passwords; return users removed.
 
-    Refuses while a runner holds a lease on one of its users. Verifies that no password
-    of the batch is left in the database (raises StateError otherwise).
+    Engine state is kept: it belongs to the route (source to destination mailbox), so a
+    new batch for the same users adds nothing already copied. Refuses while a runner holds
+    a lease on one of its users. Verifies that no password of the batch is left in the
+    database (raises StateError otherwise).
     """
     from mailtrek.errors import StateError
 
@@ -277,9 +286,7 @@ def delete_batch(home: Home, name: str) -> int:
                              hint=f"run `mailtrek batch stop {name}` and wait for the runner to let go")
         # Blank the ciphertexts first, so even a half-failed delete leaves no passwords.
         c.execute(update(batch_users).where(batch_users.c.batch == name).values(password_enc=None))
-        prefix = f"{name}/"
-        c.execute(delete(messages).where(messages.c.mailbox.startswith(prefix, autoescape=True)))
-        c.execute(delete(folders).where(folders.c.mailbox.startswith(prefix, autoescape=True)))
+        c.execute(delete(user_runs).where(user_runs.c.batch == name))
         n = c.execute(delete(batch_users).where(batch_users.c.batch == name)).rowcount
         c.execute(delete(batches).where(batches.c.name == name))
     with home.engine.connect() as c:

@@ -41,8 +41,26 @@ class CutoverStatus:
     @property
     def settled(self) -> bool:
         """True when mail has gone to Microsoft 365 for at least SETTLE_HOURS."""
+        return self.settled_at(utcnow())
+
+    def settled_at(self, when: datetime) -> bool:
+        """True when, at ``when``, mail will have gone to the destination for SETTLE_HOURS."""
         return self.switched and self.switched_since is not None and \
-            utcnow() - self.switched_since >= timedelta(hours=SETTLE_HOURS)
+            when - self.switched_since >= timedelta(hours=SETTLE_HOURS)
+
+    @property
+    def settles_at(self) -> datetime | None:
+        """When the 72-hour clock runs out (None while not switched)."""
+        return self.switched_since + timedelta(hours=SETTLE_HOURS) if self.switched_since else None
+
+    @property
+    def saw_old_mx(self) -> bool:
+        """True only for a positive observation of mail going elsewhere: MX records seen,
+        no lookup trouble, the expected MX known, and not all of them the destination's.
+        An empty or failed look (another resolver, a timeout) proves nothing."""
+        known = self.expected_from == "suffix" or bool(self.expected_mx)
+        return bool(self.mx) and known and not self.switched and not any(
+            p.startswith("MX lookup") for p in self.problems)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,13 +141,27 @@ def decide(status: CutoverStatus) -> bool:
     return all(h.endswith(MICROSOFT_MX_SUFFIXES) for h in hosts)
 
 
+def next_since(since: datetime | None, status: CutoverStatus, now: datetime) -> datetime | None:
+    """Return the new "first seen switched" time (pure).
+
+    Only a positive observation starts or keeps the 72-hour clock: seeing the new MX
+    starts it (or keeps it running); seeing the old MX resets it; a check that saw
+    nothing useful (no records, a lookup failure, unknown expected MX) leaves it alone.
+    """
+    if status.switched:
+        return since or now
+    if status.saw_old_mx:
+        return None
+    return since
+
+
 def remember_sighting(home: Home, status: CutoverStatus) -> None:
-    """Record the check; keep the first time the domain was seen switched (reset when not)."""
+    """Record the check; keep the first time the domain was seen switched (see ``next_since``)."""
     now = utcnow()
     with home.engine.begin() as c:
         row = c.execute(select(mx_sightings).where(mx_sightings.c.domain == status.domain)).mappings().first()
         since = as_utc(row["switched_since"]) if row and row["switched_since"] else None
-        since = (since or now) if status.switched else None
+        since = next_since(since, status, now)
         values = {"domain": status.domain, "switched_since": since, "last_checked": now,
                   "last_mx": " ".join(h for _, h in status.mx)}
         stmt = upsert_insert(c, mx_sightings).values(**values)
@@ -166,6 +198,7 @@ async def check_cutover(home: Home, domain: str, *, tenant: str | None = None,
 async def completion_blockers(
     home: Home, batch: str, *, nameserver: str | None = None,
     expected_mx: list[str] | None = None, imap_hint: str = "give the expected MX",
+    at: datetime | None = None,
 ) -> tuple[list[str], list[str]]:
     """Why completing ``batch`` now is unsafe: (DNS problems seen, reasons not to complete).
 
@@ -184,10 +217,15 @@ async def completion_blockers(
         st = await check_cutover(home, d, tenant=b.tenant, nameserver=nameserver,
                                  expected_mx=expected_mx)
         problems += st.problems
+        when = at or utcnow()
         if not st.switched:
             mx = ", ".join(host for _, host in st.mx) or "none"
-            unsafe.append(f"{d}: MX ({mx}) does not point to the destination yet")
-        elif not st.settled:
+            seen = (f"; first seen switched {st.switched_since:%Y-%m-%d %H:%M} UTC, kept: this check saw "
+                    "no MX to go by") if st.switched_since else ""
+            unsafe.append(f"{d}: MX ({mx}) does not point to the destination yet{seen}")
+        elif not st.settled_at(when):
             unsafe.append(f"{d}: MX switched at {st.switched_since:%Y-%m-%d %H:%M} UTC, less than "
-                          f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server")
+                          f"{SETTLE_HOURS} hours ago; mail may still arrive at the old server; completion "
+                          f"is possible from {st.settles_at:%Y-%m-%d %H:%M} UTC "
+                          f"(or schedule it: `mailtrek batch complete {batch} --at {st.settles_at:%Y-%m-%dT%H:%M}`)")
     return problems, unsafe

@@ -33,10 +33,17 @@ def completed_users(home: Home, name: str) -> list[str]:
     return [u["email"] for u in user_rows(home, name) if u["status"] == UserStatus.COMPLETED]
 
 
-def powershell_script(batch: str, users: list[str], *, app_id: str | None = None) -> str:
-    """Return the hardening script for ``users`` of ``batch`` (idempotent to run twice)."""
+def powershell_script(batch: str, users: list[str], *, app_id: str | None = None,
+                      left_out: list[str] | None = None) -> str:
+    """Return the hardening script for ``users`` of ``batch`` (idempotent to run twice).
+
+    ``left_out`` (users that did not complete) are named in comments, so nobody is
+    dropped silently.
+    """
     lines = [
         f"# mailtrek: post-migration hardening for batch {batch} ({len(users)} completed user(s)).",
+        *([f"# NOT included: {len(left_out)} user(s) whose move did not complete (fix them in a new batch first):"]
+          + [f"#   {u}" for u in left_out] if left_out else []),
         "# Run in Exchange Online PowerShell after Connect-ExchangeOnline (Organization Management).",
         "# It holds no password or secret. Review the variables first.",
         "$ErrorActionPreference = 'Stop'",
@@ -91,6 +98,11 @@ def hardening_section(home: Home, name: str) -> dict[str, Any] | None:
     if b.status not in COMPLETED_BATCH:
         return None
     users = completed_users(home, name)
+    left = [f"{u['email']} ({u['status']})" for u in user_rows(home, name) if u["status"] != UserStatus.COMPLETED]
     app_id = get_tenant(home, b.tenant).client_id if b.tenant else None
-    return {"users": users, "checklist": checklist(name, users, tenant=b.tenant),
-            "powershell": powershell_script(name, users, app_id=app_id) if b.tenant else None}
+    steps = checklist(name, users, tenant=b.tenant)
+    if left:
+        steps.insert(0, f"{len(left)} user(s) did not complete and are not in the script: {', '.join(left)}. "
+                        "Fix them and migrate them with a new batch (`mailtrek batch export-failed`).")
+    return {"users": users, "left_out": left, "checklist": steps,
+            "powershell": powershell_script(name, users, app_id=app_id, left_out=left) if b.tenant else None}

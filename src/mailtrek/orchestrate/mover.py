@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from mailtrek.errors import UsageError
-from mailtrek.orchestrate.batches import Batch, mailbox_key
+from mailtrek.orchestrate.batches import Batch, user_route
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant
 from mailtrek.orchestrate.home import Home
 from mailtrek.sync.options import CopyOptions, CopyReport
@@ -36,7 +36,7 @@ class MoveJob:
 
     @property
     def mailbox(self) -> str:
-        return mailbox_key(self.batch.name, self.email)
+        return user_route(self.batch, self.username, self.email)
 
 
 Mover = Callable[[Home, MoveJob], Awaitable[CopyReport]]

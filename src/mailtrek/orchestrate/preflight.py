@@ -348,11 +348,26 @@ async def preflight_batch(home: Home, name: str, **kw: Any) -> PreflightReport:
     users = [UserRow(r["line"], r["email"], r["username"],
                      home.box.decrypt(r["password_enc"]) if r["password_enc"] else "", r["user_root"])
              for r in rows]
-    return await preflight_users(
+    report = await preflight_users(
         home, users, source=get_endpoint(home, b.source_endpoint),
         tenant=get_tenant(home, b.tenant) if b.tenant else None,
         dest_endpoint=get_endpoint(home, b.dest_endpoint) if b.dest_endpoint else None,
         options=b.options, **kw)
+    remember_totals(home, name, report)
+    return report
+
+
+def remember_totals(home: Home, name: str, report: PreflightReport) -> None:
+    """Keep each user's counted messages as the known total until a sync plans its own,
+    so the first sync's progress counts against it instead of a total that grows."""
+    from sqlalchemy import update
+
+    with home.engine.begin() as c:
+        for u in report.users:
+            if u.messages and u.can_start:
+                c.execute(update(batch_users).where(batch_users.c.batch == name, batch_users.c.email == u.email.lower(),
+                                                    batch_users.c.ever_synced.is_(False))
+                          .values(items_total=u.messages))
 
 
 # -- output --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from mailtrek.orchestrate.batches import get_batch, user_rows
 from mailtrek.orchestrate.hardening import hardening_section
 from mailtrek.orchestrate.home import Home
 from mailtrek.secrets import redact
+from mailtrek.units import human_bytes
 
 USER_COLUMNS = ("email", "status", "items_synced", "items_skipped", "bytes", "last_sync", "error")
 SKIPPED_COLUMNS = ("email", "folder", "date", "subject", "size", "reason")
@@ -27,16 +28,37 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
+def decode_subject(text: str | None) -> str | None:
+    """Return a subject with RFC 2047 encoded words (``=?EUC-KR?Q?...?=``) decoded."""
+    if not text or "=?" not in text:
+        return text
+    from email.header import decode_header, make_header
+
+    try:
+        return str(make_header(decode_header(text)))
+    except (LookupError, ValueError, UnicodeError):  # an unknown charset or a broken word: keep it raw
+        return text
+
+
+def decoded(item: dict[str, Any]) -> dict[str, Any]:
+    """Return a skipped item with its subject decoded."""
+    return {**item, "subject": decode_subject(item.get("subject"))}
+
+
 def batch_document(home: Home, name: str) -> dict[str, Any]:
     """Return the batch and its users as one JSON-ready dict (the `show --json` shape)."""
     b = get_batch(home, name)
     users = []
     for r in user_rows(home, name):
+        failed = r["status"] == "Failed"
         users.append({
             "email": r["email"], "status": r["status"], "items_synced": r["items_synced"],
-            "items_skipped": r["items_skipped"], "bytes": r["bytes"], "last_sync": _iso(r["last_sync"]),
-            "next_sync": _iso(r["next_sync"]), "error": r["error"], "csv_line": r["line"],
-            "source_login": r["username"], "runs": r["runs"], "skipped": r["skipped"],
+            "items_skipped": r["items_skipped"], "items_total": r["items_total"],
+            "bytes": r["bytes"], "size": human_bytes(r["bytes"]), "last_sync": _iso(r["last_sync"]),
+            # A failed user waits for a retry: it has no next sync, whatever an old row says.
+            "next_sync": None if failed else _iso(r["next_sync"]), "error": r["error"], "csv_line": r["line"],
+            "source_login": r["username"], "runs": r["runs"], "ever_synced": bool(r["ever_synced"]),
+            "skipped": [decoded(s) for s in r["skipped"]],
         })
     counts = Counter(u["status"] for u in users)
     return {
@@ -46,7 +68,8 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
                     "max_size": b.options.max_size},
         "notify": b.notify, "incremental_hours": b.incremental_hours,
         "created_at": _iso(b.created_at), "started_at": _iso(b.started_at),
-        "completed_at": _iso(b.completed_at),
+        "completed_at": _iso(b.completed_at), "start_at": _iso(b.start_at),
+        "complete_at": _iso(b.complete_at),
         "totals": {"users": len(users), "by_status": dict(sorted(counts.items())),
                    "items_synced": sum(u["items_synced"] for u in users),
                    "items_skipped": sum(u["items_skipped"] for u in users),
@@ -89,7 +112,7 @@ def batch_summary_text(home: Home, name: str) -> str:
     t = d["totals"]
     lines = [f"Batch {d['name']}: {d['status']}",
              f"Users: {t['users']} ({', '.join(f'{k} {v}' for k, v in t['by_status'].items())})",
-             f"Items synced: {t['items_synced']}, skipped: {t['items_skipped']}, bytes: {t['bytes']}", ""]
+             f"Items synced: {t['items_synced']} ({human_bytes(t['bytes'])}), skipped: {t['items_skipped']}", ""]
     for u in d["users"]:
         line = f"  {u['email']}: {u['status']}, {u['items_synced']} synced, {u['items_skipped']} skipped"
         if u["error"]:
@@ -114,11 +137,11 @@ def render_html(home: Home, name: str) -> str:
     rows = "".join(
         f"<tr><td>{e(u['email'])}</td><td class=\"{e(u['status'])}\">{e(u['status'])}</td>"
         f"<td class=num>{u['items_synced']}</td><td class=num>{u['items_skipped']}</td>"
-        f"<td class=num>{u['bytes']}</td><td>{e(u['last_sync'] or '')}</td><td>{e(u['error'] or '')}</td></tr>"
+        f"<td class=num title=\"{u['bytes']} bytes\">{e(u['size'])}</td><td>{e(u['last_sync'] or '')}</td><td>{e(u['error'] or '')}</td></tr>"
         for u in d["users"])
     skipped = "".join(
         f"<tr><td>{e(u['email'])}</td><td>{e(str(s.get('folder') or ''))}</td><td>{e(str(s.get('date') or ''))}</td>"
-        f"<td>{e(str(s.get('subject') or ''))}</td><td class=num>{s.get('size') or 0}</td>"
+        f"<td>{e(str(s.get('subject') or ''))}</td><td class=num>{e(human_bytes(s.get('size')))}</td>"
         f"<td>{e(str(s.get('reason') or ''))}</td></tr>"
         for u in d["users"] for s in u["skipped"])
     hard = d["hardening"]
@@ -132,9 +155,9 @@ def render_html(home: Home, name: str) -> str:
 <p>From endpoint {e(d['source_endpoint'])} to {e(dest)}. Created {e(d['created_at'] or '')},
 started {e(d['started_at'] or '-')}, completed {e(d['completed_at'] or '-')}.</p>
 <p>{t['users']} users: {e(', '.join(f'{k} {v}' for k, v in t['by_status'].items()))}.
-Items synced {t['items_synced']}, skipped {t['items_skipped']}, bytes {t['bytes']}.</p>
+Items synced {t['items_synced']} ({e(human_bytes(t['bytes']))}), skipped {t['items_skipped']}.</p>
 <h2>Users</h2><table><tr><th>Email</th><th>Status</th><th>Items synced</th><th>Items skipped</th>
-<th>Bytes</th><th>Last successful sync</th><th>Error</th></tr>{rows}</table>
+<th>Size</th><th>Last successful sync</th><th>Error</th></tr>{rows}</table>
 <h2>Skipped items</h2>{'<table><tr><th>User</th><th>Folder</th><th>Date</th><th>Subject</th><th>Size</th><th>Reason</th></tr>' + skipped + '</table>' if skipped else '<p>None.</p>'}
 {hardening}
 </body></html>

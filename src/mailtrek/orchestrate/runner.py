@@ -36,13 +36,15 @@ from mailtrek.orchestrate.notify import Notifier
 from mailtrek.orchestrate.states import BatchStatus, UserStatus
 from mailtrek.secrets import redact
 from mailtrek.state.db import MailboxState
-from mailtrek.state.orchestration import batch_users, batches
+from mailtrek.state.orchestration import batch_users, batches, user_runs
 from mailtrek.sync.options import CopyReport
 
 log = logging.getLogger("mailtrek.runner")
 
 LEASE_ENV = "MAILTREK_LEASE_SECONDS"
 DEFAULT_LEASE = 120.0
+PROGRESS_ENV = "MAILTREK_PROGRESS_SECONDS"
+DEFAULT_PROGRESS = 2.0  # how often a running sync writes its live counts
 PHASE_STATUS = {"initial": UserStatus.SYNCING, "incremental": UserStatus.INCREMENTAL_SYNCING,
                 "final": UserStatus.COMPLETING}
 RUNNING_BATCHES = (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS,
@@ -152,8 +154,12 @@ class Runner:
         self._tasks: dict[tuple[str, str], tuple[asyncio.Task[None], Due]] = {}
         self._wake = asyncio.Event()
         self._blocked = False
+        self.progress_every = float(os.environ.get(PROGRESS_ENV, DEFAULT_PROGRESS))
         self._copied: dict[tuple[str, str], tuple[int, int]] = {}  # messages, bytes this run
-        self._base: dict[tuple[str, str], int] = {}  # items_synced when the run started
+        self._base: dict[tuple[str, str], tuple[int, int]] = {}  # state's messages, bytes at start
+        self._total: dict[tuple[str, str], int] = {}  # the source's messages, once planned
+        self._run_id: dict[tuple[str, str], int] = {}  # the user_runs row of the running sync
+        self._route: dict[tuple[str, str], str] = {}  # engine-state key of the running sync
 
     def stop(self) -> None:
         """Ask the runner to stop: no new work; running moves are interrupted and released."""
@@ -165,6 +171,7 @@ class Runner:
         log.info("runner %s started (lease %ss)", self.owner, int(self.lease.total_seconds()))
         try:
             while not self.stopping.is_set():
+                self._run_schedules()
                 await self._notify_changes()
                 started = self._start_due()
                 if until_idle and not self._tasks and not started and not self._blocked:
@@ -178,6 +185,15 @@ class Runner:
             log.info("runner %s stopped", self.owner)
 
     # -- scheduling --------------------------------------------------------------------
+    def _run_schedules(self) -> None:
+        """Start and complete batches whose scheduled time has come."""
+        from mailtrek.orchestrate.schedule import run_schedules
+
+        try:
+            run_schedules(self.home)
+        except MailtrekError as e:  # a schedule that cannot run must not stop the runner
+            log.warning("schedule: %s", redact(str(e)))
+
     def _start_due(self) -> int:
         self._blocked = False
         started = 0
@@ -220,9 +236,16 @@ class Runner:
                 lease_owner=self.owner, lease_expires=now + self.lease,
                 status=PHASE_STATUS[due.phase], updated_at=now)).rowcount
         if n == 1:
-            with self.home.engine.connect() as c:
-                self._base[due.batch, due.email] = c.execute(select(batch_users.c.items_synced).where(
-                    batch_users.c.batch == due.batch, batch_users.c.email == due.email)).scalar_one()
+            with self.home.engine.begin() as c:
+                # A run a killed runner left "running" ended when it died: we hold the lease now.
+                c.execute(update(user_runs).where(
+                    user_runs.c.batch == due.batch, user_runs.c.email == due.email,
+                    user_runs.c.outcome == "running").values(outcome="interrupted", finished_at=now))
+                pk = c.execute(user_runs.insert().values(
+                    batch=due.batch, email=due.email, phase=due.phase, started_at=now, outcome="running",
+                    items_copied=0, bytes_copied=0)).inserted_primary_key
+                assert pk is not None
+                self._run_id[due.batch, due.email] = int(pk[0])
             again = " (again: the previous run was interrupted)" if due.status in PHASE_STATUS.values() else ""
             log.info("%s/%s: %s sync started%s", due.batch, due.email, due.phase, again)
         return n == 1
@@ -269,10 +292,14 @@ class Runner:
         return True
 
     async def _run_one(self, due: Due) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(due))
+        heartbeat = None
         try:
             job = self._job(due)
+            key = (due.batch, due.email)
+            self._route[key] = job.mailbox
+            self._base[key] = MailboxState(self.home.engine, job.mailbox).totals()
             job.progress = self._progress_of(due)
+            heartbeat = asyncio.create_task(self._heartbeat(due))
             report = await self._attempts(job)
         except asyncio.CancelledError:
             self._release(due)
@@ -285,9 +312,12 @@ class Runner:
         else:
             self._record_success(due, report)
         finally:
-            heartbeat.cancel()
-            self._tasks.pop((due.batch, due.email), None)
-            self._copied.pop((due.batch, due.email), None)
+            if heartbeat is not None:
+                heartbeat.cancel()
+            key = (due.batch, due.email)
+            self._tasks.pop(key, None)
+            for d in (self._copied, self._base, self._total, self._run_id, self._route):
+                d.pop(key, None)  # type: ignore[attr-defined]
             self._wake.set()
         settle(self.home, due.batch)
 
@@ -329,7 +359,8 @@ class Runner:
         )
 
     def _progress_of(self, due: Due) -> Callable[..., None]:
-        """Count the engine's copied messages, so `batch show` moves during a long sync."""
+        """Count the engine's copied messages and learn the source's total from its plan,
+        so `batch show` and the dashboard move during a long sync."""
         key = (due.batch, due.email)
         self._copied[key] = (0, 0)
 
@@ -337,23 +368,44 @@ class Runner:
             if event == "message":
                 n, b = self._copied.get(key, (0, 0))
                 self._copied[key] = (n + 1, b + int(fields.get("size") or 0))
+            elif event == "plan":
+                # What state already holds plus what this run will copy: the whole source.
+                self._total[key] = self._base.get(key, (0, 0))[0] + int(fields.get("messages") or 0)
         return progress
 
+    def live_counts(self, due: Due) -> tuple[int, int, int | None]:
+        """Return (messages, bytes, known total) of ``due``'s mailbox right now."""
+        key = (due.batch, due.email)
+        (n0, b0), (n, b) = self._base.get(key, (0, 0)), self._copied.get(key, (0, 0))
+        return n0 + n, b0 + b, self._total.get(key)
+
     async def _heartbeat(self, due: Due) -> None:
-        """Renew the lease; interrupt the move when its batch was stopped or deleted."""
+        """Write live counts every few seconds and renew the lease; interrupt the move when
+        the user or its batch was stopped, removed or deleted."""
         u = batch_users.c
+        key = (due.batch, due.email)
+        every = max(0.2, min(self.progress_every, self.lease.total_seconds() / 4))
         while True:
-            await asyncio.sleep(max(0.2, self.lease.total_seconds() / 4))
+            await asyncio.sleep(every)
             now = utcnow()
-            copied, _ = self._copied.get((due.batch, due.email), (0, 0))
-            live = self._base.get((due.batch, due.email), 0) + copied
+            items, size, total = self.live_counts(due)
+            values: dict[str, Any] = {
+                "lease_expires": now + self.lease,
+                # Never backwards: a reader must not see the count drop between two looks.
+                "items_synced": case((u.items_synced > items, u.items_synced), else_=items),
+                "bytes": case((u.bytes > size, u.bytes), else_=size)}
+            if total is not None:
+                values["items_total"] = max(total, items)
             try:
                 with self.home.engine.begin() as c:
                     n = c.execute(update(batch_users).where(
                         u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
-                        u.status == PHASE_STATUS[due.phase],
-                    ).values(lease_expires=now + self.lease, items_synced=case(
-                        (u.items_synced > live, u.items_synced), else_=live))).rowcount
+                        u.status == PHASE_STATUS[due.phase]).values(**values)).rowcount
+                    run_id = self._run_id.get(key)
+                    if run_id is not None:
+                        c0, b0 = self._copied.get(key, (0, 0))
+                        c.execute(update(user_runs).where(user_runs.c.id == run_id).values(
+                            items_copied=c0, bytes_copied=b0))
             except Exception as e:
                 if not database_unavailable(e):
                     raise
@@ -366,10 +418,12 @@ class Runner:
                 return
 
     # -- recording -----------------------------------------------------------------------
-    def _finish(self, due: Due, values: dict[str, Any], status: UserStatus) -> None:
+    def _finish(self, due: Due, values: dict[str, Any], status: UserStatus,
+                run: dict[str, Any] | None = None) -> None:
         u = batch_users.c
         now = utcnow()
         with self.home.engine.begin() as c:
+            self._end_run(c, due, now, run or {"outcome": "ok" if status != UserStatus.FAILED else "failed"})
             # Counters are ours while we hold the lease; the status only if no command changed it.
             c.execute(update(batch_users).where(
                 u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
@@ -378,40 +432,59 @@ class Runner:
                 u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
             ).values(lease_owner=None, lease_expires=None, updated_at=now, **values))
 
+    def _end_run(self, c: Any, due: Due, now: Any, values: dict[str, Any]) -> None:
+        """Close the user_runs row of ``due``'s sync (outcome, counts, error)."""
+        run_id = self._run_id.pop((due.batch, due.email), None)
+        if run_id is None:
+            return
+        copied, size = self._copied.get((due.batch, due.email), (0, 0))
+        c.execute(update(user_runs).where(user_runs.c.id == run_id).values(
+            **{"items_copied": copied, "bytes_copied": size, **values, "finished_at": now}))
+
     def _record_success(self, due: Due, report: CopyReport) -> None:
         now = utcnow()
         batch = get_batch(self.home, due.batch)
-        state = MailboxState(self.home.engine, f"{due.batch}/{due.email}")
+        state = MailboxState(self.home.engine, self._route[due.batch, due.email])
+        items, size = state.totals()
         with self.home.engine.connect() as c:
-            prev = c.execute(select(batch_users.c.bytes, batch_users.c.runs).where(
+            prev = c.execute(select(batch_users.c.runs).where(
                 batch_users.c.batch == due.batch, batch_users.c.email == due.email)).one()
         problems = "; ".join(redact(e) for e in report.errors) or None
         skipped = [asdict(s) for s in report.skipped]
         status = UserStatus.COMPLETED if due.phase == "final" else UserStatus.SYNCED
         self._finish(due, {
-            "ever_synced": True, "items_synced": state.count(), "items_skipped": len(skipped),
-            "bytes": (prev.bytes or 0) + report.total("bytes_copied"), "last_sync": now,
+            # Items and bytes both count what the destination holds (copied or found there).
+            "ever_synced": True, "items_synced": items, "items_skipped": len(skipped),
+            "bytes": size, "items_total": items + len(skipped), "last_sync": now,
             # A quota that held mail back (Gmail: 2,500 MB a day) sets the next run.
             "next_sync": report.resume_at or now + timedelta(hours=batch.incremental_hours),
             "error": problems,
             "skipped_json": json.dumps(skipped), "runs": (prev.runs or 0) + 1,
-        }, status)
+        }, status, {"outcome": "ok", "items_copied": report.total("copied"),
+                    "bytes_copied": report.total("bytes_copied"), "error": problems})
         log.info("%s/%s: %s sync done: %d copied, %d already there, %d skipped -> %s", due.batch,
                  due.email, due.phase, report.total("copied"),
                  report.total("already") + report.total("adopted"), len(skipped), status)
 
     def _record_failure(self, due: Due, e: BaseException) -> None:
         text = redact(str(e)) or e.__class__.__name__
-        self._finish(due, {"error": text}, UserStatus.FAILED)
+        with self.home.engine.connect() as c:
+            runs = c.execute(select(batch_users.c.runs).where(
+                batch_users.c.batch == due.batch, batch_users.c.email == due.email)).scalar_one_or_none() or 0
+        # A failed user is not retried by itself: no next sync until a retry or resume.
+        self._finish(due, {"error": text, "next_sync": None, "runs": runs + 1}, UserStatus.FAILED,
+                     {"outcome": "failed", "error": text})
         log.warning("%s/%s: %s sync failed: %s", due.batch, due.email, due.phase, text)
 
     def _release(self, due: Due) -> None:
         """Let go of an interrupted move; its status stays, so it is re-run later."""
         u = batch_users.c
+        now = utcnow()
         with self.home.engine.begin() as c:
+            self._end_run(c, due, now, {"outcome": "interrupted"})
             c.execute(update(batch_users).where(
                 u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
-            ).values(lease_owner=None, lease_expires=None, updated_at=utcnow()))
+            ).values(lease_owner=None, lease_expires=None, updated_at=now))
         log.info("%s/%s: interrupted; will resume", due.batch, due.email)
 
     async def _shutdown(self) -> None:

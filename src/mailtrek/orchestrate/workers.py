@@ -152,6 +152,7 @@ async def maintenance(app: procrastinate.App) -> None:
     """One pass: free dead workers' jobs, queue due users, mail status changes."""
     ctx = _require()
     await fail_stalled(app, ctx.stalled_seconds)
+    ctx.runner._run_schedules()  # batches whose start or completion time has come
     await enqueue_due(app, ctx.home)
     await ctx.runner._notify_changes()
 

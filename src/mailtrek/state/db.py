@@ -280,6 +280,27 @@ class MailboxState:
                 ).scalar_one()
             )
 
+    def totals(self) -> tuple[int, int]:
+        """Return (messages, bytes) recorded for this mailbox."""
+        from sqlalchemy import func
+
+        self.flush()
+        with self.engine.connect() as c:
+            n, size = c.execute(
+                select(func.count(), func.coalesce(func.sum(messages.c.size), 0))
+                .select_from(messages).where(messages.c.mailbox == self.mailbox)).one()
+        return int(n), int(size)
+
+    def folder_counts(self) -> dict[tuple[str, ...], int]:
+        """Return the recorded messages per source folder."""
+        from sqlalchemy import func
+
+        self.flush()
+        with self.engine.connect() as c:
+            rows = c.execute(select(messages.c.src_path, func.count()).where(messages.c.mailbox == self.mailbox)
+                             .group_by(messages.c.src_path)).all()
+        return {path_from_key(p): int(n) for p, n in rows}
+
     # -- helpers -------------------------------------------------------------
     def _begin(self):  # type: ignore[no-untyped-def]
         try:

@@ -71,6 +71,8 @@ batches = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     Column("notified_status", String(24)),  # last status mailed, so restarts do not re-send
+    Column("start_at", DateTime(timezone=True)),  # a Created batch starts by itself then
+    Column("complete_at", DateTime(timezone=True)),  # completion (final syncs) asked for then
 )
 
 batch_users = Table(
@@ -87,6 +89,7 @@ batch_users = Table(
     Column("items_synced", Integer, nullable=False, default=0),
     Column("items_skipped", Integer, nullable=False, default=0),
     Column("bytes", BigInteger, nullable=False, default=0),
+    Column("items_total", Integer),  # messages the source holds, as last counted (plan or pre-flight)
     Column("last_sync", DateTime(timezone=True)),
     Column("next_sync", DateTime(timezone=True)),
     Column("error", Text),
@@ -95,6 +98,22 @@ batch_users = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
+)
+
+# One row per sync run of a user: when, how long, what it moved, how it ended.
+user_runs = Table(
+    "user_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch", String(64), nullable=False, index=True),
+    Column("email", String(320), nullable=False),
+    Column("phase", String(16), nullable=False),  # initial | incremental | final
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("outcome", String(16), nullable=False),  # running | ok | failed | interrupted
+    Column("items_copied", Integer, nullable=False, default=0),
+    Column("bytes_copied", BigInteger, nullable=False, default=0),
+    Column("error", Text),
 )
 
 # What `cutover check` has seen of a domain's MX, so it can say since when mail flows.

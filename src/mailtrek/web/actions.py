@@ -149,6 +149,7 @@ class BatchInput:
     notify: list[str] = field(default_factory=list)
     incremental_interval: float = batch_ops.DEFAULT_INCREMENTAL_HOURS
     allow_unknown_columns: bool = False
+    start_at: str | None = None  # ISO time or +2h: the batch starts by itself then
 
 
 def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
     """
     from mailtrek.cli.orchestrate_cmds import _date, _size
     from mailtrek.orchestrate.endpoints import needs_no_passwords
+    from mailtrek.orchestrate.schedule import parse_when
 
     users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns,
                             allow_empty_password=needs_no_passwords(home, inp.endpoint))
@@ -171,7 +173,8 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
         max_size=_size(_blank(inp.max_size)))
     b = batch_ops.create_batch(home, inp.name, endpoint=inp.endpoint, users=users,
                                tenant=_blank(inp.tenant), dest_endpoint=_blank(inp.dest_endpoint),
-                               options=options, notify=notify, incremental_hours=inp.incremental_interval)
+                               options=options, notify=notify, incremental_hours=inp.incremental_interval,
+                               start_at=parse_when(_blank(inp.start_at), "start"))
     if inp.autostart:
         b = batch_ops.start_batch(home, inp.name)
     return {"name": b.name, "status": b.status.value, "users": len(users)}
@@ -188,23 +191,39 @@ def simple_action(home: Home, name: str, action: str) -> dict[str, Any]:
 
 
 async def complete(home: Home, name: str, *, force: bool = False, nameserver: str | None = None,
-                   expect_mx: list[str] | None = None) -> dict[str, Any]:
-    """Complete batch ``name`` after the MX cutover check `mailtrek batch complete` does.
+                   expect_mx: list[str] | None = None, yes: bool = False,
+                   at: str | None = None) -> dict[str, Any]:
+    """Complete batch ``name`` after the checks `mailtrek batch complete` does (now, or ``at``).
 
-    Raises UsageError listing the reasons when the cutover is not done and not ``force``.
+    Raises UsageError listing the reasons when the cutover is not done and not ``force``,
+    and listing the failed and never-synced users unless ``yes``.
     """
+    from mailtrek.orchestrate.members import completion_warnings
+    from mailtrek.orchestrate.schedule import parse_when, set_schedule
+
     b = batch_ops.get_batch(home, name)
-    check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
+    when = parse_when(_blank(at), "completion")
+    if when is None:
+        check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
     expect_mx = [h for h in (expect_mx or []) if h.strip()]
     nameserver = _blank(nameserver)
     problems, unsafe = await completion_blockers(home, name, nameserver=nameserver,
-                                                 expected_mx=expect_mx)
+                                                 expected_mx=expect_mx, at=when)
     warnings = problems + unsafe
     if warnings and not force:
         raise UsageError(f"not completing batch {name}: the MX cutover is not done: " + "; ".join(warnings),
                          hint="switch the MX and wait 72 hours, or tick 'force'")
+    left = completion_warnings(home, name)
+    if left and not yes:
+        raise UsageError(f"not completing batch {name}: {len(left)} user(s) failed or never synced: "
+                         + "; ".join(left[:20]),
+                         hint="fix and retry them first, or confirm completing without them ('yes')")
+    if when is not None:
+        set_schedule(home, name, complete_at=when.isoformat())
+        return {"name": name, "status": b.status.value, "complete_at": when.isoformat(),
+                "warnings": warnings, "left_out": left}
     b = batch_ops.complete_batch(home, name)
-    return {"name": name, "status": b.status.value, "warnings": warnings}
+    return {"name": name, "status": b.status.value, "warnings": warnings, "left_out": left}
 
 
 async def cutover(home: Home, domain: str, *, tenant: str | None = None, nameserver: str | None = None,

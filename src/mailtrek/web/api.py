@@ -200,13 +200,14 @@ async def batches_create(
     notify: Annotated[list[str] | None, Form()] = None,
     incremental_interval: Annotated[float, Form()] = batch_ops.DEFAULT_INCREMENTAL_HOURS,
     allow_unknown_columns: Annotated[bool, Form()] = False,
+    start_at: Annotated[str | None, Form(description="start by itself then (ISO time, +2h)")] = None,
 ) -> dict[str, Any]:
     data = await csv.read(MAX_BYTES + 1)
     inp = actions.BatchInput(name=name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
                              exclude_folder=exclude_folder or [], since=since, before=before,
                              max_size=max_size, autostart=autostart, notify=notify or [],
                              incremental_interval=incremental_interval,
-                             allow_unknown_columns=allow_unknown_columns)
+                             allow_unknown_columns=allow_unknown_columns, start_at=start_at)
     return actions.create_batch(home_of(request), inp, data)
 
 
@@ -219,12 +220,14 @@ class CompleteBody(BaseModel):
     force: bool = False
     nameserver: str | None = None
     expect_mx: list[str] = []
+    yes: bool = Field(False, description="complete even though users failed or never synced")
+    at: str | None = Field(None, description="complete then instead of now (ISO time, +2h)")
 
 
 @router.post("/batches/{name}/complete", summary="Complete a batch after the MX check (`batch complete`)")
 async def batches_complete(name: str, body: CompleteBody, request: Request, _: Mutating) -> dict[str, Any]:
     return await actions.complete(home_of(request), name, force=body.force, nameserver=body.nameserver,
-                                  expect_mx=body.expect_mx)
+                                  expect_mx=body.expect_mx, yes=body.yes, at=body.at)
 
 
 @router.post("/batches/{name}/{action}", summary="Start, stop or resume a batch (`batch start|stop|resume`)")

@@ -26,7 +26,7 @@ from mailtrek.orchestrate.csvfile import CsvInvalidError
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.states import TransitionError
 from mailtrek.secrets import redact
-from mailtrek.web import api, pages
+from mailtrek.web import api, members, pages
 from mailtrek.web.auth import LoginLimiter
 from mailtrek.web.deps import LoginRequired, api_session, page_session
 from mailtrek.web.live import SpeedMeter
@@ -87,7 +87,9 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     app.state.limiter = LoginLimiter(login_attempts, login_window)
     app.state.meter = SpeedMeter()
     app.state.runner = None
+    app.include_router(members.api)  # fixed per-user paths before /batches/{name}/{action}
     app.include_router(api.router)
+    app.include_router(members.pages)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

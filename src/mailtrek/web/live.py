@@ -11,28 +11,14 @@ import time
 from collections import deque
 from typing import Any
 
-from sqlalchemy import func, select
-
-from mailtrek.orchestrate.batches import mailbox_key
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.reports import batch_document
 from mailtrek.orchestrate.states import ACTIVE_USER, UserStatus
-from mailtrek.state.schema import folders
 
 WINDOW = 60.0  # seconds of samples that make the speed
 DONE = (UserStatus.SYNCED, UserStatus.COMPLETED)
 # Users that finished an initial sync and are now in a later one still count as synced.
 SYNCED_ONCE = (*DONE, UserStatus.INCREMENTAL_SYNCING, UserStatus.COMPLETING)
-
-
-def source_totals(home: Home, batch: str) -> dict[str, int]:
-    """Return, per mailbox key of ``batch``, the source message count the engine has seen."""
-    prefix = f"{batch}/"
-    with home.engine.connect() as c:
-        rows = c.execute(select(folders.c.mailbox, func.sum(folders.c.src_messages))
-                         .where(folders.c.mailbox.startswith(prefix, autoescape=True))
-                         .group_by(folders.c.mailbox)).all()
-    return {m: int(n or 0) for m, n in rows}
 
 
 class SpeedMeter:
@@ -64,9 +50,10 @@ class SpeedMeter:
 def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
     """Return ``batch_document`` plus, per user, percent, total, speed and ETA seconds."""
     doc = batch_document(home, name)
-    totals = source_totals(home, name)
     for u in doc["users"]:
-        total = totals.get(mailbox_key(name, u["email"]))
+        # The known total (the run's plan, else the last run or pre-flight): it does not
+        # grow while folders are listed, so progress never goes backwards.
+        total = u.get("items_total")
         status = UserStatus(u["status"])
         active = status in ACTIVE_USER
         speed = meter.observe((name, u["email"]), u["items_synced"], active)
@@ -77,7 +64,7 @@ def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
         else:
             percent = 0
         remaining = max(0, (total or 0) - u["items_synced"])
-        u["total_items"] = total
+        u["total_items"] = max(total, u["items_synced"]) if total else None
         u["percent"] = percent
         u["speed"] = round(speed, 1) if speed is not None else None
         u["eta_seconds"] = int(remaining / speed) if speed and active and total else None

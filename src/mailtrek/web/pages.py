@@ -23,6 +23,7 @@ from mailtrek.orchestrate.csvfile import MAX_BYTES, CsvInvalidError
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.states import BatchStatus, can_move
 from mailtrek.secrets import redact
+from mailtrek.units import human_bytes
 from mailtrek.web import actions
 from mailtrek.web.api import report_response, set_session_cookie
 from mailtrek.web.auth import (
@@ -49,19 +50,8 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Viewer = Annotated[Session, Depends(page_session)]
 CsrfField = Annotated[str | None, Form(alias="csrf")]
-BATCH_ACTIONS = ("start", "stop", "resume", "complete", "delete")
+BATCH_ACTIONS = ("start", "sync", "stop", "resume", "complete", "delete")
 REPORT_FORMATS = ("csv", "json", "html", "skipped-csv")
-
-
-def human_bytes(n: int | None) -> str:
-    if not n:
-        return "0 B"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def human_seconds(s: int | None) -> str:
@@ -327,6 +317,8 @@ def batch_actions(status: str) -> list[str]:
     out = []
     if status == BatchStatus.CREATED:
         out.append("start")
+    if status in (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS):
+        out.append("sync")
     if can_move("batch", status, BatchStatus.STOPPED):
         out.append("stop")
     if status in (BatchStatus.STOPPED, BatchStatus.FAILED, BatchStatus.SYNCED_WITH_ERRORS):
@@ -355,15 +347,6 @@ def batch_live(request: Request, name: str, s: Viewer) -> Response:
     return page(request, "_batch_live.html", s, b=doc, actions=batch_actions(doc["status"]))
 
 
-@router.get("/batches/{name}/users/{email}")
-def batch_user(request: Request, name: str, email: str, s: Viewer) -> Response:
-    doc = batch_view_doc(request, name)
-    user = next((u for u in doc["users"] if u["email"] == email.lower()), None)
-    if user is None:
-        raise HTTPException(404, f"batch {name} has no user {email}")
-    return page(request, "user.html", s, title=f"{email} in {name}", b=doc, u=user)
-
-
 @router.get("/batches/{name}/confirm/{action}")
 def batch_confirm(request: Request, name: str, action: str, s: Viewer) -> Response:
     if action not in BATCH_ACTIONS:
@@ -371,25 +354,31 @@ def batch_confirm(request: Request, name: str, action: str, s: Viewer) -> Respon
     b = batch_ops.get_batch(home_of(request), name)
     questions = {
         "start": f"Start batch {name}? The runner begins the initial sync of every user.",
+        "sync": f"Sync batch {name} now? Every synced user gets an incremental sync without waiting "
+                "for the interval.",
         "stop": f"Stop batch {name}? Running syncs are interrupted; resume picks up where they left off.",
         "resume": f"Resume batch {name}? Stopped and failed users are synced again.",
         "complete": f"Complete batch {name}? Every synced user gets a final incremental sync, "
                     "then the batch is finished for good.",
-        "delete": f"Delete batch {name}? Its users' stored passwords and sync state are removed "
-                  "(mail already copied stays).",
+        "delete": f"Delete batch {name}? Its users' stored passwords are removed (mail already copied "
+                  "stays, and so does what mailtrek knows of it: a new batch for these users copies nothing twice).",
     }
+    from mailtrek.orchestrate.members import completion_warnings
+
+    left = completion_warnings(home_of(request), name) if action == "complete" else []
     return page(request, "confirm.html", s, title=f"{action.capitalize()} batch {name}?", action=action,
                 target=f"/batches/{name}/{action}", back=f"/batches/{name}", question=questions[action],
-                batch=b, complete=action == "complete")
+                batch=b, complete=action == "complete", left_out=left)
 
 
 @router.post("/batches/{name}/complete")
 async def batch_complete(request: Request, name: str, s: Viewer, csrf: CsrfField = None,
                          force: Annotated[bool, Form()] = False, expect_mx: Annotated[str, Form()] = "",
-                         nameserver: Annotated[str, Form()] = "") -> Response:
+                         nameserver: Annotated[str, Form()] = "", yes: Annotated[bool, Form()] = False,
+                         at: Annotated[str, Form()] = "") -> Response:
     check_form_csrf(s, csrf)
     await actions.complete(home_of(request), name, force=force, nameserver=nameserver,
-                           expect_mx=expect_mx.split(","))
+                           expect_mx=expect_mx.split(","), yes=yes, at=at)
     return see(f"/batches/{name}?done=complete")
 
 
