@@ -7,6 +7,8 @@ could call it; tests of the scheduler may pass their own.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,6 +152,25 @@ def tenant_config(home: Home, t: Tenant) -> Any:
     )
 
 
+def route_of(job: MoveJob) -> str:
+    """Return the route name of ``job`` (source host to Microsoft 365 or an IMAP host)."""
+    from mailtrek.orchestrate.rates import route_key
+
+    return route_key(job.source.host, "m365" if job.tenant is not None
+                     else job.dest_endpoint.host if job.dest_endpoint else "?")
+
+
+def _record_rate(home: Home, job: MoveJob, report: CopyReport, seconds: float) -> None:
+    """Remember the run's rate for later estimates; a failure here never fails the move."""
+    from mailtrek.orchestrate.rates import record_run
+
+    try:
+        record_run(home.engine, route_of(job), report.total("copied"), report.total("bytes_copied"), seconds)
+    except Exception as e:  # the mail is copied; a lost measurement only costs estimate quality
+        logging.getLogger("mailtrek.rates").warning("could not record the rate of %s: %s", job.email,
+                                                    e.__class__.__name__)
+
+
 async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
     """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call).
 
@@ -172,8 +193,10 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
             view = await gmail_view(source, job.batch.options.gmail_labels,
                                     done=state.messages_of, dest_kind=dest.features.kind,
                                     quota_dir=home.path / "gmail-quota")
+            started = time.monotonic()
             report = await copy_mailbox(view, dest, state, copy_options(job),
                                         progress=job.progress)
+            _record_rate(home, job, report, time.monotonic() - started)
             deferral = getattr(view, "deferral", None)
             if deferral is not None:  # the day's Gmail quota is used: say when it goes on
                 report.errors.append(deferral.describe())
