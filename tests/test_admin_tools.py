@@ -1,0 +1,222 @@
+"""The admin's tools (issue 15 items 4, 5, 7, 8): edits, checks, audit log, notify test, estimates.
+
+CLI contracts run the real `mailtrek` as a subprocess; SMTP is a real local aiosmtpd server,
+IMAP the session's Dovecot instances.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mailtrek.devtools.dovecot import DovecotInstance
+from mailtrek.errors import UsageError
+from mailtrek.orchestrate.editing import check_authority, port_security_problem
+from mailtrek.orchestrate.home import open_home
+from mailtrek.orchestrate.rates import (
+    ASSUMED_MESSAGES_PER_SECOND,
+    RouteRate,
+    estimate,
+    measured_rate,
+    record_run,
+    route_key,
+)
+
+pytestmark = pytest.mark.timeout(120)
+MAILTREK = [sys.executable, "-c", "import sys; from mailtrek.cli.main import main; sys.argv[0] = 'mailtrek'; main()"]
+DOMAIN = "admin2.test"
+
+
+def mailtrek(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MAILTREK_")}
+    full |= {"MAILTREK_HOME": str(home)} | (env or {})
+    return subprocess.run([*MAILTREK, *args], env=full, capture_output=True, text=True, timeout=90,
+                          stdin=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+# -- pure checks ----------------------------------------------------------------------------
+def test_port_security_pairs():
+    assert port_security_problem(993, "starttls", security_given=True).fatal
+    assert port_security_problem(143, "ssl", security_given=True).fatal
+    assert port_security_problem(993, "ssl", security_given=False) is None
+    assert port_security_problem(143, "starttls", security_given=False) is None
+    doubt = port_security_problem(12143, "ssl", security_given=False)  # `--preset dovecot --port 12143`
+    assert doubt is not None and not doubt.fatal and "--security" in doubt.hint
+    assert port_security_problem(12143, "ssl", security_given=True) is None
+
+
+def test_authority_needs_the_tenant():
+    assert check_authority("https://login.example.test/t-1", "t-1") == ("https://login.example.test/t-1", [])
+    fixed, notes = check_authority("https://login.example.test/", "t-1")
+    assert fixed == "https://login.example.test/t-1" and "names no tenant" in notes[0]
+    for bad in ("http://login.example.test/t-1", "https://login.example.test/other",
+                "https://login.example.test/common"):
+        with pytest.raises(UsageError):
+            check_authority(bad, "t-1")
+
+
+def test_estimate_says_what_it_rests_on(tmp_path):
+    none = estimate(100, 10_000, None)
+    assert none.seconds == pytest.approx(100 / ASSUMED_MESSAGES_PER_SECOND)
+    assert none.basis.startswith("no measurement yet: assumed")
+    # Small messages: the message rate binds; big ones: the byte rate.
+    rate = RouteRate(runs=3, messages_per_second=10.0, bytes_per_second=1_000_000)
+    assert estimate(782, 1_000_000, rate).seconds == pytest.approx(78.2)
+    assert estimate(10, 50_000_000, rate).seconds == pytest.approx(50.0)
+    assert estimate(10, 1, rate).basis.startswith("from 3 earlier runs on this route")
+    capped = estimate(10, 50_000_000, rate, byte_limit=500_000, byte_limit_name="the upload limit")
+    assert capped.seconds == pytest.approx(100.0) and "limited by the upload limit" in capped.basis
+
+    home = open_home(tmp_path / "home")
+    route = route_key("IMAP.Example.test", "m365")
+    assert route == "imap.example.test -> m365" and measured_rate(home.engine, route) is None
+    assert not record_run(home.engine, route, 3, 100, 1.0)  # too short to measure anything
+    assert record_run(home.engine, route, 100, 1_000_000, 10.0)
+    assert record_run(home.engine, route, 300, 1_000_000, 30.0)
+    r = measured_rate(home.engine, route)
+    assert r is not None and r.runs == 2 and r.messages_per_second == pytest.approx(10.0)
+    assert measured_rate(home.engine, route_key("imap.example.test", "dst.test")) is None
+
+
+# -- CLI contracts --------------------------------------------------------------------------
+def test_endpoint_and_tenant_edit_checks_and_audit(tmp_path):
+    home = tmp_path / "home"
+    secret = "Admin-Secret-93xq"
+    (tmp_path / "admin.pw").write_text(secret + "\n")
+    (tmp_path / "client.secret").write_text("Client-Secret-55kv\n")
+    bad = mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1", "--port", "993", "--security", "starttls")
+    assert bad.returncode == 2 and "993 speaks implicit TLS" in bad.stderr
+    r = mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1", "--preset", "dovecot", "--port", "12143")
+    assert r.returncode == 0 and "warning: port 12143" in r.stderr
+    r = mailtrek(home, "endpoint", "edit", "src", "--security", "starttls", "--max-concurrent-migrations", "7",
+                 "--admin-user", "root", "--admin-password-file", str(tmp_path / "admin.pw"))
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(mailtrek(home, "endpoint", "show", "src").stdout)
+    assert (shown["security"], shown["port"], shown["max_concurrent_migrations"]) == ("starttls", 12143, 7)
+    assert shown["admin_password"] == "stored"
+    assert mailtrek(home, "endpoint", "edit", "src", "--port", "993").returncode == 2  # starttls on 993
+    assert mailtrek(home, "endpoint", "edit", "nope", "--port", "143").returncode != 0
+
+    r = mailtrek(home, "tenant", "add", "t", "--tenant-id", "tid-1", "--client-id", "cid",
+                 "--client-secret-file", str(tmp_path / "client.secret"), "--m365-authority",
+                 "https://login.example.test", "--no-test")
+    assert r.returncode == 0 and "names no tenant" in r.stdout, r.stderr
+    assert json.loads(mailtrek(home, "tenant", "show", "t").stdout)["authority"] == "https://login.example.test/tid-1"
+    r = mailtrek(home, "tenant", "edit", "t", "--m365-authority", "https://login.example.test/other", "--no-test")
+    assert r.returncode == 2 and "names tenant 'other'" in r.stderr
+    r = mailtrek(home, "tenant", "edit", "t", "--client-id", "cid-2", "--no-test")
+    assert r.returncode == 0 and json.loads(mailtrek(home, "tenant", "show", "t").stdout)["client_id"] == "cid-2"
+
+    log = json.loads(mailtrek(home, "audit", "--json").stdout)
+    seen = [(e["action"], e["target"], e["outcome"]) for e in reversed(log)]
+    # The refused first add ran before any home existed: nothing to record it in.
+    assert seen == [("endpoint add", "src", "ok"),
+                    ("endpoint edit", "src", "ok"), ("endpoint edit", "src", "error: exit 2"),
+                    ("endpoint edit", "nope", "error: exit 2"),
+                    ("tenant add", "t", "ok"), ("tenant edit", "t", "error: exit 2"), ("tenant edit", "t", "ok")]
+    assert all(e["actor"].startswith("cli:") for e in log)
+    assert "--admin-password-file" in log[-2]["detail"]
+    text = json.dumps(log) + mailtrek(home, "audit").stdout
+    for s in (secret, "Client-Secret-55kv", str(tmp_path)):
+        assert s not in text  # option names only, never values
+    assert stat.S_IMODE((home / "state.db").stat().st_mode) == 0o600
+
+
+def test_notify_test_and_create_warns_without_smtp(tmp_path):
+    home = tmp_path / "home"
+    r = mailtrek(home, "notify", "test", "--to", "ops@example.test")
+    assert r.returncode != 0 and "no SMTP server is configured" in r.stderr
+    inbox = Inbox()
+    c = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    c.start()
+    try:
+        smtp = {"MAILTREK_SMTP_HOST": "127.0.0.1", "MAILTREK_SMTP_PORT": str(c.port),
+                "MAILTREK_SMTP_SECURITY": "none", "MAILTREK_SMTP_FROM": "mailtrek@example.test"}
+        r = mailtrek(home, "notify", "test", "--to", "ops@example.test", env=smtp)
+        assert r.returncode == 0 and "test mail sent" in r.stdout, r.stderr
+        assert [to for to, _ in inbox.messages] == [["ops@example.test"]]
+        assert b"Subject: mailtrek: test mail" in inbox.messages[0][1]
+    finally:
+        c.stop()
+    # The server is gone: the command says so instead of pretending.
+    r = mailtrek(home, "notify", "test", "--to", "ops@example.test", env=smtp)
+    assert r.returncode != 0 and "did not take the mail" in r.stderr
+
+    (tmp_path / "s").write_text("x\n")
+    mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1")
+    mailtrek(home, "tenant", "add", "t", "--tenant-id", "tid", "--client-id", "c",
+             "--client-secret-file", str(tmp_path / "s"), "--no-test")
+    (tmp_path / "u.csv").write_text("EmailAddress,UserName,Password\na@x.test,a,pw-a\n")
+    r = mailtrek(home, "batch", "create", "b", "--csv", str(tmp_path / "u.csv"), "--endpoint", "src",
+                 "--tenant", "t", "--notify", "ops@example.test")
+    assert r.returncode == 0 and "warning: no SMTP server is configured" in r.stderr
+    (tmp_path / "u2.csv").write_text("EmailAddress,UserName,Password\nb@x.test,b,pw-b\n")
+    r = mailtrek(home, "batch", "create", "b2", "--csv", str(tmp_path / "u2.csv"), "--endpoint", "src",
+                 "--tenant", "t", "--notify", "ops@example.test", env=smtp)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def imap_fill(dov: DovecotInstance, user: str, password: str, n: int) -> None:
+    c = imaplib.IMAP4_SSL(dov.host, dov.ssl_port, ssl_context=ssl.create_default_context(cafile=str(dov.ca_file)))
+    c.login(user, password)
+    for i in range(n):
+        c.append("INBOX", "", None, (f"From: a@example.test\r\nSubject: m{i}\r\nMessage-ID: <m{i}.{user}@x>\r\n"
+                                     f"\r\nbody {i}\r\n" + "y" * 2000 + "\r\n").encode())
+    c.logout()
+
+
+def test_a_run_measures_its_route_and_preflight_uses_it(tmp_path, dovecot_src, dovecot_dst):
+    """The first pre-flight assumes a rate; after one real run it estimates from that run."""
+    name, pw = f"rate{os.urandom(3).hex()}", f"Pw-{os.urandom(6).hex()}"
+    dovecot_src.add_user(name, pw)
+    dovecot_dst.add_user(f"{name}@{DOMAIN}", pw)
+    imap_fill(dovecot_src, name, pw, 30)
+    home = tmp_path / "home"
+    for ep, dov in (("src", dovecot_src), ("dst", dovecot_dst)):
+        r = mailtrek(home, "endpoint", "add", ep, "--host", dov.host, "--port", str(dov.ssl_port),
+                     "--ca-file", str(dov.ca_file))
+        assert r.returncode == 0, r.stderr
+    (tmp_path / "u.csv").write_text(f"EmailAddress,UserName,Password\n{name}@{DOMAIN},{name},{pw}\n")
+    assert mailtrek(home, "batch", "create", "b", "--csv", str(tmp_path / "u.csv"), "--endpoint", "src",
+                    "--dest-endpoint", "dst").returncode == 0
+    first = json.loads(mailtrek(home, "batch", "preflight", "b", "--format", "json").stdout)
+    assert first["eta_basis"].startswith("no measurement yet")
+    assert mailtrek(home, "batch", "start", "b").returncode == 0
+    r = mailtrek(home, "run", "--until-idle", "--poll-seconds", "0.2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    h = open_home(home)
+    rate = measured_rate(h.engine, route_key(dovecot_src.host, dovecot_dst.host))
+    assert rate is not None and rate.runs == 1 and rate.messages_per_second > 0
+    r = mailtrek(home, "batch", "preflight", "b")
+    assert "from 1 earlier run on this route" in r.stdout, r.stdout
+    doc = json.loads(mailtrek(home, "batch", "preflight", "b", "--format", "json").stdout)
+    user = doc["users"][0]
+    assert user["eta_seconds"] == pytest.approx(30 / rate.messages_per_second, rel=0.2) or \
+        user["eta_seconds"] >= 30 / rate.messages_per_second
+    log = [e["action"] for e in json.loads(mailtrek(home, "audit", "--json").stdout)]
+    assert log.count("batch start") == 1 and "batch create" in log and "batch preflight" not in log
