@@ -221,3 +221,37 @@ def test_a_run_measures_its_route_and_preflight_uses_it(tmp_path, dovecot_src, d
     assert doc["users"][0]["eta_seconds"] >= 30 / rate.messages_per_second * 0.99
     log = [e["action"] for e in json.loads(mailtrek(home, "audit", "--json").stdout)]
     assert log.count("batch start") == 1 and "batch create" in log and "batch preflight" not in log
+
+
+# -- dashboard ------------------------------------------------------------------------------
+def test_web_actions_audited_and_docs_offline(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from mailtrek.orchestrate.audit import entries
+    from mailtrek.web.app import create_app
+    from mailtrek.web.auth import set_admin_password
+
+    home = open_home(tmp_path / "home")
+    set_admin_password(home, "Web-Admin-Pw-77")
+    with TestClient(create_app(home)) as c:
+        assert c.post("/api/login", json={"password": "wrong-one"}).status_code == 401
+        r = c.post("/api/login", json={"password": "Web-Admin-Pw-77"})
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        assert c.post("/api/endpoints", json={"name": "web-src", "host": "127.0.0.1", "port": 993,
+                                              "admin_user": "root", "admin_password": "Typed-Secret-31"}
+                      ).status_code == 201
+        assert c.delete("/api/endpoints/nope").status_code == 404
+        log = [(e.actor.split("@")[0], e.action, e.target, e.outcome) for e in reversed(entries(home))]
+        assert log == [("web:admin", "web POST /api/login", None, "refused"),
+                       ("web:admin", "web POST /api/login", None, "ok"),
+                       ("web:admin", "web POST /api/endpoints", None, "ok"),
+                       ("web:admin", "web DELETE /api/endpoints/{name}", "nope", "error: HTTP 404")]
+        page = c.get("/audit")
+        assert page.status_code == 200 and "web DELETE /api/endpoints/{name}" in page.text
+        for secret in ("Typed-Secret-31", "Web-Admin-Pw-77", "wrong-one"):
+            assert secret not in page.text
+        docs = c.get("/docs")
+        # Rendered here, from the app's own OpenAPI: nothing from a CDN, no script at all.
+        assert docs.status_code == 200 and "POST /api/batches" in docs.text and "/openapi.json" in docs.text
+        assert "cdn." not in docs.text and "<script>" not in docs.text
+        assert "unsafe-inline" not in docs.headers["content-security-policy"]
