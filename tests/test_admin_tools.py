@@ -255,3 +255,34 @@ def test_web_actions_audited_and_docs_offline(tmp_path):
         assert docs.status_code == 200 and "POST /api/batches" in docs.text and "/openapi.json" in docs.text
         assert "cdn." not in docs.text and "<script>" not in docs.text
         assert "unsafe-inline" not in docs.headers["content-security-policy"]
+
+
+def test_copy_and_verify_with_stored_endpoint_and_tenant(tmp_path, dovecot_src):
+    """No URL, no Microsoft 365 variables: the stored endpoint and tenant say where and how."""
+    from mailtrek.orchestrate.endpoints import Tenant, add_endpoint, add_tenant, make_endpoint
+    from mailtrek.sim import SimConfig, Simulator, UserSpec
+
+    name, pw = f"stored{os.urandom(3).hex()}", f"Pw-{os.urandom(6).hex()}"
+    dovecot_src.add_user(name, pw)
+    imap_fill(dovecot_src, name, pw, 3)
+    with Simulator(SimConfig(users=[UserSpec("carol@contoso.test")])) as sim:
+        home = open_home(tmp_path / "home")
+        add_endpoint(home, make_endpoint("src", host=dovecot_src.host, port=dovecot_src.ssl_port, security="ssl",
+                                         ca_file=str(dovecot_src.ca_file)))
+        add_tenant(home, Tenant(name="t", tenant_id=sim.config.tenant_id, client_id="stored-test",
+                                client_secret_enc=home.box.encrypt("Stored-Tenant-Secret-4"),
+                                authority=sim.authority(), graph_url=f"{sim.base_url}/graph",
+                                ca_file=str(sim.ca_file)))
+        env = {"MAILTREK_SOURCE_PASSWORD": pw}
+        r = mailtrek(home.path, "copy", name, "carol@contoso.test", "--endpoint", "src", "--tenant", "t",
+                     "--state", str(tmp_path / "copy.db"), env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "3 copied" in r.stdout or "copied 3" in r.stdout, r.stdout
+        r = mailtrek(home.path, "verify", name, "m365://carol@contoso.test", "--endpoint", "src",
+                     "--tenant", "t", env=env)
+        assert r.returncode == 0 and "3 matched" in r.stdout, r.stdout + r.stderr
+        bad = mailtrek(home.path, "copy", f"imaps://{name}@x", "carol@contoso.test", "--endpoint", "src",
+                       "--tenant", "t", env=env)
+        assert bad.returncode == 2 and "give a user name" in bad.stderr
+        for out in (r.stdout, r.stderr):
+            assert "Stored-Tenant-Secret-4" not in out and pw not in out

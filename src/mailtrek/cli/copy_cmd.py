@@ -12,6 +12,7 @@ import typer
 
 from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
+from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
@@ -48,6 +49,14 @@ Authority = Annotated[str | None, typer.Option("--m365-authority", help="identit
 GraphUrl = Annotated[str | None, typer.Option("--graph-url", help="Microsoft Graph root URL")]
 DestRoot = Annotated[str | None, typer.Option("--dest-root", help="put every non-special folder under this folder")]
 ImapHost = Annotated[str | None, typer.Option("--m365-imap-host", help="HOST[:PORT] for m365+imap (default outlook.office365.com:993)")]
+StoredEndpoint = Annotated[str | None, typer.Option(
+    "--endpoint", help="stored source endpoint: SOURCE is then just the user name")]
+StoredDest = Annotated[str | None, typer.Option(
+    "--dest-endpoint", help="stored IMAP destination endpoint: DEST is then just the user name")]
+StoredTenant = Annotated[str | None, typer.Option(
+    "--tenant", help="stored Microsoft 365 tenant for DEST (m365://USER@DOMAIN or just USER@DOMAIN)")]
+Home = Annotated[Path | None, typer.Option(
+    "--home", envvar="MAILTREK_HOME", help="home holding the stored endpoints and tenants")]
 GmailLabels = Annotated[str, typer.Option(
     "--gmail-labels", help="Gmail sources: folders+categories, folders, all-mail or off "
                            "(auto: folders+categories when the source is Gmail)")]
@@ -90,6 +99,10 @@ def copy(
         "--keep-read-receipts",
         help="into Microsoft 365: leave read-receipt requests armed (by default they are "
              "cleared, or Outlook sends receipts for old mail when it is opened)")] = False,
+    endpoint: StoredEndpoint = None,
+    dest_endpoint: StoredDest = None,
+    tenant: StoredTenant = None,
+    home: Home = None,
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
@@ -101,11 +114,13 @@ def copy(
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
         check_gmail_mode(gmail_labels)
+        stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
         src_addr, dst_addr, src, dst = _open_pair(
-            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
+            dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
-            keep_read_receipts=keep_read_receipts)
+            keep_read_receipts=keep_read_receipts, tenant=stored.tenant)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
@@ -153,6 +168,10 @@ def verify(
     graph_url: GraphUrl = None,
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
+    endpoint: StoredEndpoint = None,
+    dest_endpoint: StoredDest = None,
+    tenant: StoredTenant = None,
+    home: Home = None,
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
@@ -160,10 +179,12 @@ def verify(
     """
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
+        stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
         src_addr, dst_addr, src, dst = _open_pair(
-            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
+            dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
-            m365_imap_host, dest_readonly=True)
+            m365_imap_host, dest_readonly=True, tenant=stored.tenant)
 
         async def run() -> dict[str, Any]:
             try:
@@ -207,7 +228,7 @@ def _open_pair(
     dest_password_file: Path | None, source_token_file: Path | None,
     dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
     m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
-    keep_read_receipts: bool = False,
+    keep_read_receipts: bool = False, tenant: Any = None,
 ) -> tuple[StoreAddress, StoreAddress, Any, Any]:
     """Parse both addresses and build both (unconnected) stores with their secrets."""
     src_addr, dst_addr = parse_address(source), parse_address(dest)
@@ -221,7 +242,7 @@ def _open_pair(
         "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
         options.connections, dest_readonly, m365_authority=m365_authority, graph_url=graph_url,
         dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host,
-        disarm_read_receipts=not keep_read_receipts))
+        disarm_read_receipts=not keep_read_receipts, tenant=tenant))
     return src_addr, dst_addr, open_store(src_addr, src_opts), dst
 
 
@@ -239,7 +260,7 @@ def _open_opts(
     if addr.is_m365:
         from mailtrek.stores.m365 import GraphOptions, TenantConfig
 
-        opts.tenant = TenantConfig.from_env(
+        opts.tenant = m365.get("tenant") or TenantConfig.from_env(
             authority=m365.get("m365_authority"), graph_url=m365.get("graph_url"),
             ca_file=ca_file)
         disarm = m365.get("disarm_read_receipts", True)
