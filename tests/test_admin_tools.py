@@ -286,3 +286,23 @@ def test_copy_and_verify_with_stored_endpoint_and_tenant(tmp_path, dovecot_src):
         assert bad.returncode == 2 and "give a user name" in bad.stderr
         for out in (r.stdout, r.stderr):
             assert "Stored-Tenant-Secret-4" not in out and pw not in out
+
+
+def test_copy_bar_estimate_from_route_then_from_the_run():
+    from mailtrek.cli.progress import ProgressView
+
+    view = ProgressView(enabled=False, rate=RouteRate(runs=2, messages_per_second=10.0, bytes_per_second=1e9))
+    assert view.remaining_seconds() is None  # before the plan
+    view.event("plan", messages=782, bytes=782_000)
+    t0 = view._started
+    assert view.remaining_seconds(t0) == pytest.approx(78.2)  # messages bind, not bytes
+    assert view.basis.startswith("from 2 earlier runs on this route")
+    for _ in range(100):
+        view.event("message", size=1000)
+    # 100 messages in 20 s: this run's own rate (5/s) takes over for the 682 left.
+    assert view.remaining_seconds(t0 + 20) == pytest.approx(682 / 5)
+    assert view.basis == "from this run's rate"
+    fresh = ProgressView(enabled=False)
+    fresh.event("plan", messages=50, bytes=1)
+    assert fresh.remaining_seconds(fresh._started) == pytest.approx(50 / ASSUMED_MESSAGES_PER_SECOND)
+    assert fresh.basis.startswith("no measurement yet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
 from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
+from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, route_key
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
 from mailtrek.stores.gmail.wiring import gmail_view
@@ -123,16 +125,21 @@ def copy(
             keep_read_receipts=keep_read_receipts, tenant=stored.tenant)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
+        route = route_key(src_addr.host, "m365" if dst_addr.is_m365 else dst_addr.host)
+        started = time.monotonic()
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
-                                       gmail_labels))
+                                       gmail_labels, measured_rate(engine, route)))
+        if not options.dry_run:
+            record_run(engine, route, report.total("copied"), report.total("bytes_copied"),
+                       time.monotonic() - started)
         report.source, report.destination = src_addr.display(), dst_addr.display()
         _finish(report, json_report)
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
 
 
 async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,
-                    gmail_labels: str = "auto") -> CopyReport:
-    view = ProgressView(enabled=sys.stderr.isatty())
+                    gmail_labels: str = "auto", rate: RouteRate | None = None) -> CopyReport:
+    view = ProgressView(enabled=sys.stderr.isatty(), rate=rate)
     try:
         await asyncio.gather(src.connect(), dst.connect())
         source = await gmail_view(src, gmail_labels, done=state.messages_of,
