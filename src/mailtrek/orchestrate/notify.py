@@ -125,8 +125,8 @@ class Notifier:
         event = EVENTS.get(batch.status, batch.status)
         subject = f"mailtrek: batch {batch.name} {event} ({batch.status})"
         if self.settings is None:
-            log.info("%s (no SMTP server configured; set MAILTREK_SMTP_HOST to mail %s)", subject,
-                     ", ".join(batch.notify))
+            log.warning("%s: NOT mailed to %s, no SMTP server is configured (set MAILTREK_SMTP_HOST; "
+                        "check with `mailtrek notify test --to ADDR`)", subject, ", ".join(batch.notify))
             return
         body = batch_summary_text(home, batch.name)
         csv_bytes = render_csv(home, batch.name).encode()
