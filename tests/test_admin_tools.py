@@ -306,3 +306,29 @@ def test_copy_bar_estimate_from_route_then_from_the_run():
     fresh.event("plan", messages=50, bytes=1)
     assert fresh.remaining_seconds(fresh._started) == pytest.approx(50 / ASSUMED_MESSAGES_PER_SECOND)
     assert fresh.basis.startswith("no measurement yet")
+
+
+def test_simulator_state_dir_keeps_its_ca(tmp_path):
+    from mailtrek.sim import SimConfig, Simulator
+
+    first = Simulator(SimConfig(users=[], state_dir=tmp_path / "sim")).tls.ca_file.read_bytes()
+    again = Simulator(SimConfig(users=[], state_dir=tmp_path / "sim")).tls.ca_file.read_bytes()
+    assert first == again  # clients that trusted ca.pem keep working across restarts
+    (tmp_path / "sim" / "server.pem").write_text("garbage")
+    assert Simulator(SimConfig(users=[], state_dir=tmp_path / "sim")).tls.ca_file.read_bytes() != first
+
+
+def test_a_changed_tenant_or_ca_gets_a_new_graph_client(tmp_path):
+    from mailtrek.orchestrate.endpoints import Tenant
+    from mailtrek.orchestrate.mover import _settings_version
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("one")
+    t = Tenant(name="t", tenant_id="tid", client_id="c", client_secret_enc="x", ca_file=str(ca))
+    v = _settings_version(t)
+    assert _settings_version(t) == v
+    os.utime(ca, ns=(1, 1))
+    assert _settings_version(t) != v
+    t.client_id = "c2"
+    assert _settings_version(t) != _settings_version(Tenant(name="t", tenant_id="tid", client_id="c",
+                                                            client_secret_enc="x", ca_file=str(ca)))

@@ -110,6 +110,17 @@ def imap_destination_settings(home: Home, job: MoveJob) -> Any:
                         readonly=False)
 
 
+def _settings_version(t: Tenant) -> int:
+    """Return a number that changes when ``t``'s stored settings or its CA file change."""
+    import os
+
+    try:
+        ca_mtime = os.stat(t.ca_file).st_mtime_ns if t.ca_file else 0
+    except OSError:
+        ca_mtime = -1
+    return hash((t.tenant_id, t.client_id, t.client_secret_enc, t.authority, t.graph_url, t.ca_file, ca_mtime))
+
+
 async def open_destination(home: Home, job: MoveJob) -> Any:
     """Return a connected destination store for ``job`` (Graph or IMAP).
 
@@ -121,8 +132,10 @@ async def open_destination(home: Home, job: MoveJob) -> Any:
 
         from mailtrek.stores.m365 import GraphClient, open_graph_store
 
-        # Per event loop too: an httpx client cannot outlive the loop it was made in.
-        key = f"{job.tenant.name}@{id(asyncio.get_running_loop())}"
+        # Per event loop too: an httpx client cannot outlive the loop it was made in. Per
+        # version of the tenant's settings and CA file, so an edit or a renewed CA reaches a
+        # long-running `mailtrek run` (the old client is closed at shutdown).
+        key = f"{job.tenant.name}:{_settings_version(job.tenant)}@{id(asyncio.get_running_loop())}"
         client = home.graph_clients.get(key)
         if client is None:
             client = home.graph_clients[key] = GraphClient(tenant_config(home, job.tenant))
