@@ -332,3 +332,17 @@ def test_a_changed_tenant_or_ca_gets_a_new_graph_client(tmp_path):
     t.client_id = "c2"
     assert _settings_version(t) != _settings_version(Tenant(name="t", tenant_id="tid", client_id="c",
                                                             client_secret_enc="x", ca_file=str(ca)))
+
+
+def test_refused_database_login_is_named_not_a_bare_operational_error():
+    from sqlalchemy.exc import OperationalError
+
+    from mailtrek.state.db import _open_error
+
+    e = OperationalError("connect", {}, Exception(
+        'connection failed: FATAL:  password authentication failed for user "mailtrek"'))
+    err = _open_error("postgresql+psycopg://mailtrek:Db-Pw-66@db.example.test/mt", e)
+    assert "authentication failed for user mailtrek" in err.message and "PGPASSWORD" in err.hint
+    assert "Db-Pw-66" not in err.message + err.hint and err.exit_code == 7
+    other = _open_error("sqlite:////nowhere/x.db", OperationalError("x", {}, Exception("disk I/O error")))
+    assert "OperationalError" in other.message

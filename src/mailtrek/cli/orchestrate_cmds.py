@@ -521,7 +521,7 @@ def _simple(action: str) -> Callable[..., None]:
         fn = {"start": batches.start_batch, "stop": batches.stop_batch, "resume": batches.resume_batch}[action]
         b = fn(_home(home), name)
         typer.echo(f"batch {name}: {b.status}")
-    command.__doc__ = {"start": "Start a created batch; `mailtrek run` does the work.",
+    command.__doc__ = {"start": "Start a created batch; `mailtrek run`, `mailtrek serve --run` or `mailtrek worker` does the work.",
                        "stop": "Stop a batch; running moves are interrupted.",
                        "resume": "Resume a stopped batch, or retry its failed users."}[action]
     return handled(command)

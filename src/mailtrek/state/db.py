@@ -50,9 +50,22 @@ def open_engine(url_or_path: str | os.PathLike[str]) -> Engine:
         # Tables a module added to the metadata before its migration was written.
         all_metadata().create_all(engine)
     except SQLAlchemyError as e:
-        raise StateError(f"cannot open state database {safe_url(text)}: {e.__class__.__name__}",
-                         hint="check the path or URL, the server and the permissions") from e
+        raise _open_error(text, e) from e
     return engine
+
+
+def _open_error(url: str, e: Exception) -> StateError:
+    """Return what to tell the admin about a database that would not open (never the password)."""
+    detail = str(getattr(e, "orig", None) or e)
+    if "password authentication failed" in detail or "no password supplied" in detail:
+        from sqlalchemy.engine import make_url
+
+        user = make_url(url).username or "?"
+        return StateError(f"cannot open state database {safe_url(url)}: authentication failed for user {user}",
+                          hint="give the password with PGPASSWORD or a ~/.pgpass line (mode 0600), or in "
+                               "HOME/database-url; never on the command line")
+    return StateError(f"cannot open state database {safe_url(url)}: {e.__class__.__name__}",
+                      hint="check the path or URL, the server and the permissions")
 
 
 def database_url(url_or_path: str | os.PathLike[str]) -> str:
