@@ -241,11 +241,18 @@ def test_web_actions_audited_and_docs_offline(tmp_path):
                                               "admin_user": "root", "admin_password": "Typed-Secret-31"}
                       ).status_code == 201
         assert c.delete("/api/endpoints/nope").status_code == 404
+        r = c.post("/api/endpoints", json={"name": "bad", "host": "127.0.0.1", "port": 993, "security": "starttls"})
+        assert r.status_code == 400 and "993" in r.json()["detail"]
+        r = c.post("/api/tenants", json={"name": "t", "tenant_id": "tid", "client_id": "c", "client_secret": "s",
+                                         "authority": "https://login.example.test/other", "test": False})
+        assert r.status_code == 400 and "names tenant 'other'" in r.json()["detail"]
         log = [(e.actor.split("@")[0], e.action, e.target, e.outcome) for e in reversed(entries(home))]
         assert log == [("web:admin", "web POST /api/login", None, "refused"),
                        ("web:admin", "web POST /api/login", None, "ok"),
                        ("web:admin", "web POST /api/endpoints", None, "ok"),
-                       ("web:admin", "web DELETE /api/endpoints/{name}", "nope", "error: HTTP 404")]
+                       ("web:admin", "web DELETE /api/endpoints/{name}", "nope", "error: HTTP 404"),
+                       ("web:admin", "web POST /api/endpoints", None, "error: HTTP 400"),
+                       ("web:admin", "web POST /api/tenants", None, "error: HTTP 400")]
         page = c.get("/audit")
         assert page.status_code == 200 and "web DELETE /api/endpoints/{name}" in page.text
         for secret in ("Typed-Secret-31", "Web-Admin-Pw-77", "wrong-one"):
@@ -346,3 +353,29 @@ def test_refused_database_login_is_named_not_a_bare_operational_error():
     assert "Db-Pw-66" not in err.message + err.hint and err.exit_code == 7
     other = _open_error("sqlite:////nowhere/x.db", OperationalError("x", {}, Exception("disk I/O error")))
     assert "OperationalError" in other.message
+
+
+def test_batch_show_names_the_worker_holding_a_mailbox(tmp_path):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mailtrek.orchestrate.batches import create_batch
+    from mailtrek.orchestrate.csvfile import parse_users_csv
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+    from mailtrek.orchestrate.home import utcnow
+    from mailtrek.state.orchestration import batch_users
+
+    home = open_home(tmp_path / "home")
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1"))
+    add_endpoint(home, make_endpoint("dst", host="127.0.0.2"))
+    create_batch(home, "b", endpoint="src", dest_endpoint="dst",
+                 users=parse_users_csv(b"EmailAddress,UserName,Password\na@x.test,a,p\nb@x.test,b,p\n"))
+    with home.engine.begin() as c:
+        c.execute(update(batch_users).where(batch_users.c.email == "a@x.test").values(
+            lease_owner="host1:123:abcd", lease_expires=utcnow() + timedelta(minutes=2)))
+        c.execute(update(batch_users).where(batch_users.c.email == "b@x.test").values(
+            lease_owner="host2:9:dead", lease_expires=utcnow() - timedelta(minutes=2)))  # expired
+    doc = json.loads(mailtrek(home.path, "batch", "show", "b", "--json").stdout)
+    assert {u["email"]: u["worker"] for u in doc["users"]} == {"a@x.test": "host1:123:abcd", "b@x.test": None}
+    assert "host1:123:abcd" in mailtrek(home.path, "batch", "show", "b").stdout

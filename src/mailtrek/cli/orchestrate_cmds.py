@@ -586,16 +586,22 @@ def batch_delete(
 @handled
 def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
     """Show a batch's status and one line per user."""
+    from mailtrek.orchestrate.leases import lease_holders
     from mailtrek.orchestrate.reports import batch_document
 
-    d = batch_document(_home(home), name)
+    h = _home(home)
+    d = batch_document(h, name)
+    holders = lease_holders(h, name)
+    for u in d["users"]:
+        u["worker"] = holders.get(u["email"])  # the runner or worker moving it now (HOST:PID:ID)
     if json_out:
         _print_json(d)
         return
     t = d["totals"]
     typer.echo(f"batch {d['name']}: {d['status']}  ({t['users']} users: "
                + ", ".join(f"{k} {v}" for k, v in t["by_status"].items()) + ")")
-    _table(d["users"], ["email", "status", "items_synced", "items_skipped", "bytes", "last_sync", "error"])
+    cols = ["email", "status", "items_synced", "items_skipped", "bytes", "last_sync", "error"]
+    _table(d["users"], cols + (["worker"] if holders else []))
 
 
 @batch_app.command("list")

@@ -327,8 +327,8 @@ def batch_actions(status: str) -> list[str]:
     out = []
     if status == BatchStatus.CREATED:
         out.append("start")
-    if can_move("batch", status, BatchStatus.STOPPED):
-        out.append("stop")
+    if status != BatchStatus.CREATED and can_move("batch", status, BatchStatus.STOPPED):
+        out.append("stop")  # a batch that never started has nothing to stop
     if status in (BatchStatus.STOPPED, BatchStatus.FAILED, BatchStatus.SYNCED_WITH_ERRORS):
         out.append("resume")
     if can_move("batch", status, BatchStatus.COMPLETING):
