@@ -197,20 +197,21 @@ def test_a_run_measures_its_route_and_preflight_uses_it(tmp_path, dovecot_src, d
     dovecot_src.add_user(name, pw)
     dovecot_dst.add_user(f"{name}@{DOMAIN}", pw)
     imap_fill(dovecot_src, name, pw, 30)
+    from mailtrek.orchestrate.batches import create_batch, start_batch
+    from mailtrek.orchestrate.csvfile import parse_users_csv
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+
     home = tmp_path / "home"
+    h = open_home(home)
     for ep, dov in (("src", dovecot_src), ("dst", dovecot_dst)):
-        r = mailtrek(home, "endpoint", "add", ep, "--host", dov.host, "--port", str(dov.ssl_port),
-                     "--ca-file", str(dov.ca_file))
-        assert r.returncode == 0, r.stderr
-    (tmp_path / "u.csv").write_text(f"EmailAddress,UserName,Password\n{name}@{DOMAIN},{name},{pw}\n")
-    assert mailtrek(home, "batch", "create", "b", "--csv", str(tmp_path / "u.csv"), "--endpoint", "src",
-                    "--dest-endpoint", "dst").returncode == 0
+        add_endpoint(h, make_endpoint(ep, host=dov.host, port=dov.ssl_port, security="ssl", ca_file=str(dov.ca_file)))
+    create_batch(h, "b", endpoint="src", dest_endpoint="dst",
+                 users=parse_users_csv(f"EmailAddress,UserName,Password\n{name}@{DOMAIN},{name},{pw}\n".encode()))
     r = mailtrek(home, "batch", "preflight", "b")
     assert "(no measurement yet: assumed" in r.stdout, r.stdout
-    assert mailtrek(home, "batch", "start", "b").returncode == 0
+    start_batch(h, "b")
     r = mailtrek(home, "run", "--until-idle", "--poll-seconds", "0.2")
     assert r.returncode == 0, r.stdout + r.stderr
-    h = open_home(home)
     rate = measured_rate(h.engine, route_key(dovecot_src.host, dovecot_dst.host))
     assert rate is not None and rate.runs == 1 and rate.messages_per_second > 0
     r = mailtrek(home, "batch", "preflight", "b", "--output", str(tmp_path / "pf.json"))
@@ -219,8 +220,20 @@ def test_a_run_measures_its_route_and_preflight_uses_it(tmp_path, dovecot_src, d
     assert doc["eta_basis"].startswith("from 1 earlier run")
     # 30 messages at the measured message rate (the byte rate may only make it longer).
     assert doc["users"][0]["eta_seconds"] >= 30 / rate.messages_per_second * 0.99
-    log = [e["action"] for e in json.loads(mailtrek(home, "audit", "--json").stdout)]
-    assert log.count("batch start") == 1 and "batch create" in log and "batch preflight" not in log
+
+    # The dashboard's Pre-flight button gives the same answer.
+    from fastapi.testclient import TestClient
+
+    from mailtrek.web.app import create_app
+    from mailtrek.web.auth import set_admin_password
+
+    set_admin_password(h, "Web-Admin-Pw-88")
+    with TestClient(create_app(h)) as c:
+        assert c.post("/api/login", json={"password": "Web-Admin-Pw-88"}).status_code == 200
+        assert 'href="/batches/b/preflight"' in c.get("/batches/b").text
+        page = c.get("/batches/b/preflight")
+        assert page.status_code == 200 and "Every user can start." in page.text
+        assert "from 1 earlier run on this route" in page.text and pw not in page.text
 
 
 # -- dashboard ------------------------------------------------------------------------------

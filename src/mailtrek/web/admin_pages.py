@@ -27,6 +27,23 @@ def audit_view(request: Request, s: Viewer, target: str | None = None) -> Respon
     return page(request, "audit.html", s, title="Audit log", rows=rows, target=target or "")
 
 
+@router.get("/batches/{name}/preflight")
+async def preflight_view(request: Request, name: str, s: Viewer) -> Response:
+    """Check the batch's users now (as `mailtrek batch preflight`): blockers first, then counts."""
+    from mailtrek.orchestrate.preflight import (
+        blocker_rows,
+        duration,
+        finding_groups,
+        preflight_batch,
+        summary_rows,
+    )
+
+    report = await preflight_batch(home_of(request), name)
+    return page(request, "preflight.html", s, title=f"Pre-flight {name}", batch=name, ok=report.ok,
+                users=summary_rows(report), blockers=blocker_rows(report), groups=finding_groups(report),
+                eta=duration(report.eta_seconds), basis=report.eta_basis)
+
+
 @router.get("/docs")
 def docs_view(request: Request, s: Viewer) -> HTMLResponse:
     spec = request.app.openapi()
