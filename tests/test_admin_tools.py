@@ -392,3 +392,52 @@ def test_batch_show_names_the_worker_holding_a_mailbox(tmp_path):
     doc = json.loads(mailtrek(home.path, "batch", "show", "b", "--json").stdout)
     assert {u["email"]: u["worker"] for u in doc["users"]} == {"a@x.test": "host1:123:abcd", "b@x.test": None}
     assert "host1:123:abcd" in mailtrek(home.path, "batch", "show", "b").stdout
+
+
+def on_terminal(home: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run mailtrek with a terminal as stdin (so it asks) and type ``answer``."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTREK_")} | {"MAILTREK_HOME": str(home)}
+    try:
+        p = subprocess.Popen([*MAILTREK, *args], env=env, stdin=slave, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        # Type until it is taken: a hidden prompt flushes what was typed before it was shown.
+        for _ in range(200):
+            os.write(master, answer.encode() + b"\n")
+            try:
+                out, err = p.communicate(timeout=0.3)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            p.kill()
+            raise AssertionError("the command never took the answer")
+    finally:
+        os.close(slave)
+        os.close(master)
+    return subprocess.CompletedProcess(args, p.returncode, out, err)
+
+
+def test_terminal_prompts_and_ca_file_for_endpoint_test(tmp_path, dovecot_src):
+    from mailtrek.orchestrate.batches import create_batch, list_batches
+    from mailtrek.orchestrate.csvfile import parse_users_csv
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+
+    name, pw = f"tty{os.urandom(3).hex()}", f"Pw-{os.urandom(6).hex()}"
+    dovecot_src.add_user(name, pw)
+    h = open_home(tmp_path / "home")
+    # Stored without its CA: the test fails at TLS until --ca-file names it.
+    add_endpoint(h, make_endpoint("src", host=dovecot_src.host, port=dovecot_src.ssl_port, security="ssl"))
+    assert mailtrek(h.path, "endpoint", "test", "src").returncode == 4
+    r = on_terminal(h.path, pw, "endpoint", "test", "src", "--user", name, "--ca-file", str(dovecot_src.ca_file))
+    assert r.returncode == 0 and "all checks passed" in r.stdout, r.stdout + r.stderr
+    assert "[ok] login" in r.stdout and pw not in r.stdout + r.stderr
+
+    create_batch(h, "b", endpoint="src", dest_endpoint="src",
+                 users=parse_users_csv(b"EmailAddress,UserName,Password\na@x.test,a,p\n"))
+    r = on_terminal(h.path, "n", "batch", "delete", "b")
+    assert r.returncode == 1 and "Delete batch b" in r.stdout and [b.name for b in list_batches(h)] == ["b"]
+    assert mailtrek(h.path, "batch", "delete", "b").returncode == 0  # no terminal: no question (scripts)
+    assert list_batches(h) == []
