@@ -266,6 +266,11 @@ def test_web_actions_audited_and_docs_offline(tmp_path):
                        ("web:admin", "web DELETE /api/endpoints/{name}", "nope", "error: HTTP 404"),
                        ("web:admin", "web POST /api/endpoints", None, "error: HTTP 400"),
                        ("web:admin", "web POST /api/tenants", None, "error: HTTP 400")]
+        c.post("/api/endpoints", json={"name": "web-dst", "host": "127.0.0.2", "port": 993})
+        r = c.post("/api/batches", data={"name": "wb", "endpoint": "web-src", "dest_endpoint": "web-dst",
+                                         "notify": "ops@example.test"},
+                   files={"csv": ("u.csv", b"EmailAddress,UserName,Password\na@x.test,a,p\n", "text/csv")})
+        assert r.status_code == 201 and "no SMTP server is configured" in r.json()["warnings"][0], r.text
         page = c.get("/audit")
         assert page.status_code == 200 and "web DELETE /api/endpoints/{name}" in page.text
         for secret in ("Typed-Secret-31", "Web-Admin-Pw-77", "wrong-one"):

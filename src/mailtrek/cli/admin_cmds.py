@@ -132,12 +132,9 @@ def notify_test(
 
 def smtp_warning(home: Path | None) -> str | None:
     """Return a warning when batch e-mails cannot go out (no SMTP configured), else None."""
-    from mailtrek.orchestrate.notify import SmtpSettings
+    from mailtrek.orchestrate.notify import cannot_mail
 
-    if SmtpSettings.load(_home(home)) is not None:
-        return None
-    return ("no SMTP server is configured, so --notify addresses will get no mail; set MAILTREK_SMTP_HOST "
-            "(or HOME/smtp.json) for `mailtrek run`/workers and check with `mailtrek notify test --to ADDR`")
+    return cannot_mail(_home(home))
 
 
 @handled

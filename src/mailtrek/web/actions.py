@@ -181,7 +181,10 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
                                options=options, notify=notify, incremental_hours=inp.incremental_interval)
     if inp.autostart:
         b = batch_ops.start_batch(home, inp.name)
-    return {"name": b.name, "status": b.status.value, "users": len(users)}
+    from mailtrek.orchestrate.notify import cannot_mail
+
+    warning = cannot_mail(home) if notify else None
+    return {"name": b.name, "status": b.status.value, "users": len(users), "warnings": [warning] if warning else []}
 
 
 def simple_action(home: Home, name: str, action: str) -> dict[str, Any]:

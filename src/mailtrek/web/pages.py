@@ -308,7 +308,7 @@ async def batch_create(
         if csv is None:
             raise UsageError("choose the users CSV file to upload")
         data = await csv.read(MAX_BYTES + 1)
-        actions.create_batch(home_of(request), actions.BatchInput(
+        created = actions.create_batch(home_of(request), actions.BatchInput(
             name=name.strip(), endpoint=endpoint, tenant=dest if kind == "tenant" else None,
             dest_endpoint=dest if kind == "endpoint" else None,
             exclude_folder=exclude_folder.split(","), since=since, before=before, max_size=max_size,
@@ -319,6 +319,10 @@ async def batch_create(
                               error=f"The CSV has {len(problems)} problem(s); nothing was created.")
     except MailtrekError as e:
         return new_batch_page(request, s, 400, form=form, error=redact(str(e)))
+    if created["warnings"]:  # e.g. --notify without SMTP: say so instead of failing silently later
+        from urllib.parse import quote
+
+        return see(f"/batches/{name.strip()}?done=" + quote("created; warning: " + "; ".join(created["warnings"])))
     return see(f"/batches/{name.strip()}")
 
 
