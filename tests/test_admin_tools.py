@@ -446,3 +446,26 @@ def test_terminal_prompts_and_ca_file_for_endpoint_test(tmp_path, dovecot_src):
     assert r.returncode == 1 and "Delete batch b" in r.stdout and [b.name for b in list_batches(h)] == ["b"]
     assert mailtrek(h.path, "batch", "delete", "b").returncode == 0  # no terminal: no question (scripts)
     assert list_batches(h) == []
+
+
+def test_a_database_from_before_the_audit_log_gains_its_tables(tmp_path):
+    import sqlite3
+
+    from sqlalchemy import inspect
+
+    from mailtrek.state.db import open_engine
+    from mailtrek.state.migrate import head
+
+    path = tmp_path / "old.db"
+    open_engine(path).dispose()
+    with sqlite3.connect(path) as c:  # as revision 0003 left it
+        c.execute("DROP TABLE audit_log")
+        c.execute("DROP TABLE route_rates")
+        c.execute("UPDATE alembic_version SET version_num = '0003'")
+    engine = open_engine(path)
+    try:
+        assert {"audit_log", "route_rates"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
