@@ -45,6 +45,18 @@ def mailtrek(home: Path, *args: str, env: dict[str, str] | None = None) -> subpr
                           stdin=subprocess.DEVNULL)
 
 
+def inproc(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the same CLI app in this process (fast); `mailtrek()` runs the real command."""
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    full: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MAILTREK_")}
+    full |= {"MAILTREK_HOME": str(home)} | (env or {})
+    r = CliRunner().invoke(app, list(args), env=full)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,27 +122,27 @@ def test_endpoint_and_tenant_edit_checks_and_audit(tmp_path):
     secret = "Admin-Secret-93xq"
     (tmp_path / "admin.pw").write_text(secret + "\n")
     (tmp_path / "client.secret").write_text("Client-Secret-55kv\n")
-    bad = mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1", "--port", "993", "--security", "starttls")
+    bad = inproc(home, "endpoint", "add", "src", "--host", "127.0.0.1", "--port", "993", "--security", "starttls")
     assert bad.returncode == 2 and "993 speaks implicit TLS" in bad.stderr
     r = mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1", "--preset", "dovecot", "--port", "12143")
     assert r.returncode == 0 and "warning: port 12143" in r.stderr
-    r = mailtrek(home, "endpoint", "edit", "src", "--security", "starttls", "--max-concurrent-migrations", "7",
+    r = inproc(home, "endpoint", "edit", "src", "--security", "starttls", "--max-concurrent-migrations", "7",
                  "--admin-user", "root", "--admin-password-file", str(tmp_path / "admin.pw"))
     assert r.returncode == 0, r.stderr
     shown = get_endpoint(open_home(home), "src").public()
     assert (shown["security"], shown["port"], shown["max_concurrent_migrations"]) == ("starttls", 12143, 7)
     assert shown["admin_password"] == "stored"
-    assert mailtrek(home, "endpoint", "edit", "src", "--port", "993").returncode == 2  # starttls on 993
-    assert mailtrek(home, "endpoint", "edit", "nope", "--port", "143").returncode != 0
+    assert inproc(home, "endpoint", "edit", "src", "--port", "993").returncode == 2  # starttls on 993
+    assert inproc(home, "endpoint", "edit", "nope", "--port", "143").returncode != 0
 
-    r = mailtrek(home, "tenant", "add", "t", "--tenant-id", "tid-1", "--client-id", "cid",
+    r = inproc(home, "tenant", "add", "t", "--tenant-id", "tid-1", "--client-id", "cid",
                  "--client-secret-file", str(tmp_path / "client.secret"), "--m365-authority",
                  "https://login.example.test", "--no-test")
     assert r.returncode == 0 and "names no tenant" in r.stdout, r.stderr
     assert get_tenant(open_home(home), "t").authority == "https://login.example.test/tid-1"
-    r = mailtrek(home, "tenant", "edit", "t", "--m365-authority", "https://login.example.test/other", "--no-test")
+    r = inproc(home, "tenant", "edit", "t", "--m365-authority", "https://login.example.test/other", "--no-test")
     assert r.returncode == 2 and "names tenant 'other'" in r.stderr
-    r = mailtrek(home, "tenant", "edit", "t", "--client-id", "cid-2", "--no-test")
+    r = inproc(home, "tenant", "edit", "t", "--client-id", "cid-2", "--no-test")
     assert r.returncode == 0 and get_tenant(open_home(home), "t").client_id == "cid-2"
 
     log = json.loads(mailtrek(home, "audit", "--json").stdout)
@@ -142,7 +154,7 @@ def test_endpoint_and_tenant_edit_checks_and_audit(tmp_path):
                     ("tenant add", "t", "ok"), ("tenant edit", "t", "error: exit 2"), ("tenant edit", "t", "ok")]
     assert all(e["actor"].startswith("cli:") for e in log)
     assert "--admin-password-file" in log[-2]["detail"]
-    text = json.dumps(log) + mailtrek(home, "audit").stdout
+    text = json.dumps(log) + inproc(home, "audit").stdout
     for s in (secret, "Client-Secret-55kv", str(tmp_path)):
         assert s not in text  # option names only, never values
     assert stat.S_IMODE((home / "state.db").stat().st_mode) == 0o600
@@ -150,7 +162,7 @@ def test_endpoint_and_tenant_edit_checks_and_audit(tmp_path):
 
 def test_notify_test_and_create_warns_without_smtp(tmp_path):
     home = tmp_path / "home"
-    r = mailtrek(home, "notify", "test", "--to", "ops@example.test")
+    r = inproc(home, "notify", "test", "--to", "ops@example.test")
     assert r.returncode != 0 and "no SMTP server is configured" in r.stderr
     inbox = Inbox()
     c = Controller(inbox, hostname="127.0.0.1", port=free_port())
@@ -165,19 +177,19 @@ def test_notify_test_and_create_warns_without_smtp(tmp_path):
     finally:
         c.stop()
     # The server is gone: the command says so instead of pretending.
-    r = mailtrek(home, "notify", "test", "--to", "ops@example.test", env=smtp)
+    r = inproc(home, "notify", "test", "--to", "ops@example.test", env=smtp)
     assert r.returncode != 0 and "did not take the mail" in r.stderr
 
     (tmp_path / "s").write_text("x\n")
-    mailtrek(home, "endpoint", "add", "src", "--host", "127.0.0.1")
-    mailtrek(home, "tenant", "add", "t", "--tenant-id", "tid", "--client-id", "c",
+    inproc(home, "endpoint", "add", "src", "--host", "127.0.0.1")
+    inproc(home, "tenant", "add", "t", "--tenant-id", "tid", "--client-id", "c",
              "--client-secret-file", str(tmp_path / "s"), "--no-test")
     (tmp_path / "u.csv").write_text("EmailAddress,UserName,Password\na@x.test,a,pw-a\n")
-    r = mailtrek(home, "batch", "create", "b", "--csv", str(tmp_path / "u.csv"), "--endpoint", "src",
+    r = inproc(home, "batch", "create", "b", "--csv", str(tmp_path / "u.csv"), "--endpoint", "src",
                  "--tenant", "t", "--notify", "ops@example.test")
     assert r.returncode == 0 and "warning: no SMTP server is configured" in r.stderr
     (tmp_path / "u2.csv").write_text("EmailAddress,UserName,Password\nb@x.test,b,pw-b\n")
-    r = mailtrek(home, "batch", "create", "b2", "--csv", str(tmp_path / "u2.csv"), "--endpoint", "src",
+    r = inproc(home, "batch", "create", "b2", "--csv", str(tmp_path / "u2.csv"), "--endpoint", "src",
                  "--tenant", "t", "--notify", "ops@example.test", env=smtp)
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
 
@@ -306,7 +318,7 @@ def test_copy_and_verify_with_stored_endpoint_and_tenant(tmp_path, dovecot_src):
         r = mailtrek(home.path, "verify", name, "m365://carol@contoso.test", "--endpoint", "src",
                      "--tenant", "t", env=env)
         assert r.returncode == 0 and "3 matched" in r.stdout, r.stdout + r.stderr
-        bad = mailtrek(home.path, "copy", f"imaps://{name}@x", "carol@contoso.test", "--endpoint", "src",
+        bad = inproc(home.path, "copy", f"imaps://{name}@x", "carol@contoso.test", "--endpoint", "src",
                        "--tenant", "t", env=env)
         assert bad.returncode == 2 and "give a user name" in bad.stderr
         for out in (r.stdout, r.stderr):
@@ -396,7 +408,7 @@ def test_batch_show_names_the_worker_holding_a_mailbox(tmp_path):
             lease_owner="host2:9:dead", lease_expires=utcnow() - timedelta(minutes=2)))  # expired
     doc = json.loads(mailtrek(home.path, "batch", "show", "b", "--json").stdout)
     assert {u["email"]: u["worker"] for u in doc["users"]} == {"a@x.test": "host1:123:abcd", "b@x.test": None}
-    assert "host1:123:abcd" in mailtrek(home.path, "batch", "show", "b").stdout
+    assert "host1:123:abcd" in inproc(home.path, "batch", "show", "b").stdout
 
 
 def on_terminal(home: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
