@@ -283,8 +283,15 @@ def test_web_actions_audited_and_docs_offline(tmp_path):
                                          "notify": "ops@example.test"},
                    files={"csv": ("u.csv", b"EmailAddress,UserName,Password\na@x.test,a,p\n", "text/csv")})
         assert r.status_code == 201 and "no SMTP server is configured" in r.json()["warnings"][0], r.text
+        r = c.patch("/api/endpoints/web-src", json={"port": 143, "security": "starttls", "admin_password": "New-Pw-12"})
+        assert r.status_code == 200 and (r.json()["port"], r.json()["security"]) == (143, "starttls"), r.text
+        assert c.patch("/api/endpoints/web-src", json={"port": 993}).status_code == 400  # STARTTLS on 993
+        assert c.patch("/api/tenants/nope", json={"client_id": "x", "test": False}).status_code == 404
+        audit = c.get("/api/audit", params={"target": "web-src"}).json()
+        assert [e["action"] for e in audit][:2] == ["web PATCH /api/endpoints/{name}"] * 2
         page = c.get("/audit")
         assert page.status_code == 200 and "web DELETE /api/endpoints/{name}" in page.text
+        assert "New-Pw-12" not in page.text + json.dumps(audit)
         for secret in ("Typed-Secret-31", "Web-Admin-Pw-77", "wrong-one"):
             assert secret not in page.text
         docs = c.get("/docs")

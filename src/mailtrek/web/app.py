@@ -25,7 +25,7 @@ from mailtrek.orchestrate.csvfile import CsvInvalidError
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.states import TransitionError
 from mailtrek.secrets import redact
-from mailtrek.web import admin_pages, api, pages
+from mailtrek.web import admin_api, admin_pages, api, pages
 from mailtrek.web.auth import LoginLimiter
 from mailtrek.web.deps import LoginRequired, api_session
 from mailtrek.web.live import SpeedMeter
@@ -89,6 +89,7 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(admin_pages.router)  # /docs (offline) and /audit
+    app.include_router(admin_api.router)  # PATCH endpoints and tenants, GET /api/audit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(api_session)])
