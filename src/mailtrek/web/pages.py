@@ -319,7 +319,7 @@ async def batch_create(
                               error=f"The CSV has {len(problems)} problem(s); nothing was created.")
     except MailtrekError as e:
         return new_batch_page(request, s, 400, form=form, error=redact(str(e)))
-    if created["warnings"]:  # e.g. --notify without SMTP: say so instead of failing silently later
+    if created.get("warnings"):  # e.g. --notify without SMTP: say so instead of failing silently later
         from urllib.parse import quote
 
         return see(f"/batches/{name.strip()}?done=" + quote("created; warning: " + "; ".join(created["warnings"])))
