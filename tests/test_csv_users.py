@@ -145,3 +145,18 @@ def test_admin_formats_recognised(username, style, user, admin):
 @pytest.mark.parametrize("username", ["alice", "alice@contoso.test", "a*b*c", "*admin", "a/b", "#a#"])
 def test_plain_logins_are_not_admin_logins(username):
     assert parse_admin_login(username) is None
+
+
+def test_semicolon_separated_file_from_excel_accepted():
+    text = "\ufeffEmailAddress;UserName;Password\r\nalice@contoso.test;alice;pw,with;semicolon\r\n"
+    with pytest.raises(CsvInvalidError):  # a ';' inside an unquoted field splits it, as Excel would quote it
+        parse_users_csv(text.encode())
+    text = "EmailAddress;UserName;Password\r\nalice@contoso.test;alice;\"pw,with;semi\"\r\nbob@contoso.test;bob;b\r\n"
+    rows = parse_users_csv(text.encode())
+    assert [(r.email, r.username, r.password) for r in rows] == [
+        ("alice@contoso.test", "alice", "pw,with;semi"), ("bob@contoso.test", "bob", "b")]
+
+
+def test_same_source_username_twice_flagged():
+    got = problems("EmailAddress,UserName,Password\na@x.test,shared,p1\nb@x.test,Shared,p2\n")
+    assert got == ["line 3: duplicate UserName Shared: already on line 2 (one source mailbox would be copied into two)"]

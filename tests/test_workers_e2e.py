@@ -191,6 +191,8 @@ def test_worker_carries_on_across_a_database_restart(tmp_path, dovecot_src, sim,
             time.sleep(0.5)
         doc = show(home, "br")
         assert doc["status"] == "Synced", (doc, log.read_text()[-3000:])
+        # The moves waited for the database and went on: none was interrupted to re-run later.
+        assert "interrupted; will resume" not in log.read_text(), log.read_text()[-3000:]
 
         # New mail, incremental sync due: the worker's scan queues it as a job and runs it.
         import imaplib

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,9 @@ import typer
 
 from mailtrek.cli.common import fail_on_error, home_dir, read_secret
 from mailtrek.cli.progress import ProgressView
+from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
+from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, route_key
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
 from mailtrek.stores.gmail.wiring import gmail_view
@@ -48,6 +51,14 @@ Authority = Annotated[str | None, typer.Option("--m365-authority", help="identit
 GraphUrl = Annotated[str | None, typer.Option("--graph-url", help="Microsoft Graph root URL")]
 DestRoot = Annotated[str | None, typer.Option("--dest-root", help="put every non-special folder under this folder")]
 ImapHost = Annotated[str | None, typer.Option("--m365-imap-host", help="HOST[:PORT] for m365+imap (default outlook.office365.com:993)")]
+StoredEndpoint = Annotated[str | None, typer.Option(
+    "--endpoint", help="stored source endpoint: SOURCE is then just the user name")]
+StoredDest = Annotated[str | None, typer.Option(
+    "--dest-endpoint", help="stored IMAP destination endpoint: DEST is then just the user name")]
+StoredTenant = Annotated[str | None, typer.Option(
+    "--tenant", help="stored Microsoft 365 tenant for DEST (m365://USER@DOMAIN or just USER@DOMAIN)")]
+Home = Annotated[Path | None, typer.Option(
+    "--home", envvar="MAILTREK_HOME", help="home holding the stored endpoints and tenants")]
 GmailLabels = Annotated[str, typer.Option(
     "--gmail-labels", help="Gmail sources: folders+categories, folders, all-mail or off "
                            "(auto: folders+categories when the source is Gmail)")]
@@ -90,6 +101,10 @@ def copy(
         "--keep-read-receipts",
         help="into Microsoft 365: leave read-receipt requests armed (by default they are "
              "cleared, or Outlook sends receipts for old mail when it is opened)")] = False,
+    endpoint: StoredEndpoint = None,
+    dest_endpoint: StoredDest = None,
+    tenant: StoredTenant = None,
+    home: Home = None,
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
@@ -101,23 +116,30 @@ def copy(
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
         check_gmail_mode(gmail_labels)
+        stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
         src_addr, dst_addr, src, dst = _open_pair(
-            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
+            dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
-            keep_read_receipts=keep_read_receipts)
+            keep_read_receipts=keep_read_receipts, tenant=stored.tenant)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src_addr.display()} -> {dst_addr.display()}"
+        route = route_key(src_addr.host, "m365" if dst_addr.is_m365 else dst_addr.host)
+        started = time.monotonic()
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
-                                       gmail_labels))
+                                       gmail_labels, measured_rate(engine, route)))
+        if not options.dry_run:
+            record_run(engine, route, report.total("copied"), report.total("bytes_copied"),
+                       time.monotonic() - started)
         report.source, report.destination = src_addr.display(), dst_addr.display()
         _finish(report, json_report)
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
 
 
 async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,
-                    gmail_labels: str = "auto") -> CopyReport:
-    view = ProgressView(enabled=sys.stderr.isatty())
+                    gmail_labels: str = "auto", rate: RouteRate | None = None) -> CopyReport:
+    view = ProgressView(enabled=sys.stderr.isatty(), rate=rate)
     try:
         await asyncio.gather(src.connect(), dst.connect())
         source = await gmail_view(src, gmail_labels, done=state.messages_of,
@@ -164,6 +186,10 @@ def verify(
         "--state", help="the copy's state database: check what it recorded first "
                         "(default: the one copy uses, when it exists)")] = None,
     gmail_labels: GmailLabels = "auto",
+    endpoint: StoredEndpoint = None,
+    dest_endpoint: StoredDest = None,
+    tenant: StoredTenant = None,
+    home: Home = None,
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
@@ -174,10 +200,12 @@ def verify(
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         check_gmail_mode(gmail_labels)
+        stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
         src_addr, dst_addr, src, dst = _open_pair(
-            source, dest, options, ca_file, source_ca_file, dest_ca_file, source_password_file,
+            stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
+            dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
-            m365_imap_host, dest_readonly=True)
+            m365_imap_host, dest_readonly=True, tenant=stored.tenant)
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         notes: list[str] = []
         mailbox_state = (MailboxState(open_engine(state), key) if state is not None
@@ -257,7 +285,7 @@ def _open_pair(
     dest_password_file: Path | None, source_token_file: Path | None,
     dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
     m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
-    keep_read_receipts: bool = False,
+    keep_read_receipts: bool = False, tenant: Any = None,
 ) -> tuple[StoreAddress, StoreAddress, Any, Any]:
     """Parse both addresses and build both (unconnected) stores with their secrets."""
     src_addr, dst_addr = parse_address(source), parse_address(dest)
@@ -271,7 +299,7 @@ def _open_pair(
         "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
         options.connections, dest_readonly, m365_authority=m365_authority, graph_url=graph_url,
         dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host,
-        disarm_read_receipts=not keep_read_receipts))
+        disarm_read_receipts=not keep_read_receipts, tenant=tenant))
     return src_addr, dst_addr, open_store(src_addr, src_opts), dst
 
 
@@ -289,7 +317,7 @@ def _open_opts(
     if addr.is_m365:
         from mailtrek.stores.m365 import GraphOptions, TenantConfig
 
-        opts.tenant = TenantConfig.from_env(
+        opts.tenant = m365.get("tenant") or TenantConfig.from_env(
             authority=m365.get("m365_authority"), graph_url=m365.get("graph_url"),
             ca_file=ca_file)
         disarm = m365.get("disarm_read_receipts", True)

@@ -132,8 +132,9 @@ def _preflight(name: str, fmt: str, output: Path | None, home: Path | None) -> N
 def print_preflight(report: Any, fmt: str, output: Path | None) -> None:
     """Print ``report`` as ``fmt``; exit EXIT_INCOMPLETE when a user cannot start."""
     from mailtrek.orchestrate.preflight import (
+        blocker_rows,
         duration,
-        finding_rows,
+        finding_groups,
         render_csv,
         render_json,
         summary_rows,
@@ -148,11 +149,16 @@ def print_preflight(report: Any, fmt: str, output: Path | None) -> None:
     else:
         _table(summary_rows(report), ["line", "email", "start", "login", "destination", "messages", "MB",
                                       "skipped", "warnings", "eta"])
-        findings = finding_rows(report)
-        if findings:
-            typer.echo("")
-            _table(findings, ["line", "email", "kind", "folder", "uid", "reason"])
-        typer.echo(f"\nbatch ETA: {duration(report.eta_seconds)}")
+        blockers = blocker_rows(report)
+        if blockers:
+            typer.echo(f"\nBLOCKERS ({len(blockers)}): these users cannot start")
+            _table(blockers, ["line", "email", "kind", "reason"])
+        groups = finding_groups(report)
+        if groups:
+            typer.echo("\nother findings by kind (each item: --output FILE.csv, or --format csv|json)")
+            _table(groups, ["kind", "items", "users", "example"])
+        typer.echo(f"\nbatch ETA: {duration(report.eta_seconds)}"
+                   + (f" ({report.eta_basis})" if report.eta_basis else ""))
     if output is not None:
         output.write_text(render_json(report) if output.suffix == ".json" else render_csv(report), encoding="utf-8")
         if fmt == "table":

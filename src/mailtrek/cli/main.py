@@ -15,10 +15,20 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module defines ``register(app)``; the order is the order of --help.
-    from mailtrek.cli import copy_cmd, demo_cmd, orchestrate_cmds, sim_cmd, web_cmds, worker_cmds
+    from mailtrek.cli import (
+        admin_cmds,
+        copy_cmd,
+        demo_cmd,
+        orchestrate_cmds,
+        sim_cmd,
+        web_cmds,
+        worker_cmds,
+    )
+    from mailtrek.cli.audit_hook import audit_commands
 
-    for mod in (demo_cmd, copy_cmd, sim_cmd, orchestrate_cmds, web_cmds, worker_cmds):
+    for mod in (demo_cmd, copy_cmd, sim_cmd, orchestrate_cmds, web_cmds, worker_cmds, admin_cmds):
         mod.register(app)
+    audit_commands(app)  # last: wraps every changing command, whichever module added it
 
 
 _register()

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,7 @@ def endpoint_add(
                        admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
                        max_concurrent_incremental=max_concurrent_incremental,
                        connections_per_mailbox=connections_per_mailbox)
+    _check_port(ep.port, ep.security, security_given=security is not None)
     # Read before anything is stored: a bad key file leaves no endpoint behind.
     sa_info = read_service_account_key(service_account_key) if service_account_key else None
     h = _home(home)
@@ -147,6 +149,18 @@ def endpoint_add(
         from mailtrek.orchestrate.presets import get_preset
 
         typer.echo(f"hint: {get_preset(ep.preset).hint}")
+
+
+def _check_port(port: int, security: str, *, security_given: bool) -> None:
+    """Refuse a port/security pair that cannot work; warn about a doubtful one."""
+    from mailtrek.orchestrate.editing import port_security_problem
+
+    problem = port_security_problem(port, security, security_given=security_given)
+    if problem is None:
+        return
+    if problem.fatal:
+        raise UsageError(problem.message, hint=problem.hint)
+    typer.echo(f"warning: {problem.message}; {problem.hint}", err=True)
 
 
 @endpoint_app.command("presets")
@@ -198,7 +212,8 @@ def endpoint_remove(name: str, home: HomeOpt = None) -> None:
 def endpoint_test(
     name: str,
     user: Annotated[str | None, typer.Option(help="log in as this user (admin formats allowed)")] = None,
-    password_file: Annotated[Path | None, typer.Option(help="file with the password [env MAILTREK_SOURCE_PASSWORD]")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="file with the password [env MAILTREK_SOURCE_PASSWORD; else asked on a terminal]")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify the server with for this test (store it with `endpoint edit --ca-file`)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
@@ -210,10 +225,14 @@ def endpoint_test(
 
     h = _home(home)
     ep = get_endpoint(h, name)
+    if ca_file is not None:
+        ep.ca_file = ca_path(ca_file)
     if ep.uses_service_account:
         result = probe_endpoint(ep, user, token=_token_for(h, ep, user) if user else None)
     else:
         password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
+        if user and password is None and sys.stdin.isatty():
+            password = remember(typer.prompt(f"Password for {user}", hide_input=True))
         result = probe_endpoint(ep, user, password)
     for s in result.steps:
         typer.echo(redact(f"[{'ok' if s.ok else 'FAILED'}] {s.name}: {s.detail} ({s.seconds * 1000:.0f} ms)"))
@@ -253,6 +272,12 @@ def tenant_add(
     from mailtrek.orchestrate.endpoints import Tenant, add_tenant, check_name
 
     check_name(name, "tenant")
+    if m365_authority:
+        from mailtrek.orchestrate.editing import check_authority
+
+        m365_authority, notes = check_authority(m365_authority, tenant_id)
+        for n in notes:
+            typer.echo(f"note: {n}")
     secret = read_secret_file(client_secret_file)
     h = _home(home)
     t = Tenant(name=name, tenant_id=tenant_id, client_id=client_id, client_secret_enc=h.box.encrypt(secret),
@@ -430,6 +455,12 @@ def batch_create(
                 remove_endpoint(h, found.endpoint.name)
                 typer.echo(f"endpoint {found.endpoint.name} removed again", err=True)
         raise
+    if notify:
+        from mailtrek.cli.admin_cmds import smtp_warning
+
+        warning = smtp_warning(home)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
     if autostart:
         b = start_batch(h, name)
     later = f" (starts at {when:%Y-%m-%d %H:%M} UTC)" if when else f" (start it with `mailtrek batch start {name}`)"
@@ -500,7 +531,7 @@ def _simple(action: str) -> Callable[..., None]:
         fn = {"start": batches.start_batch, "stop": batches.stop_batch, "resume": batches.resume_batch}[action]
         b = fn(_home(home), name)
         typer.echo(f"batch {name}: {b.status}")
-    command.__doc__ = {"start": "Start a created batch; `mailtrek run` does the work.",
+    command.__doc__ = {"start": "Start a created batch; `mailtrek run`, `mailtrek serve --run` or `mailtrek worker` does the work.",
                        "stop": "Stop a batch; running moves are interrupted.",
                        "resume": "Resume a stopped batch, or retry its failed users."}[action]
     return handled(command)
@@ -573,12 +604,23 @@ def batch_complete(
 
 @batch_app.command("delete")
 @handled
-def batch_delete(name: str, home: HomeOpt = None) -> None:
+def batch_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation on a terminal")] = False,
+    home: HomeOpt = None,
+) -> None:
     """Delete a batch with its stored passwords (copied mail and its sync state stay, so a new batch
     for the same users copies nothing twice)."""
-    from mailtrek.orchestrate.batches import delete_batch
+    from mailtrek.orchestrate.batches import delete_batch, get_batch, user_rows
 
-    n = delete_batch(_home(home), name)
+    h = _home(home)
+    if not yes and sys.stdin.isatty():
+        b = get_batch(h, name)
+        n_users = len(user_rows(h, name))
+        if not typer.confirm(f"Delete batch {name} ({b.status}, {n_users} users) with its stored passwords? "
+                             "Copied mail and its sync state stay", default=False):
+            raise typer.Abort()
+    n = delete_batch(h, name)
     typer.echo(f"batch {name} deleted: {n} users and their stored passwords removed")
 
 
@@ -588,15 +630,20 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
                user: Annotated[str | None, typer.Option("--user", help="one user: folders and run history")] = None,
                home: HomeOpt = None) -> None:
     """Show a batch's status and one line per user (or one user's folders and runs)."""
+    from mailtrek.orchestrate.leases import lease_holders
     from mailtrek.orchestrate.reports import batch_document
     from mailtrek.units import human_bytes
 
+    h = _home(home)
     if user:
         from mailtrek.cli.member_cmds import print_user
 
-        print_user(_home(home), name, user, json_out)
+        print_user(h, name, user, json_out)
         return
-    d = batch_document(_home(home), name)
+    d = batch_document(h, name)
+    holders = lease_holders(h, name)
+    for u in d["users"]:
+        u["worker"] = holders.get(u["email"])  # the runner or worker moving it now (HOST:PID:ID)
     if json_out:
         _print_json(d)
         return
@@ -607,7 +654,8 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
         u["items"] = f"{u['items_synced']}/{u['items_total']}" if u["items_total"] else u["items_synced"]
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
-    _table(d["users"], ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"])
+    cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
+    _table(d["users"], cols + (["worker"] if holders else []))
 
 
 @batch_app.command("list")

@@ -1,34 +1,51 @@
-"""Progress bars on a terminal (rich), silence elsewhere."""
+"""Progress bars on a terminal (rich), silence elsewhere.
+
+The time left comes from messages *and* bytes (small messages cost per message, large ones
+per byte): before enough of this run is seen, from the route's earlier runs
+(:mod:`mailtrek.orchestrate.rates`); then from this run's own rates.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
+
+from mailtrek.orchestrate.rates import RouteRate, estimate
+
+LIVE_AFTER_MESSAGES = 20  # this run's own rate counts once it has seen this many messages ...
+LIVE_AFTER_SECONDS = 10.0  # ... over at least this long
 
 
 class ProgressView:
     """Receives the engine's progress events and draws them when enabled."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, rate: RouteRate | None = None) -> None:
         self.enabled = enabled
+        self.rate = rate
         self._progress: Progress | None = None
         self._task: Any = None
         self._msgs = 0
         self._total_msgs = 0
+        self._bytes = 0
+        self._total_bytes = 0
+        self._started: float | None = None
+        self.basis = ""
 
     def __enter__(self) -> ProgressView:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TextColumn("{task.fields[msgs]}"), TimeRemainingColumn(),
+                TransferSpeedColumn(), TextColumn("{task.fields[msgs]}"), RemainingColumn(self),
                 transient=False,
             )
             self._progress.start()
@@ -38,20 +55,62 @@ class ProgressView:
         if self._progress is not None:
             self._progress.stop()
 
+    def remaining_seconds(self, now: float | None = None) -> float | None:
+        """Return the time left, or None before the plan is known; sets :attr:`basis`."""
+        if self._started is None:
+            return None
+        left_msgs = max(0, self._total_msgs - self._msgs)
+        left_bytes = max(0, self._total_bytes - self._bytes)
+        elapsed = (now if now is not None else time.monotonic()) - self._started
+        if self._msgs >= LIVE_AFTER_MESSAGES and elapsed >= LIVE_AFTER_SECONDS:
+            live = RouteRate(0, self._msgs / elapsed, self._bytes / elapsed)
+            self.basis = "from this run's rate"
+            return estimate(left_msgs, left_bytes, live).seconds
+        e = estimate(left_msgs, left_bytes, self.rate)
+        self.basis = e.basis
+        return e.seconds
+
     def event(self, kind: str, **fields: Any) -> None:
         """Handle one engine event (``plan``, ``folder``, ``message``, ``done``)."""
+        if kind == "plan":
+            self._total_msgs = fields.get("messages", 0)
+            self._total_bytes = fields.get("bytes", 0)
+            self._started = time.monotonic()
+        elif kind == "message":
+            self._msgs += 1
+            self._bytes += fields.get("size", 0) or 0
         p = self._progress
         if p is None:
             return
         if kind == "plan":
-            self._total_msgs = fields.get("messages", 0)
             self._task = p.add_task("copying", total=fields.get("bytes", 0) or None,
                                     msgs=f"0/{self._total_msgs} msgs")
+            left = self.remaining_seconds()
+            if left is not None:
+                p.console.print(f"estimate: {_clock(left)} ({self.basis})")
         elif kind == "folder" and self._task is not None:
             p.update(self._task, description=str(fields.get("name", ""))[:30])
         elif kind == "message" and self._task is not None:
-            self._msgs += 1
             p.update(self._task, advance=fields.get("size", 0),
                      msgs=f"{self._msgs}/{self._total_msgs} msgs")
         elif kind == "done" and self._task is not None:
             p.update(self._task, description="done")
+
+
+class RemainingColumn(ProgressColumn):
+    """Time left from messages and bytes (see :class:`ProgressView`)."""
+
+    max_refresh = 1.0
+
+    def __init__(self, view: ProgressView) -> None:
+        super().__init__()
+        self.view = view
+
+    def render(self, task: Any) -> Text:
+        left = self.view.remaining_seconds()
+        return Text("-:--:--" if left is None else _clock(left), style="progress.remaining")
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

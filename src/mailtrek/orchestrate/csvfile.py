@@ -3,6 +3,9 @@
 Columns: ``EmailAddress`` (the destination mailbox), ``UserName`` (the source login,
 possibly in an admin format), ``Password``, optional ``UserRoot``. The whole file is
 checked before anything starts; every problem is reported with its line number.
+Commas or semicolons separate the fields (Excel writes semicolons in many locales): the
+header line decides. Two rows with the same source UserName are refused, since they would
+copy one source mailbox into two.
 Passwords never appear in a problem's text. Password may be empty only when the caller
 says so (``allow_empty_password``: the source endpoint logs users in with a Google
 Workspace service account); the column itself stays required, as Exchange wants it.
@@ -121,7 +124,7 @@ def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False,
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise CsvInvalidError([CsvProblem(line, "not valid UTF-8: save the file as UTF-8")]) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter_of(text))
     problems: list[CsvProblem] = []
     try:
         header = next(reader)
@@ -137,6 +140,7 @@ def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False,
     rows: list[UserRow] = []
     seen_email: dict[str, int] = {}
     seen_row: dict[tuple[str, str], int] = {}
+    seen_user: dict[str, int] = {}
     count = 0
     while True:
         line = reader.line_num + 1
@@ -168,14 +172,26 @@ def parse_users_csv(data: bytes, *, allow_unknown_columns: bool = False,
         if key in seen_email:
             problems.append(CsvProblem(line, f"duplicate EmailAddress {row.email}: already on line {seen_email[key]}"))
             continue
+        if row.username.lower() in seen_user:
+            problems.append(CsvProblem(line, f"duplicate UserName {row.username}: already on line "
+                                             f"{seen_user[row.username.lower()]} (one source mailbox would be "
+                                             "copied into two)"))
+            continue
         seen_row[key, row.username] = line
         seen_email[key] = line
+        seen_user[row.username.lower()] = line
         rows.append(row)
     if not rows and not problems:
         problems.append(CsvProblem(0, "the file has a header but no users"))
     if problems:
         raise CsvInvalidError(problems)
     return rows
+
+
+def delimiter_of(text: str) -> str:
+    """Return the field separator of a CSV text: ``;`` when its header has more of them than commas."""
+    header = text.split("\n", 1)[0]
+    return ";" if header.count(";") > header.count(",") else ","
 
 
 def _check_header(columns: list[str], allow_unknown: bool) -> list[CsvProblem]:

@@ -7,6 +7,8 @@ could call it; tests of the scheduler may pass their own.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,6 +110,17 @@ def imap_destination_settings(home: Home, job: MoveJob) -> Any:
                         readonly=False)
 
 
+def _settings_version(t: Tenant) -> int:
+    """Return a number that changes when ``t``'s stored settings or its CA file change."""
+    import os
+
+    try:
+        ca_mtime = os.stat(t.ca_file).st_mtime_ns if t.ca_file else 0
+    except OSError:
+        ca_mtime = -1
+    return hash((t.tenant_id, t.client_id, t.client_secret_enc, t.authority, t.graph_url, t.ca_file, ca_mtime))
+
+
 async def open_destination(home: Home, job: MoveJob) -> Any:
     """Return a connected destination store for ``job`` (Graph or IMAP).
 
@@ -119,8 +132,10 @@ async def open_destination(home: Home, job: MoveJob) -> Any:
 
         from mailtrek.stores.m365 import GraphClient, open_graph_store
 
-        # Per event loop too: an httpx client cannot outlive the loop it was made in.
-        key = f"{job.tenant.name}@{id(asyncio.get_running_loop())}"
+        # Per event loop too: an httpx client cannot outlive the loop it was made in. Per
+        # version of the tenant's settings and CA file, so an edit or a renewed CA reaches a
+        # long-running `mailtrek run` (the old client is closed at shutdown).
+        key = f"{job.tenant.name}:{_settings_version(job.tenant)}@{id(asyncio.get_running_loop())}"
         client = home.graph_clients.get(key)
         if client is None:
             client = home.graph_clients[key] = GraphClient(tenant_config(home, job.tenant))
@@ -150,6 +165,25 @@ def tenant_config(home: Home, t: Tenant) -> Any:
     )
 
 
+def route_of(job: MoveJob) -> str:
+    """Return the route name of ``job`` (source host to Microsoft 365 or an IMAP host)."""
+    from mailtrek.orchestrate.rates import route_key
+
+    return route_key(job.source.host, "m365" if job.tenant is not None
+                     else job.dest_endpoint.host if job.dest_endpoint else "?")
+
+
+def _record_rate(home: Home, job: MoveJob, report: CopyReport, seconds: float) -> None:
+    """Remember the run's rate for later estimates; a failure here never fails the move."""
+    from mailtrek.orchestrate.rates import record_run
+
+    try:
+        record_run(home.engine, route_of(job), report.total("copied"), report.total("bytes_copied"), seconds)
+    except Exception as e:  # the mail is copied; a lost measurement only costs estimate quality
+        logging.getLogger("mailtrek.rates").warning("could not record the rate of %s: %s", job.email,
+                                                    e.__class__.__name__)
+
+
 async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
     """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call).
 
@@ -172,8 +206,10 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
             view = await gmail_view(source, job.batch.options.gmail_labels,
                                     done=state.messages_of, dest_kind=dest.features.kind,
                                     quota_dir=home.path / "gmail-quota")
+            started = time.monotonic()
             report = await copy_mailbox(view, dest, state, copy_options(job),
                                         progress=job.progress)
+            _record_rate(home, job, report, time.monotonic() - started)
             deferral = getattr(view, "deferral", None)
             if deferral is not None:  # the day's Gmail quota is used: say when it goes on
                 report.errors.append(deferral.describe())

@@ -79,6 +79,14 @@ class SmtpSettings:
                    ca_file=str(data["ca_file"]) if data.get("ca_file") else None)
 
 
+def cannot_mail(home: Home | None) -> str | None:
+    """Return why batch e-mails cannot go out (no SMTP server configured), or None when they can."""
+    if SmtpSettings.load(home) is not None:
+        return None
+    return ("no SMTP server is configured, so the notify addresses will get no mail; set MAILTREK_SMTP_HOST "
+            "(or HOME/smtp.json) for the process that runs batches and check with `mailtrek notify test --to ADDR`")
+
+
 def send_mail(settings: SmtpSettings, to: list[str], subject: str, body: str,
               attachments: Sequence[tuple[str, str, bytes]] = ()) -> None:
     """Send one message (blocking). Raises OSError/smtplib.SMTPException on failure."""
@@ -125,8 +133,8 @@ class Notifier:
         event = EVENTS.get(batch.status, batch.status)
         subject = f"mailtrek: batch {batch.name} {event} ({batch.status})"
         if self.settings is None:
-            log.info("%s (no SMTP server configured; set MAILTREK_SMTP_HOST to mail %s)", subject,
-                     ", ".join(batch.notify))
+            log.warning("%s: NOT mailed to %s, no SMTP server is configured (set MAILTREK_SMTP_HOST; "
+                        "check with `mailtrek notify test --to ADDR`)", subject, ", ".join(batch.notify))
             return
         body = batch_summary_text(home, batch.name)
         csv_bytes = render_csv(home, batch.name).encode()

@@ -11,17 +11,22 @@ Checks, and how they are made:
 - **folder names**: Exchange reserves ``Files`` (any case) and treats ``/`` as the hierarchy
   separator; the Graph store copies such folders under a changed name (``Files (migrated)``),
   which is reported so nobody looks for the old name.
-- **long lines**: Exchange rejects, over IMAP, a message holding a line longer than about
-  10,000 characters (imapsync's Office 365 preset wraps at 10,239). A message no bigger than
+- **long lines** (Exchange IMAP destinations only; Graph takes them): Exchange rejects, over
+  IMAP, a message holding a line longer than about 10,000 characters (imapsync's Office 365
+  preset wraps at 10,239); mailtrek re-encodes such a message losslessly on the way, and the
+  finding says so. A message no bigger than
   ``LONG_LINE`` bytes cannot hold such a line, so only larger ones are fetched (BODY.PEEK)
   and scanned, up to ``scan_budget`` bytes per user; messages beyond the budget are counted
   as not checked. Headers and body are scanned alike.
 - **Message-ID**: a message without one cannot be matched by Message-ID on the destination,
   so re-runs by other tools (and Exchange's own duplicate detection) cannot recognise it;
   mailtrek still copies it and matches it by its fingerprint.
-- **ETA**: bytes divided by the slowest of: the download rate measured while fetching the
-  scanned messages (at least ``SAMPLE_BYTES`` are fetched), the destination's upload limit
-  (Graph: 150 MB per 5 minutes per mailbox), and the source provider's daily download quota.
+- **ETA**: from the rate earlier runs of the same route reached, in messages and in bytes
+  (:mod:`mailtrek.orchestrate.rates`; before any run, an assumed message rate), the byte
+  rate capped by the slowest of: the download rate measured while fetching the scanned
+  messages (at least ``SAMPLE_BYTES`` are fetched), the destination's upload limit (Graph:
+  150 MB per 5 minutes per mailbox), and the source provider's daily download quota. The
+  report says what the estimate rests on (``eta_basis``).
 """
 
 from __future__ import annotations
@@ -108,13 +113,15 @@ class PreflightReport:
     users: list[UserPreflight]
     rate_limits: dict[str, float | None] = field(default_factory=dict)  # bytes/s
     eta_seconds: float | None = None
+    eta_basis: str = ""  # what the estimate rests on ("from 3 earlier runs on this route ...")
 
     @property
     def ok(self) -> bool:
         return all(u.can_start for u in self.users)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "eta_seconds": self.eta_seconds, "rate_limits": self.rate_limits,
+        return {"ok": self.ok, "eta_seconds": self.eta_seconds, "eta_basis": self.eta_basis,
+                "rate_limits": self.rate_limits,
                 "users": [asdict(u) | {"can_start": u.can_start} for u in self.users]}
 
 
@@ -154,11 +161,17 @@ def message_findings(folder: str, metas: list[MessageMeta], max_size: int | None
 
 # -- one user ----------------------------------------------------------------------------
 def _is_exchange(tenant: Tenant | None, dest: Endpoint | None) -> bool:
-    return tenant is not None or (dest is not None and dest.host.lower() in EXCHANGE_HOSTS)
+    """True when the destination is Exchange Online, by Graph or by IMAP (its folder rules apply)."""
+    return tenant is not None or _is_exchange_imap(dest)
+
+
+def _is_exchange_imap(dest: Endpoint | None) -> bool:
+    """True for Exchange Online's IMAP service, whose APPEND refuses long lines (Graph does not)."""
+    return dest is not None and dest.host.lower() in EXCHANGE_HOSTS
 
 
 async def _check_source(u: UserPreflight, home: Home, job: Any, options: BatchOptions,
-                        exchange: bool, scan_budget: int) -> None:
+                        exchange: bool, scan_budget: int, long_lines: bool = False) -> None:
     from mailtrek.orchestrate.mover import source_settings
     from mailtrek.stores.imap.store import ImapStore
 
@@ -191,7 +204,7 @@ async def _check_source(u: UserPreflight, home: Home, job: Any, options: BatchOp
             for m in metas:
                 if m.size > max_size:
                     continue
-                (to_scan if exchange and m.size > LONG_LINE else small).append((f, m))
+                (to_scan if long_lines and m.size > LONG_LINE else small).append((f, m))
         await _scan(u, store, to_scan, small, scan_budget)
     finally:
         await store.close()
@@ -222,9 +235,9 @@ async def _scan(u: UserPreflight, store: Any, to_scan: list[tuple[FolderInfo, Me
             u.sampled_bytes += len(msg.raw)
             n = longest_line(msg.raw)
             if (f.path, msg.uid) in suspects and n > LONG_LINE:
-                u.findings.append(Finding("long-line", f"a line of {n:,} characters (Exchange refuses lines over "
-                                                       f"about {LONG_LINE:,} over IMAP)", f.display, msg.uid,
-                                          len(msg.raw)))
+                u.findings.append(Finding("long-line", f"a line of {n:,} characters (Exchange IMAP refuses "
+                                                       f"lines over about {LONG_LINE:,}): re-encoded on the way, "
+                                                       "content unchanged", f.display, msg.uid, len(msg.raw)))
     u.sampled_seconds = time.monotonic() - t0
     if unchecked:
         u.findings.append(Finding("unchecked", f"{unchecked} message(s) over {LONG_LINE:,} bytes not scanned "
@@ -303,7 +316,8 @@ async def preflight_users(
                       user_root=row.user_root, phase="initial", source=source, tenant=tenant,
                       dest_endpoint=dest_endpoint)
         async with gate:
-            await asyncio.gather(_check_source(u, home, job, options, exchange, scan_budget),
+            await asyncio.gather(_check_source(u, home, job, options, exchange, scan_budget,
+                                               _is_exchange_imap(dest_endpoint)),
                                  _check_destination(u, home, job, graph_client))
         return u
 
@@ -313,26 +327,35 @@ async def preflight_users(
         if graph_client is not None:
             await graph_client.close()
     report = PreflightReport(list(results))
-    _estimate(report, source, tenant, dest_endpoint)
+    _estimate(report, home, source, tenant, dest_endpoint)
     return report
 
 
-def _estimate(report: PreflightReport, source: Endpoint, tenant: Tenant | None, dest: Endpoint | None) -> None:
-    """Fill in per-user and batch ETAs from the measured rate and the known limits."""
+def _estimate(report: PreflightReport, home: Home, source: Endpoint, tenant: Tenant | None,
+              dest: Endpoint | None) -> None:
+    """Fill in per-user and batch ETAs from the route's measured rate and the known limits."""
+    from mailtrek.orchestrate.rates import estimate, measured_rate, route_key
+
     sampled = sum(u.sampled_bytes for u in report.users)
     seconds = sum(u.sampled_seconds for u in report.users)
     measured = sampled / seconds if sampled and seconds > 0 else None
     preset = PRESETS.get(source.preset or "")
     quota = preset.daily_download_mb * 1048576 / 86400 if preset and preset.daily_download_mb else None
     upload = GRAPH_UPLOAD_RATE if tenant is not None else None
-    report.rate_limits = {"measured_download": measured, "destination_upload": upload, "source_daily_quota": quota}
+    route = route_key(source.host, "m365" if tenant is not None else dest.host if dest else "?")
+    rate = measured_rate(home.engine, route)
+    report.rate_limits = {"measured_download": measured, "destination_upload": upload, "source_daily_quota": quota,
+                          "route_messages_per_second": rate.messages_per_second if rate else None,
+                          "route_bytes_per_second": rate.bytes_per_second if rate else None}
+    names = {measured: "the sampled download rate", upload: "the destination's upload limit",
+             quota: "the provider's daily download quota"}
     limits = [r for r in (measured, upload, quota) if r]
-    if not limits:
-        return
-    rate = min(limits)
+    cap = min(limits) if limits else None
     for u in report.users:
         if u.can_start:
-            u.eta_seconds = u.bytes / rate
+            e = estimate(u.messages, u.bytes, rate, byte_limit=cap, byte_limit_name=names.get(cap, ""))
+            u.eta_seconds = e.seconds
+            report.eta_basis = e.basis if not report.eta_basis or "limited" in e.basis else report.eta_basis
     etas = [u.eta_seconds for u in report.users if u.eta_seconds is not None]
     if etas:
         # Users move in parallel (one rate each) up to the endpoint's concurrency limit.
@@ -398,6 +421,30 @@ def finding_rows(report: PreflightReport) -> list[dict[str, Any]]:
     """One row per finding, each on its CSV line."""
     return [{"line": u.line, "email": u.email, "kind": f.kind, "folder": f.folder, "uid": f.uid,
              "size": f.size, "reason": f.reason} for u in report.users for f in u.findings]
+
+
+def finding_groups(report: PreflightReport) -> list[dict[str, Any]]:
+    """Non-blocking findings grouped by kind, most frequent first: kind, items, users, example.
+
+    At 200 users the same warning repeats per message; a count per kind keeps the few
+    blockers visible. The details stay in the CSV and JSON.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for u in report.users:
+        for f in u.findings:
+            if f.blocking:
+                continue
+            g = groups.setdefault(f.kind, {"kind": f.kind, "items": 0, "users": set(), "example": f.reason})
+            g["items"] += 1
+            g["users"].add(u.email)
+    rows = [g | {"users": len(g["users"])} for g in groups.values()]
+    return sorted(rows, key=lambda g: (-g["items"], g["kind"]))
+
+
+def blocker_rows(report: PreflightReport) -> list[dict[str, Any]]:
+    """One row per finding that stops a user from starting."""
+    return [{"line": u.line, "email": u.email, "kind": f.kind, "reason": f.reason}
+            for u in report.users for f in u.findings if f.blocking]
 
 
 def render_csv(report: PreflightReport) -> str:

@@ -411,11 +411,24 @@ class Runner:
                     raise
                 continue  # keep beating: the database is restarting, the lease outlives a blip
             if n != 1:
-                log.info("%s/%s: stopped by a command; interrupting", due.batch, due.email)
+                log.info("%s/%s: %s; interrupting", due.batch, due.email, self._why_lost(due))
                 entry = self._tasks.get((due.batch, due.email))
                 if entry:
                     entry[0].cancel()
                 return
+
+    def _why_lost(self, due: Due) -> str:
+        """Say why our lease is gone: another runner took it over, or a command changed the user."""
+        u = batch_users.c
+        try:
+            with self.home.engine.connect() as c:
+                owner = c.execute(select(u.lease_owner).where(
+                    u.batch == due.batch, u.email == due.email)).scalar_one_or_none()
+        except Exception:
+            return "lease lost"
+        if owner and owner != self.owner:
+            return f"lease taken over by {owner} (ours had expired)"
+        return "stopped by a command"
 
     # -- recording -----------------------------------------------------------------------
     def _finish(self, due: Due, values: dict[str, Any], status: UserStatus,

@@ -18,6 +18,13 @@ against a plain runner. Endpoint limits are counted from live leases in the data
 (see ``Runner._slot_free``), so they hold across all workers; a job that finds no free
 slot ends and its user is re-queued by the next maintenance pass.
 
+A database restart ends procrastinate's worker loop, which cancels its jobs. The moves
+themselves go on (a job only *waits* for its move; the runner waits for the database
+around every write), keep their leases, and record their outcome when the database is
+back; the worker loop starts again after ``RESTART_DELAY``. Only a stop (signal) cancels
+moves. When a move ends, the next due users are queued at once, so a job that found its
+endpoint's limit full does not leave the slot idle until the next scan.
+
 A worker killed mid-mailbox: its procrastinate heartbeat stops, the job is failed after
 ``stalled_seconds``, its lease is free at once on the same host (dead pid) or after the
 lease time elsewhere, and the next job re-runs the mailbox. The copy engine is idempotent
@@ -68,6 +75,8 @@ class WorkerContext:
     moves: int = 0
     skipped: int = 0
     busy: set[tuple[str, str]] = field(default_factory=set)
+    stopping: bool = False  # set on a stop: only then do cancelled jobs cancel their moves
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a slot freed: scan for due users now
 
 
 _ctx: WorkerContext | None = None
@@ -106,16 +115,41 @@ async def run_move(batch: str, email: str) -> str:
     due = next((d for d in find_due(ctx.home) if d.batch == batch and d.email == email), None)
     if due is None:
         return "not due"  # done meanwhile, stopped, or running elsewhere
-    ctx.busy.add((batch, email))
+    key = (batch, email)
+    ctx.busy.add(key)
+    task = asyncio.create_task(ctx.runner.run_due(due), name=f"job {batch}/{email}")
     try:
-        ran = await ctx.runner.run_due(due)
-    finally:
-        ctx.busy.discard((batch, email))
+        ran = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if ctx.stopping:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            ctx.busy.discard(key)
+            raise
+        # Not a stop: procrastinate's worker lost its database and cancels its jobs. The
+        # move goes on here under its lease and records itself when the database is back.
+        log.warning("%s/%s: job queue connection lost; the move goes on", batch, email)
+        task.add_done_callback(lambda t: _moved_on(ctx, key, t))
+        raise
+    ctx.busy.discard(key)
+    ctx.wake.set()
     if ran:
         ctx.moves += 1
         return "ran"
     ctx.skipped += 1
     return "no slot"
+
+
+def _moved_on(ctx: WorkerContext, key: tuple[str, str], task: asyncio.Task[bool]) -> None:
+    """A move that outlived its job ended: free its mailbox for the next scan."""
+    ctx.busy.discard(key)
+    ctx.wake.set()
+    if task.cancelled():
+        return
+    if task.exception() is not None:  # the runner records failures itself; this is a bug
+        log.error("%s/%s: move ended with %r", *key, task.exception())
+    elif task.result():
+        ctx.moves += 1
 
 
 async def enqueue_due(app: procrastinate.App, home: Home) -> int:
@@ -174,7 +208,7 @@ async def run_worker(home: Home, *, concurrency: int = 8, poll_seconds: float = 
     heartbeat = heartbeat_seconds or max(1.0, stalled_seconds / 3)
     async with app.open_async():
         log.info("worker %s started (%d at once)", runner.owner, concurrency)
-        loop = asyncio.create_task(_maintenance_loop(app, poll_seconds))
+        loop = asyncio.create_task(_maintenance_loop(app, poll_seconds, ctx.wake))
         # Our own signal handling: procrastinate's worker also ends when its database goes
         # away, and only a signal (or ``stop``) means "stop"; anything else means "restart".
         stop = stop or asyncio.Event()
@@ -191,6 +225,7 @@ async def run_worker(home: Home, *, concurrency: int = 8, poll_seconds: float = 
                     delete_jobs="successful", install_signal_handlers=False))
                 await asyncio.wait([worker, stopper], return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
+                    ctx.stopping = True
                     worker.cancel()  # procrastinate stops gracefully, then cancels running moves
                     await asyncio.gather(worker, return_exceptions=True)
                     break
@@ -225,10 +260,12 @@ def _connection_lost(e: BaseException | None) -> bool:
     return False
 
 
-async def _maintenance_loop(app: procrastinate.App, every: float) -> None:
+async def _maintenance_loop(app: procrastinate.App, every: float, wake: asyncio.Event) -> None:
     while True:
+        wake.clear()
         try:
             await maintenance(app)
         except Exception as e:  # database away (restart): keep trying, the pool reconnects
             log.warning("maintenance pass failed (%s); retrying", e.__class__.__name__)
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), every)

@@ -89,3 +89,19 @@ def write_tls_files(directory: Path) -> TlsFiles:
         )
     )
     return files
+
+
+def keep_tls_files(directory: Path) -> TlsFiles:
+    """Return the CA and server certificate kept in ``directory``, writing new ones only when
+    missing, unreadable or expiring within a day (``sim --state-dir`` promises a stable ca.pem).
+    """
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+        x509.load_pem_x509_certificate(files.ca_file.read_bytes())
+        serialization.load_pem_private_key(files.key_file.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return write_tls_files(directory)
+    if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < dt.timedelta(days=1):
+        return write_tls_files(directory)
+    return files

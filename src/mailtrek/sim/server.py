@@ -17,7 +17,7 @@ from types import TracebackType
 import uvicorn
 
 from mailtrek.sim.app import build_app
-from mailtrek.sim.certs import write_tls_files
+from mailtrek.sim.certs import keep_tls_files, write_tls_files
 from mailtrek.sim.config import IMAP_ROLE, Limits, SimConfig
 from mailtrek.sim.graph_messages import message_mime
 from mailtrek.sim.outlook_front import HostRouter, OutlookFront
@@ -44,7 +44,9 @@ class Simulator:
         self.state = SimState(self.config)
         self._own_dir = self.config.state_dir is None
         self.workdir = self.config.state_dir or Path(tempfile.mkdtemp(prefix="mtsim-"))
-        self.tls = write_tls_files(self.workdir)
+        # A state dir keeps its CA across restarts (clients trust ca.pem once); a temporary
+        # one gets fresh keys.
+        self.tls = keep_tls_files(self.workdir) if self.config.state_dir else write_tls_files(self.workdir)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0

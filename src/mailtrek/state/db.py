@@ -50,21 +50,50 @@ def open_engine(url_or_path: str | os.PathLike[str]) -> Engine:
         # Tables a module added to the metadata before its migration was written.
         all_metadata().create_all(engine)
     except SQLAlchemyError as e:
-        raise StateError(f"cannot open state database {safe_url(text)}: {e.__class__.__name__}",
-                         hint="check the path or URL, the server and the permissions") from e
+        raise _open_error(text, e) from e
     return engine
+
+
+def _open_error(url: str, e: Exception) -> StateError:
+    """Return what to tell the admin about a database that would not open (never the password)."""
+    detail = str(getattr(e, "orig", None) or e)
+    if "password authentication failed" in detail or "no password supplied" in detail:
+        from sqlalchemy.engine import make_url
+
+        user = make_url(url).username or "?"
+        return StateError(f"cannot open state database {safe_url(url)}: authentication failed for user {user}",
+                          hint="give the password with PGPASSWORD or a ~/.pgpass line (mode 0600), or in "
+                               "HOME/database-url; never on the command line")
+    return StateError(f"cannot open state database {safe_url(url)}: {e.__class__.__name__}",
+                      hint="check the path or URL, the server and the permissions")
 
 
 def database_url(url_or_path: str | os.PathLike[str]) -> str:
     """Return a SQLAlchemy URL for a SQLite path or a database URL (creates SQLite's folder)."""
     text = str(url_or_path)
     if "://" not in text:
-        Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{Path(text).expanduser()}"
+        path = Path(text).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
+        return f"sqlite:///{path}"
     for plain in ("postgresql://", "postgres://"):
         if text.startswith(plain):  # SQLAlchemy's default driver would be psycopg2
             return "postgresql+psycopg://" + text[len(plain):]
     return text
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600); tighten a group/world-readable one.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they follow.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only location: opening the database will say what is wrong
 
 
 def safe_url(url: str) -> str:

@@ -16,8 +16,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import mailtrek.state.web  # noqa: F401  (adds the web tables before the home is opened)
@@ -26,9 +25,9 @@ from mailtrek.orchestrate.csvfile import CsvInvalidError
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.states import TransitionError
 from mailtrek.secrets import redact
-from mailtrek.web import api, members, pages
+from mailtrek.web import admin_api, admin_pages, api, members, pages
 from mailtrek.web.auth import LoginLimiter
-from mailtrek.web.deps import LoginRequired, api_session, page_session
+from mailtrek.web.deps import LoginRequired, api_session
 from mailtrek.web.live import SpeedMeter
 
 log = logging.getLogger("mailtrek.web")
@@ -91,25 +90,18 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     app.include_router(api.router)
     app.include_router(members.pages)
     app.include_router(pages.router)
+    app.include_router(admin_pages.router)  # /docs (offline) and /audit
+    app.include_router(admin_api.router)  # PATCH endpoints and tenants, GET /api/audit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(api_session)])
     def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(page_session)])
-    def docs() -> HTMLResponse:
-        r = get_swagger_ui_html(openapi_url="/openapi.json", title="mailtrek API")
-        # Swagger UI comes from its CDN and starts with an inline script: allow just that here.
-        r.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-            "frame-ancestors 'none'")
-        return r
-
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
+        await admin_pages.audit_web_action(request, response)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         if not request.url.path.startswith("/static"):

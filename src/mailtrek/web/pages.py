@@ -298,7 +298,7 @@ async def batch_create(
         if csv is None:
             raise UsageError("choose the users CSV file to upload")
         data = await csv.read(MAX_BYTES + 1)
-        actions.create_batch(home_of(request), actions.BatchInput(
+        created = actions.create_batch(home_of(request), actions.BatchInput(
             name=name.strip(), endpoint=endpoint, tenant=dest if kind == "tenant" else None,
             dest_endpoint=dest if kind == "endpoint" else None,
             exclude_folder=exclude_folder.split(","), since=since, before=before, max_size=max_size,
@@ -309,6 +309,10 @@ async def batch_create(
                               error=f"The CSV has {len(problems)} problem(s); nothing was created.")
     except MailtrekError as e:
         return new_batch_page(request, s, 400, form=form, error=redact(str(e)))
+    if created.get("warnings"):  # e.g. --notify without SMTP: say so instead of failing silently later
+        from urllib.parse import quote
+
+        return see(f"/batches/{name.strip()}?done=" + quote("created; warning: " + "; ".join(created["warnings"])))
     return see(f"/batches/{name.strip()}")
 
 
@@ -319,8 +323,8 @@ def batch_actions(status: str) -> list[str]:
         out.append("start")
     if status in (BatchStatus.SYNCING, BatchStatus.SYNCED, BatchStatus.SYNCED_WITH_ERRORS):
         out.append("sync")
-    if can_move("batch", status, BatchStatus.STOPPED):
-        out.append("stop")
+    if status != BatchStatus.CREATED and can_move("batch", status, BatchStatus.STOPPED):
+        out.append("stop")  # a batch that never started has nothing to stop
     if status in (BatchStatus.STOPPED, BatchStatus.FAILED, BatchStatus.SYNCED_WITH_ERRORS):
         out.append("resume")
     if can_move("batch", status, BatchStatus.COMPLETING):

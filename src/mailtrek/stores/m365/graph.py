@@ -489,8 +489,10 @@ class GraphStore:
             if have is None or have == want:
                 found = item["id"]
                 break
-        log.info("Resolved an in-doubt create of %s in %s: %s", mid, self.address,
-                 "found" if found else "not there")
+        # "not there" is the common answer on a clean run (the create simply had not been
+        # confirmed yet): worth a debug line, not one in every run's log.
+        log.log(logging.INFO if found else logging.DEBUG, "Resolved an in-doubt create of %s in %s: %s",
+                mid, self.address, "found" if found else "not there")
         return found
 
     async def _settle_flags(self, item_id: str, flags: frozenset[str],
