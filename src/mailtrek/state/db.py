@@ -8,6 +8,7 @@ fingerprint on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,11 +86,15 @@ def database_url(url_or_path: str | os.PathLike[str]) -> str:
 def _private_file(path: Path) -> None:
     """Create ``path`` readable by its owner only (0600); tighten a group/world-readable one.
 
-    SQLite gives its -wal and -shm files the database file's mode, so they follow.
+    SQLite gives its -wal and -shm files the database file's mode, so they follow. An
+    existing file is never opened here: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, which pulls the locks from under SQLite connections that
+    are open already (seen as "disk I/O error" on the next write).
     """
     try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)
     except OSError:
