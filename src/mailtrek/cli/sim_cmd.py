@@ -39,13 +39,20 @@ def sim(
     seed: int = typer.Option(1, help="Seed of the latency randomiser."),
     tenant_id: str = typer.Option("7a1c0e52-4f6b-4c39-9d0e-5b7d3c2a9e01", help="Tenant GUID."),
     token_lifetime: int = typer.Option(3600, help="Access-token lifetime in seconds."),
-    concurrency: int = typer.Option(4, help="Concurrent requests per app and mailbox."),
+    concurrency: int = typer.Option(4, help="Concurrent requests (per app, or per app and mailbox: --concurrency-scope)."),
     requests_per_window: int = typer.Option(10_000, help="Requests per app and mailbox per window."),
     request_window: float = typer.Option(600.0, help="Request window in seconds."),
     upload_mb_per_window: float = typer.Option(150.0, help="MB uploaded per app and mailbox per window."),
     upload_window: float = typer.Option(300.0, help="Upload window in seconds."),
     max_message_mb: int = typer.Option(35, help="Largest message (MB)."),
     mx: list[str] = typer.Option([], help="DOMAIN=MXHOST answered by serviceConfigurationRecords."),
+    concurrency_scope: str = typer.Option(
+        "app", help="What the concurrent-request limit counts: 'app' (per app ID across all "
+                    "mailboxes, learn.microsoft.com/graph/throttling-limits 'Limits per app ID') "
+                    "or 'mailbox' (per app and mailbox; 429 'MailboxConcurrency')."),
+    import_mime_received: str = typer.Option(
+        "headers", help="receivedDateTime of importMime items: 'headers' (topmost Received, else "
+                        "Date) or 'now' (time of the import; Microsoft does not document it)."),
 ) -> None:
     """Run a local Microsoft 365 simulator over HTTPS (a test double, like moto for AWS)."""
     from mailtrek.sim import SimConfig, Simulator, UserSpec
@@ -61,7 +68,14 @@ def sim(
         if not sep or not domain or not target:
             raise typer.BadParameter("use DOMAIN=MXHOST", param_hint="--mx")
         mx_records[domain.lower()] = target
+    from mailtrek.sim.config import CONCURRENCY_SCOPES, IMPORT_MIME_RECEIVED
+
+    if concurrency_scope not in CONCURRENCY_SCOPES:
+        raise typer.BadParameter("use app or mailbox", param_hint="--concurrency-scope")
+    if import_mime_received not in IMPORT_MIME_RECEIVED:
+        raise typer.BadParameter("use headers or now", param_hint="--import-mime-received")
     config = SimConfig(
+        concurrency_scope=concurrency_scope, import_mime_received=import_mime_received,
         users=specs, host=host, port=port, state_dir=state_dir, tenant_id=tenant_id,
         token_lifetime_s=token_lifetime, mx_records=mx_records,
         latency=_latency(latency_ms, ms_per_mb, seed),  # type: ignore[arg-type]

@@ -673,6 +673,7 @@ class GraphStore:
                     raise GraphRejectedError(str(error.get("message") or "flag update refused"),
                                              status=status, code=str(error.get("code") or ""))
             if pause:
+                self.client.app_limiter.throttled()
                 self.client.pacer.backoff(self.address, pause)
             pending = retry
         if pending:
