@@ -240,4 +240,6 @@ def test_an_older_state_database_gains_the_service_account_columns(tmp_path: Pat
     finally:
         engine.dispose()
     with sqlite3.connect(path) as c:
-        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        from mailtrek.state.migrate import head
+
+        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]

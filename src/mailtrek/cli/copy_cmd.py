@@ -107,6 +107,10 @@ def copy(
             m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
             keep_read_receipts=keep_read_receipts)
         engine = open_engine(state or home_dir() / "copy-state.db")
+        if hasattr(dst, "use_memory"):  # Microsoft 365: the tenant's stored profile
+            from mailtrek.state.m365 import ProfileMemory
+
+            dst.use_memory(ProfileMemory(engine))
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
                                        gmail_labels))

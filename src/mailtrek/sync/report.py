@@ -17,6 +17,7 @@ _CHANGE_KINDS = (
     ("wrapped", "long lines re-encoded"),
     ("sent as json", "sent as JSON (MIME not kept exactly)"),
     ("stored as text", "unparsable MIME stored as text"),
+    ("received date not kept", "received date not kept"),
 )
 
 
@@ -41,6 +42,11 @@ def report_dict(r: CopyReport) -> dict[str, Any]:
         "folders": [asdict(f) for f in r.folders],
         "skipped": [asdict(s) for s in r.skipped],
         "errors": list(r.errors),
+        # Messages whose received date the destination did not keep, with both dates.
+        "dates_not_kept": [
+            {"folder": f.source, "uid": n.uid, "subject": n.subject,
+             "source_date": n.date_source, "destination_date": n.date_dest}
+            for f in r.folders for n in f.notes if n.date_source is not None],
     }
 
 
