@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import uuid
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from mailtrek.sim import Latency, SimConfig, Simulator
 from mailtrek.sim.testing import async_graph_client, fetch_token
@@ -68,3 +71,50 @@ async def test_many_mailboxes_share_one_app_limit_without_429(scope: str) -> Non
         assert client.app_limiter.stats["peak"] == 4
     finally:
         sim.stop()
+
+
+def _cli(home, *args: str) -> Result:
+    from mailtrek.cli.main import app
+
+    return CliRunner().invoke(app, [*args, "--home", str(home)])
+
+
+def test_batch_spreads_mailboxes_over_two_app_registrations(tmp_path, dovecot_src) -> None:
+    """`tenant add-app` adds a registration; `run` moves mailboxes through both apps."""
+    from test_orchestrate_e2e import fill, mailtrek, setup_home
+
+    with Simulator(SimConfig(users=[], latency=Latency(5.0, 5.0, 0.0))) as sim:
+        names = [f"two{i}{uuid.uuid4().hex[:4]}" for i in range(4)]
+        rows = ["EmailAddress,UserName,Password"]
+        for name in names:
+            dovecot_src.add_user(name, f"Pw-{name}")
+            fill(dovecot_src, name, f"Pw-{name}", inbox=3, projects=1)
+            sim.add_user(f"{name}@contoso.test")
+            rows.append(f"{name}@contoso.test,{name},Pw-{name}")
+        home = setup_home(tmp_path, dovecot_src, sim)
+        secret = tmp_path / "second-secret"
+        secret.write_text("Second-App-Secret-7\n")
+        added = _cli(home, "tenant", "add-app", "t", "--client-id", "second-app",
+                     "--client-secret-file", str(secret))
+        assert added.exit_code == 0 and "token acquired" in added.output, added.output
+        again = _cli(home, "tenant", "add-app", "t", "--client-id", "second-app",
+                     "--client-secret-file", str(secret), "--name", "other")
+        assert again.exit_code != 0 and "already used" in again.output
+        listed = json.loads(_cli(home, "tenant", "apps", "t", "--json").output)
+        assert [a["client_id"] for a in listed] == ["mailtrek-e2e", "second-app"]
+        assert "Second-App-Secret-7" not in str(listed) + added.output
+        csv = tmp_path / "users.csv"
+        csv.write_text("\n".join(rows) + "\n")
+        assert _cli(home, "batch", "create", "b2", "--endpoint", "src", "--tenant", "t",
+                    "--csv", str(csv), "--autostart").exit_code == 0
+        mailtrek(home, "run", "--until-idle")
+        for name in names:
+            assert len(sim.messages(f"{name}@contoso.test")) == 4
+        busy = sim.state.throttle.busy_seconds
+        assert busy["mailtrek-e2e"] > 0 and busy["second-app"] > 0  # both apps moved mail
+        assert sim.throttled_count() == 0
+        with sqlite3.connect(home / "state.db") as db:  # every lease given back
+            assert db.execute("SELECT count(*) FROM m365_app_slots").fetchone()[0] == 0
+        assert _cli(home, "tenant", "remove-app", "t", "second-app").exit_code == 0
+        listed = json.loads(_cli(home, "tenant", "apps", "t", "--json").output)
+        assert [a["client_id"] for a in listed] == ["mailtrek-e2e"]

@@ -42,9 +42,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(batch_app, name="batch")
     app.add_typer(cutover_app, name="cutover")
     app.command("run")(run_cmd)
-    from mailtrek.cli import discovery_cmds  # endpoint discover, batch preflight
+    from mailtrek.cli import (
+        discovery_cmds,  # endpoint discover, batch preflight
+        tenant_m365_cmds,  # tenant add-app, apps, remove-app, probe
+    )
 
     discovery_cmds.register(app)
+    tenant_m365_cmds.register(tenant_app)
 
 
 def handled(fn: F) -> F:

@@ -34,7 +34,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -179,6 +179,7 @@ class GraphStore:
         self.routes = {"importMime": 0, "json": 0, "upload_sessions": 0, "redated": 0}
         self.profile: dict[str, Any] = {}
         self.memory: dates.ProfileMemory | None = None
+        self.on_close: Callable[[], None] | None = None  # the owner's hook (app pools)
         if self.options.memory is not None:
             self.use_memory(self.options.memory)
 
@@ -226,6 +227,9 @@ class GraphStore:
             await self.client.close()
         else:
             await self.client.release(self.address)
+        if self.on_close is not None:
+            self.on_close, done = None, self.on_close
+            done()
 
     async def check_mailbox(self) -> dict[str, Any]:
         """Check that the user exists and has an Exchange Online mailbox; return the user.
