@@ -118,3 +118,47 @@ def test_batch_spreads_mailboxes_over_two_app_registrations(tmp_path, dovecot_sr
         assert _cli(home, "tenant", "remove-app", "t", "second-app").exit_code == 0
         listed = json.loads(_cli(home, "tenant", "apps", "t", "--json").output)
         assert [a["client_id"] for a in listed] == ["mailtrek-e2e"]
+
+
+@pytest.mark.parametrize("scope,received", [("app", "headers"), ("mailbox", "now")])
+def test_tenant_probe_measures_stores_and_cleans_up(tmp_path, scope: str, received: str) -> None:
+    from mailtrek.orchestrate.endpoints import get_tenant
+    from mailtrek.orchestrate.home import open_home
+    from mailtrek.orchestrate.mover import tenant_config
+    from mailtrek.state.m365 import ProfileMemory
+    from mailtrek.stores.m365 import dates, open_graph_store
+
+    config = SimConfig(latency=Latency(150.0, 150.0, 0.0), concurrency_scope=scope,
+                       import_mime_received=received)
+    with Simulator(config) as sim:
+        home = tmp_path / "home"
+        secret = tmp_path / "secret"
+        secret.write_text("Probe-Secret-1\n")
+        added = _cli(home, "tenant", "add", "t", "--tenant-id", sim.config.tenant_id,
+                     "--client-id", "probe-app", "--client-secret-file", str(secret),
+                     "--m365-authority", sim.authority(), "--graph-url", f"{sim.base_url}/graph",
+                     "--ca-file", str(sim.ca_file))
+        assert added.exit_code == 0, added.output
+        before = {f.id for f in sim.folders(USERS[0])}
+        r = _cli(home, "tenant", "probe", "t", "--mailbox", USERS[0],
+                 "--other-mailbox", USERS[1], "--json")
+        assert r.exit_code == 0, r.output
+        found = json.loads(r.output)["findings"]
+        assert found["concurrency_scope"] == scope
+        assert found["import_mime_received"] == received
+        assert found["json_keeps_received"] is True and found["import_mime_exact"] is True
+        assert found["cleaned_up"] is True
+        assert {f.id for f in sim.folders(USERS[0])} == before  # nothing left behind
+        assert not sim.messages(USERS[0]) and sim.throttled_count(USERS[0]) <= 3
+        table = _cli(home, "tenant", "probe", "t", "--mailbox", USERS[0])
+        assert "importMime received date" in table.output and "Probe-Secret" not in table.output
+        # copy and batches read the stored profile: route and app-wide cap
+        h = open_home(home)
+        tenant = tenant_config(h, get_tenant(h, "t"))
+        dates.forget(tenant.tenant_id)
+        store = open_graph_store(USERS[0], tenant)
+        store.use_memory(ProfileMemory(h.engine))
+        assert store.import_mime_allowed == (received == "headers")
+        assert store.client.app_limiter.ceiling == (4 if scope == "app" else 64)
+        dates.forget(tenant.tenant_id)
+        asyncio.run(store.close())

@@ -110,7 +110,10 @@ def copy(
         if hasattr(dst, "use_memory"):  # Microsoft 365: the tenant's stored profile
             from mailtrek.state.m365 import ProfileMemory
 
-            dst.use_memory(ProfileMemory(engine))
+            home_db = home_dir() / "state.db"  # where `tenant probe` stores profiles
+            fallback = open_engine(home_db) if home_db.is_file() and (
+                state is None or Path(str(state)).resolve() != home_db.resolve()) else None
+            dst.use_memory(ProfileMemory(engine, fallback))
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
                                        gmail_labels))

@@ -83,8 +83,36 @@ def remove_app(name: str, app: Annotated[str, typer.Argument(help="app name or c
     typer.echo(f"tenant {name}: app {app} removed")
 
 
+def probe(
+    name: Annotated[str, typer.Argument(help="the stored tenant")],
+    mailbox: Annotated[str, typer.Option(help="mailbox to test in (a hidden folder, deleted after)")],
+    other_mailbox: Annotated[str | None, typer.Option(
+        help="a second mailbox, to tell a per-app from a per-mailbox concurrency limit")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Ask the live tenant what Microsoft leaves open, store it as the tenant's profile.
+
+    Creates a few marked test items in a hidden folder of MAILBOX, reads back what
+    Exchange did (received date, draft, exact MIME), measures the concurrency scope with
+    one small burst (with --other-mailbox), deletes everything it made.
+    """
+    from mailtrek.orchestrate.endpoints import get_tenant
+    from mailtrek.orchestrate.tenant_probe import probe_tenant
+
+    h = _home(home)
+    result = asyncio.run(probe_tenant(h, get_tenant(h, name), mailbox, other_mailbox))
+    if json_out:
+        _print_json(result)
+        return
+    _table(result["steps"], ["step", "result", "detail"])
+    typer.echo(f"profile of tenant {name} stored: " + ", ".join(
+        f"{k}={v}" for k, v in result["profile"].items()))
+
+
 def register(tenant_app: typer.Typer) -> None:
     """Add the commands to ``mailtrek tenant``."""
     tenant_app.command("add-app")(handled(add_app))
     tenant_app.command("apps")(handled(apps))
     tenant_app.command("remove-app")(handled(remove_app))
+    tenant_app.command("probe")(handled(probe))

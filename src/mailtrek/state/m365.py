@@ -87,13 +87,19 @@ def save_profile(engine: Engine, tenant_id: str, facts: dict[str, Any], *,
 
 
 class ProfileMemory:
-    """Remember what a copy learned about a tenant (the Graph store calls it)."""
+    """Remember what a copy learned about a tenant (the Graph store calls it).
 
-    def __init__(self, engine: Engine) -> None:
+    ``fallback``: another database read first (the home's, where ``tenant probe`` stores
+    profiles, when ``copy`` keeps its state elsewhere); facts are written to ``engine``.
+    """
+
+    def __init__(self, engine: Engine, fallback: Engine | None = None) -> None:
         self.engine = engine
+        self.fallback = fallback
 
     def load(self, tenant_id: str) -> dict[str, Any]:
-        return load_profile(self.engine, tenant_id)
+        base = load_profile(self.fallback, tenant_id) if self.fallback is not None else {}
+        return base | load_profile(self.engine, tenant_id)
 
     def remember(self, tenant_id: str, facts: dict[str, Any]) -> None:
         save_profile(self.engine, tenant_id, facts)
