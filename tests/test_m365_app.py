@@ -162,3 +162,31 @@ def test_tenant_probe_measures_stores_and_cleans_up(tmp_path, scope: str, receiv
         assert store.client.app_limiter.ceiling == (4 if scope == "app" else 64)
         dates.forget(tenant.tenant_id)
         asyncio.run(store.close())
+
+
+def test_sim_cli_refuses_unknown_modes(tmp_path) -> None:
+    from mailtrek.cli.main import app
+
+    for option in ("--concurrency-scope", "--import-mime-received"):
+        r = CliRunner().invoke(app, ["sim", option, "sometimes"])
+        assert r.exit_code == 2 and option in r.output
+
+
+def test_app_slots_are_shared_between_processes_and_expire(tmp_path) -> None:
+    from mailtrek.state.db import open_engine
+    from mailtrek.state.m365 import DbSlotLeases
+
+    engine = open_engine(tmp_path / "s.db")
+    one, two = DbSlotLeases(engine), DbSlotLeases(engine, ttl=-1)  # two's leases are stale
+    taken = [one.try_acquire("app", 4) for _ in range(3)]
+    assert sorted(taken) == [0, 1, 2]  # type: ignore[type-var]
+    assert two.try_acquire("app", 4) == 3  # another process takes the last place ...
+    assert one.try_acquire("app", 4) == 3  # ... and dies: its expired lease is taken over
+    assert one.held("app") == 4
+    assert one.try_acquire("app", 4) is None  # all four places taken
+    two.release("app", 1)  # not two's lease: stays
+    assert one.try_acquire("app", 4) is None
+    one.release("app", 1)
+    assert one.try_acquire("app", 4) == 1
+    assert two.try_acquire("other-app", 4) == 0  # apps do not share places
+    engine.dispose()
