@@ -77,14 +77,16 @@ class Sim:
             self.proc.kill()
 
 
-async def run(sim: Sim, users: list[str], apps: int, messages: int, limited: bool) -> float:
+async def run(sim: Sim, users: list[str], apps: int, messages: int, limited: bool,
+              leases: object = None) -> float:
     clients = []
     for a in range(apps):
         config = TenantConfig(tenant_id="contoso", client_id=f"bench-app-{a}",
                               client_secret="x", authority=sim.info["authority"],
                               graph_url=sim.info["graph_url"], ca_file=Path(sim.info["ca_file"]))
         clients.append(GraphClient(config, app_limiter=AppLimiter(
-            config.client_id, 4 if limited else 1000), max_throttle_retries=50))
+            config.client_id, 4 if limited else 1000, leases=leases),  # type: ignore[arg-type]
+            max_throttle_retries=50))
     pool = AppPool(clients)
 
     async def one(box: int, upn: str) -> None:
@@ -111,6 +113,9 @@ def main() -> int:
     ap.add_argument("--apps", default="1,2")
     ap.add_argument("--messages", type=int, default=40, help="per mailbox")
     ap.add_argument("--latency-ms", type=float, default=100.0)
+    ap.add_argument("--leases", action="store_true",
+                    help="take the app's places as leases in a SQLite state database, as "
+                         "batches and workers do")
     ap.add_argument("--no-app-limit", action="store_true",
                     help="also run without the app limiter (per-mailbox pacing only)")
     a = ap.parse_args()
@@ -126,8 +131,14 @@ def main() -> int:
                 users = [f"u{i}@contoso.test" for i in range(n)]
                 with tempfile.TemporaryDirectory(prefix="mt-appbench-") as work:
                     sim = Sim(users, a.latency_ms, Path(work))
+                    leases = None
+                    if a.leases:
+                        from mailtrek.state.db import open_engine
+                        from mailtrek.state.m365 import DbSlotLeases
+
+                        leases = DbSlotLeases(open_engine(Path(work) / "state.db"))
                     try:
-                        wall = asyncio.run(run(sim, users, apps, a.messages, limited))
+                        wall = asyncio.run(run(sim, users, apps, a.messages, limited, leases))
                         st = sim.stats()
                     finally:
                         sim.close()
@@ -137,7 +148,8 @@ def main() -> int:
                 busy = sum(v["busy_seconds"] for v in bench_apps.values())
                 peak = max((v["peak_in_flight"] for v in bench_apps.values()), default=0)
                 share = busy / (4 * apps * wall)
-                print(f"| {n} | {apps} | {'yes' if limited else 'no'} | {wall:.1f} | "
+                kind = ("leases" if a.leases else "yes") if limited else "no"
+                print(f"| {n} | {apps} | {kind} | {wall:.1f} | "
                       f"{n * a.messages / wall:.1f} | {reqs} | {throttled} | "
                       f"{throttled / max(1, reqs):.1%} | {share:.0%} | {peak} |", flush=True)
     return 0

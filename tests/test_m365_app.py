@@ -190,3 +190,23 @@ def test_app_slots_are_shared_between_processes_and_expire(tmp_path) -> None:
     assert one.try_acquire("app", 4) == 1
     assert two.try_acquire("other-app", 4) == 0  # apps do not share places
     engine.dispose()
+
+
+async def test_app_limiter_never_exceeds_its_cap_and_serves_in_order() -> None:
+    limiter = AppLimiter("a", 2)
+    inside, most, order = 0, 0, []
+
+    async def work(i: int) -> None:
+        nonlocal inside, most
+        async with limiter.slot():
+            order.append(i)
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+    tasks = [asyncio.create_task(work(i)) for i in range(8)]
+    await asyncio.sleep(0)
+    tasks[5].cancel()  # a waiter that gives up does not keep a place
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert most == 2 and order == [0, 1, 2, 3, 4, 6, 7]
+    assert limiter.in_flight == 0

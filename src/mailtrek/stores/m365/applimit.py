@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
@@ -51,7 +52,7 @@ class AppLimiter:
         self._poll = poll
         self._in_flight = 0
         self._since_throttle = 0
-        self._changed = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # first come, first served
         self.stats = {"requests": 0, "throttled": 0, "peak": 0, "waits": 0}
 
     @property
@@ -72,12 +73,22 @@ class AppLimiter:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the app's places while a request is sent and answered."""
-        while self._in_flight >= int(self.cap):
+        if self._in_flight >= int(self.cap) or self._waiters:
             self.stats["waits"] += 1
-            self._changed.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=0.5)
-        self._in_flight += 1
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter  # _wake hands the place over: in_flight already counts it
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._in_flight -= 1  # handed over just as we were cancelled
+                    self._wake()
+                else:
+                    with suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+        else:
+            self._in_flight += 1
         self.stats["peak"] = max(self.stats["peak"], self._in_flight)
         lease: int | None = None
         try:
@@ -87,7 +98,15 @@ class AppLimiter:
             if lease is not None and self.leases is not None:
                 await asyncio.to_thread(self.leases.release, self.app_id, lease)
             self._in_flight -= 1
-            self._changed.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Hand free places to the longest waiters (each counted as in flight at once)."""
+        while self._waiters and self._in_flight < int(self.cap):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)
 
     def succeeded(self) -> None:
         """Count an answer that was not a throttle; grow the cap after ``cap`` of them."""
@@ -96,7 +115,7 @@ class AppLimiter:
         if self.cap < self.ceiling and self._since_throttle >= self.cap:
             self._since_throttle = 0
             self.cap = min(float(self.ceiling), self.cap + 1)
-            self._changed.set()
+            self._wake()
 
     def throttled(self) -> None:
         """Halve the cap after a 429 (at least 1 stays)."""
@@ -112,4 +131,4 @@ class AppLimiter:
         """Change the ceiling (a stored tenant profile knows better than the default)."""
         self.ceiling = max(1, ceiling)
         self.cap = float(self.ceiling)
-        self._changed.set()
+        self._wake()
