@@ -110,16 +110,28 @@ def copy(
         if hasattr(dst, "use_memory"):  # Microsoft 365: the tenant's stored profile
             from mailtrek.state.m365 import ProfileMemory
 
-            home_db = home_dir() / "state.db"  # where `tenant probe` stores profiles
-            fallback = open_engine(home_db) if home_db.is_file() and (
-                state is None or Path(str(state)).resolve() != home_db.resolve()) else None
-            dst.use_memory(ProfileMemory(engine, fallback))
+            dst.use_memory(ProfileMemory(engine, _home_profiles(state)))
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         report = asyncio.run(_run_copy(src, dst, MailboxState(engine, key), options,
                                        gmail_labels))
         report.source, report.destination = src_addr.display(), dst_addr.display()
         _finish(report, json_report)
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
+
+
+def _home_profiles(state: Any) -> Any:
+    """Return a read-only engine on the home's SQLite database (where ``tenant probe``
+    stores tenant profiles), None when there is none or it is the copy's own state.
+
+    Opened without migrating: a home of another mailtrek version is read if it can be,
+    never changed (ProfileMemory ignores a database it cannot read).
+    """
+    from sqlalchemy import create_engine
+
+    home_db = home_dir() / "state.db"
+    if not home_db.is_file() or (state is not None and Path(str(state)).resolve() == home_db.resolve()):
+        return None
+    return create_engine(f"sqlite:///file:{home_db}?mode=ro&uri=true")
 
 
 async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,

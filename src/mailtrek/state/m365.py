@@ -31,7 +31,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mailtrek.state.schema import metadata
 
@@ -98,7 +98,12 @@ class ProfileMemory:
         self.fallback = fallback
 
     def load(self, tenant_id: str) -> dict[str, Any]:
-        base = load_profile(self.fallback, tenant_id) if self.fallback is not None else {}
+        base: dict[str, Any] = {}
+        if self.fallback is not None:
+            try:
+                base = load_profile(self.fallback, tenant_id)
+            except SQLAlchemyError:
+                base = {}  # no profiles there (another version, or not a home): none
         return base | load_profile(self.engine, tenant_id)
 
     def remember(self, tenant_id: str, facts: dict[str, Any]) -> None:

@@ -8,9 +8,11 @@ which costs exact MIME (the message is re-synthesised) and one request per attac
 
 So every create's answer is compared with the source. When importMime stamped the time
 of the import, the tenant takes the JSON route from then on (kept here per process, and
-in the tenant's stored profile when the caller gives a memory); when it took a header
-date that differs from INTERNALDATE, only that message is sent again as JSON. A message
-whose date no route kept is listed in the report with both dates.
+in the tenant's stored profile when the caller gives a memory). When it took a header
+date that differs from INTERNALDATE the exact MIME is kept and the message listed: the
+header date is often the truer one (a server that reset INTERNALDATE in an earlier move).
+Every message whose received date differs from INTERNALDATE is listed in the report with
+both dates.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ Append routes (DESIGN.md "Microsoft 365 destination"):
 A 403 on importMime is remembered per tenant and every later message takes route 2.
 So is an importMime that stamps the time of the import as receivedDateTime (``dates``):
 that item is deleted and sent again by route 2, which sets PidTagMessageDeliveryTime,
-and the tenant's profile remembers it. A message whose date no route kept carries both
-dates in its AppendResult (listed in the report).
+and the tenant's profile remembers it. An item that took a header date other than the
+INTERNALDATE keeps its exact MIME (that header date is often the truer one, e.g. after an
+earlier migration reset INTERNALDATE). Every message whose received date differs from
+INTERNALDATE carries both dates in its AppendResult (listed in the report).
 The plain v1.0 MIME create is never used (it makes drafts dated "now").
 
 Exactly once: a create whose answer is lost (InDoubtError) is looked up by
@@ -477,8 +479,8 @@ class GraphStore:
                 if found is None:
                     continue  # not there: sending again cannot duplicate
                 item = {"id": found}
-            if not dates.kept(message.internaldate, item.get("receivedDateTime")):
-                redone = await self._redate(fid, message, mid, item, sent_at)
+            if dates.stamped_now(message.raw, item.get("receivedDateTime"), sent_at):
+                redone = await self._redate(fid, message, mid, item)
                 if redone is not None:
                     return redone
             self.routes["importMime"] += 1
@@ -502,15 +504,13 @@ class GraphStore:
                                  code="ImportMimeFailed")
 
     async def _redate(self, fid: str, message: Message, mid: str | None,
-                      item: dict[str, Any], sent_at: datetime) -> AppendResult | None:
-        """Replace an importMime item that lost its received date by a JSON create.
+                      item: dict[str, Any]) -> AppendResult | None:
+        """Replace an importMime item stamped with the time of the import by a JSON create.
 
-        An item stamped with the time of the import teaches the tenant to skip importMime
-        (``dates.learn_loss``). Returns None when the item could not be removed (it
-        stays, listed with both dates).
+        The tenant learns to skip importMime (``dates.learn_loss``). Returns None when the
+        item could not be removed (it stays, listed with both dates).
         """
-        if dates.stamped_now(message.raw, item.get("receivedDateTime"), sent_at):
-            dates.learn_loss(self.tenant.tenant_id, self.memory)
+        dates.learn_loss(self.tenant.tenant_id, self.memory)
         if not await self._discard(item["id"]):
             return None
         self.routes["redated"] += 1
