@@ -101,8 +101,9 @@ def test_upload_session_assembles_10_mb(graph: httpx.Client, sim: Simulator) -> 
     stored = sim.attachments(message_id)
     assert len(stored) == 1
     assert hashlib.sha256(stored[0].content).digest() == hashlib.sha256(content).digest()
-    assert location.endswith(stored[0].id)
-    fetched = graph.get(location).json()
+    # Outlook's form: .../api/v2.0/Users('..')/Messages('..')/Attachments('{id}').
+    assert location.endswith(f"/Attachments('{stored[0].id}')")
+    fetched = graph.get(f"/users/{ALICE}/messages/{message_id}/attachments/{stored[0].id}").json()
     assert fetched["size"] == len(content) and fetched["name"] == "big.bin"
 
 
@@ -138,7 +139,7 @@ def test_batch_runs_requests_and_reports_each(graph: httpx.Client, sim: Simulato
 
 def test_batch_depends_on_and_limits(graph: httpx.Client) -> None:
     response = graph.post("/$batch", json={"requests": [
-        {"id": "a", "method": "GET", "url": f"/users/{ALICE}/mailFolders/nope"},
+        {"id": "a", "method": "GET", "url": f"/users/{ALICE}/mailFolders/AAMk{'A' * 60}"},
         {"id": "b", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox", "dependsOn": ["a"]},
     ]}).json()["responses"]
     assert [r["status"] for r in response] == [404, 424]

@@ -31,7 +31,8 @@ def test_cli_serves_discovery_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
         [*MAILTREK, "sim", "--host", "127.0.0.1", "--port", "0",
-         "--users", "a@contoso.test,b@contoso.test", "--state-dir", str(state), "--latency-ms", "0"],
+         "--users", "a@contoso.test,b@contoso.test", "--state-dir", str(state), "--latency-ms", "0",
+         "--apps", "c:s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -46,6 +47,10 @@ def test_cli_serves_discovery_and_stops_on_sigterm(tmp_path: Path) -> None:
             token = client.post(doc.json()["token_endpoint"], data={
                 "grant_type": "client_credentials", "client_id": "c", "client_secret": "s",
                 "scope": "https://graph.microsoft.com/.default"}).json()["access_token"]
+            refused = client.post(doc.json()["token_endpoint"], data={
+                "grant_type": "client_credentials", "client_id": "other", "client_secret": "s",
+                "scope": "https://graph.microsoft.com/.default"})
+            assert refused.status_code == 400  # --apps: unknown client ids are refused
             user = client.get(f"{values['graph_url']}/users/b@contoso.test",
                               headers={"Authorization": f"Bearer {token}"})
             assert user.json()["userPrincipalName"] == "b@contoso.test"
@@ -64,3 +69,12 @@ def test_cli_rejects_bad_latency() -> None:
     )
     assert result.returncode == 2
     assert "--latency-ms" in result.stderr
+
+
+def test_cli_rejects_bad_apps() -> None:
+    result = subprocess.run(
+        [*MAILTREK, "sim", "--apps", "only-an-id", "--fractional-retry-after"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--apps" in result.stderr

@@ -108,6 +108,8 @@ def test_well_known_folders_resolve(graph: httpx.Client) -> None:
     root = graph.get(f"/users/{ALICE}/mailFolders/msgfolderroot").json()
     assert inbox["parentFolderId"] == root["id"]
     response = graph.get(f"/users/{ALICE}/mailFolders/nosuchfolder")
+    assert response.status_code == 400 and _error(response) == "ErrorInvalidIdMalformed"
+    response = graph.get(f"/users/{ALICE}/mailFolders/AAMk{'A' * 60}")
     assert response.status_code == 404 and _error(response) == "ErrorItemNotFound"
 
 
@@ -270,7 +272,8 @@ def test_patch_rules_for_drafts_and_non_drafts(graph: httpx.Client, beta: httpx.
     draft = graph.post(f"/users/{ALICE}/messages", json={"subject": "draft"}).json()
     changed = graph.patch(f"/users/{ALICE}/messages/{draft['id']}", json={"subject": "edited"})
     assert changed.status_code == 200 and changed.json()["subject"] == "edited"
-    assert graph.get(f"/users/{ALICE}/messages/nope").status_code == 404
+    assert graph.get(f"/users/{ALICE}/messages/nope").status_code == 400  # malformed id
+    assert graph.get(f"/users/{ALICE}/messages/AAMk{'A' * 60}").status_code == 404
 
 
 def test_size_extended_property_and_beta_well_known_name(graph: httpx.Client, beta: httpx.Client) -> None:

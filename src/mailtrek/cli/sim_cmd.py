@@ -26,6 +26,19 @@ def _latency(spec: str, ms_per_mb: float, seed: int) -> object:
     return Latency(base_min, base_max, ms_per_mb, seed)
 
 
+def _apps(spec: str) -> dict[str, str]:
+    """Parse ``ID:SECRET,ID:SECRET`` into client id -> secret."""
+    found: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        client_id, sep, secret = item.strip().partition(":")
+        if not sep or not client_id or not secret:
+            raise typer.BadParameter("use CLIENT_ID:SECRET[,CLIENT_ID:SECRET...]", param_hint="--apps")
+        found[client_id] = secret
+    return found
+
+
 def sim(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
@@ -39,6 +52,11 @@ def sim(
     seed: int = typer.Option(1, help="Seed of the latency randomiser."),
     tenant_id: str = typer.Option("7a1c0e52-4f6b-4c39-9d0e-5b7d3c2a9e01", help="Tenant GUID."),
     token_lifetime: int = typer.Option(3600, help="Access-token lifetime in seconds."),
+    apps: str = typer.Option(
+        "", help="Comma-separated CLIENT_ID:SECRET app registrations; when given, the token "
+                 "endpoint refuses other client ids and wrong secrets, as Entra ID does."),
+    fractional_retry_after: bool = typer.Option(
+        False, help="Send Retry-After with decimals (e.g. 2.128), as Graph's throttling page shows."),
     concurrency: int = typer.Option(4, help="Concurrent requests (per app, or per app and mailbox: --concurrency-scope)."),
     requests_per_window: int = typer.Option(10_000, help="Requests per app and mailbox per window."),
     request_window: float = typer.Option(600.0, help="Request window in seconds."),
@@ -74,8 +92,11 @@ def sim(
         raise typer.BadParameter("use app or mailbox", param_hint="--concurrency-scope")
     if import_mime_received not in IMPORT_MIME_RECEIVED:
         raise typer.BadParameter("use headers or now", param_hint="--import-mime-received")
+    secrets = _apps(apps)
     config = SimConfig(
         concurrency_scope=concurrency_scope, import_mime_received=import_mime_received,
+        client_secrets=secrets, registered_apps_only=bool(secrets),
+        fractional_retry_after=fractional_retry_after,
         users=specs, host=host, port=port, state_dir=state_dir, tenant_id=tenant_id,
         token_lifetime_s=token_lifetime, mx_records=mx_records,
         latency=_latency(latency_ms, ms_per_mb, seed),  # type: ignore[arg-type]

@@ -11,7 +11,9 @@ URL layout (BASE = https://127.0.0.1:PORT):
         users, users/{id|upn}, domains, domains/{d}/serviceConfigurationRecords,
         users/{u}/mailFolders[/{f}[/childFolders]], users/{u}[/mailFolders/{f}]/messages,
         users/{u}/messages/{m}[/$value|/move|/attachments[/createUploadSession|/{a}]],
-        users/{u}/mailFolders/{f}/importMime (beta), $batch, upload/{session} (uploadUrl)
+        users/{u}/mailFolders/{f}/importMime (beta), $batch
+    OUTLOOK/api/v2.0/Users('..')/Messages('..')/AttachmentSessions('..')  uploadUrl, on a
+        second port (Simulator.outlook_url), as Graph hands out outlook.office.com URLs
 """
 
 from mailtrek.sim.config import Faults, Latency, Limits, SimConfig, UserSpec

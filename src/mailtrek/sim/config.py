@@ -51,6 +51,11 @@ class Limits:
     max_request_bytes: int = 4 * MB
     max_attachment_inline_bytes: int = 3 * MB
     max_upload_chunk_bytes: int = 4 * MB
+    # "Use this approach to attach a file if the file size is between 3 MB and 150 MB"
+    # (learn.microsoft.com/graph/api/attachment-createuploadsession); smaller ones get
+    # ErrorAttachmentSizeShouldNotBeLessThanMinimumSize (outlook-large-attachments, "Errors").
+    # A field measurement found 2 MB (microsoftgraph/msgraph-sdk-java#52): tests may lower it.
+    min_upload_session_bytes: int = 3 * MB
     max_message_bytes: int = 35 * MB
     max_batch_requests: int = 20
     page_size: int = 10
@@ -133,6 +138,12 @@ class SimConfig:
     # or "now" (time of the import, as MIME create does per learn.microsoft.com/graph/api/
     # user-post-messages example 3). mailfolder-importmime does not say (m365.md A1d).
     import_mime_received: str = "headers"
+    # Retry-After with decimals, as learn.microsoft.com/graph/throttling's sample shows
+    # ("2.128"); default whole seconds, as RFC 9110 defines delta-seconds.
+    fractional_retry_after: bool = False
+    # True: the token endpoint refuses client ids not in ``client_secrets`` or
+    # ``client_certificates`` (AADSTS700016), as Entra does; ``mailtrek sim --apps``.
+    registered_apps_only: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency_scope not in CONCURRENCY_SCOPES:

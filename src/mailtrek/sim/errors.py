@@ -21,25 +21,48 @@ class GraphError(Exception):
         self.headers = headers or {}
 
 
-def graph_error_body(code: str, message: str, client_request_id: str | None = None) -> dict[str, Any]:
+def graph_error_body(code: str, message: str, client_request_id: str | None = None,
+                     inner: dict[str, str] | None = None) -> dict[str, Any]:
     """Return Graph's JSON error object.
 
     Shape from learn.microsoft.com/graph/errors ("Error resource type"): ``error`` with
     ``code``, ``message`` and ``innerError`` holding ``date``, ``request-id`` and
-    ``client-request-id``.
+    ``client-request-id``; ``inner`` adds fields to ``innerError`` (a 429 carries
+    ``code`` and ``status``, see ``throttled_body``).
     """
     request_id = str(uuid.uuid4())
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": request_id,
-                "client-request-id": client_request_id or request_id,
-            },
-        }
-    }
+    inner_error = dict(inner or {})
+    inner_error.update({
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": request_id,
+        "client-request-id": client_request_id or request_id,
+    })
+    return {"error": {"code": code, "message": message, "innerError": inner_error}}
+
+
+def throttled_body(message: str, client_request_id: str | None = None) -> dict[str, Any]:
+    """Return the body of a 429 as Graph sends it.
+
+    learn.microsoft.com/graph/throttling, "Sample response": code ``TooManyRequests`` with
+    ``innerError`` ``{"code": "429", "message": "Please retry after", "status": "429",
+    ...}``. The top-level message keeps Outlook's reason ("Application is over its
+    MailboxConcurrency limit.", as reported in MS Q&A 734143), which tells which limit hit.
+    """
+    return graph_error_body("TooManyRequests", message, client_request_id,
+                            {"code": "429", "message": "Please retry after", "status": "429"})
+
+
+def retry_after_value(seconds: float, fractional: bool, fraction: float = 0.0) -> str:
+    """Return a Retry-After header value.
+
+    RFC 9110 defines delta-seconds as an integer, which is what the simulator sends by
+    default; Graph's throttling page shows ``Retry-After: 2.128`` (learn.microsoft.com/graph/throttling,
+    "Sample response"), so ``fractional`` adds ``fraction`` (0 <= fraction < 1) and
+    writes three decimals, as that sample does.
+    """
+    if not fractional:
+        return str(max(0, round(seconds)))
+    return f"{seconds + fraction:.3f}"
 
 
 def graph_error_response(error: GraphError, client_request_id: str | None = None) -> JSONResponse:

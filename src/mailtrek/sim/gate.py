@@ -4,20 +4,23 @@ Order per request: bearer token (401 InvalidAuthenticationToken, as learn.micros
 lists for missing/invalid credentials) -> injected failure -> body size (413 for write
 requests over 4 MB, learn.microsoft.com/graph/use-the-api) -> mailbox exists -> per-app,
 per-mailbox throttle (429 + Retry-After, learn.microsoft.com/graph/throttling-limits) ->
-service time (asyncio.sleep) -> route. The pre-authenticated upload URLs skip the token
-check but count against the mailbox like any other write.
+service time (asyncio.sleep) -> route. The pre-authenticated upload URLs (served on the
+Outlook host, outlook_front.py, and handed in here as /upload/{session}) skip the token
+check but count against the mailbox like any other write. A 429 has the body and
+Retry-After of learn.microsoft.com/graph/throttling ("Sample response"; errors.py).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailtrek.sim.config import GRAPH_RESOURCE
-from mailtrek.sim.errors import GraphError, graph_error_body
+from mailtrek.sim.errors import GraphError, graph_error_body, retry_after_value, throttled_body
 from mailtrek.sim.graph_common import mailbox_not_enabled
 from mailtrek.sim.state import SimState
 from mailtrek.sim.tokens import TokenRejected
@@ -36,6 +39,7 @@ class GraphGate:
     def __init__(self, app: ASGIApp, state: SimState) -> None:
         self.app = app
         self.state = state
+        self._fractions = random.Random(state.config.latency.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -49,7 +53,9 @@ class GraphGate:
         segments = rel.split("/")
 
         async def reply(error: GraphError) -> None:
-            body = json.dumps(graph_error_body(error.code, error.message, client_request_id)).encode()
+            shape = (throttled_body(error.message, client_request_id) if error.status == 429
+                     else graph_error_body(error.code, error.message, client_request_id))
+            body = json.dumps(shape).encode()
             extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
             with state.lock:
                 state.statuses[error.status] += 1
@@ -111,8 +117,11 @@ class GraphGate:
         if key:
             refusal = state.throttle.enter(key, len(body) if method in _WRITES else 0)
             if refusal:
+                retry_after = retry_after_value(
+                    refusal.retry_after_s, state.config.fractional_retry_after,
+                    self._fractions.random())
                 await reply(GraphError(429, refusal.code, refusal.message,
-                                       {"Retry-After": str(refusal.retry_after_s)}))
+                                       {"Retry-After": retry_after}))
                 return
         left = False
 

@@ -9,7 +9,10 @@
   (learn.microsoft.com/graph/outlook-large-attachments,
   learn.microsoft.com/graph/api/attachment-createuploadsession,
   learn.microsoft.com/graph/api/resources/uploadsession). A message may reach the mailbox
-  limit, 35 MB by default (same page).
+  limit, 35 MB by default (same page). A session for less than 3 MB is refused with
+  ErrorAttachmentSizeShouldNotBeLessThanMinimumSize (same page, "Errors"). The ``uploadUrl``
+  and ``Location`` are Outlook REST URLs on another host (outlook_front.py), which hands the
+  PUTs to ``/upload/{session}`` here; Graph's own host has no such path.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from starlette.responses import JSONResponse, Response
 
 from mailtrek.sim.config import MB
 from mailtrek.sim.errors import GraphError
-from mailtrek.sim.graph_common import item_not_found, mailbox
+from mailtrek.sim.graph_common import check_id, item_not_found
+from mailtrek.sim.graph_common import message as message_of
+from mailtrek.sim.messages import VERSION_KEY
 from mailtrek.sim.mime import iso, now_iso
 from mailtrek.sim.odata import page, read_json
+from mailtrek.sim.outlook_front import FRONT_SCOPE_KEY, attachment_location, upload_url
 from mailtrek.sim.state import SimState, UploadSession
 from mailtrek.sim.store import StoredAttachment, StoredMessage, new_id
 
@@ -50,11 +56,7 @@ def attachments_router(state: SimState) -> APIRouter:
     limits = state.config.limits
 
     def _message(user_key: str, message_id: str) -> StoredMessage:
-        user = mailbox(state, user_key)
-        message = state.store.message(user.id, message_id)
-        if message is None:
-            raise item_not_found()
-        return message
+        return message_of(state, user_key, message_id)
 
     def _check_total(message: StoredMessage, extra: int) -> None:
         total = int(message.props.get("size", 0)) + extra
@@ -70,6 +72,7 @@ def attachments_router(state: SimState) -> APIRouter:
         updated["hasAttachments"] = True if not props.get("isInline") else updated.get("hasAttachments", False)
         updated["size"] = int(updated.get("size", 0)) + len(content)
         updated["lastModifiedDateTime"] = now_iso()
+        updated[VERSION_KEY] = int(updated.get(VERSION_KEY, 0)) + 1  # a new etag
         if message.mime is not None:
             # The stored MIME no longer describes the item; $value synthesises from now on.
             state.store.drop_mime(message.id)
@@ -109,6 +112,7 @@ def attachments_router(state: SimState) -> APIRouter:
     @router.get("/users/{user_key}/messages/{message_id}/attachments/{attachment_id}")
     async def get_attachment(user_key: str, message_id: str, attachment_id: str) -> JSONResponse:
         message = _message(user_key, message_id)
+        check_id(attachment_id)
         for attachment in state.store.attachments(message.id):
             if attachment.id == attachment_id:
                 return JSONResponse(_render(attachment, True))
@@ -123,6 +127,11 @@ def attachments_router(state: SimState) -> APIRouter:
         size = item.get("size")
         if not isinstance(size, int) or size <= 0 or not item.get("name"):
             raise GraphError(400, "ErrorInvalidRequest", "AttachmentItem needs a name and a positive size.")
+        if size < limits.min_upload_session_bytes:
+            # outlook-large-attachments, "Errors": "uploadSession was used for a file
+            # smaller than 3 MB in size" (microsoftgraph/microsoft-graph-docs PR #7044).
+            raise GraphError(400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+                             "Attachment size must be greater than the minimum size.")
         if size > 150 * MB:
             raise GraphError(413, "ErrorAttachmentSizeLimitExceeded",
                              "Attachments larger than 150 MB are not supported.")
@@ -132,18 +141,24 @@ def attachments_router(state: SimState) -> APIRouter:
             mailbox=message.mailbox, message_id=message.id, name=str(item["name"]),
             content_type=str(item.get("contentType") or "application/octet-stream"), size=size,
             is_inline=bool(item.get("isInline", False)), content_id=item.get("contentId"),
+            authtoken=secrets.token_urlsafe(48),
         )
         state.uploads[session.id] = session
-        prefix = request.url.path.split("/users/", 1)[0]
         return JSONResponse({
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
-            "uploadUrl": f"{state.base_url}{prefix}/upload/{session.id}",
+            "uploadUrl": upload_url(state, session),
             "expirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
             "nextExpectedRanges": ["0"],
         }, status_code=201)
 
+    def _front_only(request: Request) -> None:
+        # Uploads go to the Outlook host (outlook_front.py); Graph itself has no such path.
+        if not request.scope.get(FRONT_SCOPE_KEY):
+            raise GraphError(400, "BadRequest", "Resource not found for the segment 'upload'.")
+
     @router.put("/upload/{session_id}")
     async def upload(session_id: str, request: Request) -> Response:
+        _front_only(request)
         session = state.uploads.get(session_id)
         if session is None:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found or expired.")
@@ -167,8 +182,13 @@ def attachments_router(state: SimState) -> APIRouter:
                              f"Expected the fragment at byte {len(session.received)}.")
         session.received.extend(chunk)
         if len(session.received) < session.size:
+            # Shape of the docs' step 2 response: Outlook's PascalCase ExpirationDateTime,
+            # and nextExpectedRanges with only the start of the next range ("2097152").
             return JSONResponse({
-                "expirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
+                "@odata.context": "https://outlook.office.com/api/v2.0/$metadata#Users('"
+                                  f"{session.mailbox}%40{state.config.tenant_id}')/Messages('"
+                                  f"{session.message_id}')/AttachmentSessions/$entity",
+                "ExpirationDateTime": iso(dt.datetime.now(dt.UTC) + _SESSION_LIFETIME),
                 "nextExpectedRanges": [str(len(session.received))],
             })
         del state.uploads[session_id]
@@ -179,13 +199,12 @@ def attachments_router(state: SimState) -> APIRouter:
                  "isInline": session.is_inline, "contentId": session.content_id,
                  "lastModifiedDateTime": now_iso()}
         attachment = _attach(message, props, bytes(session.received))
-        prefix = request.url.path.split("/upload/", 1)[0]
-        location = (f"{state.base_url}{prefix}/users/{session.mailbox}/messages/"
-                    f"{session.message_id}/attachments/{attachment.id}")
+        location = attachment_location(state, session, attachment.id)
         return Response(status_code=201, headers={"Location": location})
 
     @router.delete("/upload/{session_id}")
-    async def cancel(session_id: str) -> Response:
+    async def cancel(session_id: str, request: Request) -> Response:
+        _front_only(request)
         if state.uploads.pop(session_id, None) is None:
             raise GraphError(404, "ErrorItemNotFound", "The upload session was not found or expired.")
         return Response(status_code=204)

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from mailtrek.sim.errors import GraphError
-from mailtrek.sim.graph_common import api_version, folder, mailbox
-from mailtrek.sim.odata import page, read_json, select
+from mailtrek.sim.graph_common import api_version, context_url, folder, mailbox
+from mailtrek.sim.odata import expanded, page, read_json, select
 from mailtrek.sim.state import DirectoryUser, SimState
 from mailtrek.sim.store import Folder, FolderExistsError
 
@@ -51,15 +51,27 @@ def folders_router(state: SimState) -> APIRouter:
     """Return the routes for mail folders."""
     router = APIRouter()
 
-    def _list(request: Request, user: DirectoryUser, parent: Folder) -> JSONResponse:
+    def _resource(request: Request, user: DirectoryUser, found: Folder) -> dict[str, Any]:
+        body = folder_resource(state, found, api_version(request))
+        if "childFolders" in expanded(request):
+            # "$expand=childFolders" embeds the direct children (one level), as in
+            # learn.microsoft.com/graph/api/mailfolder-list-childfolders example 2.
+            hidden = request.query_params.get("includeHiddenFolders", "").lower() == "true"
+            body["childFolders"] = [
+                folder_resource(state, child, api_version(request))
+                for child in state.store.children(user.id, found.id, include_hidden=hidden)]
+        return body
+
+    def _list(request: Request, user_key: str, user: DirectoryUser, parent: Folder,
+              tail: str) -> JSONResponse:
         hidden = request.query_params.get("includeHiddenFolders", "").lower() == "true"
-        version = api_version(request)
-        items = [folder_resource(state, f, version)
+        items = [_resource(request, user, f)
                  for f in state.store.children(user.id, parent.id, include_hidden=hidden)]
         return JSONResponse(page(items, request, state.base_url, state.config.limits.page_size,
-                                 context=f"https://graph.microsoft.com/{version}/$metadata#users('{user.id}')/mailFolders"))
+                                 context=context_url(request, user_key, tail)))
 
-    async def _create(request: Request, user: DirectoryUser, parent: Folder) -> JSONResponse:
+    async def _create(request: Request, user_key: str, user: DirectoryUser,
+                      parent: Folder) -> JSONResponse:
         body = await read_json(request)
         unknown = set(body) - {"displayName", "isHidden", "@odata.type"}
         if unknown:
@@ -75,33 +87,38 @@ def folders_router(state: SimState) -> APIRouter:
         except FolderExistsError as exc:
             raise GraphError(409, "ErrorFolderExists",
                              "A folder with the specified name already exists.") from exc
-        return JSONResponse(folder_resource(state, created, api_version(request)), status_code=201)
+        body = {"@odata.context": context_url(request, user_key, "mailFolders/$entity")}
+        body.update(folder_resource(state, created, api_version(request)))
+        return JSONResponse(body, status_code=201)
 
     @router.get("/users/{user_key}/mailFolders")
     async def list_root(user_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
-        return _list(request, user, folder(state, user, "msgfolderroot"))
+        return _list(request, user_key, user, folder(state, user, "msgfolderroot"), "mailFolders")
 
     @router.post("/users/{user_key}/mailFolders")
     async def create_root(user_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
-        return await _create(request, user, folder(state, user, "msgfolderroot"))
+        return await _create(request, user_key, user, folder(state, user, "msgfolderroot"))
 
     @router.get("/users/{user_key}/mailFolders/{folder_key}")
     async def get_folder(user_key: str, folder_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
         found = folder(state, user, folder_key)
-        return JSONResponse(select(folder_resource(state, found, api_version(request)), request))
+        body = {"@odata.context": context_url(request, user_key, "mailFolders/$entity")}
+        body.update(select(_resource(request, user, found), request))
+        return JSONResponse(body)
 
     @router.get("/users/{user_key}/mailFolders/{folder_key}/childFolders")
     async def list_children(user_key: str, folder_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
-        return _list(request, user, folder(state, user, folder_key))
+        return _list(request, user_key, user, folder(state, user, folder_key),
+                     f"mailFolders('{folder_key}')/childFolders")
 
     @router.post("/users/{user_key}/mailFolders/{folder_key}/childFolders")
     async def create_child(user_key: str, folder_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
-        return await _create(request, user, folder(state, user, folder_key))
+        return await _create(request, user_key, user, folder(state, user, folder_key))
 
     @router.delete("/users/{user_key}/mailFolders/{folder_key}")
     async def delete_folder(user_key: str, folder_key: str) -> Response:

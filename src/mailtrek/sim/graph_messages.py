@@ -21,11 +21,12 @@ from mailtrek.sim.config import MB
 from mailtrek.sim.errors import GraphError
 from mailtrek.sim.graph_common import (
     api_version,
+    context_url,
     folder,
-    item_not_found,
     mailbox,
     require_role,
 )
+from mailtrek.sim.graph_common import message as message_of
 from mailtrek.sim.mime import synthesise_mime
 from mailtrek.sim.odata import page, read_json, select
 from mailtrek.sim.state import DirectoryUser, SimState
@@ -76,7 +77,13 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
     router = APIRouter()
     limits = state.config.limits
 
-    async def _create(request: Request, user: DirectoryUser, folder_key: str | None) -> JSONResponse:
+    def _entity(request: Request, user_key: str, message: StoredMessage) -> dict[str, Any]:
+        body = {"@odata.context": context_url(request, user_key, "messages/$entity")}
+        body.update(msgs.render(message, api_version(request)))
+        return body
+
+    async def _create(request: Request, user_key: str, user: DirectoryUser,
+                      folder_key: str | None) -> JSONResponse:
         if _is_mime(request):
             if folder_key is not None and not state.config.mime_create_in_folder:
                 raise GraphError(400, "ErrorInvalidRequest",
@@ -88,15 +95,15 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
             target = folder(state, user, folder_key or "drafts")
             message = msgs.from_json(user.id, target.id, await read_json(request))
         state.store.add_message(message)
-        return JSONResponse(msgs.render(message, api_version(request)), status_code=201)
+        return JSONResponse(_entity(request, user_key, message), status_code=201)
 
     @router.post("/users/{user_key}/messages")
     async def create(user_key: str, request: Request) -> JSONResponse:
-        return await _create(request, mailbox(state, user_key), None)
+        return await _create(request, user_key, mailbox(state, user_key), None)
 
     @router.post("/users/{user_key}/mailFolders/{folder_key}/messages")
     async def create_in_folder(user_key: str, folder_key: str, request: Request) -> JSONResponse:
-        return await _create(request, mailbox(state, user_key), folder_key)
+        return await _create(request, user_key, mailbox(state, user_key), folder_key)
 
     if beta:
         @router.post("/users/{user_key}/mailFolders/{folder_key}/importMime")
@@ -115,38 +122,40 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
                 user.id, target.id, raw, imported=True,
                 received_now=state.config.import_mime_received == "now")
             state.store.add_message(message)
-            return JSONResponse(msgs.render(message, api_version(request)), status_code=201)
+            return JSONResponse(_entity(request, user_key, message), status_code=201)
 
-    def _list(request: Request, user: DirectoryUser, folder_id: str | None) -> JSONResponse:
+    def _list(request: Request, user: DirectoryUser, folder_id: str | None,
+              context: str) -> JSONResponse:
         wanted = _filter(request)
         found = state.store.messages(user.id, folder_id, internet_message_id=wanted)
         # Graph's default order for message lists is receivedDateTime descending.
         found.sort(key=lambda m: m.props.get("receivedDateTime") or "", reverse=True)
         version = api_version(request)
         items = [_with_expand(m, request, version) for m in found]
-        return JSONResponse(page(items, request, state.base_url, limits.page_size))
+        return JSONResponse(page(items, request, state.base_url, limits.page_size,
+                                 context=context))
 
     @router.get("/users/{user_key}/messages")
     async def list_all(user_key: str, request: Request) -> JSONResponse:
-        return _list(request, mailbox(state, user_key), None)
+        return _list(request, mailbox(state, user_key), None,
+                     context_url(request, user_key, "messages"))
 
     @router.get("/users/{user_key}/mailFolders/{folder_key}/messages")
     async def list_folder(user_key: str, folder_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
-        return _list(request, user, folder(state, user, folder_key).id)
+        return _list(request, user, folder(state, user, folder_key).id,
+                     context_url(request, user_key, f"mailFolders('{folder_key}')/messages"))
 
     def _message(user_key: str, message_id: str) -> StoredMessage:
-        user = mailbox(state, user_key)
-        message = state.store.message(user.id, message_id)
-        if message is None:
-            raise item_not_found()
-        return message
+        return message_of(state, user_key, message_id)
 
     @router.get("/users/{user_key}/messages/{message_id}")
     @router.get("/users/{user_key}/mailFolders/{folder_key}/messages/{message_id}")
     async def get(user_key: str, message_id: str, request: Request) -> JSONResponse:
         message = _message(user_key, message_id)
-        return JSONResponse(select(_with_expand(message, request, api_version(request)), request))
+        body = {"@odata.context": context_url(request, user_key, "messages/$entity")}
+        body.update(select(_with_expand(message, request, api_version(request)), request))
+        return JSONResponse(body)
 
     @router.get("/users/{user_key}/messages/{message_id}/$value")
     @router.get("/users/{user_key}/mailFolders/{folder_key}/messages/{message_id}/$value")
@@ -157,6 +166,7 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
     @router.patch("/users/{user_key}/messages/{message_id}")
     async def update(user_key: str, message_id: str, request: Request) -> JSONResponse:
         message = _message(user_key, message_id)
+        msgs.check_if_match(message, request.headers.get("if-match"))
         body = await read_json(request)
         props = msgs.apply_patch(message, body)
         if set(body) & msgs.DRAFT_UPDATABLE and message.mime is not None:
@@ -164,13 +174,14 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
             state.store.drop_mime(message.id)
         state.store.update_props(message.id, props)
         message.props = props
-        return JSONResponse(msgs.render(message, api_version(request)))
+        return JSONResponse(_entity(request, user_key, message))
 
     @router.delete("/users/{user_key}/messages/{message_id}")
-    async def delete(user_key: str, message_id: str) -> Response:
+    async def delete(user_key: str, message_id: str, request: Request) -> Response:
         # learn.microsoft.com/graph/api/message-delete: 204 No Content. The item leaves the
         # visible folders (the simulator does not model Recoverable Items).
         message = _message(user_key, message_id)
+        msgs.check_if_match(message, request.headers.get("if-match"))
         state.store.delete_message(message.id)
         return Response(status_code=204)
 

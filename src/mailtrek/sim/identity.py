@@ -153,6 +153,16 @@ def identity_router(state: SimState) -> APIRouter:
                 400, "invalid_scope", 1002012,
                 "The provided value for scope is not valid. Client credential flows must have a "
                 "scope value with /.default suffixed to the resource identifier (application ID URI).")
+        config = state.config
+        if config.registered_apps_only and client_id not in config.client_secrets \
+                and client_id not in config.client_certificates:
+            # Entra's answer for an unknown client id (AADSTS700016, listed in
+            # learn.microsoft.com/entra/identity-platform/reference-error-codes).
+            return aad_error_response(
+                400, "unauthorized_client", 700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{tenant}'. This can happen if the application has not been installed by "
+                "the administrator of the tenant or consented to by any user in the tenant.")
         endpoint = f"{state.base_url}/{tenant}/oauth2/v2.0/token"
         if "client_assertion" in field:
             if field.get("client_assertion_type") != _ASSERTION_TYPE:
@@ -163,8 +173,9 @@ def identity_router(state: SimState) -> APIRouter:
                 code = int(refusal.split(":")[0][6:])
                 return aad_error_response(401, "invalid_client", code, refusal.split(": ", 1)[1])
         elif "client_secret" in field:
-            expected = state.config.client_secrets.get(client_id)
-            if expected is not None and field["client_secret"] != expected:
+            expected = config.client_secrets.get(client_id)
+            unregistered = expected is None and config.registered_apps_only
+            if unregistered or (expected is not None and field["client_secret"] != expected):
                 return aad_error_response(
                     401, "invalid_client", 7000215,
                     f"Invalid client secret provided. Ensure the secret being sent in the request "

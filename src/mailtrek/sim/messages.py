@@ -25,12 +25,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 from typing import Any
 
 from mailtrek.sim.errors import GraphError
 from mailtrek.sim.mime import iso, now_iso, parse_iso, properties_from_mime, synthesise_mime
 from mailtrek.sim.store import StoredMessage, new_id
 
+VERSION_KEY = "_version"  # stored change counter, never rendered
 MSGFLAG_READ = 0x1
 MSGFLAG_UNSENT = 0x8
 
@@ -45,6 +47,10 @@ _JSON_CREATE = DRAFT_UPDATABLE | ALWAYS_UPDATABLE | {
     "attachments", "receivedDateTime", "sentDateTime", "isDraft"}
 _FLAG_STATUSES = {"notFlagged", "flagged", "complete"}
 _IMPORTANCE = {"low", "normal", "high"}
+_INFERENCE = {"focused", "other"}
+_BODY_TYPES = {"text", "html"}
+_BOOLEANS = ("isRead", "isReadReceiptRequested", "isDeliveryReceiptRequested", "isDraft")
+_MESSAGE_TYPES = {"#microsoft.graph.message", "microsoft.graph.message"}
 
 
 def decode_mime(text: bytes) -> bytes:
@@ -98,16 +104,69 @@ def _extended(body: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def _check_common(body: dict[str, Any]) -> None:
-    flag = body.get("flag")
-    if flag is not None and (not isinstance(flag, dict)
-                             or flag.get("flagStatus", "notFlagged") not in _FLAG_STATUSES):
-        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'flag'.")
+def _convert_error(value: object, edm: str) -> GraphError:
+    # OData's message for a JSON value of the wrong type (RequestBodyRead), e.g.
+    # "Cannot convert the literal 'yes' to the expected type 'Edm.Boolean'."
+    return GraphError(400, "RequestBodyRead",
+                      f"Cannot convert the literal '{value}' to the expected type '{edm}'.")
+
+
+def _enum_error(value: object) -> GraphError:
+    return GraphError(400, "RequestBodyRead", f"Requested value '{value}' was not found.")
+
+
+def _check_types(body: dict[str, Any]) -> None:
+    """Refuse values whose JSON type or enum member the CSDL does not allow.
+
+    Types per the message resource (learn.microsoft.com/graph/api/resources/message):
+    booleans, ``importance`` (low/normal/high), ``inferenceClassification``
+    (focused/other), ``flag`` a followupFlag with ``flagStatus`` notFlagged/flagged/complete
+    (resources/followupflag), ``body`` an itemBody with ``contentType`` text/html
+    (resources/itembody), ``categories`` a string collection. ``@odata.type`` may name the
+    type, as Microsoft's SDKs always send it.
+    """
+    kind = body.get("@odata.type")
+    if kind is not None and kind not in _MESSAGE_TYPES:
+        raise GraphError(400, "RequestBodyRead",
+                         f"A type named '{kind}' could not be resolved by the model.")
+    for key in _BOOLEANS:
+        if key in body and not isinstance(body[key], bool):
+            raise _convert_error(body[key], "Edm.Boolean")
+    for key in ("subject",):
+        if key in body and body[key] is not None and not isinstance(body[key], str):
+            raise _convert_error(body[key], "Edm.String")
     if "importance" in body and body["importance"] not in _IMPORTANCE:
-        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'importance'.")
+        raise _enum_error(body["importance"])
+    if "inferenceClassification" in body and body["inferenceClassification"] not in _INFERENCE:
+        raise _enum_error(body["inferenceClassification"])
+    flag = body.get("flag")
+    if flag is not None:
+        if not isinstance(flag, dict):
+            raise _convert_error(flag, "microsoft.graph.followupFlag")
+        if flag.get("flagStatus", "notFlagged") not in _FLAG_STATUSES:
+            raise _enum_error(flag.get("flagStatus"))
+    item_body = body.get("body")
+    if item_body is not None:
+        if not isinstance(item_body, dict):
+            raise _convert_error(item_body, "microsoft.graph.itemBody")
+        if str(item_body.get("contentType", "text")).lower() not in _BODY_TYPES:
+            raise _enum_error(item_body.get("contentType"))
     if "categories" in body and not (isinstance(body["categories"], list)
                                      and all(isinstance(c, str) for c in body["categories"])):
-        raise GraphError(400, "RequestBodyRead", "Invalid value for property 'categories'.")
+        raise _convert_error(body["categories"], "Collection(Edm.String)")
+
+
+def _without_odata_type(value: Any) -> Any:
+    """Return ``value`` without nested ``@odata.type`` annotations (not stored as data)."""
+    if isinstance(value, dict):
+        return {k: _without_odata_type(v) for k, v in value.items() if k != "@odata.type"}
+    if isinstance(value, list):
+        return [_without_odata_type(v) for v in value]
+    return value
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    _check_types(body)
     for header in body.get("internetMessageHeaders") or []:
         name = str(header.get("name", "")) if isinstance(header, dict) else ""
         # Graph accepts only custom headers here (research m365.md A1b).
@@ -126,7 +185,7 @@ def from_json(mailbox: str, folder_id: str, body: dict[str, Any]) -> StoredMessa
     props = _base(mailbox, folder_id)
     for key in DRAFT_UPDATABLE | ALWAYS_UPDATABLE:
         if key in body:
-            props[key] = body[key]
+            props[key] = _without_odata_type(body[key])
     props.setdefault("subject", "")
     props.setdefault("body", {"contentType": "text", "content": ""})
     props.setdefault("toRecipients", [])
@@ -162,6 +221,9 @@ def apply_patch(message: StoredMessage, body: dict[str, Any]) -> dict[str, Any]:
     _check_common(body)
     props = dict(message.props)
     for key, value in body.items():
+        value = _without_odata_type(value)
+        if key == "@odata.type":
+            continue  # checked by _check_common; Microsoft's SDKs always send it
         if key in ALWAYS_UPDATABLE:
             props[key] = value
         elif key == "singleValueExtendedProperties":
@@ -183,13 +245,46 @@ def apply_patch(message: StoredMessage, body: dict[str, Any]) -> dict[str, Any]:
             raise GraphError(400, "RequestBodyRead", f"The property '{key}' does not exist on "
                              "type 'microsoft.graph.message' or is read-only.")
     props["lastModifiedDateTime"] = now_iso()
+    props[VERSION_KEY] = int(props.get(VERSION_KEY, 0)) + 1
     return props
+
+
+def etag_of(message: StoredMessage) -> str:
+    """Return the item's ``@odata.etag``; it changes whenever the item does.
+
+    Exchange's etag is the item's change key (``W/"CQAAABYAAAA..."``), which every update
+    replaces (learn.microsoft.com/graph/api/resources/message: changeKey, "The version of
+    the message"; examples of message-update show a new @odata.etag after a PATCH).
+    """
+    version = int(message.props.get(VERSION_KEY, 0))
+    digest = hashlib.sha256(f"{message.id}:{version}".encode()).digest()[:18]
+    return 'W/"CQAAABYAAAA' + base64.b64encode(digest).decode() + '"'
+
+
+def check_if_match(message: StoredMessage, if_match: str | None) -> None:
+    """Raise 412 when an ``If-Match`` header names another version of the item.
+
+    Graph compares If-Match with the item's etag and answers 412 Precondition Failed on a
+    mismatch (learn.microsoft.com/graph/api/message-update lists If-Match among the
+    optional request headers; Exchange's code for a stale change key is
+    ErrorIrresolvableConflict, learn.microsoft.com/exchange/client-developer/web-service-reference/responsecode).
+    """
+    if not if_match or if_match.strip() == "*":
+        return
+    wanted = {tag.strip() for tag in if_match.split(",")}
+    current = etag_of(message)
+    if current not in wanted and current.removeprefix("W/") not in wanted:
+        raise GraphError(412, "ErrorIrresolvableConflict",
+                         "The send or update operation could not be performed because the change "
+                         "key passed in the request does not match the current change key for "
+                         "the item.")
 
 
 def render(message: StoredMessage, version: str) -> dict[str, Any]:
     """Render a stored message as a Graph message resource."""
-    props = {k: v for k, v in message.props.items() if k not in ("size", "extendedProperties")}
-    etag = 'W/"CQAAABYAAAA' + message.id[-12:] + '"'
+    props = {k: v for k, v in message.props.items()
+             if k not in ("size", "extendedProperties", VERSION_KEY)}
+    etag = etag_of(message)
     body: dict[str, Any] = {"@odata.etag": etag, "id": message.id}
     body.update(props)
     body.update(parentFolderId=message.folder_id, changeKey=etag[3:-1],

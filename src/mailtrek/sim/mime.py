@@ -67,12 +67,18 @@ def parse_iso(value: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _date(value: str | None) -> dt.datetime | None:
+def _date(value: object) -> dt.datetime | None:
+    """Return the instant of a Date-like header value, None when absent or unreadable.
+
+    The compat32 parser hands raw 8-bit values over as ``Header`` objects (e.g. a Date
+    written in EUC-KR by a Korean client), which ``parsedate_to_datetime`` cannot split:
+    the value is read as text first, and anything unparsable counts as no date.
+    """
     if not value:
         return None
     try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        moment = parsedate_to_datetime(_decoded(value))
+    except (TypeError, ValueError, IndexError, AttributeError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
@@ -98,7 +104,7 @@ def received_instant(msg: Message) -> dt.datetime | None:
     message, which is what an IMAP INTERNALDATE usually records.
     """
     for received in msg.get_all("Received") or []:  # topmost first
-        _, _, stamp = str(received).rpartition(";")
+        _, _, stamp = _decoded(received).rpartition(";")
         moment = _date(stamp.strip())
         if moment:
             return moment

@@ -1,4 +1,4 @@
-"""OData query options shared by Graph list routes: $select, $top, $skip and next links.
+"""OData query options shared by Graph list routes: $select, $top, $skip, $count, next links.
 
 Paging follows learn.microsoft.com/graph/paging: a page carries ``@odata.nextLink`` (a full
 URL, used as is by the client) until the last page.
@@ -69,6 +69,10 @@ def page(items: list[dict[str, Any]], request: Request, base_url: str, default_t
     body: dict[str, Any] = {}
     if context:
         body["@odata.context"] = context
+    if request.query_params.get("$count", "").lower() == "true":
+        # "$count=true" adds the total number of items, over all pages
+        # (learn.microsoft.com/graph/query-parameters#count-parameter).
+        body["@odata.count"] = len(items)
     body["value"] = [select(item, request) for item in items[skip: skip + top]]
     if skip + top < len(items):
         params = dict(request.query_params)

@@ -20,6 +20,7 @@ from mailtrek.sim.app import build_app
 from mailtrek.sim.certs import write_tls_files
 from mailtrek.sim.config import IMAP_ROLE, Limits, SimConfig
 from mailtrek.sim.graph_messages import message_mime
+from mailtrek.sim.outlook_front import HostRouter, OutlookFront
 from mailtrek.sim.state import DirectoryUser, SimState
 from mailtrek.sim.store import Folder, StoredAttachment, StoredMessage
 
@@ -49,29 +50,44 @@ class Simulator:
         self.port = 0
 
     # ----- life cycle ----------------------------------------------------------------
-    def _bind(self) -> socket.socket:
+    def _listen(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
+        # Small requests and answers must not wait for Nagle's algorithm (40 ms delayed
+        # ACKs on Linux); accepted sockets inherit the option from the listening one.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((self.config.host, port))
         sock.listen(128)
+        return sock
+
+    def _bind(self) -> list[socket.socket]:
+        sock = self._listen(self.config.port)
+        front = self._listen(0)  # the Outlook host of upload URLs (outlook_front.py)
         self.port = sock.getsockname()[1]
         self.state.base_url = f"https://{self.config.host}:{self.port}"
+        self.state.front_port = front.getsockname()[1]
+        # Another host name where the certificate allows one (it names localhost and
+        # 127.0.0.1): clients decide by host name whether a URL gets their Graph token.
+        front_host = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(
+            self.config.host, self.config.host)
+        self.state.front_url = f"https://{front_host}:{self.state.front_port}"
         logging.getLogger("uvicorn.error").addFilter(_DroppedFilter())
+        app = HostRouter(build_app(self.state), OutlookFront(self.state), self.state)
         self._server = uvicorn.Server(uvicorn.Config(
-            build_app(self.state), ssl_certfile=str(self.tls.cert_file),
+            app, ssl_certfile=str(self.tls.cert_file),
             ssl_keyfile=str(self.tls.key_file), log_level="warning", lifespan="off",
             access_log=False, timeout_keep_alive=30,
         ))
-        return sock
+        return [sock, front]
 
     def start(self, timeout: float = 20.0) -> Simulator:
         """Bind, serve in a daemon thread, and return when it accepts connections."""
-        sock = self._bind()
+        socks = self._bind()
         server = self._server
         assert server is not None
 
         def run() -> None:
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(server.serve(sockets=socks))
 
         self._thread = threading.Thread(target=run, name="mailtrek-sim", daemon=True)
         self._thread.start()
@@ -87,7 +103,7 @@ class Simulator:
 
         ``on_ready`` runs once the port is bound, before requests are served.
         """
-        sock = self._bind()
+        socks = self._bind()
         assert self._server is not None
         if on_ready:
             on_ready(self)
@@ -100,7 +116,7 @@ class Simulator:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, graceful)
         try:
-            self._server.run(sockets=[sock])
+            self._server.run(sockets=socks)
         finally:
             self.state.store.close()
             if self._own_dir:
@@ -134,6 +150,11 @@ class Simulator:
     def base_url(self) -> str:
         """Return https://HOST:PORT (no trailing slash)."""
         return self.state.base_url
+
+    @property
+    def outlook_url(self) -> str:
+        """Return https://HOST:PORT of the Outlook host serving upload URLs."""
+        return self.state.front_url
 
     @property
     def ca_file(self) -> Path:

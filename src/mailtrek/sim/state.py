@@ -65,6 +65,7 @@ class UploadSession:
     is_inline: bool
     content_id: str | None
     received: bytearray = field(default_factory=bytearray)
+    authtoken: str = ""  # the secret in the pre-authenticated upload URL
 
 
 class SimState:
@@ -73,6 +74,9 @@ class SimState:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.base_url = ""
+        # The Outlook host of upload URLs (outlook_front.py): another port of the server.
+        self.front_url = ""
+        self.front_port: int | None = None
         path = config.state_dir / "sim.sqlite3" if config.state_dir else None
         if config.state_dir:
             config.state_dir.mkdir(parents=True, exist_ok=True)

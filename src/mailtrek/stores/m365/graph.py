@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,12 @@ class GraphOptions:
     use_import_mime: bool = True
     dest_root: tuple[str, ...] = ()  # put non-special folders under this path
     max_request_bytes: int = 4 * MB - 64 * 1024  # one Graph write, with room for headers
-    inline_attachment_limit: int = 3 * MB - 64 * 1024  # larger ones use upload sessions
+    # "If the file size is under 3 MB, do a single POST"; from 3 MB an upload session, which
+    # refuses smaller files (ErrorAttachmentSizeShouldNotBeLessThanMinimumSize)
+    # (learn.microsoft.com/graph/outlook-large-attachments). The POST must also fit the
+    # 4 MB write limit once base64-encoded (``attachment_body_limit``).
+    inline_attachment_limit: int = 3 * MB - 1
+    attachment_body_limit: int = 4 * MB  # learn.microsoft.com/graph/use-the-api
     upload_chunk_bytes: int = 12 * 320 * 1024  # 3.75 MB: under 4 MB, multiple of 320 KiB
     page_size: int = 100
     # Exchange turns Disposition-Notification-To into isReadReceiptRequested, and Outlook
@@ -649,9 +655,14 @@ class GraphStore:
     async def _add_attachments(self, item_id: str, attachments: list[AttachmentPart]) -> None:
         base = f"{self._user}/messages/{item_id}/attachments"
         for part in attachments:
-            if len(part.data) <= self.options.inline_attachment_limit:
-                await self._call("POST", base, json_body=part.inline_json())
+            inline = part.inline_json()
+            if len(part.data) <= self.options.inline_attachment_limit and \
+                    len(json.dumps(inline).encode()) <= self.options.attachment_body_limit:
+                await self._call("POST", base, json_body=inline)
                 continue
+            # Also the few bytes just under 3 MB whose base64 no longer fits 4 MB: a tenant
+            # that keeps the documented 3 MB session minimum refuses them, and the message
+            # is reported as refused (measured tenants accept sessions from 2 MB).
             self.routes["upload_sessions"] += 1
             session = await self._call("POST", f"{base}/createUploadSession",
                                        json_body=part.upload_session_json())
