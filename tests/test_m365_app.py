@@ -210,3 +210,24 @@ async def test_app_limiter_never_exceeds_its_cap_and_serves_in_order() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     assert most == 2 and order == [0, 1, 2, 3, 4, 6, 7]
     assert limiter.in_flight == 0
+
+
+async def test_busy_process_keeps_its_leases_and_gives_them_back(tmp_path) -> None:
+    from mailtrek.state.db import open_engine
+    from mailtrek.state.m365 import DbSlotLeases
+
+    engine = open_engine(tmp_path / "s.db")
+    leases = DbSlotLeases(engine)
+    limiter = AppLimiter("app", leases=leases)
+    most = 0
+
+    async def request() -> None:
+        nonlocal most
+        async with limiter.slot():
+            most = max(most, leases.held("app"))
+            await asyncio.sleep(0.005)
+    await asyncio.gather(*(request() for _ in range(48)))
+    await limiter.drain()
+    assert most <= 4 and leases.held("app") == 0  # never over the app's 4; all given back
+    assert limiter.stats["leases_taken"] < 48 / 2  # handed over, not taken per request
+    engine.dispose()

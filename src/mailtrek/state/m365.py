@@ -30,6 +30,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -140,6 +141,12 @@ class DbSlotLeases:
             except IntegrityError:
                 continue
         return None
+
+    def renew(self, app_id: str, slot: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(m365_app_slots).where(
+                m365_app_slots.c.app_id == app_id, m365_app_slots.c.slot == slot,
+                m365_app_slots.c.holder == self.holder).values(expires_at=time.time() + self.ttl))
 
     def release(self, app_id: str, slot: int) -> None:
         with self.engine.begin() as c:

@@ -247,7 +247,8 @@ class GraphClient:
             await pool.aclose()
 
     async def close(self) -> None:
-        """Close every connection pool; idempotent."""
+        """Close every connection pool and give the app's leases back; idempotent."""
+        await self.app_limiter.drain()
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -31,8 +32,14 @@ APP_CONCURRENCY = 4  # Outlook's concurrent requests per app ID (throttling-limi
 class SlotLeases(Protocol):
     """Slots of one app shared between processes (the state database implements it)."""
 
+    ttl: float
+
     def try_acquire(self, app_id: str, ceiling: int) -> int | None:
         """Take a free slot number below ``ceiling``; None when all are taken."""
+        ...
+
+    def renew(self, app_id: str, slot: int) -> None:
+        """Push the slot's expiry one ttl into the future."""
         ...
 
     def release(self, app_id: str, slot: int) -> None:
@@ -40,8 +47,19 @@ class SlotLeases(Protocol):
         ...
 
 
+Lease = tuple[int, float, int]  # (slot, taken or renewed at (monotonic), requests it served)
+HAND_OVERS = 16  # then the lease goes back to the database, so other workers get their turn
+
+
 class AppLimiter:
-    """Keep one app's requests in flight under an adaptive cap (see module doc)."""
+    """Keep one app's requests in flight under an adaptive cap (see module doc).
+
+    A place freed while others wait goes straight to the longest waiter, with its
+    database lease: a busy process keeps its leases instead of giving them back and
+    taking them again for every request (renewed after half their ttl); they go back to
+    the database once nobody here waits for them, or after ``HAND_OVERS`` requests so that
+    other workers waiting for the app get their turn.
+    """
 
     def __init__(self, app_id: str, ceiling: int = APP_CONCURRENCY, *,
                  leases: SlotLeases | None = None, poll: float = 0.02) -> None:
@@ -52,37 +70,49 @@ class AppLimiter:
         self._poll = poll
         self._in_flight = 0
         self._since_throttle = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()  # first come, first served
-        self.stats = {"requests": 0, "throttled": 0, "peak": 0, "waits": 0}
+        # first come, first served; the result is the lease handed over (or None)
+        self._waiters: deque[asyncio.Future[Lease | None]] = deque()
+        self._releasing: set[asyncio.Task[None]] = set()
+        self.stats = {"requests": 0, "throttled": 0, "peak": 0, "waits": 0, "leases_taken": 0}
 
     @property
     def in_flight(self) -> int:
         """Requests of this app in flight from this process."""
         return self._in_flight
 
-    async def _take_lease(self) -> int | None:
+    async def _take_lease(self) -> Lease | None:
         if self.leases is None:
             return None
         while True:
             slot = await asyncio.to_thread(self.leases.try_acquire, self.app_id, self.ceiling)
             if slot is not None:
-                return slot
+                self.stats["leases_taken"] += 1
+                return slot, time.monotonic(), 0
             self.stats["waits"] += 1
             await asyncio.sleep(self._poll)
+
+    async def _fresh(self, lease: Lease) -> Lease:
+        """Renew a handed-over lease that has lived half its ttl."""
+        assert self.leases is not None
+        if time.monotonic() - lease[1] < self.leases.ttl / 2:
+            return lease[0], lease[1], lease[2] + 1
+        await asyncio.to_thread(self.leases.renew, self.app_id, lease[0])
+        return lease[0], time.monotonic(), lease[2] + 1
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the app's places while a request is sent and answered."""
+        lease: Lease | None = None
         if self._in_flight >= int(self.cap) or self._waiters:
             self.stats["waits"] += 1
-            waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await waiter  # _wake hands the place over: in_flight already counts it
+                lease = await waiter  # _free handed the place over: in_flight counts it
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._in_flight -= 1  # handed over just as we were cancelled
-                    self._wake()
+                    self._free(waiter.result())
                 else:
                     with suppress(ValueError):
                         self._waiters.remove(waiter)
@@ -90,23 +120,43 @@ class AppLimiter:
         else:
             self._in_flight += 1
         self.stats["peak"] = max(self.stats["peak"], self._in_flight)
-        lease: int | None = None
         try:
-            lease = await self._take_lease()
+            if self.leases is not None:
+                lease = await self._fresh(lease) if lease else await self._take_lease()
             yield
         finally:
-            if lease is not None and self.leases is not None:
-                await asyncio.to_thread(self.leases.release, self.app_id, lease)
             self._in_flight -= 1
-            self._wake()
+            self._free(lease)
+
+    def _free(self, lease: Lease | None) -> None:
+        """Hand a freed place (and its lease) to the longest waiter, else return the lease."""
+        keep = lease is not None and lease[2] < HAND_OVERS
+        while keep and self._waiters and self._in_flight < int(self.cap):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(lease)
+                lease = None
+                break
+        if lease is not None and self.leases is not None:
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.leases.release, self.app_id, lease[0]))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+        self._wake()
 
     def _wake(self) -> None:
-        """Hand free places to the longest waiters (each counted as in flight at once)."""
+        """Let waiters in while the cap allows (they take their own leases)."""
         while self._waiters and self._in_flight < int(self.cap):
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._in_flight += 1
                 waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until every lease given back has reached the database."""
+        if self._releasing:
+            await asyncio.gather(*list(self._releasing), return_exceptions=True)
 
     def succeeded(self) -> None:
         """Count an answer that was not a throttle; grow the cap after ``cap`` of them."""
