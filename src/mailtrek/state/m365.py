@@ -118,7 +118,9 @@ class DbSlotLeases:
     processes inserting the same slot, one gets an IntegrityError and tries the next.
     """
 
-    def __init__(self, engine: Engine, *, ttl: float = 180.0) -> None:
+    # Short, renewed while a busy process hands a lease on: a killed worker's places come
+    # back within ``ttl``; a request outliving it risks one 429, which the limiter absorbs.
+    def __init__(self, engine: Engine, *, ttl: float = 30.0) -> None:
         self.engine = engine
         self.ttl = ttl
         self.holder = uuid.uuid4().hex

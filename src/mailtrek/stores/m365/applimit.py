@@ -73,6 +73,7 @@ class AppLimiter:
         # first come, first served; the result is the lease handed over (or None)
         self._waiters: deque[asyncio.Future[Lease | None]] = deque()
         self._releasing: set[asyncio.Task[None]] = set()
+        self._trouble_logged = -1e9
         self.stats = {"requests": 0, "throttled": 0, "peak": 0, "waits": 0, "leases_taken": 0}
 
     @property
@@ -84,7 +85,11 @@ class AppLimiter:
         if self.leases is None:
             return None
         while True:
-            slot = await asyncio.to_thread(self.leases.try_acquire, self.app_id, self.ceiling)
+            try:
+                slot = await asyncio.to_thread(self.leases.try_acquire, self.app_id, self.ceiling)
+            except Exception as exc:  # the database is away: this process's own cap still holds
+                self._lease_trouble(exc)
+                return None
             if slot is not None:
                 self.stats["leases_taken"] += 1
                 return slot, time.monotonic(), 0
@@ -96,7 +101,10 @@ class AppLimiter:
         assert self.leases is not None
         if time.monotonic() - lease[1] < self.leases.ttl / 2:
             return lease[0], lease[1], lease[2] + 1
-        await asyncio.to_thread(self.leases.renew, self.app_id, lease[0])
+        try:
+            await asyncio.to_thread(self.leases.renew, self.app_id, lease[0])
+        except Exception as exc:  # it expires on its own; the request goes on
+            self._lease_trouble(exc)
         return lease[0], time.monotonic(), lease[2] + 1
 
     @asynccontextmanager
@@ -142,8 +150,22 @@ class AppLimiter:
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self.leases.release, self.app_id, lease[0]))
             self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
+            task.add_done_callback(self._released)
         self._wake()
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._lease_trouble(task.exception())  # type: ignore[arg-type]
+
+    def _lease_trouble(self, exc: BaseException) -> None:
+        """Log (once a minute) that the shared leases are unavailable; never raise."""
+        now = time.monotonic()
+        if now - self._trouble_logged > 60:
+            self._trouble_logged = now
+            log.warning("App %s: the state database does not answer for the shared request "
+                        "places (%s); this process keeps its own limit meanwhile",
+                        self.app_id, type(exc).__name__)
 
     def _wake(self) -> None:
         """Let waiters in while the cap allows (they take their own leases)."""
