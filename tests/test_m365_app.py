@@ -147,6 +147,8 @@ def test_tenant_probe_measures_stores_and_cleans_up(tmp_path, scope: str, receiv
         assert found["concurrency_scope"] == scope
         assert found["import_mime_received"] == received
         assert found["json_keeps_received"] is True and found["import_mime_exact"] is True
+        assert found["import_mime_message_id_kept"] is True and found["json_is_draft"] is False
+        assert found["json_message_id_kept"] is True
         assert found["cleaned_up"] is True
         assert {f.id for f in sim.folders(USERS[0])} == before  # nothing left behind
         assert not sim.messages(USERS[0]) and sim.throttled_count(USERS[0]) <= 3

@@ -32,7 +32,11 @@ from mailtrek.errors import MailtrekError, ThrottledError
 from mailtrek.orchestrate.home import Home
 from mailtrek.state.m365 import save_profile
 from mailtrek.stores.m365 import GraphClient
-from mailtrek.stores.m365.api import GraphAccessDeniedError, GraphNotFoundError
+from mailtrek.stores.m365.api import (
+    GraphAccessDeniedError,
+    GraphNotFoundError,
+    GraphRejectedError,
+)
 from mailtrek.stores.m365.applimit import AppLimiter
 from mailtrek.stores.m365.auth import GRAPH_SCOPE
 from mailtrek.stores.m365.dates import kept, parse
@@ -117,6 +121,8 @@ class TenantProbe:
         self.findings["import_mime_received"] = how
         self.findings["import_mime_is_draft"] = item.get("isDraft")
         self.findings["import_mime_is_read"] = item.get("isRead")
+        self.findings["import_mime_message_id_kept"] = (
+            item.get("internetMessageId") == f"<{self.marker}@probe.mailtrek.invalid>")
         self._step("importMime received date", how, f"sent {PROBE_DATE:%Y-%m-%d}, got {received}")
         mime = await self.client.request(self.mailbox, "GET",
                                          f"{self.user}/messages/{item['id']}/$value")
@@ -130,13 +136,22 @@ class TenantProbe:
                 "singleValueExtendedProperties": [
                     {"id": DELIVERY_TIME, "value": PROBE_DATE.strftime("%Y-%m-%dT%H:%M:%SZ")},
                     {"id": "Integer 0x0E07", "value": "1"}]}
-        item = await self._json("POST", f"{self.user}/mailFolders/{folder_id}/messages",
-                                json_body=body)
+        # Whether internetMessageId may be set at create on a non-draft is undocumented
+        # (message-update: "updatable only if isDraft = true"): try, and without on a 400.
+        wanted = f"<{self.marker}.json@probe.mailtrek.invalid>"
+        path = f"{self.user}/mailFolders/{folder_id}/messages"
+        try:
+            item = await self._json("POST", path, json_body=body | {"internetMessageId": wanted})
+            self.findings["json_message_id_kept"] = item.get("internetMessageId") == wanted
+        except GraphRejectedError:
+            self.findings["json_message_id_kept"] = False
+            item = await self._json("POST", path, json_body=body)
         keeps = kept(PROBE_DATE, item.get("receivedDateTime"))
         self.findings["json_keeps_received"] = keeps
         self.findings["json_is_draft"] = item.get("isDraft")
         self._step("JSON create received date", "kept" if keeps else "lost",
-                   f"got {item.get('receivedDateTime')}, isDraft={item.get('isDraft')}")
+                   f"got {item.get('receivedDateTime')}, isDraft={item.get('isDraft')}, "
+                   f"internetMessageId {'kept' if self.findings['json_message_id_kept'] else 'not kept'}")
 
     async def _concurrency(self) -> None:
         if not self.other:
