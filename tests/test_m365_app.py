@@ -233,3 +233,26 @@ async def test_busy_process_keeps_its_leases_and_gives_them_back(tmp_path) -> No
     assert most <= 4 and leases.held("app") == 0  # never over the app's 4; all given back
     assert limiter.stats["leases_taken"] < 48 / 2  # handed over, not taken per request
     engine.dispose()
+
+
+def test_add_app_with_a_certificate(tmp_path) -> None:
+    from mailtrek.orchestrate.endpoints import get_tenant
+    from mailtrek.orchestrate.home import open_home
+    from mailtrek.orchestrate.tenant_apps import app_configs
+
+    home, secret, pem = tmp_path / "home", tmp_path / "secret", tmp_path / "app2.pem"
+    secret.write_text("First-Secret\n")
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert _cli(home, "tenant", "add", "t", "--tenant-id", "contoso", "--client-id", "one",
+                "--client-secret-file", str(secret), "--no-test").exit_code == 0
+    both = _cli(home, "tenant", "add-app", "t", "--client-id", "two", "--certificate", str(pem),
+                "--client-secret-file", str(secret), "--no-test")
+    assert both.exit_code != 0  # one credential, not two
+    r = _cli(home, "tenant", "add-app", "t", "--client-id", "two", "--certificate", str(pem),
+             "--no-test")
+    assert r.exit_code == 0, r.output
+    h = open_home(home)
+    configs = app_configs(h, get_tenant(h, "t"))
+    assert [(c.client_id, c.cert_path, bool(c.client_secret)) for c in configs] == [
+        ("one", None, True), ("two", pem.resolve(), False)]
+    assert "up to 8 concurrent requests" in _cli(home, "tenant", "apps", "t").output
