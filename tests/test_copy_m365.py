@@ -3,16 +3,20 @@ against a real Dovecot that accepts the simulator's app-only tokens."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from imap_helpers import corpus_files, dump, load, new_user
 from mailtrek.sim import SimConfig, Simulator, UserSpec
+from mailtrek.stores.m365.dates import header_date
 from test_cli_copy import mailtrek
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
@@ -20,10 +24,39 @@ USERS = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test", "dave@c
          "erin@contoso.test", "frank@contoso.test", "grace@contoso.test"]
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator(SimConfig(users=[UserSpec(u) for u in USERS])) as running:
+# Each value of each switch Microsoft leaves open (mailtrek sim --concurrency-scope,
+# --import-mime-received): the documented app scope with header dates, and the field's
+# per-mailbox scope with importMime stamping the time of the import.
+MODES = [("app", "headers"), ("mailbox", "now")]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=["app-headers", "mailbox-now"])
+def sim(request: pytest.FixtureRequest) -> Iterator[Simulator]:
+    scope, received = request.param
+    with Simulator(SimConfig(users=[UserSpec(u) for u in USERS], concurrency_scope=scope,
+                             import_mime_received=received)) as running:
         yield running
+
+
+def dates_kept(sim: Simulator, upn: str, seeded: list,  # type: ignore[type-arg]
+               listed: list[dict] | None = None) -> None:  # type: ignore[type-arg]
+    """Every item's received date is its source INTERNALDATE (within 2 s) or is listed
+    in the report with both dates."""
+    def close(a: datetime, b: datetime) -> bool:
+        return abs((a - b).total_seconds()) <= 2
+
+    def when(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    got = [when(m.props["receivedDateTime"]) for m in sim.messages(upn)]
+    want = [s[3].replace(microsecond=0) for s in seeded]
+    assert len(got) == len(want)
+    off = [g for g in got if not any(close(g, w) for w in want)]
+    listed = listed or []
+    assert len(off) == len(listed), (off[:3], listed[:3])
+    for entry in listed:
+        assert any(close(when(entry["source_date"]), w) for w in want)
+        assert any(close(when(entry["destination_date"]), g) for g in off)
 
 
 def m365_args(sim: Simulator) -> list[str]:
@@ -37,11 +70,15 @@ def m365_env(src: tuple[str, str]) -> dict[str, str]:
 
 def items(n: int, corpus_dir: Path | None) -> list:  # type: ignore[type-arg]
     raws = [raw for _n, raw, _s in corpus_files(corpus_dir)][:n] or [
-        b"Subject: m%d\r\nMessage-ID: <m%d@t>\r\nFrom: a@b.c\r\n\r\nbody %d\r\n" % (i, i, i)
-        for i in range(n)]
+        b"Subject: m%d\r\nMessage-ID: <m%d@t>\r\nFrom: a@b.c\r\nDate: %s\r\n\r\nbody %d\r\n"
+        % (i, i, format_datetime(T0 + timedelta(minutes=i)).encode(), i) for i in range(n)]
     folders = [("INBOX",), ("Sent",), ("Projekte", "Übersicht"), ("Files",)]
     flags = [frozenset({"\\Seen"}), frozenset({"\\Flagged", "Kunde"}), frozenset()]
-    return [(folders[i % 4], raw, flags[i % 3], T0 + timedelta(hours=i)) for i, raw in enumerate(raws)]
+    # INTERNALDATE as a delivering server stamps it: the topmost Received (else Date)
+    # header's time, for every third message a different one (moved or restored mail).
+    return [(folders[i % 4], raw, flags[i % 3],
+             (header_date(raw) if i % 3 and header_date(raw) else T0 + timedelta(hours=i)))
+            for i, raw in enumerate(raws)]
 
 
 async def test_copy_into_graph_then_rerun_and_verify(dovecot_src, sim: Simulator, corpus_dir,
@@ -57,7 +94,14 @@ async def test_copy_into_graph_then_rerun_and_verify(dovecot_src, sim: Simulator
     stored = sim.messages("alice@contoso.test")
     assert len(stored) == len(seeded)
     assert not any(m.props.get("isDraft") for m in stored)
-    assert sum(m.mime_exact for m in stored) >= len(seeded) // 2  # importMime, exact bytes
+    report = json.loads((tmp_path / "r.json").read_text())
+    dates_kept(sim, "alice@contoso.test", seeded, report["dates_not_kept"])
+    if sim.config.import_mime_received == "headers":
+        assert sum(m.mime_exact for m in stored) >= len(seeded) // 2  # importMime, exact bytes
+    else:  # the tenant learned after one message and remembers it in the state database
+        assert sum(m.mime_exact for m in stored) == 0
+        assert "import_mime_received" in sqlite3.connect(tmp_path / "s.db").execute(
+            "SELECT profile FROM tenant_profiles").fetchone()[0]
     names = {sim.folder_path("alice@contoso.test", f.id) for f in sim.folders("alice@contoso.test")
              if sim.messages("alice@contoso.test", f.id)}
     assert "Files (migrated)" in str(names) and "Übersicht" in str(names)
@@ -149,8 +193,10 @@ async def test_read_receipt_requests_are_disarmed_unless_kept(dovecot_src, sim: 
 
     def raw(i: int, receipt: bool) -> bytes:
         head = b"Disposition-Notification-To: Sender <s@example.org>\r\n" if receipt else b""
+        date = format_datetime(T0 + timedelta(hours=i)).encode()
         return (b"From: Sender <s@example.org>\r\nTo: r@contoso.test\r\nSubject: r%d\r\n"
-                b"Message-ID: <receipt-%d@example.org>\r\n%s\r\nbody %d\r\n" % (i, i, head, i))
+                b"Date: %s\r\nMessage-ID: <receipt-%d@example.org>\r\n%s\r\nbody %d\r\n"
+                % (i, date, i, head, i))
 
     seeded = [(("INBOX",), raw(i, i < 4), frozenset({"\\Seen"}) if i % 2 else frozenset(),
                T0 + timedelta(hours=i)) for i in range(6)]
@@ -173,10 +219,13 @@ async def test_read_receipt_requests_are_disarmed_unless_kept(dovecot_src, sim: 
     assert len(disarmed) == 6
     assert not any(req for req, _read, _mime in disarmed.values())
     # no --json-report: the changed messages are listed on the terminal
-    assert outputs[0].count("read receipt request disarmed") == 4, outputs[0]
-    for i in range(6):  # exact MIME, read state intact, header still there
+    if sim.config.import_mime_received == "headers":
+        assert outputs[0].count("read receipt request disarmed") == 4, outputs[0]
+    for i in range(6):  # exact MIME (importMime kept the dates), read state intact
         _req, read, mime = disarmed[f"r{i}"]
-        assert mime == seeded[i][1] and read == bool(i % 2)
+        assert read == bool(i % 2)
+        assert (mime == seeded[i][1]) == (sim.config.import_mime_received == "headers")
+    dates_kept(sim, "erin@contoso.test", seeded)
     kept = run("frank@contoso.test", "--keep-read-receipts")
     assert {s: v[0] for s, v in kept.items()} == {f"r{i}": i < 4 for i in range(6)}
     sim.deny_permission()  # the JSON route (no importMime) clears it at create time

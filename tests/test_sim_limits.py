@@ -38,7 +38,8 @@ def _mime(n: int, size: int = 0) -> bytes:
 
 
 def test_fifth_concurrent_request_to_one_mailbox_is_throttled() -> None:
-    config = SimConfig(latency=Latency(base_min_ms=400, base_max_ms=400, ms_per_mb=0))
+    config = SimConfig(latency=Latency(base_min_ms=400, base_max_ms=400, ms_per_mb=0),
+                       concurrency_scope="mailbox")
     with Simulator(config) as sim:
         token = fetch_token(sim)
 

@@ -124,6 +124,10 @@ def copy(
             m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
             keep_read_receipts=keep_read_receipts, tenant=stored.tenant)
         engine = open_engine(state or home_dir() / "copy-state.db")
+        if hasattr(dst, "use_memory"):  # Microsoft 365: the tenant's stored profile
+            from mailtrek.state.m365 import ProfileMemory
+
+            dst.use_memory(ProfileMemory(engine, _home_profiles(state)))
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         route = route_key(src_addr.host, "m365" if dst_addr.is_m365 else dst_addr.host)
         started = time.monotonic()
@@ -135,6 +139,21 @@ def copy(
         report.source, report.destination = src_addr.display(), dst_addr.display()
         _finish(report, json_report)
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
+
+
+def _home_profiles(state: Any) -> Any:
+    """Return a read-only engine on the home's SQLite database (where ``tenant probe``
+    stores tenant profiles), None when there is none or it is the copy's own state.
+
+    Opened without migrating: a home of another mailtrek version is read if it can be,
+    never changed (ProfileMemory ignores a database it cannot read).
+    """
+    from sqlalchemy import create_engine
+
+    home_db = home_dir() / "state.db"
+    if not home_db.is_file() or (state is not None and Path(str(state)).resolve() == home_db.resolve()):
+        return None
+    return create_engine(f"sqlite:///file:{home_db}?mode=ro&uri=true")
 
 
 async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,

@@ -46,10 +46,12 @@ def register(app: typer.Typer) -> None:
     from mailtrek.cli import (
         discovery_cmds,  # endpoint discover, batch preflight
         member_cmds,  # retry, sync, stop/resume --user, remove-user, ...
+        tenant_m365_cmds,  # tenant add-app, apps, remove-app, probe
     )
 
     discovery_cmds.register(app)
     member_cmds.register(batch_app)
+    tenant_m365_cmds.register(tenant_app)
 
 
 def handled(fn: F) -> F:

@@ -57,13 +57,20 @@ def sim(
                  "endpoint refuses other client ids and wrong secrets, as Entra ID does."),
     fractional_retry_after: bool = typer.Option(
         False, help="Send Retry-After with decimals (e.g. 2.128), as Graph's throttling page shows."),
-    concurrency: int = typer.Option(4, help="Concurrent requests per app and mailbox."),
+    concurrency: int = typer.Option(4, help="Concurrent requests (per app, or per app and mailbox: --concurrency-scope)."),
     requests_per_window: int = typer.Option(10_000, help="Requests per app and mailbox per window."),
     request_window: float = typer.Option(600.0, help="Request window in seconds."),
     upload_mb_per_window: float = typer.Option(150.0, help="MB uploaded per app and mailbox per window."),
     upload_window: float = typer.Option(300.0, help="Upload window in seconds."),
     max_message_mb: int = typer.Option(35, help="Largest message (MB)."),
     mx: list[str] = typer.Option([], help="DOMAIN=MXHOST answered by serviceConfigurationRecords."),
+    concurrency_scope: str = typer.Option(
+        "app", help="What the concurrent-request limit counts: 'app' (per app ID across all "
+                    "mailboxes, learn.microsoft.com/graph/throttling-limits 'Limits per app ID') "
+                    "or 'mailbox' (per app and mailbox; 429 'MailboxConcurrency')."),
+    import_mime_received: str = typer.Option(
+        "headers", help="receivedDateTime of importMime items: 'headers' (topmost Received, else "
+                        "Date) or 'now' (time of the import; Microsoft does not document it)."),
 ) -> None:
     """Run a local Microsoft 365 simulator over HTTPS (a test double, like moto for AWS)."""
     from mailtrek.sim import SimConfig, Simulator, UserSpec
@@ -79,8 +86,15 @@ def sim(
         if not sep or not domain or not target:
             raise typer.BadParameter("use DOMAIN=MXHOST", param_hint="--mx")
         mx_records[domain.lower()] = target
+    from mailtrek.sim.config import CONCURRENCY_SCOPES, IMPORT_MIME_RECEIVED
+
+    if concurrency_scope not in CONCURRENCY_SCOPES:
+        raise typer.BadParameter("use app or mailbox", param_hint="--concurrency-scope")
+    if import_mime_received not in IMPORT_MIME_RECEIVED:
+        raise typer.BadParameter("use headers or now", param_hint="--import-mime-received")
     secrets = _apps(apps)
     config = SimConfig(
+        concurrency_scope=concurrency_scope, import_mime_received=import_mime_received,
         client_secrets=secrets, registered_apps_only=bool(secrets),
         fractional_retry_after=fractional_retry_after,
         users=specs, host=host, port=port, state_dir=state_dir, tenant_id=tenant_id,

@@ -258,3 +258,6 @@ def remove_tenant(home: Home, name: str) -> None:
             raise UsageError(f"tenant {name!r} is used by batch(es) {', '.join(used)}",
                              hint="delete those batches first")
         c.execute(delete(tenants).where(tenants.c.name == name))
+        from mailtrek.state.m365 import tenant_apps
+
+        c.execute(delete(tenant_apps).where(tenant_apps.c.tenant == name))

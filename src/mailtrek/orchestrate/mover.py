@@ -124,22 +124,28 @@ def _settings_version(t: Tenant) -> int:
 async def open_destination(home: Home, job: MoveJob) -> Any:
     """Return a connected destination store for ``job`` (Graph or IMAP).
 
-    Graph stores of one tenant share one client (``home.graph_clients``), so a token is
-    fetched once per tenant, not once per mailbox; whoever owns ``home`` closes them.
+    Graph stores of one tenant share its app pool (``home.graph_clients``): one client
+    per app registration, each mailbox on the least busy app, so a token is fetched once
+    per app, not once per mailbox; whoever owns ``home`` closes them.
     """
     if job.tenant is not None:
         import asyncio
 
-        from mailtrek.stores.m365 import GraphClient, open_graph_store
+        from mailtrek.orchestrate.tenant_apps import open_pool
+        from mailtrek.state.m365 import ProfileMemory
+        from mailtrek.stores.m365 import GraphOptions, open_graph_store
 
         # Per event loop too: an httpx client cannot outlive the loop it was made in. Per
         # version of the tenant's settings and CA file, so an edit or a renewed CA reaches a
-        # long-running `mailtrek run` (the old client is closed at shutdown).
+        # long-running `mailtrek run` (the old clients are closed at shutdown).
         key = f"{job.tenant.name}:{_settings_version(job.tenant)}@{id(asyncio.get_running_loop())}"
-        client = home.graph_clients.get(key)
-        if client is None:
-            client = home.graph_clients[key] = GraphClient(tenant_config(home, job.tenant))
-        store: Any = open_graph_store(job.email, client.tenant, client=client)
+        pool = home.graph_clients.get(key)
+        if pool is None:
+            pool = home.graph_clients[key] = open_pool(home, job.tenant)
+        client = pool.client_for(job.email)
+        store: Any = open_graph_store(job.email, client.tenant, client=client,
+                                      options=GraphOptions(memory=ProfileMemory(home.engine)))
+        store.on_close = lambda: pool.done(job.email)
     else:
         from mailtrek.stores.imap.store import ImapStore
 

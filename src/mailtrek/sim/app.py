@@ -44,7 +44,12 @@ def build_app(state: SimState) -> GraphGate:
             users = list(state.users.values())
             statuses = {str(k): v for k, v in state.statuses.items()}
             throttled = dict(state.throttle.throttled)
+        apps = {app: {"busy_seconds": busy, "peak_in_flight": state.throttle.peak_in_flight[app]}
+                for app, busy in list(state.throttle.busy_seconds.items())}
         return {
+            # per app ID: seconds x requests in flight, and the most at once (bench: share of
+            # the app-wide ceiling)
+            "apps": apps,
             "graph_requests": state.graph_requests,
             "token_requests": state.token_requests,
             "statuses": statuses,

@@ -27,6 +27,8 @@ DEFAULT_GRAPH_ROLES = (
     "MailboxSettings.Read",
 )
 IMAP_ROLE = "IMAP.AccessAsApp"
+CONCURRENCY_SCOPES = ("app", "mailbox")
+IMPORT_MIME_RECEIVED = ("headers", "now")
 
 
 @dataclass
@@ -126,12 +128,28 @@ class SimConfig:
     imap_mailbox_domain: str | None = None
     # Accept MIME on /mailFolders/{id}/messages (G-create lists it; a blog says no).
     mime_create_in_folder: bool = True
+    # "app": the 4 concurrent requests are per app ID "regardless of whether the requests all
+    # access the same mailbox, or access different mailboxes" (learn.microsoft.com/graph/
+    # throttling-limits, "Outlook service limits" -> "Limits per app ID", current page);
+    # "mailbox": per app and mailbox, as the older page and the field's "MailboxConcurrency"
+    # error text have it (research m365.md A4).
+    concurrency_scope: str = "app"
+    # Where importMime takes receivedDateTime from: "headers" (topmost Received, else Date)
+    # or "now" (time of the import, as MIME create does per learn.microsoft.com/graph/api/
+    # user-post-messages example 3). mailfolder-importmime does not say (m365.md A1d).
+    import_mime_received: str = "headers"
     # Retry-After with decimals, as learn.microsoft.com/graph/throttling's sample shows
     # ("2.128"); default whole seconds, as RFC 9110 defines delta-seconds.
     fractional_retry_after: bool = False
     # True: the token endpoint refuses client ids not in ``client_secrets`` or
     # ``client_certificates`` (AADSTS700016), as Entra does; ``mailtrek sim --apps``.
     registered_apps_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.concurrency_scope not in CONCURRENCY_SCOPES:
+            raise ValueError(f"concurrency_scope must be one of {CONCURRENCY_SCOPES}")
+        if self.import_mime_received not in IMPORT_MIME_RECEIVED:
+            raise ValueError(f"import_mime_received must be one of {IMPORT_MIME_RECEIVED}")
 
     @property
     def domains(self) -> list[str]:

@@ -6,7 +6,10 @@
 - GET/POST .../mailFolders/{id}/childFolders (learn.microsoft.com/graph/api/mailfolder-list-childfolders,
   learn.microsoft.com/graph/api/mailfolder-post-childfolders: "displayName and isHidden are the
   only writable properties");
-- POST /users/{id}/mailFolders creates under the root (learn.microsoft.com/graph/api/user-post-mailfolders).
+- POST /users/{id}/mailFolders creates under the root (learn.microsoft.com/graph/api/user-post-mailfolders);
+- DELETE .../mailFolders/{id} answers 204 and removes the folder with its contents
+  (learn.microsoft.com/graph/api/mailfolder-delete); well-known folders cannot be deleted
+  (403 ErrorDeleteDistinguishedFolder, the Exchange error name).
 
 Folder names are unique per parent regardless of case, as in Exchange; a clash answers
 409 ErrorFolderExists (code as Exchange names it; Microsoft does not document the Graph
@@ -18,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from mailtrek.sim.errors import GraphError
 from mailtrek.sim.graph_common import api_version, context_url, folder, mailbox
@@ -116,5 +119,15 @@ def folders_router(state: SimState) -> APIRouter:
     async def create_child(user_key: str, folder_key: str, request: Request) -> JSONResponse:
         user = mailbox(state, user_key)
         return await _create(request, user_key, user, folder(state, user, folder_key))
+
+    @router.delete("/users/{user_key}/mailFolders/{folder_key}")
+    async def delete_folder(user_key: str, folder_key: str) -> Response:
+        user = mailbox(state, user_key)
+        found = folder(state, user, folder_key)
+        if found.well_known:
+            raise GraphError(403, "ErrorDeleteDistinguishedFolder",
+                             "Distinguished folders cannot be deleted.")
+        state.store.delete_folder(found)
+        return Response(status_code=204)
 
     return router

@@ -118,7 +118,9 @@ def messages_router(state: SimState, *, beta: bool) -> APIRouter:
             if len(raw) > limits.max_message_bytes:
                 raise GraphError(413, "ErrorMessageSizeExceeded",
                                  f"The message exceeds the maximum size of {limits.max_message_bytes // MB} MB.")
-            message = msgs.from_mime(user.id, target.id, raw, imported=True)
+            message = msgs.from_mime(
+                user.id, target.id, raw, imported=True,
+                received_now=state.config.import_mime_received == "now")
             state.store.add_message(message)
             return JSONResponse(_entity(request, user_key, message), status_code=201)
 

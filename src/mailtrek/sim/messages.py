@@ -14,8 +14,10 @@ Rules, each from the page named:
   a draft, as a plain create is.
 - importMime (learn.microsoft.com/graph/api/mailfolder-importmime?view=graph-rest-beta): the
   item is not a draft, arrives "as if it was delivered" (unread) and keeps the full MIME.
-  The page does not say where receivedDateTime comes from; the simulator takes the date of
-  the topmost Received header, else the Date header, else now (mime.received_instant).
+  The page does not say where receivedDateTime comes from; by default the simulator takes
+  the date of the topmost Received header, else the Date header, else now
+  (mime.received_instant); ``received_now`` (``--import-mime-received now``) takes the time
+  of the import instead, as MIME create does.
 """
 
 from __future__ import annotations
@@ -75,12 +77,15 @@ def _base(mailbox: str, folder_id: str) -> dict[str, Any]:
     }
 
 
-def from_mime(mailbox: str, folder_id: str, raw: bytes, *, imported: bool) -> StoredMessage:
+def from_mime(mailbox: str, folder_id: str, raw: bytes, *, imported: bool,
+              received_now: bool = False) -> StoredMessage:
     """Return the stored form of a MIME create (draft) or importMime (delivered) item."""
     props = _base(mailbox, folder_id)
     parsed, received = properties_from_mime(raw)
     props.update(parsed)
-    if imported:
+    if imported and received_now:
+        props.update(isDraft=False, isRead=False, receivedDateTime=props["createdDateTime"])
+    elif imported:
         props.update(isDraft=False, isRead=False,
                      receivedDateTime=iso(received) if received else props["createdDateTime"])
     else:

@@ -82,7 +82,7 @@ class SimState:
             config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = MailStore(path)
         self.tokens = TokenIssuer(config)
-        self.throttle = MailboxThrottle(config.limits, config.clock)
+        self.throttle = MailboxThrottle(config.limits, config.clock, config.concurrency_scope)
         self.latency = LatencyModel(config.latency)
         self.lock = threading.Lock()
         self.graph_requests = 0

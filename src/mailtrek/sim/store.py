@@ -200,6 +200,22 @@ class MailStore:
             self._db.commit()
             return folder
 
+    def delete_folder(self, folder: Folder) -> None:
+        """Remove a folder with its subfolders, messages and attachments."""
+        with self._lock:
+            doomed, todo = [], [folder.id]
+            while todo:
+                fid = todo.pop()
+                doomed.append(fid)
+                todo += [r[0] for r in self._db.execute(
+                    "SELECT id FROM folders WHERE parent_id=?", (fid,))]
+            for fid in doomed:
+                self._db.execute("DELETE FROM attachments WHERE message_id IN "
+                                 "(SELECT id FROM messages WHERE folder_id=?)", (fid,))
+                self._db.execute("DELETE FROM messages WHERE folder_id=?", (fid,))
+                self._db.execute("DELETE FROM folders WHERE id=?", (fid,))
+            self._db.commit()
+
     def all_folders(self, mailbox: str) -> list[Folder]:
         """Return every folder of the mailbox (inspection helper)."""
         with self._lock:

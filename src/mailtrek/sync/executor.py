@@ -168,8 +168,9 @@ async def _copy(
             out.bytes += msg.size
             note = res.extra.get("note")
             if note:
-                out.notes.append(ChangedItem(msg.uid, _subject(msg.raw), str(note),
-                                             bool(res.extra.get("lossy"))))
+                out.notes.append(ChangedItem(
+                    msg.uid, _subject(msg.raw), str(note), bool(res.extra.get("lossy")),
+                    _opt(res.extra.get("date_source")), _opt(res.extra.get("date_dest"))))
             if on_message:
                 on_message(msg.size)
         elif res.in_doubt:
@@ -235,3 +236,7 @@ def _light(msg: Message) -> Message:
     m.extra["size"] = msg.size
     m.extra["subject"] = _subject(msg.raw)
     return m
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)

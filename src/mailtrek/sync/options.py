@@ -45,6 +45,8 @@ class ChangedItem:
     subject: str | None
     note: str
     lossy: bool = False  # some value could not be kept exactly
+    date_source: str | None = None  # received date not kept: the source INTERNALDATE ...
+    date_dest: str | None = None  # ... and the destination's received date (ISO-8601)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ _CHANGE_KINDS = (
     ("line endings", "line endings made CRLF"),
     ("crlf added at the end", "CRLF added at the end"),
     ("changed by the server: stored", "stored with another size by the server"),
+    ("received date not kept", "received date not kept"),
 )
 
 
@@ -47,6 +48,11 @@ def report_dict(r: CopyReport) -> dict[str, Any]:
         "skipped": [asdict(s) for s in r.skipped],
         "errors": list(r.errors),
         "warnings": list(r.warnings),
+        # Messages whose received date the destination did not keep, with both dates.
+        "dates_not_kept": [
+            {"folder": f.source, "uid": n.uid, "subject": n.subject,
+             "source_date": n.date_source, "destination_date": n.date_dest}
+            for f in r.folders for n in f.notes if n.date_source is not None],
     }
 
 

@@ -2,6 +2,8 @@
 
 Every request goes through ``GraphClient.request``, which
 - waits for a place in the mailbox's pacer slot (4 in flight, request/upload budgets),
+  then for one of the app's places (``applimit``: 4 in flight per app ID over all
+  mailboxes, halved on a 429 and grown back),
 - adds a bearer token (fetching a fresh one once when Graph answers 401),
 - retries, a bounded number of times and with a logged reason, what a retry may cure:
   429/503 throttling (after Retry-After), 5xx and dropped links for idempotent requests,
@@ -46,6 +48,7 @@ from mailtrek.errors import (
     TransientError,
 )
 from mailtrek.pacer import Pacer
+from mailtrek.stores.m365.applimit import AppLimiter
 from mailtrek.stores.m365.auth import GRAPH_SCOPE, TokenSource
 from mailtrek.stores.m365.config import TenantConfig
 
@@ -205,8 +208,10 @@ class GraphClient:
         max_throttle_retries: int = 10,
         max_transient_retries: int = 4,
         max_connections: int = 200,
+        app_limiter: AppLimiter | None = None,
     ) -> None:
         self.tenant = tenant
+        self.app_limiter = app_limiter or AppLimiter(tenant.client_id)
         self.tokens = tokens or TokenSource(tenant)
         self.pacer = pacer or Pacer()
         self.max_throttle_retries = max_throttle_retries
@@ -242,7 +247,8 @@ class GraphClient:
             await pool.aclose()
 
     async def close(self) -> None:
-        """Close every connection pool; idempotent."""
+        """Close every connection pool and give the app's leases back; idempotent."""
+        await self.app_limiter.drain()
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()
@@ -290,9 +296,12 @@ class GraphClient:
         while True:
             token = await self.tokens.get_token(GRAPH_SCOPE) if authenticated else None
             try:
-                async with self.pacer.slot(mailbox, upload_bytes=upload, requests=counts_as):
-                    return await self._send(mailbox, method, url, body, base_headers, params,
-                                            token, idempotent)
+                async with (self.pacer.slot(mailbox, upload_bytes=upload, requests=counts_as),
+                            self.app_limiter.slot()):
+                    response = await self._send(mailbox, method, url, body, base_headers,
+                                                params, token, idempotent)
+                self.app_limiter.succeeded()
+                return response
             except _TokenRefused as exc:
                 if refreshed or token is None:
                     raise AuthenticationError(
@@ -304,6 +313,7 @@ class GraphClient:
                 log.info("Graph refused the token for %s (expired?); fetching a new one", mailbox)
             except ThrottledError as exc:
                 self.stats["throttled"] += 1
+                self.app_limiter.throttled()
                 throttled += 1
                 if throttled > self.max_throttle_retries:
                     raise

@@ -7,6 +7,12 @@ Append routes (DESIGN.md "Microsoft 365 destination"):
 2. Otherwise the v1.0 JSON create with extended properties (``mime_json``) plus
    attachments (one POST up to 3 MB, upload sessions in 4 MB chunks above).
 A 403 on importMime is remembered per tenant and every later message takes route 2.
+So is an importMime that stamps the time of the import as receivedDateTime (``dates``):
+that item is deleted and sent again by route 2, which sets PidTagMessageDeliveryTime,
+and the tenant's profile remembers it. An item that took a header date other than the
+INTERNALDATE keeps its exact MIME (that header date is often the truer one, e.g. after an
+earlier migration reset INTERNALDATE). Every message whose received date differs from
+INTERNALDATE carries both dates in its AppendResult (listed in the report).
 The plain v1.0 MIME create is never used (it makes drafts dated "now").
 
 Exactly once: a create whose answer is lost (InDoubtError) is looked up by
@@ -31,9 +37,9 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -47,6 +53,7 @@ from mailtrek.errors import (
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse
 from mailtrek.pacer import Pacer
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.m365 import dates
 from mailtrek.stores.m365 import flags as flagmap
 from mailtrek.stores.m365.api import (
     MAILBOX_ADVICE,
@@ -106,6 +113,9 @@ class GraphOptions:
     # then sends (or offers) receipts for years-old mail when it is opened (imapsync FAQ,
     # FAQ.Office365). True: clear the request on migrated items, exact MIME kept.
     disarm_read_receipts: bool = True
+    # Where learned tenant facts go and come from (state.m365.ProfileMemory); None: only
+    # this process remembers them.
+    memory: dates.ProfileMemory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
@@ -174,7 +184,24 @@ class GraphStore:
         self._children: dict[str, dict[str, dict[str, Any]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._verb_patch_ok = True
-        self.routes = {"importMime": 0, "json": 0, "upload_sessions": 0}
+        self.routes = {"importMime": 0, "json": 0, "upload_sessions": 0, "redated": 0}
+        self.profile: dict[str, Any] = {}
+        self.memory: dates.ProfileMemory | None = None
+        self.on_close: Callable[[], None] | None = None  # the owner's hook (app pools)
+        if self.options.memory is not None:
+            self.use_memory(self.options.memory)
+
+    def use_memory(self, memory: dates.ProfileMemory) -> None:
+        """Read the tenant's stored profile (probe, earlier copies) and write what is learned.
+
+        A profile saying the concurrency limit is per mailbox lifts the app-wide cap of a
+        client this store owns (a shared client is set up by its owner).
+        """
+        self.memory = memory
+        self.profile = memory.load(self.tenant.tenant_id)
+        dates.apply_profile(self.tenant.tenant_id, self.profile)
+        if self._own_client:
+            apply_scope(self.client, self.profile)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -193,7 +220,8 @@ class GraphStore:
     @property
     def import_mime_allowed(self) -> bool:
         """True while importMime may be tried for this tenant."""
-        return self.options.use_import_mime and self.tenant.tenant_id not in _DENIED_IMPORT_MIME
+        return (self.options.use_import_mime and self.tenant.tenant_id not in _DENIED_IMPORT_MIME
+                and not dates.import_mime_loses_dates(self.tenant.tenant_id))
 
     # -- lifecycle and pre-flight -----------------------------------------------------
 
@@ -207,6 +235,9 @@ class GraphStore:
             await self.client.close()
         else:
             await self.client.release(self.address)
+        if self.on_close is not None:
+            self.on_close, done = None, self.on_close
+            done()
 
     async def check_mailbox(self) -> dict[str, Any]:
         """Check that the user exists and has an Exchange Online mailbox; return the user.
@@ -442,6 +473,7 @@ class GraphStore:
     async def _append_import_mime(self, fid: str, message: Message, b64: bytes,
                                   mid: str | None) -> AppendResult:
         for _attempt in range(2):
+            sent_at = datetime.now(UTC)
             try:
                 item = await self._call(
                     "POST", f"{self._user}/mailFolders/{fid}/importMime", beta=True,
@@ -453,6 +485,10 @@ class GraphStore:
                 if found is None:
                     continue  # not there: sending again cannot duplicate
                 item = {"id": found}
+            if dates.stamped_now(message.raw, item.get("receivedDateTime"), sent_at):
+                redone = await self._redate(fid, message, mid, item)
+                if redone is not None:
+                    return redone
             self.routes["importMime"] += 1
             current = flagmap.flags_of(item) if "isRead" in item else None
             result = AppendResult(dest_id=item["id"], extra={"route": "importMime"})
@@ -462,11 +498,29 @@ class GraphStore:
                     "isReadReceiptRequested", requests_receipt(message.raw)):
                 extra["isReadReceiptRequested"] = False
                 result.extra["note"] = "read receipt request disarmed"
+            if not dates.kept(message.internaldate, item.get("receivedDateTime")):
+                lost = dates.loss_extra(message.internaldate, item.get("receivedDateTime"))
+                if "note" in result.extra:
+                    lost["note"] = f"{result.extra['note']}; {lost['note']}"
+                result.extra.update(lost)
             await self._settle_flags(item["id"], message.flags, current, result, extra)
             return result
         # Failed twice and verifiably not there: the JSON route may still take it.
         raise GraphRejectedError("importMime failed repeatedly", status=500,
                                  code="ImportMimeFailed")
+
+    async def _redate(self, fid: str, message: Message, mid: str | None,
+                      item: dict[str, Any]) -> AppendResult | None:
+        """Replace an importMime item stamped with the time of the import by a JSON create.
+
+        The tenant learns to skip importMime (``dates.learn_loss``). Returns None when the
+        item could not be removed (it stays, listed with both dates).
+        """
+        dates.learn_loss(self.tenant.tenant_id, self.memory)
+        if not await self._discard(item["id"]):
+            return None
+        self.routes["redated"] += 1
+        return await self._append_json(fid, message, mid)
 
     async def _resolve(self, folder_id: str, mid: str | None, raw: bytes) -> str | None:
         """Look up an item whose create answer was lost; None when absent or unknowable.
@@ -541,12 +595,14 @@ class GraphStore:
         built = build_json_message(message.raw, message.flags, message.internaldate,
                                    keep_read_receipt=not self.options.disarm_read_receipts)
         item_id: str | None = None
+        received: str | None = None  # unknown for an item found after a lost answer
         minimal = False
         for _attempt in range(3):
             try:
                 item = await self._call("POST", f"{self._user}/mailFolders/{fid}/messages",
                                         json_body=built.payload)
                 item_id = item["id"]
+                received = item.get("receivedDateTime")
                 break
             except InDoubtError:
                 found = await self._resolve(fid, mid if not minimal else None, message.raw)
@@ -580,6 +636,11 @@ class GraphStore:
         extra: dict[str, object] = {"route": "json", "attachments": len(built.attachments)}
         if not built.parsed:
             extra["note"] = "unparsable MIME: stored as text"
+        if not dates.kept(message.internaldate, received):
+            lost = dates.loss_extra(message.internaldate, received)
+            if "note" in extra:
+                lost["note"] = f"{extra['note']}; {lost['note']}"
+            extra.update(lost)
         return AppendResult(dest_id=item_id, extra=extra)
 
     async def _discard(self, item_id: str) -> bool:
@@ -686,10 +747,26 @@ class GraphStore:
                     raise GraphRejectedError(str(error.get("message") or "flag update refused"),
                                              status=status, code=str(error.get("code") or ""))
             if pause:
+                self.client.app_limiter.throttled()
                 self.client.pacer.backoff(self.address, pause)
             pending = retry
         if pending:
             raise TransientError(f"Flag updates in {self.address} kept failing inside $batch")
+
+
+MAILBOX_SCOPE_CEILING = 64  # app-wide cap when a tenant counts concurrency per mailbox
+
+
+def apply_scope(client: GraphClient, profile: dict[str, Any]) -> None:
+    """Set the client's app-wide cap from a tenant profile's ``concurrency_scope``.
+
+    "mailbox": the pacer's 4 per mailbox are the limit, the app cap only guards against
+    runaway parallelism; "app" or unknown: Microsoft's documented 4 per app ID.
+    """
+    from mailtrek.stores.m365.applimit import APP_CONCURRENCY
+
+    scope = profile.get("concurrency_scope")
+    client.app_limiter.set_ceiling(MAILBOX_SCOPE_CEILING if scope == "mailbox" else APP_CONCURRENCY)
 
 
 def open_graph_store(address: str, tenant: TenantConfig, *, pacer: Pacer | None = None,
