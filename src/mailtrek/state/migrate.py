@@ -25,7 +25,8 @@ MIGRATION_LOCK = 7_000_777  # pg_advisory_xact_lock key: "mailtrek schema migrat
 def all_metadata() -> MetaData:
     """Return the shared metadata with every module's tables added."""
     import mailtrek.state.orchestration
-    import mailtrek.state.web  # noqa: F401  (adds the dashboard's tables)
+    import mailtrek.state.pim
+    import mailtrek.state.web  # noqa: F401  (adds the dashboard's and the PIM tables)
     from mailtrek.state.schema import metadata
 
     return metadata
