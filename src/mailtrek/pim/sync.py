@@ -1,0 +1,152 @@
+"""Copy contacts and calendars exactly once, through the PIM store protocol only.
+
+Per source collection:
+1. Find or create its twin on the destination (state's href first, then kind and name).
+2. If the last run left it complete and its sync token (RFC 6578 ``DAV:sync-token`` or
+   ``getctag``) is the same, nothing changed: count its recorded objects as skipped.
+3. Else list hrefs and ETags; objects whose (href, ETag) state already holds are skipped
+   without fetching; the others are fetched in batches and read (UID, fields).
+4. An object that cannot be read, lacks a UID or repeats one is reported with the
+   reason; the rest goes on.
+5. A UID state knows is written over its earlier copy (the source changed). A UID state
+   does not know is created with create-only semantics; when the destination already
+   holds it (a lost state, an earlier tool) it is adopted, and rewritten only if its
+   fields differ from the source.
+6. Copy first, record second: a row is written only after the destination confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from mailtrek.errors import MailtrekError, StoreError
+from mailtrek.pim.fields import BrokenObjectError, ObjectFields, differences, read_object
+from mailtrek.pim.model import Collection, Item, Kind, PimDestination, PimSource
+from mailtrek.pim.report import CollectionReport, PimReport
+from mailtrek.state.pim import CollectionState, ItemState, PimState
+
+
+async def copy_pim(src: PimSource, dst: PimDestination, state: PimState,
+                   kinds: Sequence[Kind], *, concurrency: int = 4) -> PimReport:
+    """Copy every collection of ``kinds``; return the report. Stores must be connected.
+
+    Idempotent: a second run copies nothing. Errors that stop one collection (the
+    destination refused to create it, the source failed to list it) are reported in
+    ``errors`` and the other collections go on; authentication and connection errors
+    propagate.
+    """
+    report = PimReport()
+    started = time.monotonic()
+    for collection in await src.collections(kinds):
+        entry = CollectionReport(collection.kind, collection.name, collection.href)
+        report.collections.append(entry)
+        try:
+            await _copy_collection(src, dst, state, collection, entry, concurrency)
+        except StoreError as e:  # this collection only: the next one may work
+            report.errors.append(f"{collection.kind} {collection.name!r}: {e}")
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
+                           sc: Collection, entry: CollectionReport, concurrency: int) -> None:
+    cs = state.collection(sc.href)
+    dc = await dst.ensure_collection(sc, cs.dest_collection if cs else None)
+    entry.destination = dc.href
+    known = state.items(sc.href)
+    if (cs is not None and cs.complete and cs.sync_token and cs.sync_token == sc.sync_token
+            and cs.dest_collection == dc.href):
+        entry.selected = entry.skipped = len(known)
+        entry.unchanged = True
+        return
+    refs = await src.list_items(sc)
+    done = {(i.src_href, i.src_etag) for i in known.values() if i.src_etag}
+    todo = [r.href for r in refs if (r.href, r.etag) not in done]
+    entry.selected = len(refs)
+    entry.skipped = len(refs) - len(todo)
+    items = await src.fetch(sc, todo) if todo else []
+    fetched = {i.href for i in items}
+    for href in todo:
+        if href not in fetched:
+            entry.fail(href, "the source listed it but did not return it")
+    # UIDs already placed this run: the unchanged objects' (from state) and each one read.
+    listed = {r.href for r in refs}
+    uids = {uid: i.src_href for uid, i in known.items() if i.src_href in listed}
+    readable: list[tuple[Item, ObjectFields]] = []
+    for item in items:
+        try:
+            fields = read_object(item.body, sc.kind)
+        except BrokenObjectError as e:
+            entry.fail(item.href, e.reason)
+            continue
+        other = uids.get(fields.uid)
+        if other is not None and other != item.href:
+            entry.fail(item.href, f"UID also used by {other}", fields.uid, fields.title)
+            continue
+        uids[fields.uid] = item.href
+        readable.append((item, fields))
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(item: Item, fields: ObjectFields) -> None:
+        async with limit:
+            await _write(dst, state, sc, dc, entry, item, fields, known.get(fields.uid))
+
+    await asyncio.gather(*(one(i, f) for i, f in readable))
+    state.save_collection(CollectionState(sc.href, sc.kind, dc.href, sc.sync_token,
+                                          complete=entry.failed == 0))
+
+
+async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,
+                 entry: CollectionReport, item: Item, fields: ObjectFields,
+                 known: ItemState | None) -> None:
+    """Create, update or adopt one object; count it; record it once confirmed."""
+    try:
+        if known is not None:
+            res = await dst.put(dc, fields.uid, item.body, href=known.dest_href)
+            if res.error is None:
+                entry.copied += 1
+                entry.updated += 1
+                state.record(sc.href, [ItemState(fields.uid, item.href, item.etag,
+                                                 res.href or known.dest_href)])
+                return
+        else:
+            res = await dst.put(dc, fields.uid, item.body)
+            if res.existing is not None:
+                await _adopt(dst, state, sc, dc, entry, item, fields, res.existing)
+                return
+            if res.error is None and res.href is not None:
+                entry.copied += 1
+                state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, res.href)])
+                return
+        entry.fail(item.href, res.error or "the destination did not confirm it",
+                   fields.uid, fields.title)
+    except MailtrekError as e:
+        if not isinstance(e, StoreError):
+            raise  # authentication, connection: the run stops, a re-run resumes
+        entry.fail(item.href, e.message, fields.uid, fields.title)
+
+
+async def _adopt(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,
+                 entry: CollectionReport, item: Item, fields: ObjectFields,
+                 existing: str) -> None:
+    """The destination already holds this UID at ``existing``: keep it, or correct it."""
+    there = await dst.fetch(dc, [existing])
+    same = False
+    if there:
+        try:
+            same = not differences(fields.fields, read_object(there[0].body, dc.kind).fields)
+        except BrokenObjectError:
+            same = False
+    if same:
+        entry.skipped += 1
+        entry.adopted += 1
+    else:
+        res = await dst.put(dc, fields.uid, item.body, href=existing)
+        if res.error is not None:
+            entry.fail(item.href, res.error, fields.uid, fields.title)
+            return
+        entry.copied += 1
+        entry.updated += 1
+    state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, existing)])
