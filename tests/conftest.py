@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -148,7 +149,8 @@ def dav_user(radicale: object) -> Callable[[], tuple[str, str]]:
 @pytest.fixture(scope="session")
 def pim_corpus_dir() -> Path:
     """The shared PIM corpus's files folder; skips when the shared folder is absent."""
-    files = PIM_CORPUS / "files"
+    # A worktree is not next to shared/: MAILTREK_PIM_CORPUS may point at the folder.
+    files = Path(os.environ.get("MAILTREK_PIM_CORPUS") or PIM_CORPUS) / "files"
     if not files.is_dir():
         pytest.skip("shared PIM corpus not present next to the repository")
     return files

@@ -48,6 +48,8 @@ Authority = Annotated[str | None, typer.Option("--m365-authority", help="identit
 GraphUrl = Annotated[str | None, typer.Option("--graph-url", help="Microsoft Graph root URL")]
 DestRoot = Annotated[str | None, typer.Option("--dest-root", help="put every non-special folder under this folder")]
 ImapHost = Annotated[str | None, typer.Option("--m365-imap-host", help="HOST[:PORT] for m365+imap (default outlook.office365.com:993)")]
+Items = Annotated[str | None, typer.Option(
+    "--items", help="dav+ sources: calendars,contacts (default both)")]
 GmailLabels = Annotated[str, typer.Option(
     "--gmail-labels", help="Gmail sources: folders+categories, folders, all-mail or off "
                            "(auto: folders+categories when the source is Gmail)")]
@@ -90,13 +92,23 @@ def copy(
         "--keep-read-receipts",
         help="into Microsoft 365: leave read-receipt requests armed (by default they are "
              "cleared, or Outlook sends receipts for old mail when it is opened)")] = False,
+    items: Items = None,
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
     Re-run it at any time: what is already there is skipped, flag changes are synced.
     Exit 0 when every selected message is on the destination, 1 when some were skipped
     or failed (listed in the report), 2 usage, 3 authentication, 4 connection.
+    dav+https:// addresses copy contacts and calendars instead (--items).
     """
+    if _is_pim(source, dest, items):
+        from mailtrek.cli.pim_cmd import copy_dav
+
+        copy_dav(source, dest, items=items, state=state, json_report=json_report,
+                 source_password_file=source_password_file,
+                 dest_password_file=dest_password_file, ca_file=ca_file,
+                 source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
+                 connections=connections)
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
@@ -153,11 +165,20 @@ def verify(
     graph_url: GraphUrl = None,
     dest_root: DestRoot = None,
     m365_imap_host: ImapHost = None,
+    items: Items = None,
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
     Exit 0 only when nothing selected is missing or different.
     """
+    if _is_pim(source, dest, items):
+        from mailtrek.cli.pim_cmd import verify_dav
+
+        verify_dav(source, dest, items=items, json_report=json_report,
+                   source_password_file=source_password_file,
+                   dest_password_file=dest_password_file, ca_file=ca_file,
+                   source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
+                   connections=connections)
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         src_addr, dst_addr, src, dst = _open_pair(
@@ -186,6 +207,13 @@ def verify(
             typer.echo(f"  {item['kind']}: {item['folder']} uid {item.get('uid', '-')}: "
                        f"{item.get('subject') or ''} {item.get('detail') or ''}".rstrip())
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+def _is_pim(source: str, dest: str, items: str | None) -> bool:
+    """True for contacts and calendars: a dav+ address on either side, or --items."""
+    from mailtrek.stores.dav.address import is_dav_address
+
+    return is_dav_address(source) or is_dav_address(dest) or items is not None
 
 
 def _options(include: list[str] | None, exclude: list[str] | None, since: str | None,

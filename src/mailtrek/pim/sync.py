@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from mailtrek.errors import MailtrekError, StoreError
 from mailtrek.pim.fields import BrokenObjectError, ObjectFields, differences, read_object
@@ -88,20 +89,29 @@ async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
         uids[fields.uid] = item.href
         readable.append((item, fields))
     limit = asyncio.Semaphore(concurrency)
+    found: list[tuple[Item, ObjectFields, str]] = []  # already on the destination
 
     async def one(item: Item, fields: ObjectFields) -> None:
         async with limit:
-            await _write(dst, state, sc, dc, entry, item, fields, known.get(fields.uid))
+            existing = await _write(dst, state, sc, dc, entry, item, fields,
+                                    known.get(fields.uid))
+        if existing is not None:
+            found.append((item, fields, existing))
 
     await asyncio.gather(*(one(i, f) for i, f in readable))
+    if found:
+        await _adopt(dst, state, sc, dc, entry, found)
     state.save_collection(CollectionState(sc.href, sc.kind, dc.href, sc.sync_token,
                                           complete=entry.failed == 0))
 
 
 async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,
                  entry: CollectionReport, item: Item, fields: ObjectFields,
-                 known: ItemState | None) -> None:
-    """Create, update or adopt one object; count it; record it once confirmed."""
+                 known: ItemState | None) -> str | None:
+    """Create or update one object, count it and record it once confirmed.
+
+    Returns the href of the destination object that already holds the UID (to adopt).
+    """
     try:
         if known is not None:
             res = await dst.put(dc, fields.uid, item.body, href=known.dest_href)
@@ -110,43 +120,50 @@ async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
                 entry.updated += 1
                 state.record(sc.href, [ItemState(fields.uid, item.href, item.etag,
                                                  res.href or known.dest_href)])
-                return
+                return None
         else:
             res = await dst.put(dc, fields.uid, item.body)
             if res.existing is not None:
-                await _adopt(dst, state, sc, dc, entry, item, fields, res.existing)
-                return
+                return res.existing
             if res.error is None and res.href is not None:
                 entry.copied += 1
                 state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, res.href)])
-                return
+                return None
         entry.fail(item.href, res.error or "the destination did not confirm it",
                    fields.uid, fields.title)
     except MailtrekError as e:
         if not isinstance(e, StoreError):
             raise  # authentication, connection: the run stops, a re-run resumes
         entry.fail(item.href, e.message, fields.uid, fields.title)
+    return None
 
 
 async def _adopt(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,
-                 entry: CollectionReport, item: Item, fields: ObjectFields,
-                 existing: str) -> None:
-    """The destination already holds this UID at ``existing``: keep it, or correct it."""
-    there = await dst.fetch(dc, [existing])
-    same = False
-    if there:
+                 entry: CollectionReport, found: list[tuple[Item, ObjectFields, str]]) -> None:
+    """The destination already holds these UIDs: keep equal objects, correct the others.
+
+    Their destination copies are fetched in batches and compared field by field.
+    """
+    there: dict[str, dict[str, Any] | None] = {}
+    for got in await dst.fetch(dc, [href for _, _, href in found]):
         try:
-            same = not differences(fields.fields, read_object(there[0].body, dc.kind).fields)
+            there[got.href] = read_object(got.body, dc.kind).fields
         except BrokenObjectError:
-            same = False
-    if same:
-        entry.skipped += 1
-        entry.adopted += 1
-    else:
-        res = await dst.put(dc, fields.uid, item.body, href=existing)
-        if res.error is not None:
-            entry.fail(item.href, res.error, fields.uid, fields.title)
-            return
-        entry.copied += 1
-        entry.updated += 1
-    state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, existing)])
+            there[got.href] = None
+    for item, fields, existing in found:
+        theirs = there.get(existing)
+        try:
+            if theirs is not None and not differences(fields.fields, theirs):
+                entry.skipped += 1
+                entry.adopted += 1
+            else:
+                res = await dst.put(dc, fields.uid, item.body, href=existing)
+                if res.error is not None:
+                    entry.fail(item.href, res.error, fields.uid, fields.title)
+                    continue
+                entry.copied += 1
+                entry.updated += 1
+        except StoreError as e:
+            entry.fail(item.href, e.message, fields.uid, fields.title)
+            continue
+        state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, existing)])
