@@ -87,6 +87,9 @@ def _component_fields(c: Any) -> dict[str, Any]:
     broken = [f"{name}: {msg}" for name, msg in getattr(c, "errors", []) if name in KEY_PROPERTIES]
     if broken:
         raise BrokenObjectError(f"{c.name} has a bad {broken[0]}")
+    for name in ("UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "RRULE"):
+        if isinstance(c.get(name), list):
+            raise BrokenObjectError(f"{c.name} has {len(c.get(name))} {name} properties")
     try:
         start = c.get("DTSTART").dt if c.get("DTSTART") is not None else None
         end: object = None
