@@ -118,7 +118,7 @@ def test_whole_corpus_maps_without_crashing(pim_corpus_dir: Path) -> None:
                         line.startswith("RRULE") for line in g.lost), f.name
                 else:
                     continue
-                assert all(":" in line for line in g.lost)  # each loss says why
+                assert all(":" in line for line in g.lost), g.lost  # each loss says why
                 mapped += 1
     finally:
         logging.disable(logging.NOTSET)

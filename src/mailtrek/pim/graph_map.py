@@ -385,7 +385,7 @@ def _photo(photos: list[Any], lost: list[str]) -> bytes | None:
     if text.startswith("data:") and ";base64," in text:
         return base64.b64decode(text.split(";base64,", 1)[1])
     if text.startswith("data:"):  # vobject 0.9 splits a vCard 4 data URI at its comma
-        lost.append("photo as a vCard 4 data URI, which the vCard reader cannot decode")
+        lost.append("photo: a vCard 4 data URI, which the vCard reader cannot decode")
     else:
-        lost.append("photo given as a link, not as data: not fetched")
+        lost.append("photo: given as a link, not as data: not fetched")
     return None
