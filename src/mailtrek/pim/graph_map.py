@@ -93,13 +93,13 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
         for v in getattr(ex, "dts", []):
             tzid = ex.params.get("TZID") if hasattr(ex, "params") else None
             out.cancelled.append(graph_datetime(v.dt, tzid, default_zone, out.lost, "EXDATE"))
-    for e in events:
-        rid = e.get("RECURRENCE-ID")
-        if rid is None or e is master:
+    for override in events:
+        rid = override.get("RECURRENCE-ID")
+        if rid is None or override is master:
             continue
         when = graph_datetime(rid.dt, rid.params.get("TZID"), default_zone, out.lost,
                               "RECURRENCE-ID")
-        out.overrides.append((when, _event_body(e, default_zone, out.lost, "override")))
+        out.overrides.append((when, _event_body(override, default_zone, out.lost, "override")))
     out.organizer = _person(master.get("ORGANIZER"))
     for a in _as_list(master.get("ATTENDEE")):
         person = _person(a)
@@ -198,8 +198,9 @@ def _recurrence(rrule: Any, master: Any, start: dict[str, str],
     months = [int(m) for m in rule.get("BYMONTH", [])]
     setpos = [int(p) for p in rule.get("BYSETPOS", [])]
 
-    def refuse(why: str) -> None:
+    def refuse(why: str) -> dict[str, Any] | None:
         lost.append(f"RRULE {text}: {why}: not a series")
+        return None
 
     pattern: dict[str, Any] = {"interval": interval}
     if freq == "DAILY" and not (byday or monthdays or months):
