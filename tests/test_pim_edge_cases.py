@@ -96,8 +96,13 @@ async def test_edge_cases_arrive_equal_and_a_source_change_is_carried_once(
         t2 = r2.totals()
         assert (t2["copied"], t2["updated"], t2["failed"]) == (1, 1, 0), r2
         assert [c.unchanged for c in r2.collections if c.kind == "contacts"] == [True]
+        assert [c.incremental for c in r2.collections if c.kind == "calendar"] == [True]
         v2 = await verify_pim(src, dst, KINDS)
         assert v2["ok"], v2["problems"]
+        [cal] = await src.collections(["calendar"])
+        assert await src.changes(cal, "http://radicale.org/ns/sync/expired") is None
+        delta = await src.changes(cal, "")  # the empty token asks for everything
+        assert delta is not None and len(delta.changed) == len(EDGE) and delta.token
     finally:
         await src.close()
         await dst.close()

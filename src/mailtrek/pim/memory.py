@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 
 from mailtrek.pim.fields import BrokenObjectError, read_object
-from mailtrek.pim.model import Collection, Item, ItemRef, Kind, PutResult
+from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
 
 
 def _etag(body: bytes) -> str:
@@ -50,6 +50,9 @@ class MemoryPimStore:
     async def fetch(self, collection: Collection, hrefs: Sequence[str]) -> list[Item]:
         items = self.data[collection.href]
         return [Item(h, _etag(items[h]), items[h]) for h in hrefs if h in items]
+
+    async def changes(self, collection: Collection, token: str) -> Changes | None:
+        return None  # no tokens: the sync lists everything (by ETag)
 
     async def ensure_collection(self, like: Collection,
                                 known_href: str | None = None) -> Collection:

@@ -57,6 +57,16 @@ class PutResult:
     existing: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a collection since a sync token (RFC 6578): new or changed objects
+    with their ETags, and hrefs that are gone."""
+
+    changed: list[ItemRef]
+    removed: list[str]
+    token: str | None
+
+
 @runtime_checkable
 class PimSource(Protocol):
     """Where contacts and calendars come from."""
@@ -77,6 +87,11 @@ class PimSource(Protocol):
 
     async def fetch(self, collection: Collection, hrefs: Sequence[str]) -> list[Item]:
         """Return the bodies of ``hrefs`` (missing ones are left out)."""
+        ...
+
+    async def changes(self, collection: Collection, token: str) -> Changes | None:
+        """Return what changed since ``token``, or None when the store cannot say (no
+        RFC 6578 support, or the token expired): then the caller lists everything."""
         ...
 
 

@@ -38,6 +38,7 @@ class CollectionReport:
     skipped: int = 0
     failed: int = 0
     unchanged: bool = False  # the sync token said nothing changed: not even listed
+    incremental: bool = False  # listed from the changes since the last token (RFC 6578)
     problems: list[ItemProblem] = field(default_factory=list)
 
     def fail(self, href: str, reason: str, uid: str | None = None,
@@ -81,6 +82,7 @@ def report_dict(report: PimReport) -> dict[str, Any]:
         "collections": [{
             "kind": c.kind, "name": c.name, "source": c.source, "destination": c.destination,
             **{k: getattr(c, k) for k in COUNTS}, "unchanged": c.unchanged,
+            "incremental": c.incremental,
             "problems": [{"href": p.href, "uid": p.uid, "title": p.title, "reason": p.reason}
                          for p in c.problems],
         } for c in report.collections],

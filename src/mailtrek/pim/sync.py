@@ -4,7 +4,8 @@ Per source collection:
 1. Find or create its twin on the destination (state's href first, then kind and name).
 2. If the last run left it complete and its sync token (RFC 6578 ``DAV:sync-token`` or
    ``getctag``) is the same, nothing changed: count its recorded objects as skipped.
-3. Else list hrefs and ETags; objects whose (href, ETag) state already holds are skipped
+3. Else ask what changed since that token (sync-collection), applied to state's listing;
+   or, when the source cannot say, list every href and ETag. Objects whose (href, ETag) state already holds are skipped
    without fetching; the others are fetched in batches and read (UID, fields).
 4. An object that cannot be read, lacks a UID or repeats one is reported with the
    reason; the rest goes on.
@@ -24,7 +25,7 @@ from typing import Any
 
 from mailtrek.errors import MailtrekError, StoreError
 from mailtrek.pim.fields import BrokenObjectError, ObjectFields, differences, read_object
-from mailtrek.pim.model import Collection, Item, Kind, PimDestination, PimSource
+from mailtrek.pim.model import Collection, Item, ItemRef, Kind, PimDestination, PimSource
 from mailtrek.pim.report import CollectionReport, PimReport
 from mailtrek.state.pim import CollectionState, ItemState, PimState
 
@@ -62,7 +63,7 @@ async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
         entry.selected = entry.skipped = len(known)
         entry.unchanged = True
         return
-    refs = await src.list_items(sc)
+    refs = await _listing(src, sc, cs, dc, known, entry)
     done = {(i.src_href, i.src_etag) for i in known.values() if i.src_etag}
     todo = [r.href for r in refs if (r.href, r.etag) not in done]
     entry.selected = len(refs)
@@ -103,6 +104,25 @@ async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
         await _adopt(dst, state, sc, dc, entry, found)
     state.save_collection(CollectionState(sc.href, sc.kind, dc.href, sc.sync_token,
                                           complete=entry.failed == 0))
+
+
+async def _listing(src: PimSource, sc: Collection, cs: CollectionState | None,
+                   dc: Collection, known: dict[str, ItemState],
+                   entry: CollectionReport) -> list[ItemRef]:
+    """Every object of ``sc`` with its ETag: from what changed since the last complete
+    run's token (RFC 6578) applied to state, or, failing that, from a full listing."""
+    if (cs is not None and cs.complete and cs.sync_token and cs.dest_collection == dc.href
+            and sc.sync_token != cs.sync_token):
+        delta = await src.changes(sc, cs.sync_token)
+        if delta is not None:
+            entry.incremental = True
+            listing = {i.src_href: i.src_etag for i in known.values()}
+            for href in delta.removed:
+                listing.pop(href, None)
+            for ref in delta.changed:
+                listing[ref.href] = ref.etag
+            return [ItemRef(h, e) for h, e in listing.items()]
+    return await src.list_items(sc)
 
 
 async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,

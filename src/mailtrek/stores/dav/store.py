@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from mailtrek.errors import StoreError
-from mailtrek.pim.model import Collection, Item, ItemRef, Kind, PutResult
+from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
 from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.client import DavClient
 from mailtrek.stores.dav.discovery import (
@@ -35,7 +35,10 @@ from mailtrek.stores.dav.xml import (
     mkaddressbook,
     mkcalendar,
     multiget,
+    parse_multistatus,
     propfind,
+    sync_collection,
+    sync_token_of,
     tag,
 )
 
@@ -96,6 +99,26 @@ class DavStore:
                 continue
             out.append(ItemRef(path, r.text(tag(DAV, "getetag"))))
         return out
+
+    async def changes(self, collection: Collection, token: str) -> Changes | None:
+        """RFC 6578 sync-collection since ``token``; None when refused (expired token,
+        no support): the caller then lists by ETag."""
+        resp = await self.client.request(
+            "REPORT", wire(collection.href), body=sync_collection(token),
+            headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+            ok=(207, 400, 403, 404, 405, 409, 415, 501))
+        if resp.status_code != 207:
+            return None
+        changed, removed = [], []
+        for r in parse_multistatus(resp.content):
+            path = to_path(r.href)
+            if as_dir(path) == collection.href:
+                continue
+            if r.status == 404:
+                removed.append(path)
+            else:
+                changed.append(ItemRef(path, r.text(tag(DAV, "getetag"))))
+        return Changes(changed, removed, sync_token_of(resp.content))
 
     async def fetch(self, collection: Collection, hrefs: Sequence[str]) -> list[Item]:
         data = (tag(CALDAV, "calendar-data") if collection.kind == "calendar"

@@ -42,6 +42,23 @@ def multiget(kind: str, hrefs: Iterable[str]) -> bytes:
             ).encode()
 
 
+def sync_collection(token: str) -> bytes:
+    """A sync-collection REPORT body (RFC 6578 §3.2) asking what changed since ``token``."""
+    return (f"{HEAD}<D:sync-collection {NS}><D:sync-token>{escape(token)}</D:sync-token>"
+            "<D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop>"
+            "</D:sync-collection>").encode()
+
+
+def sync_token_of(body: bytes) -> str | None:
+    """The new ``DAV:sync-token`` at the end of a sync-collection answer."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    token = root.findtext(tag(DAV, "sync-token"))
+    return token.strip() if token else None
+
+
 def mkcalendar(name: str) -> bytes:
     """An MKCALENDAR body (RFC 4791 §5.3.1) setting the display name."""
     return (f"{HEAD}<C:mkcalendar {NS}><D:set><D:prop><D:displayname>{escape(name)}"
