@@ -53,6 +53,7 @@ def corpus_source(radicale, pim_corpus_dir: Path):  # type: ignore[no-untyped-de
     return user, password, load_corpus(radicale, user, password, pim_corpus_dir)
 
 
+@pytest.mark.slow  # about 30 s idle: the corpus is loaded and copied through a real server
 async def test_corpus_copies_once_reruns_empty_adopts_and_verifies(
         radicale, corpus_source, dav_user, tmp_path: Path) -> None:
     src_user, src_pw, loaded = corpus_source
