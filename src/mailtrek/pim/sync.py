@@ -48,6 +48,8 @@ async def copy_pim(src: PimSource, dst: PimDestination, state: PimState,
             await _copy_collection(src, dst, state, collection, entry, concurrency)
         except StoreError as e:  # this collection only: the next one may work
             report.errors.append(f"{collection.kind} {collection.name!r}: {e}")
+        finally:
+            state.flush()  # what was confirmed so far, even when the run stops here
     report.elapsed = time.monotonic() - started
     return report
 

@@ -64,9 +64,12 @@ class ItemState:
 class PimState:
     """Contact and calendar state of one account move (``mailbox`` names the pair)."""
 
+    FLUSH_EVERY = 100
+
     def __init__(self, engine: Engine, mailbox: str) -> None:
         self.engine = engine
         self.mailbox = mailbox
+        self._pending: list[dict[str, object]] = []
 
     def collection(self, src_collection: str) -> CollectionState | None:
         with self.engine.connect() as c:
@@ -79,6 +82,8 @@ class PimState:
                                r["sync_token"], bool(r["complete"]))
 
     def save_collection(self, cs: CollectionState) -> None:
+        """Insert or replace a collection's row (pending object rows are written first)."""
+        self.flush()
         self._upsert(pim_collections, [{
             "mailbox": self.mailbox, "src_collection": cs.src_collection, "kind": cs.kind,
             "dest_collection": cs.dest_collection, "sync_token": cs.sync_token,
@@ -86,6 +91,7 @@ class PimState:
 
     def items(self, src_collection: str) -> dict[str, ItemState]:
         """Every recorded object of a source collection, keyed by UID."""
+        self.flush()
         with self.engine.connect() as c:
             rows = c.execute(select(pim_items).where(
                 pim_items.c.mailbox == self.mailbox,
@@ -94,15 +100,27 @@ class PimState:
                     for r in rows}
 
     def record(self, src_collection: str, items: list[ItemState]) -> None:
-        """Insert or replace object rows (after the destination confirmed them)."""
-        if items:
-            self._upsert(pim_items, [{
-                "mailbox": self.mailbox, "src_collection": src_collection, "uid": i.uid,
-                "src_href": i.src_href, "src_etag": i.src_etag, "dest_href": i.dest_href}
-                for i in items], ["mailbox", "src_collection", "uid"])
+        """Buffer object rows (after the destination confirmed them); see ``flush``.
+
+        Buffering is safe: an object written whose row was never flushed is found on
+        the destination by its UID next time and adopted.
+        """
+        self._pending += [{
+            "mailbox": self.mailbox, "src_collection": src_collection, "uid": i.uid,
+            "src_href": i.src_href, "src_etag": i.src_etag, "dest_href": i.dest_href}
+            for i in items]
+        if len(self._pending) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered object rows in one transaction."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self._upsert(pim_items, rows, ["mailbox", "src_collection", "uid"])
 
     def forget(self) -> None:
         """Drop every PIM row of this move (as a lost state would)."""
+        self._pending = []
         try:
             with self.engine.begin() as c:
                 for t in (pim_items, pim_collections):
