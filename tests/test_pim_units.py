@@ -116,3 +116,34 @@ def test_state_tables_come_with_the_migration(tmp_path: Path) -> None:
         from mailtrek.state.migrate import current
 
         assert current(c) == head()
+
+
+async def test_sync_adopts_by_uid_through_the_create_path_too(tmp_path: Path) -> None:
+    """State knows the collection but not one object a former run (or tool) left there."""
+    from mailtrek.pim.memory import MemoryPimStore
+    from mailtrek.pim.model import KINDS
+    from mailtrek.pim.sync import copy_pim
+    from mailtrek.state.pim import PimState
+
+    src, dst = MemoryPimStore(), MemoryPimStore()
+    cal = src.add_collection("/s/cal/", "calendar", "Cal")
+
+    def ev(uid: str, title: str) -> bytes:
+        return vcalendar(vevent(uid, title, ":20240101T100000Z", ":20240101T110000Z"))
+
+    src.add(cal.href, "a.ics", ev("a", "A"))
+    state = PimState(open_engine(tmp_path / "s.db"), "m")
+    first = await copy_pim(src, dst, state, KINDS)
+    assert first.totals()["copied"] == 1 and first.totals()["adopted"] == 0
+    [dcal] = await dst.collections(KINDS)
+    dst.add(dcal.href, "b-old.ics", ev("b", "B, an older copy"))  # lost record of "b"
+    dst.add(dcal.href, "c-same.ics", ev("c", "C"))
+    src.add(cal.href, "b.ics", ev("b", "B"))
+    src.add(cal.href, "c.ics", ev("c", "C"))
+    second = await copy_pim(src, dst, state, KINDS)
+    t = second.totals()
+    assert (t["selected"], t["copied"], t["updated"], t["adopted"], t["skipped"]) == (3, 1, 1, 1, 2)
+    assert read_object(dst.data[dcal.href][dcal.href + "b-old.ics"], "calendar").title == "B"
+    assert len(dst.data[dcal.href]) == 3  # nothing twice
+    third = await copy_pim(src, dst, state, KINDS)
+    assert third.totals()["copied"] == 0 and third.totals()["skipped"] == 3

@@ -9,10 +9,11 @@ Per source collection:
    without fetching; the others are fetched in batches and read (UID, fields).
 4. An object that cannot be read, lacks a UID or repeats one is reported with the
    reason; the rest goes on.
-5. A UID state knows is written over its earlier copy (the source changed). A UID state
-   does not know is created with create-only semantics; when the destination already
-   holds it (a lost state, an earlier tool) it is adopted, and rewritten only if its
-   fields differ from the source.
+5. A UID state knows is written over its earlier copy (the source changed). When state
+   knows nothing of the collection (first run, lost state) the destination collection
+   is read once and objects it already holds by UID are adopted, and rewritten only if
+   their fields differ from the source. Any other new UID is created with create-only
+   semantics; a destination that already holds it (412, no-uid-conflict) adopts it too.
 6. Copy first, record second: a row is written only after the destination confirmed.
 """
 
@@ -93,6 +94,12 @@ async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
         readable.append((item, fields))
     limit = asyncio.Semaphore(concurrency)
     found: list[tuple[Item, ObjectFields, str]] = []  # already on the destination
+    there: dict[str, dict[str, Any] | None] | None = None
+    if readable and not known:  # first run, or a lost state: look at the destination once
+        index = await _destination_index(dst, dc)
+        there = {href: fields for href, fields in index.values()}
+        found = [(i, f, index[f.uid][0]) for i, f in readable if f.uid in index]
+        readable = [(i, f) for i, f in readable if f.uid not in index]
 
     async def one(item: Item, fields: ObjectFields) -> None:
         async with limit:
@@ -103,7 +110,7 @@ async def _copy_collection(src: PimSource, dst: PimDestination, state: PimState,
 
     await asyncio.gather(*(one(i, f) for i, f in readable))
     if found:
-        await _adopt(dst, state, sc, dc, entry, found)
+        await _adopt(dst, state, sc, dc, entry, found, there)
     state.save_collection(CollectionState(sc.href, sc.kind, dc.href, sc.sync_token,
                                           complete=entry.failed == 0))
 
@@ -160,18 +167,35 @@ async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
     return None
 
 
+async def _destination_index(dst: PimDestination,
+                             dc: Collection) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{UID: (href, fields)}`` of every readable object of a destination collection."""
+    refs = await dst.list_items(dc)
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for got in await dst.fetch(dc, [r.href for r in refs]) if refs else []:
+        try:
+            o = read_object(got.body, dc.kind)
+        except BrokenObjectError:
+            continue
+        out.setdefault(o.uid, (got.href, o.fields))
+    return out
+
+
 async def _adopt(dst: PimDestination, state: PimState, sc: Collection, dc: Collection,
-                 entry: CollectionReport, found: list[tuple[Item, ObjectFields, str]]) -> None:
+                 entry: CollectionReport, found: list[tuple[Item, ObjectFields, str]],
+                 there: dict[str, dict[str, Any] | None] | None = None) -> None:
     """The destination already holds these UIDs: keep equal objects, correct the others.
 
-    Their destination copies are fetched in batches and compared field by field.
+    Their destination copies (``there``: href → fields, fetched in batches when not
+    given) are compared field by field.
     """
-    there: dict[str, dict[str, Any] | None] = {}
-    for got in await dst.fetch(dc, [href for _, _, href in found]):
-        try:
-            there[got.href] = read_object(got.body, dc.kind).fields
-        except BrokenObjectError:
-            there[got.href] = None
+    if there is None:
+        there = {}
+        for got in await dst.fetch(dc, [href for _, _, href in found]):
+            try:
+                there[got.href] = read_object(got.body, dc.kind).fields
+            except BrokenObjectError:
+                there[got.href] = None
     for item, fields, existing in found:
         theirs = there.get(existing)
         try:
