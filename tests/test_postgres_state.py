@@ -50,7 +50,7 @@ def test_schema_and_job_queue_created_at_head(fresh):
     assert {"folders", "messages", "endpoints", "tenants", "batches", "batch_users", "mx_sightings",
             "web_admin", "web_sessions", "procrastinate_jobs", "alembic_version"} <= names
     with engine.connect() as c:
-        assert current(c) == head() == "0003"
+        assert current(c) == head()
         assert c.execute(text("SELECT data_type FROM information_schema.columns WHERE table_name = 'batch_users' "
                               "AND column_name = 'lease_expires'")).scalar_one() == "timestamp with time zone"
 
