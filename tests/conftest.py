@@ -162,3 +162,42 @@ def proxy() -> Iterator[Callable[..., Proxy]]:
     yield make
     for p in started:
         p.stop()
+
+
+# -- CalDAV/CardDAV: a private Radicale (issue 17) -----------------------------------------
+PIM_CORPUS = REPO.parent / "shared" / "pim-corpus"
+
+
+@pytest.fixture(scope="session")
+def radicale() -> Iterator[object]:
+    """A private Radicale (CalDAV + CardDAV) over TLS on a high loopback port."""
+    pytest.importorskip("radicale", reason="radicale is a test dependency (pip install -e .[test])")
+    from mailtrek.devtools.radicale import RadicaleInstance
+
+    inst = RadicaleInstance(Path(tempfile.mkdtemp(prefix="mt-dav-", dir="/tmp")), tls=True)
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.remove()
+
+
+@pytest.fixture
+def dav_user(radicale: object) -> Callable[[], tuple[str, str]]:
+    """Return a factory: ``dav_user()`` adds a fresh Radicale user, returns (name, password)."""
+
+    def make() -> tuple[str, str]:
+        name, password = f"u{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}"
+        return radicale.add_user(name, password), password  # type: ignore[attr-defined]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pim_corpus_dir() -> Path:
+    """The shared PIM corpus's files folder; skips when the shared folder is absent."""
+    # A worktree is not next to shared/: MAILTREK_PIM_CORPUS may point at the folder.
+    files = Path(os.environ.get("MAILTREK_PIM_CORPUS") or PIM_CORPUS) / "files"
+    if not files.is_dir():
+        pytest.skip("shared PIM corpus not present next to the repository")
+    return files

@@ -59,6 +59,8 @@ StoredTenant = Annotated[str | None, typer.Option(
     "--tenant", help="stored Microsoft 365 tenant for DEST (m365://USER@DOMAIN or just USER@DOMAIN)")]
 Home = Annotated[Path | None, typer.Option(
     "--home", envvar="MAILTREK_HOME", help="home holding the stored endpoints and tenants")]
+Items = Annotated[str | None, typer.Option(
+    "--items", help="dav+ sources: calendars,contacts (default both)")]
 GmailLabels = Annotated[str, typer.Option(
     "--gmail-labels", help="Gmail sources: folders+categories, folders, all-mail or off "
                            "(auto: folders+categories when the source is Gmail)")]
@@ -105,13 +107,23 @@ def copy(
     dest_endpoint: StoredDest = None,
     tenant: StoredTenant = None,
     home: Home = None,
+    items: Items = None,
 ) -> None:
     """Copy every message of one mailbox to another, exactly once.
 
     Re-run it at any time: what is already there is skipped, flag changes are synced.
     Exit 0 when every selected message is on the destination, 1 when some were skipped
     or failed (listed in the report), 2 usage, 3 authentication, 4 connection.
+    dav+https:// addresses copy contacts and calendars instead (--items).
     """
+    if _is_pim(source, dest, items):
+        from mailtrek.cli.pim_cmd import copy_dav
+
+        copy_dav(source, dest, items=items, state=state, json_report=json_report,
+                 source_password_file=source_password_file,
+                 dest_password_file=dest_password_file, ca_file=ca_file,
+                 source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
+                 connections=connections)
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
@@ -209,6 +221,7 @@ def verify(
     dest_endpoint: StoredDest = None,
     tenant: StoredTenant = None,
     home: Home = None,
+    items: Items = None,
 ) -> None:
     """Compare both sides message by message; list what is missing, different or extra.
 
@@ -216,6 +229,14 @@ def verify(
     fingerprints pair the rest. Exit 0 only when nothing selected is missing or
     different and every selected folder exists on the destination.
     """
+    if _is_pim(source, dest, items):
+        from mailtrek.cli.pim_cmd import verify_dav
+
+        verify_dav(source, dest, items=items, json_report=json_report,
+                   source_password_file=source_password_file,
+                   dest_password_file=dest_password_file, ca_file=ca_file,
+                   source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
+                   connections=connections)
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         check_gmail_mode(gmail_labels)
@@ -283,6 +304,13 @@ def _default_state(key: str, notes: list[str]) -> MailboxState | None:
         notes.append(f"the default state {path} was not used: {e}")
         return None
     return found
+
+
+def _is_pim(source: str, dest: str, items: str | None) -> bool:
+    """True for contacts and calendars: a dav+ address on either side, or --items."""
+    from mailtrek.stores.dav.address import is_dav_address
+
+    return is_dav_address(source) or is_dav_address(dest) or items is not None
 
 
 def _options(include: list[str] | None, exclude: list[str] | None, since: str | None,

@@ -27,7 +27,8 @@ def all_metadata() -> MetaData:
     import mailtrek.state.admin
     import mailtrek.state.m365
     import mailtrek.state.orchestration
-    import mailtrek.state.web  # noqa: F401  (adds the dashboard's tables)
+    import mailtrek.state.pim
+    import mailtrek.state.web  # noqa: F401  (adds the dashboard's and the PIM tables)
     from mailtrek.state.schema import metadata
 
     return metadata
