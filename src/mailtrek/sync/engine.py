@@ -27,7 +27,7 @@ from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.sync.executor import execute_folder
 from mailtrek.sync.filters import folder_selected
-from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings
+from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings, visible
 from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
 from mailtrek.sync.planner import FolderPlan, limit_items, plan_folder
 
@@ -132,6 +132,7 @@ async def copy_mailbox(
         report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
     state.flush()
     report.folders = list(reports.values())
+    report.errors += [f"folder {f.source}: {f.error}" for f in report.folders if f.error]
     report.skipped = sorted(skipped.values(), key=lambda s: (s.folder, s.uid))
     report.finished = datetime.now(UTC)
     emit("done")
@@ -162,6 +163,10 @@ async def _pass(
         if folder_selected(m.source, options.include, options.exclude)
         and (only is None or m.source.path in only)
     ]
+    for m in [m for m in mappings if m.refused_because]:
+        mappings.remove(m)
+        reports[m.source.path] = FolderReport(source=visible(m.source.display), destination=None,
+                                              error=f"not copied: {m.refused_because}")
     fstates = state.folder_states()
     max_size = _min(options.max_size, dest.features.max_message_size)
 
@@ -222,6 +227,7 @@ async def _pass(
                 source, dest, w.source, w.dest, w.plan, state,
                 slices=max(1, min(width, share)),
                 on_message=lambda size: emit("message", size=size),
+                max_size=max_size,
             )
         r = w.report
         r.copied += outcome.copied

@@ -1,0 +1,247 @@
+"""A hostile or broken source cannot hurt the migration (bounded memory and time, no injection).
+
+The source is ``mailtrek.devtools.hostile_imap`` (a real server on loopback that misbehaves
+on purpose); the destination a real Dovecot. ``mailtrek copy`` runs as a subprocess so its
+exit code, its stderr and its peak RSS are what a user gets. The caps are lowered through
+their environment variables so each flood ends in a second or two; `bench/hostile_bench.py`
+measures the defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imap_helpers import dump
+from mailtrek.devtools.hostile_imap import HostileImap
+from mailtrek.errors import ProtocolError
+from mailtrek.model import FolderInfo
+from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
+from mailtrek.stores.imap.limits import Limits
+from mailtrek.stores.imap.store import ImapSettings, ImapStore
+from mailtrek.stores.imap.wire import parse_values, quote
+
+pytestmark = pytest.mark.timeout(120)
+SMALL_CAPS = {"MAILTREK_IMAP_MAX_RESPONSES": "20000", "MAILTREK_IMAP_MAX_RESPONSE_BYTES": "4000000"}
+
+
+def copy_from(srv: HostileImap, dst_inst, dst, tmp_path: Path, *extra: str,
+              env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
+    """Run `mailtrek copy` from ``srv`` into the Dovecot user ``dst``.
+
+    Returns (exit code, stdout, stderr, seconds, peak RSS in MB of the mailtrek process).
+    """
+    full = dict(os.environ, MAILTREK_SOURCE_PASSWORD="x", MAILTREK_DEST_PASSWORD=dst[1],
+                MAILTREK_HOME=str(tmp_path / "home"), **(env or {}))
+    return run_measured(
+        [sys.executable, "-m", "mailtrek", "copy", f"imap://victim@127.0.0.1:{srv.port}",
+         f"imap://{dst[0]}@127.0.0.1:{dst_inst.port}", "--state", str(tmp_path / "state.db"),
+         *extra], full, tmp_path)
+
+
+def run_measured(argv: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 100
+                 ) -> tuple[int, str, str, float, float]:
+    """Run ``argv``; return (exit code, stdout, stderr, seconds, its own peak RSS in MB)."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    t0 = time.monotonic()
+    with out.open("w") as o, err.open("w") as e:
+        p = subprocess.Popen(argv, stdout=o, stderr=e, env=env)
+        killer = threading.Timer(timeout, p.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage, not all children's
+        finally:
+            killer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return (p.returncode, out.read_text(), err.read_text(), time.monotonic() - t0,
+            usage.ru_maxrss / 1024)
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("mailtrek: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("attack", "env", "expect"), [
+    ("huge-literal", {}, "announced a literal of 3,000,000,000 bytes"),
+    ("list-flood", SMALL_CAPS, "more than 20,000 responses to one LIST command"),
+    ("fetch-flood", SMALL_CAPS, "more than 20,000 responses to one UID FETCH command"),
+    ("deep-parens", {}, "nests lists deeper than 256 levels"),
+    ("drip", {"MAILTREK_IMAP_COMMAND_TIMEOUT": "2"}, "did not finish a UID FETCH command within 2 s"),
+])
+def test_a_hostile_source_ends_the_copy_with_one_line(attack, env, expect, dovecot_dst, dst_user,
+                                                      tmp_path) -> None:
+    with HostileImap(attack, drip_every=0.2) as srv:
+        code, _, err, seconds, peak = copy_from(srv, dovecot_dst, dst_user, tmp_path, env=env)
+    assert code == 5, err
+    assert expect in one_error_line(err)
+    assert seconds < 60 and peak < 300, (seconds, peak)
+
+
+def test_folder_names_smuggle_no_command(dovecot_dst, dst_user, tmp_path) -> None:
+    """`Evil\\r\\nX1 DELETE INBOX...` is refused and reported; `..` is renamed; nothing smuggled."""
+    with HostileImap("inject-folder") as srv:
+        code, out, err, _, _ = copy_from(srv, dovecot_dst, dst_user, tmp_path, "--json-report",
+                                         str(tmp_path / "r.json"))
+        lines = list(srv.lines)
+    assert code == 1, out + err
+    assert "Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned: not copied" in out
+    assert not any(b"DELETE" in line or b"pwned" in line for line in lines), lines
+    folders = asyncio.run(dump(dovecot_dst, *dst_user))
+    assert set(folders) == {("INBOX",), ("_..",)}  # INBOX intact, `..` renamed, no `pwned`
+    assert len(folders[("INBOX",)]) == 1
+
+
+def test_quote_never_sends_a_line_break() -> None:
+    for bad in (b"a\r\nA1 DELETE INBOX", b"a\nb", b"a\rb", b"a\0b"):
+        with pytest.raises(ProtocolError, match="CR, LF or NUL"):
+            quote(bad)
+    assert quote(b'a "b" \\c') == b'"a \\"b\\" \\\\c"'
+
+
+def test_a_message_bigger_than_it_was_listed_is_skipped_not_held(dovecot_dst, dst_user,
+                                                                 tmp_path) -> None:
+    """Listed as 90 bytes, 20 MB streamed: skipped (exit 1), never held or stored."""
+    with HostileImap("oversize-body", body_bytes=20 << 20) as srv:
+        code, out, err, _, peak = copy_from(srv, dovecot_dst, dst_user, tmp_path,
+                                            "--max-size", "1MB")
+    assert code == 1, out + err
+    assert "the source sent 20,971,520 bytes for a message it listed as 90" in out
+    assert peak < 150, peak
+    assert asyncio.run(dump(dovecot_dst, *dst_user)) == {("INBOX",): []}
+
+
+@pytest.mark.parametrize(("attack", "expect"), [
+    ("bad-quoted", "sent a malformed answer to LIST: unterminated quoted string"),
+    ("bad-uid", "sent a malformed answer to UID FETCH: UID is not a number: b'abc'"),
+])
+async def test_garbled_answers_are_protocol_errors(attack, expect) -> None:
+    with HostileImap(attack) as srv:
+        store = _store(srv.port)
+        await store.connect()
+        try:
+            with pytest.raises(ProtocolError, match=expect):
+                folders = await store.list_folders()
+                await store.list_messages(folders[0])
+        finally:
+            await store.close()
+
+
+async def test_the_literal_cap_counts_bytes_as_they_arrive() -> None:
+    """A body over the command's limit is read past: the connection survives, memory stays flat."""
+    with HostileImap("oversize-body", body_bytes=3 << 20) as srv:
+        store = _store(srv.port)
+        await store.connect()
+        try:
+            inbox = FolderInfo(("INBOX",))
+            [msg] = [m async for m in store.fetch(inbox, [1], max_size=1 << 20)]
+            assert msg.raw == b"" and msg.extra["too_large"] == 3 << 20
+            [whole] = [m async for m in store.fetch(inbox, [1])]  # no limit: the bytes come
+            assert len(whole.raw) == 3 << 20
+        finally:
+            await store.close()
+
+
+async def test_starttls_asks_for_capabilities_again(tmp_path) -> None:
+    """The plaintext greeting's CAPABILITY may be forged: after STARTTLS it is asked anew."""
+    from mailtrek.devtools.dovecot import write_self_signed_cert
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed_cert(cert, key)
+    with HostileImap("starttls-caps", cert=cert, key=key) as srv:
+        conn = ImapConnection(ConnectParams("127.0.0.1", srv.port, "starttls", ca_file=str(cert)))
+        await conn.open()
+        try:
+            assert conn.has("X-AFTER-TLS") and not conn.has("X-BEFORE-TLS")
+            assert not conn.has("STARTTLS")
+        finally:
+            await conn.close()
+
+
+async def test_stripped_starttls_is_refused(tmp_path) -> None:
+    from mailtrek.devtools.dovecot import write_self_signed_cert
+    from mailtrek.errors import ConnectionFailedError
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed_cert(cert, key)
+    with HostileImap("no-starttls", cert=cert, key=key) as srv:
+        conn = ImapConnection(ConnectParams("127.0.0.1", srv.port, "starttls", ca_file=str(cert)))
+        with pytest.raises(ConnectionFailedError, match="does not offer STARTTLS"):
+            await conn.open()
+        await conn.close()
+
+
+def test_limits_come_from_the_environment(monkeypatch) -> None:
+    from mailtrek.errors import ConfigError
+
+    monkeypatch.setenv("MAILTREK_IMAP_MAX_RESPONSES", "7")
+    monkeypatch.setenv("MAILTREK_IMAP_COMMAND_TIMEOUT", "1.5")
+    lim = Limits.from_env()
+    assert (lim.max_responses, lim.command_timeout, lim.max_response_bytes) == (7, 1.5, 96 << 20)
+    monkeypatch.setenv("MAILTREK_IMAP_MAX_RESPONSES", "-1")
+    with pytest.raises(ConfigError, match="MAILTREK_IMAP_MAX_RESPONSES"):
+        Limits.from_env()
+
+
+def test_an_unexpected_error_gets_its_own_exit_code_and_a_log(monkeypatch, tmp_path, capsys) -> None:
+    """A bug is exit 8 with one line naming the log file, never a traceback ending in exit 1."""
+    from mailtrek.cli import copy_cmd
+    from mailtrek.cli.main import main
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyError("something we never expected")
+
+    monkeypatch.setattr(copy_cmd, "_options", boom)
+    monkeypatch.setenv("MAILTREK_HOME", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["mailtrek", "copy", "imap://a@h", "imap://b@h"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 8
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("mailtrek: internal error: KeyError: 'something we never expected'")
+    [log] = (tmp_path / "logs").glob("crash-*.log")
+    assert str(log) in err and "Traceback" in log.read_text() and "boom" in log.read_text()
+
+
+# -- the parser ---------------------------------------------------------------------------
+def test_parser_has_no_recursion_limit_and_reports_bad_input() -> None:
+    assert parse_values([b"(" * 200 + b")" * 200]) != []
+    for text, why in ((b"(" * 20000 + b")" * 20000, "deeper than 256"),
+                      (b'"ends in \\', "unterminated quoted string"),
+                      (b"(a b", "unterminated list"), (b"a )", "unbalanced"),
+                      (b"a \r b", "unexpected byte")):
+        with pytest.raises(ProtocolError, match=why):
+            parse_values([text])
+
+
+_IMAP_BYTES = st.lists(st.sampled_from([b"(", b")", b" ", b'"', b"\\", b"NIL", b"a", b"1",
+                                        b"[", b"]", b"{3}", b"\r", b"~", b"\x00", b"\xff"]),
+                       max_size=60).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_IMAP_BYTES | st.binary(max_size=200),
+       literal=st.one_of(st.none(), st.binary(max_size=10)))
+def test_parser_fuzz_raises_only_protocol_errors(text: bytes, literal: bytes | None) -> None:
+    chunks: list[bytes | bytearray] = [text]
+    if literal is not None:
+        chunks = [text + b" {%d}" % len(literal), literal, b")"]
+    with contextlib.suppress(ProtocolError):
+        parse_values(chunks)  # type: ignore[arg-type]
+
+
+def _store(port: int) -> ImapStore:
+    return ImapStore(ImapSettings(ConnectParams("127.0.0.1", port, "none", timeout=10),
+                                  Credentials("victim", "x"), connections=1))
