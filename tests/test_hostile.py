@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imap_helpers import dump
+from imap_helpers import dump, load, store
 from mailtrek.devtools.hostile_imap import HostileImap
 from mailtrek.errors import ProtocolError
 from mailtrek.model import FolderInfo
@@ -334,3 +334,26 @@ def test_reports_disarm_spreadsheet_formulas(tmp_path) -> None:
     assert users[0]["error"] == "'=1+1"
     [row] = list(csv.DictReader(io.StringIO(render_skipped_csv(home, "b"))))
     assert (row["folder"], row["subject"], row["reason"]) == ("'@SUM(A1)", "'" + evil[0], "'+SUM(1,2)")
+
+
+async def test_fingerprint_listings_are_asked_in_chunks(dovecot_src, src_user, monkeypatch) -> None:
+    """Header listings go by UID, LIST_CHUNK at a time: a big folder stays in each budget."""
+    from datetime import UTC, datetime
+
+    import mailtrek.stores.imap.store as imap_store
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    await load(dovecot_src, *src_user, [
+        (("INBOX",), b"Subject: m%d\r\nMessage-ID: <c%d@x>\r\n\r\nbody\r\n" % (i, i), frozenset(), t0)
+        for i in range(5)])
+    monkeypatch.setattr(imap_store, "LIST_CHUNK", 2)
+    st = store(dovecot_src, *src_user, connections=1)
+    await st.connect()
+    try:
+        inbox = next(f for f in await st.list_folders() if f.path == ("INBOX",))
+        metas = await st.list_messages(inbox, fingerprints=True)
+        some = await st.list_messages(inbox, fingerprints=True, uids=[5, 1, 3])
+    finally:
+        await st.close()
+    assert sorted(m.subject for m in metas) == [f"m{i}" for i in range(5)]
+    assert all(m.fingerprint for m in metas) and sorted(m.uid for m in some) == [1, 3, 5]

@@ -15,7 +15,7 @@ attack              what the server does
 ``drip``            answers the UID FETCH listing with one ``* OK`` line every
                     ``drip_every`` seconds, forever (no idle timeout ever fires)
 ``deep-parens``     a FETCH response nesting 20,000 parentheses
-``bad-quoted``      a LIST response whose quoted name ends in a backslash
+``bad-quoted``      a LIST response whose line ends inside a quoted name, on a backslash
 ``bad-uid``         a FETCH response with ``UID abc``
 ``inject-folder``   a folder named ``Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned``
                     (sent as a literal; UTF8=ACCEPT offered) and one named ``..``
@@ -227,7 +227,7 @@ class _Session:
             return True
         self.send(b'* LIST (\\HasNoChildren) "/" INBOX\r\n')
         if a == "bad-quoted":
-            self.send(b'* LIST () "/" "Broken\\"\r\n')
+            self.send(b'* LIST () "/" "Broken\\\r\n')  # the line ends inside an escape
         if a == "inject-folder":
             self.send(b'* LIST () "/" {%d}\r\n' % len(INJECTED), INJECTED, b"\r\n")
             self.send(b'* LIST () "/" ..\r\n')

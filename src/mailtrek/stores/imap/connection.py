@@ -160,7 +160,7 @@ class ImapConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._last_read = 0.0  # loop time the last complete response arrived
+        self._progress = 0.0  # loop time of the last complete response or drained write
         self._pending: deque[_Pending] = deque()
         self._by_tag: dict[bytes, _Pending] = {}
         self._continuation: asyncio.Future[bytes] | None = None
@@ -444,6 +444,7 @@ class ImapConnection:
             except (ConnectionError, OSError) as e:
                 self._fail_all(TransientError(f"connection to {self.params.host} lost: {e}"))
                 raise TransientError(f"connection to {self.params.host} lost") from e
+            self._progress = self._loop().time()  # a slow link is not an idle server
 
     def _send(
         self,
@@ -627,7 +628,7 @@ class ImapConnection:
         try:
             while True:
                 resp, target = await self._read_response()
-                self._last_read = self._loop().time()
+                self._progress = self._loop().time()
                 self._dispatch(resp, target)
         except asyncio.CancelledError:
             raise
@@ -647,7 +648,8 @@ class ImapConnection:
         """End the connection when a command overstays its time.
 
         Two clocks, checked about once a second: the idle one (``params.timeout`` without
-        a complete response while something is in flight) and the whole command's
+        a complete response, or a drained piece of a big APPEND, while something is in
+        flight) and the whole command's
         (``limits.command_timeout`` from sending it, however busily the server talks).
         Commands are timed in send order, so the oldest in flight is due first.
         """
@@ -666,7 +668,7 @@ class ImapConnection:
                     f"{self.limits.command_timeout:.0f} s; connection dropped",
                     hint=f"a server that never finishes is broken or hostile; {COMMAND_TIMEOUT_ENV} "
                          "gives commands longer"))
-            elif now - max(self._last_read, oldest.sent) >= idle:
+            elif now - max(self._progress, oldest.sent) >= idle:
                 self._fail_all(TransientError(
                     f"{self.params.host} did not answer for {idle:.0f} s; connection dropped"))
             else:

@@ -128,6 +128,9 @@ DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
 FETCH_BATCH = 64  # UIDs per FETCH command
 FETCH_BATCH_BYTES = 2 << 20  # and at most this many bytes per command
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
+# UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
+# well inside a command's response budget and any server's command-line limit.
+LIST_CHUNK = 20_000
 # Exchange Online closes a connection after 10 errors (imapsync FAQ.Office365). Keep
 # errors so far + APPENDs in flight on a connection under this, so that even if every
 # APPEND in flight fails the connection is never hung up on; renew a connection that has
@@ -481,9 +484,25 @@ class ImapStore:
         changed_since: int | None = None,
         uids: Sequence[int] | None = None,
     ) -> list[MessageMeta]:
-        """UID FETCH sizes, flags, dates (and fingerprint headers) in one command."""
+        """UID FETCH sizes, flags, dates (and fingerprint headers), pipelined.
+
+        Fingerprint headers are asked for by UID, LIST_CHUNK at a time (the UIDs of a
+        whole folder come from a plain listing first), so a big folder's answers stay
+        within each command's response budget.
+        """
         if uids is not None and not uids:
             return []
+        if fingerprints and uids is None:
+            uids = [m.uid for m in await self.list_messages(folder, changed_since=changed_since)]
+            if not uids:
+                return []
+        if uids is not None and len(uids) > LIST_CHUNK:
+            ordered = sorted(uids)
+            parts = await asyncio.gather(*(
+                self.list_messages(folder, fingerprints=fingerprints, changed_since=changed_since,
+                                   uids=ordered[i:i + LIST_CHUNK])
+                for i in range(0, len(ordered), LIST_CHUNK)))
+            return [m for part in parts for m in part]
         conn = await self._pick(folder.path)
         items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
         cs = changed_since is not None and conn.has("CONDSTORE")
