@@ -128,29 +128,29 @@ def test_a_message_bigger_than_it_was_listed_is_skipped_not_held(dovecot_dst, ds
 ])
 async def test_garbled_answers_are_protocol_errors(attack, expect) -> None:
     with HostileImap(attack) as srv:
-        store = _store(srv.port)
-        await store.connect()
+        st = _store(srv.port)
+        await st.connect()
         try:
             with pytest.raises(ProtocolError, match=expect):
-                folders = await store.list_folders()
-                await store.list_messages(folders[0])
+                folders = await st.list_folders()
+                await st.list_messages(folders[0])
         finally:
-            await store.close()
+            await st.close()
 
 
 async def test_the_literal_cap_counts_bytes_as_they_arrive() -> None:
-    """A body over the command's limit is read past: the connection survives, memory stays flat."""
+    """A body over the command's limit is read past, never kept; the connection goes on."""
     with HostileImap("oversize-body", body_bytes=3 << 20) as srv:
-        store = _store(srv.port)
-        await store.connect()
+        st = _store(srv.port)
+        await st.connect()
         try:
             inbox = FolderInfo(("INBOX",))
-            [msg] = [m async for m in store.fetch(inbox, [1], max_size=1 << 20)]
+            [msg] = [m async for m in st.fetch(inbox, [1], max_size=1 << 20)]
             assert msg.raw == b"" and msg.extra["too_large"] == 3 << 20
-            [whole] = [m async for m in store.fetch(inbox, [1])]  # no limit: the bytes come
+            [whole] = [m async for m in st.fetch(inbox, [1])]  # no limit: the bytes come
             assert len(whole.raw) == 3 << 20
         finally:
-            await store.close()
+            await st.close()
 
 
 async def test_starttls_asks_for_capabilities_again(tmp_path) -> None:
