@@ -153,33 +153,38 @@ async def test_the_literal_cap_counts_bytes_as_they_arrive() -> None:
             await st.close()
 
 
-async def test_starttls_asks_for_capabilities_again(tmp_path) -> None:
-    """The plaintext greeting's CAPABILITY may be forged: after STARTTLS it is asked anew."""
+def starttls_server(attack: str, tmp_path: Path) -> tuple[HostileImap, ImapConnection]:
+    """A hostile server offering STARTTLS with a fresh certificate, and a client for it."""
     from mailtrek.devtools.dovecot import write_self_signed_cert
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     write_self_signed_cert(cert, key)
-    with HostileImap("starttls-caps", cert=cert, key=key) as srv:
-        conn = ImapConnection(ConnectParams("127.0.0.1", srv.port, "starttls", ca_file=str(cert)))
+    srv = HostileImap(attack, cert=cert, key=key).start()
+    return srv, ImapConnection(ConnectParams("127.0.0.1", srv.port, "starttls", ca_file=str(cert)))
+
+
+async def test_starttls_asks_for_capabilities_again(tmp_path) -> None:
+    """The plaintext greeting's CAPABILITY may be forged: after STARTTLS it is asked anew."""
+    srv, conn = starttls_server("starttls-caps", tmp_path)
+    try:
         await conn.open()
-        try:
-            assert conn.has("X-AFTER-TLS") and not conn.has("X-BEFORE-TLS")
-            assert not conn.has("STARTTLS")
-        finally:
-            await conn.close()
+        assert conn.has("X-AFTER-TLS") and not conn.has("X-BEFORE-TLS")
+        assert not conn.has("STARTTLS")
+    finally:
+        await conn.close()
+        srv.stop()
 
 
 async def test_stripped_starttls_is_refused(tmp_path) -> None:
-    from mailtrek.devtools.dovecot import write_self_signed_cert
     from mailtrek.errors import ConnectionFailedError
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    write_self_signed_cert(cert, key)
-    with HostileImap("no-starttls", cert=cert, key=key) as srv:
-        conn = ImapConnection(ConnectParams("127.0.0.1", srv.port, "starttls", ca_file=str(cert)))
+    srv, conn = starttls_server("no-starttls", tmp_path)
+    try:
         with pytest.raises(ConnectionFailedError, match="does not offer STARTTLS"):
             await conn.open()
+    finally:
         await conn.close()
+        srv.stop()
 
 
 def test_limits_come_from_the_environment(monkeypatch) -> None:

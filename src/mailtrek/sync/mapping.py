@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailtrek.model import FolderInfo, SpecialUse
+from mailtrek.model import FolderInfo, SpecialUse, has_line_break
 from mailtrek.stores.base import StoreFeatures
 
 # Lower-cased folder names (top level, after any namespace prefix) and their role.
@@ -101,7 +101,7 @@ def map_folders(
     for f in ordered:
         if not f.selectable:
             continue
-        if any(c in name for name in f.path for c in "\r\n\0"):
+        if any(has_line_break(name) for name in f.path):
             out.append(FolderMapping(f, (), None, refused_because=(
                 "its name holds CR, LF or NUL, which no IMAP command can carry safely; "
                 "rename it on the source to copy it")))

@@ -34,7 +34,14 @@ from mailtrek.errors import (
     ThrottledError,
     TransientError,
 )
-from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
+from mailtrek.model import (
+    FolderInfo,
+    Message,
+    MessageMeta,
+    SpecialUse,
+    has_line_break,
+    portable_flags,
+)
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
 from mailtrek.stores.imap import exchange
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
@@ -59,7 +66,6 @@ from mailtrek.stores.imap.wire import (
     OversizedLiteral,
     fetch_items,
     format_internaldate,
-    has_line_break,
     number,
     parse_internaldate,
     parse_untagged,

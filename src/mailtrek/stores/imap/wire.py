@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from mailtrek.errors import ProtocolError
+from mailtrek.model import has_line_break
 
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\+?\}$")
 
@@ -248,13 +249,6 @@ def quote(value: bytes) -> bytes:
         raise ProtocolError(f"refusing to send {value[:60]!r} as a quoted string: it holds "
                             "CR, LF or NUL")
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def has_line_break(value: bytes | str) -> bool:
-    """True when ``value`` holds CR, LF or NUL (which no quoted string may carry)."""
-    if isinstance(value, str):
-        return "\r" in value or "\n" in value or "\0" in value
-    return b"\r" in value or b"\n" in value or b"\0" in value
 
 
 def number(value: object, what: str) -> int:
