@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailtrek.devtools.dovecot import DovecotInstance
 from mailtrek.devtools.hostile_imap import HostileImap
+from mailtrek.devtools.measure import run_measured
 
 # attack -> (extra copy arguments, extra environment, what the row shows)
 ATTACKS: dict[str, tuple[list[str], dict[str, str], str]] = {
@@ -58,37 +55,6 @@ class Row:
     wall: float
     rss_mb: float
     smuggled: bool
-
-
-def run_client(argv: list[str], env: dict[str, str], kill_after: float,
-               max_memory_mb: int | None) -> tuple[int | str, str, str, float, float]:
-    """Run one client; return (exit code or 'killed', stdout, stderr, seconds, peak RSS MB)."""
-    def limit() -> None:
-        if max_memory_mb:
-            cap = max_memory_mb << 20
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.monotonic()
-        p = subprocess.Popen(argv, stdout=out, stderr=err, env=env, preexec_fn=limit)
-        killed = threading.Event()
-
-        def kill() -> None:
-            killed.set()
-            p.kill()
-
-        timer = threading.Timer(kill_after, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(p.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.monotonic() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        code: int | str = f"killed at {kill_after:.0f} s" if killed.is_set() else p.returncode
-        return code, out.read(), err.read(), wall, usage.ru_maxrss / 1024
 
 
 def outcome(stdout: str, stderr: str) -> str:
@@ -123,15 +89,17 @@ def main() -> None:
                        MAILTREK_DEST_PASSWORD="pw-hostile-bench",
                        MAILTREK_HOME=str(root / "home"), **env_extra)
             with HostileImap(attack) as srv:
-                code, out, err, wall, rss = run_client(
+                m = run_measured(
                     [args.client, "-m", "mailtrek", "copy", f"imap://victim@127.0.0.1:{srv.port}",
                      f"imap://{login}@127.0.0.1:{dst.port}",
                      "--state", str(root / f"{attack}.db"), *extra],
-                    env, args.kill_after, args.max_memory_mb)
+                    env, timeout=args.kill_after, max_memory_mb=args.max_memory_mb)
                 smuggled = srv.saw(b"DELETE") or srv.saw(b"CREATE pwned")
             if attack == "inject-folder":
                 smuggled = smuggled or "pwned" in dst.doveadm("mailbox", "list", "-u", login)
-            rows.append(Row(attack, what, code, outcome(out, err), wall, rss, smuggled))
+            code: int | str = f"killed at {args.kill_after:.0f} s" if m.killed else m.code
+            rows.append(Row(attack, what, code, outcome(m.stdout, m.stderr), m.seconds, m.peak_mb,
+                            smuggled))
             r = rows[-1]
             print(f"{attack}: exit {r.code}, {r.wall:.1f} s, {r.rss_mb:.0f} MB, "
                   f"smuggled {'YES' if r.smuggled else 'no'}: {r.outcome}", flush=True)

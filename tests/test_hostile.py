@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from hypothesis import strategies as st
 
 from imap_helpers import dump, load, store
 from mailtrek.devtools.hostile_imap import HostileImap
+from mailtrek.devtools.measure import Measured, run_measured
 from mailtrek.errors import ProtocolError
 from mailtrek.model import FolderInfo
 from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
@@ -36,35 +34,14 @@ SMALL_CAPS = {"MAILTREK_IMAP_MAX_RESPONSES": "20000", "MAILTREK_IMAP_MAX_RESPONS
 
 
 def copy_from(srv: HostileImap, dst_inst, dst, tmp_path: Path, *extra: str,
-              env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
-    """Run `mailtrek copy` from ``srv`` into the Dovecot user ``dst``.
-
-    Returns (exit code, stdout, stderr, seconds, peak RSS in MB of the mailtrek process).
-    """
+              env: dict[str, str] | None = None) -> Measured:
+    """Run `mailtrek copy` from ``srv`` into the Dovecot user ``dst``; measure it."""
     full = dict(os.environ, MAILTREK_SOURCE_PASSWORD="x", MAILTREK_DEST_PASSWORD=dst[1],
                 MAILTREK_HOME=str(tmp_path / "home"), **(env or {}))
     return run_measured(
         [sys.executable, "-m", "mailtrek", "copy", f"imap://victim@127.0.0.1:{srv.port}",
          f"imap://{dst[0]}@127.0.0.1:{dst_inst.port}", "--state", str(tmp_path / "state.db"),
-         *extra], full, tmp_path)
-
-
-def run_measured(argv: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 100
-                 ) -> tuple[int, str, str, float, float]:
-    """Run ``argv``; return (exit code, stdout, stderr, seconds, its own peak RSS in MB)."""
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    t0 = time.monotonic()
-    with out.open("w") as o, err.open("w") as e:
-        p = subprocess.Popen(argv, stdout=o, stderr=e, env=env)
-        killer = threading.Timer(timeout, p.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage, not all children's
-        finally:
-            killer.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return (p.returncode, out.read_text(), err.read_text(), time.monotonic() - t0,
-            usage.ru_maxrss / 1024)
+         *extra], full, timeout=100)
 
 
 def one_error_line(err: str) -> str:
@@ -83,20 +60,19 @@ def one_error_line(err: str) -> str:
 def test_a_hostile_source_ends_the_copy_with_one_line(attack, env, expect, dovecot_dst, dst_user,
                                                       tmp_path) -> None:
     with HostileImap(attack, drip_every=0.2) as srv:
-        code, _, err, seconds, peak = copy_from(srv, dovecot_dst, dst_user, tmp_path, env=env)
-    assert code == 5, err
-    assert expect in one_error_line(err)
-    assert seconds < 60 and peak < 300, (seconds, peak)
+        r = copy_from(srv, dovecot_dst, dst_user, tmp_path, env=env)
+    assert r.code == 5, r.stderr
+    assert expect in one_error_line(r.stderr)
+    assert r.seconds < 60 and r.peak_mb < 300, (r.seconds, r.peak_mb)
 
 
 def test_folder_names_smuggle_no_command(dovecot_dst, dst_user, tmp_path) -> None:
     """`Evil\\r\\nX1 DELETE INBOX...` is refused and reported; `..` is renamed; nothing smuggled."""
     with HostileImap("inject-folder") as srv:
-        code, out, err, _, _ = copy_from(srv, dovecot_dst, dst_user, tmp_path, "--json-report",
-                                         str(tmp_path / "r.json"))
+        r = copy_from(srv, dovecot_dst, dst_user, tmp_path)
         lines = list(srv.lines)
-    assert code == 1, out + err
-    assert "Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned: not copied" in out
+    assert r.code == 1, r.stdout + r.stderr
+    assert "Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned: not copied" in r.stdout
     assert not any(b"DELETE" in line or b"pwned" in line for line in lines), lines
     folders = asyncio.run(dump(dovecot_dst, *dst_user))
     assert set(folders) == {("INBOX",), ("_..",)}  # INBOX intact, `..` renamed, no `pwned`
@@ -114,11 +90,10 @@ def test_a_message_bigger_than_it_was_listed_is_skipped_not_held(dovecot_dst, ds
                                                                  tmp_path) -> None:
     """Listed as 90 bytes, 20 MB streamed: skipped (exit 1), never held or stored."""
     with HostileImap("oversize-body", body_bytes=20 << 20) as srv:
-        code, out, err, _, peak = copy_from(srv, dovecot_dst, dst_user, tmp_path,
-                                            "--max-size", "1MB")
-    assert code == 1, out + err
-    assert "the source sent 20,971,520 bytes for a message it listed as 90" in out
-    assert peak < 150, peak
+        r = copy_from(srv, dovecot_dst, dst_user, tmp_path, "--max-size", "1MB")
+    assert r.code == 1, r.stdout + r.stderr
+    assert "the source sent 20,971,520 bytes for a message it listed as 90" in r.stdout
+    assert r.peak_mb < 150, r.peak_mb
     assert asyncio.run(dump(dovecot_dst, *dst_user)) == {("INBOX",): []}
 
 
@@ -296,10 +271,10 @@ def test_in_a_batch_a_hostile_source_fails_only_its_own_mailboxes(dovecot_src, d
             "--csv", str(user_csv("evil", f"e{uuid.uuid4().hex[:8]}", "pw-evil-123456")))
         cli("batch", "create", "good", "--endpoint", "good", "--dest-endpoint", "dst", "--autostart",
             "--csv", str(user_csv("good", good, good_pw)))
-        code, out, err, seconds, peak = run_measured(
-            [sys.executable, "-m", "mailtrek", "run", "--until-idle"], env, tmp_path)
-    assert code == 0, out + err
-    assert seconds < 60 and peak < 300, (seconds, peak)
+        r = run_measured([sys.executable, "-m", "mailtrek", "run", "--until-idle"], env,
+                         timeout=100)
+    assert r.code == 0, r.stdout + r.stderr
+    assert r.seconds < 60 and r.peak_mb < 300, (r.seconds, r.peak_mb)
     evil = json.loads(cli("batch", "show", "evil", "--json"))["users"][0]
     fine = json.loads(cli("batch", "show", "good", "--json"))["users"][0]
     assert evil["status"] == "Failed" and "more than 20,000 responses to one LIST" in evil["error"]
