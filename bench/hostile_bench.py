@@ -94,7 +94,7 @@ def main() -> None:
                      f"imap://{login}@127.0.0.1:{dst.port}",
                      "--state", str(root / f"{attack}.db"), *extra],
                     env, timeout=args.kill_after, max_memory_mb=args.max_memory_mb)
-                smuggled = srv.saw(b"DELETE") or srv.saw(b"CREATE pwned")
+                smuggled = any(srv.saw(w) for w in (b"DELETE", b"RENAME", b"CREATE pwned"))
             if attack == "inject-folder":
                 smuggled = smuggled or "pwned" in dst.doveadm("mailbox", "list", "-u", login)
             code: int | str = f"killed at {args.kill_after:.0f} s" if m.killed else m.code

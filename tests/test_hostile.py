@@ -73,7 +73,8 @@ def test_folder_names_smuggle_no_command(dovecot_dst, dst_user, tmp_path) -> Non
         lines = list(srv.lines)
     assert r.code == 1, r.stdout + r.stderr
     assert "Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned: not copied" in r.stdout
-    assert not any(b"DELETE" in line or b"pwned" in line for line in lines), lines
+    assert "Ghost\\r\\nX3 RENAME INBOX pwned2: not copied" in r.stdout
+    assert not any(word in line for line in lines for word in (b"DELETE", b"RENAME", b"pwned"))
     folders = asyncio.run(dump(dovecot_dst, *dst_user))
     assert set(folders) == {("INBOX",), ("_..",)}  # INBOX intact, `..` renamed, no `pwned`
     assert len(folders[("INBOX",)]) == 1
@@ -294,6 +295,7 @@ def test_reports_disarm_spreadsheet_formulas(tmp_path) -> None:
     from mailtrek.orchestrate.csvsafe import safe_cell
     from mailtrek.orchestrate.endpoints import add_endpoint, make_endpoint
     from mailtrek.orchestrate.home import open_home
+    from mailtrek.orchestrate.members import export_failed
     from mailtrek.orchestrate.reports import render_csv, render_skipped_csv
     from mailtrek.state.orchestration import batch_users
 
@@ -309,9 +311,12 @@ def test_reports_disarm_spreadsheet_formulas(tmp_path) -> None:
     skipped = [{"folder": "@SUM(A1)", "uid": 1, "subject": evil[0], "date": None, "size": 5,
                 "reason": "+SUM(1,2)"}]
     with home.engine.begin() as c:
-        c.execute(update(batch_users).values(error="=1+1", skipped_json=json.dumps(skipped)))
+        c.execute(update(batch_users).values(error="=1+1", skipped_json=json.dumps(skipped),
+                                             status="Failed"))
     users = list(csv.DictReader(io.StringIO(render_csv(home, "b"))))
     assert users[0]["error"] == "'=1+1"
+    [failed] = list(csv.DictReader(io.StringIO(export_failed(home, "b", with_errors=True))))
+    assert (failed["EmailAddress"], failed["Error"]) == ("alice@contoso.test", "'=1+1")
     [row] = list(csv.DictReader(io.StringIO(render_skipped_csv(home, "b"))))
     assert (row["folder"], row["subject"], row["reason"]) == ("'@SUM(A1)", "'" + evil[0], "'+SUM(1,2)")
 

@@ -18,7 +18,8 @@ attack              what the server does
 ``bad-quoted``      a LIST response whose line ends inside a quoted name, on a backslash
 ``bad-uid``         a FETCH response with ``UID abc``
 ``inject-folder``   a folder named ``Evil\\r\\nX1 DELETE INBOX\\r\\nX2 CREATE pwned``
-                    (sent as a literal; UTF8=ACCEPT offered) and one named ``..``
+                    (sent as a literal; UTF8=ACCEPT offered), an empty \\Noselect one
+                    named ``Ghost\\r\\nX3 RENAME INBOX pwned2``, and one named ``..``
 ``no-starttls``     STARTTLS stripped from the capabilities (a man in the middle)
 ``starttls-caps``   offers STARTTLS; the plaintext greeting's CAPABILITY claims
                     ``X-BEFORE-TLS``, the one after the upgrade ``X-AFTER-TLS``
@@ -48,6 +49,7 @@ __all__ = ["ATTACKS", "INJECTED", "MESSAGE", "HostileImap", "main"]
 MESSAGE = (b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hello\r\n"
            b"Message-ID: <h@example>\r\n\r\nhello\r\n")
 INJECTED = b"Evil\r\nX1 DELETE INBOX\r\nX2 CREATE pwned"
+INJECTED_NOSELECT = b"Ghost\r\nX3 RENAME INBOX pwned2"  # a \Noselect parent without children
 ATTACKS = ("none", "huge-literal", "oversize-body", "list-flood", "fetch-flood", "drip",
            "deep-parens", "bad-quoted", "bad-uid", "inject-folder", "no-starttls",
            "starttls-caps")
@@ -230,6 +232,8 @@ class _Session:
             self.send(b'* LIST () "/" "Broken\\\r\n')  # the line ends inside an escape
         if a == "inject-folder":
             self.send(b'* LIST () "/" {%d}\r\n' % len(INJECTED), INJECTED, b"\r\n")
+            self.send(b'* LIST (\\Noselect) "/" {%d}\r\n' % len(INJECTED_NOSELECT),
+                      INJECTED_NOSELECT, b"\r\n")
             self.send(b'* LIST () "/" ..\r\n')
         return False
 

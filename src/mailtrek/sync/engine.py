@@ -165,8 +165,7 @@ async def _pass(
     ]
     for m in [m for m in mappings if m.refused_because]:
         mappings.remove(m)
-        reports[m.source.path] = FolderReport(source=visible(m.source.display), destination=None,
-                                              error=f"not copied: {m.refused_because}")
+        reports[m.source.path] = _refused(m)
     fstates = state.folder_states()
     max_size = _min(options.max_size, dest.features.max_message_size)
 
@@ -274,6 +273,9 @@ async def _ensure_placeholders(
                                   dest_root=options.dest_root):
         if not folder_selected(m.source, options.include, options.exclude):
             continue
+        if m.refused_because:
+            reports[m.source.path] = _refused(m)
+            continue
         r = reports.get(m.source.path) or FolderReport(
             source=m.source.display, destination="/".join(m.dest_path),
             renamed=m.renamed_because)
@@ -283,6 +285,12 @@ async def _ensure_placeholders(
             r.destination, r.created = created.display, True
         except StoreError as e:
             r.error = str(e)
+
+
+def _refused(m: FolderMapping) -> FolderReport:
+    """The report of a folder the mapping refused (its name shown with escapes)."""
+    return FolderReport(source=visible(m.source.display), destination=None,
+                        error=f"not copied: {m.refused_because}")
 
 
 async def _analyse(

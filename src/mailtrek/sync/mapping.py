@@ -101,10 +101,8 @@ def map_folders(
     for f in ordered:
         if not f.selectable:
             continue
-        if any(has_line_break(name) for name in f.path):
-            out.append(FolderMapping(f, (), None, refused_because=(
-                "its name holds CR, LF or NUL, which no IMAP command can carry safely; "
-                "rename it on the source to copy it")))
+        if _unsendable(f):
+            out.append(FolderMapping(f, (), None, refused_because=UNSENDABLE))
             continue
         role = guess_special_use(f)
         reason = None
@@ -158,6 +156,9 @@ def placeholder_mappings(
             continue
         if any(len(p) > len(f.path) and p[: len(f.path)] == f.path for p in paths):
             continue
+        if _unsendable(f):
+            out.append(FolderMapping(f, (), None, refused_because=UNSENDABLE))
+            continue
         parts, reason = [], None
         for name in f.path:
             clean, why = _clean_name(name, dest)
@@ -168,6 +169,14 @@ def placeholder_mappings(
             continue
         out.append(FolderMapping(f, path, None, reason))
     return out
+
+
+UNSENDABLE = ("its name holds CR, LF or NUL, which no IMAP command can carry safely; "
+              "rename it on the source to copy it")
+
+
+def _unsendable(f: FolderInfo) -> bool:
+    return any(has_line_break(name) for name in f.path)
 
 
 def _norm(path: tuple[str, ...], dest: StoreFeatures) -> tuple[str, ...]:
