@@ -173,6 +173,26 @@ def test_autoconfig_document_plain_ranked_below_tls(net, dovecot_src):
     assert "no TLS" in d.candidates[1].steps[2].detail
 
 
+def test_plain_text_is_never_chosen_unless_allowed(net, dovecot_src):
+    """A stripped STARTTLS fails; the autoconfig's plain entry answers but is not chosen."""
+    from mailtrek.devtools.hostile_imap import HostileImap
+    from mailtrek.orchestrate.discovery import DiscoveryFailedError, choose_source
+
+    with HostileImap("no-starttls") as mitm:
+        net["site"].documents["autoconfig.ac.test", "/mail/config-v1.1.xml"] = autoconfig_xml(
+            ("localhost", mitm.port, "STARTTLS"), ("localhost", dovecot_src.port, "plain"))
+        d = discover("pat@ac.test", config(net))
+        allowed = discover("pat@ac.test", config(net, allow_plain=True))
+    assert d.best is None
+    by_security = {c.security: c for c in d.candidates}
+    starttls, plain = by_security["starttls"], by_security["none"]
+    assert not starttls.ok and "no STARTTLS" in starttls.steps[-1].detail
+    assert plain.ok and plain.security == "none"
+    with pytest.raises(DiscoveryFailedError, match="not used unless you pass --allow-plain"):
+        choose_source([d])
+    assert allowed.best is not None and allowed.best.port == dovecot_src.port
+
+
 def test_well_known_and_isp_database_when_autoconfig_host_is_missing(net, dovecot_src):
     net["site"].documents["ispdb.test", "/v1.1/isp.test"] = autoconfig_xml(
         ("localhost", dovecot_src.ssl_port, "SSL"), username="%EMAILLOCALPART%")

@@ -16,7 +16,9 @@
     └── StateError                     exit 7   the state database is unusable
 
 Lower-layer exceptions (ssl, socket, httpx) are translated at the store boundary so that
-the sync layer only ever sees these.
+the sync layer only ever sees these. Anything else that escapes a command is a bug:
+one line on stderr naming a log file with the traceback, exit 8 (``EXIT_INTERNAL``), so
+a crash never looks like exit 1's "some messages were skipped".
 """
 
 from __future__ import annotations
@@ -103,3 +105,4 @@ class StateError(MailtrekError):
 # Exit codes for outcomes that are not exceptions.
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # some messages skipped or failed; see the report
+EXIT_INTERNAL = 8  # an unexpected error (a bug): the traceback is in a log file

@@ -87,6 +87,14 @@ class Message:
         return len(self.raw)
 
 
+def has_line_break(value: bytes | str) -> bool:
+    """True when ``value`` holds CR, LF or NUL: no IMAP quoted string may carry them, and
+    sent raw they end a command and start another."""
+    if isinstance(value, str):
+        return "\r" in value or "\n" in value or "\0" in value
+    return b"\r" in value or b"\n" in value or b"\0" in value
+
+
 def keywords_of(flags: frozenset[str]) -> frozenset[str]:
     """Return the keywords (flags without a backslash) among ``flags``."""
     return frozenset(f for f in flags if not f.startswith("\\"))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
-from mailtrek.errors import MailtrekError, UsageError
+from mailtrek.errors import EXIT_INTERNAL, MailtrekError, UsageError
 
 
 @contextmanager
@@ -27,6 +30,33 @@ def fail_on_error() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("mailtrek: interrupted; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
+
+
+def report_crash(e: BaseException) -> int:
+    """Write ``e``'s traceback (secrets redacted) to a log file, say so in one line.
+
+    The file goes to ``MAILTREK_HOME/logs`` (else the temporary directory). Returns
+    EXIT_INTERNAL, the exit code of an unexpected error.
+    """
+    from mailtrek.secrets import redact
+
+    text = redact("".join(traceback.format_exception(e)))
+    name = f"crash-{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    where: Path | None = None
+    for folder in (home_dir() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"mailtrek {' '.join(sys.argv[1:2])}\n{text}",
+                                       encoding="utf-8")
+            where = folder / name
+            break
+        except OSError:
+            continue
+    summary = redact(f"{e.__class__.__name__}: {e}".splitlines()[0] if str(e)
+                     else e.__class__.__name__)[:300]
+    detail = f"the traceback is in {where}" if where else "no log file could be written"
+    typer.echo(f"mailtrek: internal error: {summary}; {detail}; please report it", err=True)
+    return EXIT_INTERNAL
 
 
 def read_secret(path: Path | None, env: str, *, required: bool = True) -> str | None:

@@ -113,7 +113,8 @@ def copy(
 
     Re-run it at any time: what is already there is skipped, flag changes are synced.
     Exit 0 when every selected message is on the destination, 1 when some were skipped
-    or failed (listed in the report), 2 usage, 3 authentication, 4 connection.
+    or failed (listed in the report), 2 usage, 3 authentication, 4 connection,
+    5 protocol (the server broke IMAP or a limit), 6 store, 7 state, 8 internal error.
     dav+https:// addresses copy contacts and calendars instead (--items).
     """
     if _is_pim(source, dest, items):

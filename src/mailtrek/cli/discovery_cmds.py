@@ -48,6 +48,7 @@ def endpoint_discover(
     user: Annotated[str | None, typer.Option(help="also log in as this user (password from MAILTREK_SOURCE_PASSWORD)")] = None,
     password_file: Annotated[Path | None, typer.Option(help="file with the password for --user")] = None,
     timeout: Annotated[float, typer.Option(help="seconds per DNS query, HTTP request or connection")] = 5.0,
+    allow_plain: Annotated[bool, typer.Option(help="a server without TLS may be chosen (passwords in clear)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     home: HomeOpt = None,
 ) -> None:
@@ -61,10 +62,10 @@ def endpoint_discover(
 
     ca = ca_path(ca_file)
     config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
-                             https_port=https_port, timeout=timeout, probe=probe)
+                             https_port=https_port, timeout=timeout, probe=probe, allow_plain=allow_plain)
     password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
     d = discover(address, config, user=user, password=password)
-    best = d.best if probe else (d.candidates[0] if d.candidates else None)
+    best = d.best if probe else next((c for c in d.candidates if d.usable(c)), None)
     name = save or re.sub(r"[^A-Za-z0-9_-]+", "-", d.domain).strip("-")[:64] or "source"
     saved = None
     if save and best is not None:
@@ -101,7 +102,8 @@ def _show(d: Any) -> None:
         typer.echo(redact(f"  {n}"))
     typer.echo("candidates, best first:")
     for c in d.candidates:
-        status = ("ok" if c.ok else "CERTIFICATE REJECTED" if c.certificate_rejected
+        status = ("NO TLS, NOT USED (--allow-plain)" if c.ok and not d.usable(c) else "ok" if c.ok
+                  else "CERTIFICATE REJECTED" if c.certificate_rejected
                   else "not probed" if not c.probed else "FAILED")
         typer.echo(redact(f"  [{status}] {c.host}:{c.port} ({c.security}) from {'; '.join(c.sources)}"))
         failed = next((s for s in c.steps if not s.ok), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -35,8 +37,17 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    An exception no command handled is a bug: one line on stderr that names the log file
+    holding its traceback, and exit 8, never a traceback that ends in exit 1.
+    """
+    try:
+        app()
+    except Exception as e:  # SystemExit/KeyboardInterrupt are not Exceptions: they pass
+        from mailtrek.cli.common import report_crash
+
+        sys.exit(report_crash(e))
 
 
 if __name__ == "__main__":

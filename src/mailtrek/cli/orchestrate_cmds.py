@@ -389,6 +389,7 @@ def batch_create(
     ispdb_url: Annotated[str | None, typer.Option(help="--discover: Thunderbird ISP database base URL")] = None,
     https_port: Annotated[int | None, typer.Option(hidden=True, help="--discover: port of the domain's autoconfig URLs (tests)")] = None,
     discover_timeout: Annotated[float, typer.Option(help="--discover: seconds per DNS query, HTTP request or connection")] = 5.0,
+    allow_plain: Annotated[bool, typer.Option(help="--discover: a server without TLS may be chosen (every password crosses the network in clear)")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Create a batch from a users CSV (the whole file is validated first)."""
@@ -430,7 +431,7 @@ def batch_create(
             check_new_batch(h, name, tenant=tenant, dest_endpoint=dest_endpoint,
                             incremental_hours=incremental_interval)
         found = _discover_source(h, [u.email for u in users], nameserver, ca_file, ispdb_url, https_port,
-                                 discover_timeout)
+                                 discover_timeout, allow_plain)
         source = found.endpoint
     if dry_run:
         if found is not None and not found.reused:
@@ -482,7 +483,8 @@ def _check_destination(h: Home, tenant: str | None, dest_endpoint: str | None) -
 
 
 def _discover_source(h: Home, emails: list[str], nameserver: str | None, ca_file: Path | None,
-                     ispdb_url: str | None, https_port: int | None, timeout: float) -> Any:
+                     ispdb_url: str | None, https_port: int | None, timeout: float,
+                     allow_plain: bool = False) -> Any:
     """Discover the server of the CSV's domains and print where it came from; return a SourceEndpoint."""
     from mailtrek.orchestrate.discovery import (
         DEFAULT_ISPDB_URL,
@@ -496,7 +498,7 @@ def _discover_source(h: Home, emails: list[str], nameserver: str | None, ca_file
     if timeout <= 0:
         raise UsageError("--discover-timeout must be positive")
     config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
-                             https_port=https_port, timeout=timeout)
+                             https_port=https_port, timeout=timeout, allow_plain=allow_plain)
     src = source_endpoint(h, discover_domains(emails, config), ca)
     c = src.candidate
     typer.echo(redact(f"discovered {c.host}:{c.port} ({c.security}) for {', '.join(src.domains)} "

@@ -71,10 +71,19 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="private key of --tls-cert")] = None,
     poll_seconds: Annotated[float, typer.Option(help="with --run: how often to look for due work")] = 2.0,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="a Host name the dashboard answers to (repeat) [the --host address and localhost]")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="address of a reverse proxy whose X-Forwarded-For/-Proto to believe (repeat) [none]")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Serve the web dashboard and JSON API (API docs at /docs)."""
+    """Serve the web dashboard and JSON API (API docs at /docs).
+
+    Proxy headers are believed only from a --trusted-proxy (otherwise anyone could
+    choose the address the login limit counts, or the cookie's Secure flag), and only
+    Host names in the allow-list are answered (no DNS rebinding).
+    """
     import uvicorn
 
     from mailtrek.web.app import create_app
@@ -92,6 +101,21 @@ def serve(
     scheme = "https" if tls_cert else "http"
     typer.echo(f"mailtrek dashboard on {scheme}://{host}:{port}/ (home {h.path})"
                + (", scheduler running" if run else ""))
-    app = create_app(h, run_scheduler=run, poll_seconds=poll_seconds)
+    hosts = allowed_hosts(host, allowed_host)
+    if host in ("0.0.0.0", "::") and not allowed_host:
+        typer.echo(f"warning: listening on every address but answering only to {', '.join(hosts)}; "
+                   "name the others with --allowed-host", err=True)
+    app = create_app(h, run_scheduler=run, poll_seconds=poll_seconds, allowed_hosts=hosts)
     uvicorn.run(app, host=host, port=port, log_level="warning",
+                proxy_headers=bool(trusted_proxy), forwarded_allow_ips=list(trusted_proxy or []) or None,
                 ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None)
+
+
+def allowed_hosts(host: str, given: list[str] | None) -> list[str]:
+    """The Host names to answer to: ``given``, else the bind address and localhost's names."""
+    if given:
+        return list(given)
+    names = ["localhost", "127.0.0.1", "[::1]"]
+    if host not in ("0.0.0.0", "::") and host not in names:
+        names.insert(0, f"[{host}]" if ":" in host else host)
+    return names

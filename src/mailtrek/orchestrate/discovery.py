@@ -15,7 +15,11 @@ to, and tests never leave the loopback interface.
 A probe is TCP, TLS with certificate verification, and CAPABILITY; it logs in only when
 a user is given. A certificate that does not verify marks the candidate failed, never
 accepted. Candidates are ranked: working before failing, implicit TLS before STARTTLS
-before plain text, then by the most trusted source.
+before plain text, then by the most trusted source. A plain-text candidate is probed and
+shown but never chosen unless the admin allows it (``allow_plain``, ``--allow-plain``):
+when the TLS candidates fail (a blocked 993, a STARTTLS a man in the middle stripped), an
+autoconfig or ISP database entry with ``socketType plain`` would otherwise win and every
+password of the migration would cross the network in clear.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class DiscoveryConfig:
     https_port: int | None = None  # port of the domain's own autoconfig URLs (tests)
     timeout: float = 5.0
     probe: bool = True
+    allow_plain: bool = False  # a plain-text candidate may be the best one
 
 
 @dataclass(slots=True)
@@ -133,10 +138,15 @@ class Discovery:
     domain: str
     candidates: list[Candidate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what each source said, found or not
+    allow_plain: bool = False
 
     @property
     def best(self) -> Candidate | None:
-        return next((c for c in self.candidates if c.ok), None)
+        return next((c for c in self.candidates if c.ok and self.usable(c)), None)
+
+    def usable(self, c: Candidate) -> bool:
+        """False for a plain-text candidate unless plain text was allowed."""
+        return self.allow_plain or c.security != "none"
 
     def as_dict(self) -> dict[str, Any]:
         best = self.best
@@ -540,7 +550,7 @@ def discover(address: str, config: DiscoveryConfig | None = None, *,
         raise UsageError(f"{address!r} is not an e-mail address", hint="give an address such as user@example.com")
     domain = address.rsplit("@", 1)[1].lower().rstrip(".")
     lookup = Lookup(config)
-    result = Discovery(address, domain)
+    result = Discovery(address, domain, allow_plain=config.allow_plain)
     found: list[Candidate] = []
     for source in (lambda: _srv(lookup, domain), lambda: _documents(lookup, config, address, domain),
                    lambda: _known(domain), lambda: _mx(lookup, domain),
@@ -557,6 +567,7 @@ def discover(address: str, config: DiscoveryConfig | None = None, *,
 
 
 # -- a source endpoint for a batch ---------------------------------------------------------
+PLAIN_REFUSED = "answers, but without TLS: not used unless you pass --allow-plain"
 SOURCE_LABELS = {"srv": "SRV", "autoconfig": "autoconfig", "ispdb": "ISPDB",
                  "known": "known provider domain", "mx": "MX preset", "guess": "guess"}
 MAX_PARALLEL_DOMAINS = 4  # discovery already probes its candidates in parallel
@@ -599,6 +610,8 @@ def _tried(d: Discovery) -> list[str]:
     for c in d.candidates:
         failed = next((s for s in c.steps if not s.ok), None)
         why = f"{failed.name}: {failed.detail}" if failed else "not probed"
+        if c.ok and not d.usable(c):
+            why = PLAIN_REFUSED
         lines.append(f"  candidate {c.host}:{c.port} ({c.security}) from {source_labels(c)}: {why}")
     return lines
 

@@ -297,15 +297,19 @@ def export_failed(home: Home, batch: str, *, with_errors: bool = False) -> str:
     """Return the Failed users as a users CSV: fill in the passwords, then ``batch retry --csv``.
 
     The Password column is left empty (stored passwords are never written out); with
-    ``with_errors`` an Error column says what went wrong (``retry --csv`` ignores it).
+    ``with_errors`` an Error column says what went wrong (``retry --csv`` ignores it); a
+    server's words there never run as a spreadsheet formula (the addresses and names are
+    the admin's own CSV's, written back as they were so the file re-imports).
     """
+    from mailtrek.orchestrate.csvsafe import safe_cell
     from mailtrek.secrets import redact
 
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["EmailAddress", "UserName", "Password", *(["Error"] if with_errors else [])])
     for r in failed_users(home, batch):
-        w.writerow([r["email"], r["username"], "", *([redact(r["error"] or "")] if with_errors else [])])
+        w.writerow([r["email"], r["username"], "",
+                    *([safe_cell(redact(r["error"] or ""))] if with_errors else [])])
     return out.getvalue()
 
 

@@ -32,8 +32,6 @@ Checks, and how they are made:
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -45,6 +43,7 @@ from mailtrek.errors import MailtrekError
 from mailtrek.model import FolderInfo, MessageMeta
 from mailtrek.orchestrate.batches import Batch, BatchOptions, get_batch
 from mailtrek.orchestrate.csvfile import UserRow
+from mailtrek.orchestrate.csvsafe import render_rows
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.presets import PRESETS
@@ -448,12 +447,9 @@ def blocker_rows(report: PreflightReport) -> list[dict[str, Any]]:
 
 
 def render_csv(report: PreflightReport) -> str:
-    out = io.StringIO()
-    w = csv.DictWriter(out, FINDING_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in finding_rows(report):
-        w.writerow({k: "" if v is None else v for k, v in r.items()})
-    return redact(out.getvalue())
+    """The findings as CSV; no cell runs as a formula."""
+    rows = ([r.get(c) for c in FINDING_COLUMNS] for r in finding_rows(report))
+    return redact(render_rows(FINDING_COLUMNS, rows))
 
 
 def render_json(report: PreflightReport) -> str:

@@ -6,15 +6,14 @@ text passes through :func:`mailtrek.secrets.redact` on its way out.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from mailtrek.orchestrate.batches import get_batch, user_rows
+from mailtrek.orchestrate.csvsafe import render_rows
 from mailtrek.orchestrate.hardening import hardening_section
 from mailtrek.orchestrate.home import Home
 from mailtrek.secrets import redact
@@ -85,25 +84,16 @@ def render_json(home: Home, name: str) -> str:
 
 
 def render_csv(home: Home, name: str) -> str:
-    """One row per user (the Exchange per-user view)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(USER_COLUMNS)
-    for u in batch_document(home, name)["users"]:
-        w.writerow([u[c] if u[c] is not None else "" for c in USER_COLUMNS])
-    return redact(out.getvalue())
+    """One row per user (the Exchange per-user view); no cell runs as a formula."""
+    users = batch_document(home, name)["users"]
+    return redact(render_rows(USER_COLUMNS, ([u[c] for c in USER_COLUMNS] for u in users)))
 
 
 def render_skipped_csv(home: Home, name: str) -> str:
-    """One row per skipped item of every user."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(SKIPPED_COLUMNS)
-    for u in batch_document(home, name)["users"]:
-        for s in u["skipped"]:
-            w.writerow([u["email"], s.get("folder"), s.get("date"), s.get("subject"), s.get("size"),
-                        s.get("reason")])
-    return redact(out.getvalue())
+    """One row per skipped item of every user; no cell runs as a formula."""
+    rows = ([u["email"], s.get("folder"), s.get("date"), s.get("subject"), s.get("size"),
+             s.get("reason")] for u in batch_document(home, name)["users"] for s in u["skipped"])
+    return redact(render_rows(SKIPPED_COLUMNS, rows))
 
 
 def batch_summary_text(home: Home, name: str) -> str:

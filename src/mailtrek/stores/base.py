@@ -98,12 +98,15 @@ class SourceStore(Store, Protocol):
     """A mailbox we read from. Never modifies anything (EXAMINE, BODY.PEEK)."""
 
     def fetch(
-        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None
+        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None,
+        *, max_size: int | None = None,
     ) -> AsyncIterator[Message]:
         """Yield the messages with these UIDs, whole, in any order.
 
         A UID that no longer exists is silently left out. ``sizes`` (uid -> bytes, from
-        a listing) lets the store bound how much it asks for at once.
+        a listing) lets the store bound how much it asks for at once. A message bigger
+        than ``max_size`` (a listing's size may lie) is yielded without its bytes, with
+        ``extra["too_large"]`` holding its size, so it is skipped, never held.
         """
         ...
 

@@ -99,12 +99,18 @@ class MemoryStore:
         return out
 
     async def fetch(self, folder: FolderInfo, uids: Sequence[int],
-                    sizes: Mapping[int, int] | None = None) -> AsyncIterator[Message]:
-        """Yield whole messages; unknown UIDs are left out."""
+                    sizes: Mapping[int, int] | None = None, *,
+                    max_size: int | None = None) -> AsyncIterator[Message]:
+        """Yield whole messages; unknown UIDs are left out, oversized ones without bytes."""
         f = self.folders.get(folder.path)
         for uid in uids:
             m = f.messages.get(uid) if f else None
-            if m is not None:
+            if m is None:
+                continue
+            if max_size is not None and len(m.raw) > max_size:
+                yield Message(uid=uid, raw=b"", flags=m.flags, internaldate=m.internaldate,
+                              extra={"too_large": len(m.raw)})
+            else:
                 yield Message(uid=uid, raw=m.raw, flags=m.flags, internaldate=m.internaldate)
 
     async def ensure_folder(self, path: tuple[str, ...],

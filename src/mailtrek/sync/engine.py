@@ -27,7 +27,7 @@ from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.sync.executor import execute_folder
 from mailtrek.sync.filters import folder_selected
-from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings
+from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings, visible
 from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
 from mailtrek.sync.planner import FolderPlan, limit_items, plan_folder
 
@@ -132,6 +132,7 @@ async def copy_mailbox(
         report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
     state.flush()
     report.folders = list(reports.values())
+    report.errors += [f"folder {f.source}: {f.error}" for f in report.folders if f.error]
     report.skipped = sorted(skipped.values(), key=lambda s: (s.folder, s.uid))
     report.finished = datetime.now(UTC)
     emit("done")
@@ -162,6 +163,9 @@ async def _pass(
         if folder_selected(m.source, options.include, options.exclude)
         and (only is None or m.source.path in only)
     ]
+    for m in [m for m in mappings if m.refused_because]:
+        mappings.remove(m)
+        reports[m.source.path] = _refused(m)
     fstates = state.folder_states()
     max_size = _min(options.max_size, dest.features.max_message_size)
 
@@ -222,6 +226,7 @@ async def _pass(
                 source, dest, w.source, w.dest, w.plan, state,
                 slices=max(1, min(width, share)),
                 on_message=lambda size: emit("message", size=size),
+                max_size=max_size,
             )
         r = w.report
         r.copied += outcome.copied
@@ -268,6 +273,9 @@ async def _ensure_placeholders(
                                   dest_root=options.dest_root):
         if not folder_selected(m.source, options.include, options.exclude):
             continue
+        if m.refused_because:
+            reports[m.source.path] = _refused(m)
+            continue
         r = reports.get(m.source.path) or FolderReport(
             source=m.source.display, destination="/".join(m.dest_path),
             renamed=m.renamed_because)
@@ -277,6 +285,12 @@ async def _ensure_placeholders(
             r.destination, r.created = created.display, True
         except StoreError as e:
             r.error = str(e)
+
+
+def _refused(m: FolderMapping) -> FolderReport:
+    """The report of a folder the mapping refused (its name shown with escapes)."""
+    return FolderReport(source=visible(m.source.display), destination=None,
+                        error=f"not copied: {m.refused_because}")
 
 
 async def _analyse(

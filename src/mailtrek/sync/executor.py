@@ -83,10 +83,13 @@ async def execute_folder(
     *,
     slices: int = 4,
     on_message: Callable[[int], None] | None = None,
+    max_size: int | None = None,
 ) -> FolderOutcome:
     """Run ``plan`` for one folder. Never raises for per-item or retryable problems.
 
-    Raises QuotaExceededError (mailbox full) and non-retryable store errors.
+    A message that arrives bigger than ``max_size`` (whatever the listing said) is
+    skipped and reported like one the plan skipped. Raises QuotaExceededError (mailbox
+    full) and non-retryable store errors.
     """
     out = FolderOutcome()
     uidv = src_folder.uidvalidity
@@ -107,7 +110,7 @@ async def execute_folder(
         out.adopted = len(plan.adopt)
     if plan.copy:
         await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
-                    on_message)
+                    on_message, max_size)
     if plan.flags and out.transient is None:
         try:
             await dest.set_flags(dest_folder, [c for _, c in plan.flags])
@@ -130,6 +133,7 @@ async def _copy(
     out: FolderOutcome,
     slices: int,
     on_message: Callable[[int], None] | None,
+    max_size: int | None = None,
 ) -> None:
     window = _Window(WINDOW_BYTES)
     pending: set[asyncio.Task[None]] = set()
@@ -182,9 +186,12 @@ async def _copy(
 
     async def run_slice(uids: list[int]) -> None:
         try:
-            async for msg in source.fetch(src_folder, uids, sizes):
+            async for msg in source.fetch(src_folder, uids, sizes, max_size=max_size):
                 if stop.is_set():
                     return
+                if "too_large" in msg.extra:  # the listing understated it: never held
+                    out.rejected.append((_light(msg), _too_large(msg, sizes.get(msg.uid))))
+                    continue
                 await window.acquire(msg.size)
                 t = asyncio.create_task(append_one(msg))
                 pending.add(t)
@@ -222,6 +229,12 @@ def _slices(todo: list[MessageMeta], n: int) -> list[list[int]]:
     return [b for b in buckets if b]
 
 
+def _too_large(msg: Message, listed: int | None) -> str:
+    sent = int(msg.extra["too_large"])  # type: ignore[call-overload]
+    return (f"larger than the limit: the source sent {sent:,} bytes"
+            + (f" for a message it listed as {listed:,}" if listed is not None else ""))
+
+
 def _subject(raw: bytes) -> str | None:
     """The raw Subject field of a message, for reports (not decoded: as the source has it)."""
     head = raw[:16384]
@@ -233,7 +246,7 @@ def _subject(raw: bytes) -> str | None:
 def _light(msg: Message) -> Message:
     """Keep what a report needs of a refused message, not its body."""
     m = Message(uid=msg.uid, raw=b"", flags=msg.flags, internaldate=msg.internaldate)
-    m.extra["size"] = msg.size
+    m.extra["size"] = msg.extra.get("too_large", msg.size)
     m.extra["subject"] = _subject(msg.raw)
     return m
 

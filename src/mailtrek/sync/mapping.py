@@ -3,14 +3,17 @@
 Special folders (by SPECIAL-USE, else by common localised names) land in the
 destination's own special folders; every other folder keeps its tree, optionally under
 a root. Names the destination cannot hold (its delimiter inside a name, reserved names,
-case-insensitive clashes) are renamed predictably, and the rename is reported.
+case-insensitive clashes, ``.`` and ``..``) are renamed predictably, and the rename is
+reported. A name holding CR, LF or NUL is refused, and the refusal reported: no IMAP
+command can carry it as a quoted string, and a hostile server offers such names to
+smuggle commands (``x\r\nA1 DELETE INBOX``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailtrek.model import FolderInfo, SpecialUse
+from mailtrek.model import FolderInfo, SpecialUse, has_line_break
 from mailtrek.stores.base import StoreFeatures
 
 # Lower-cased folder names (top level, after any namespace prefix) and their role.
@@ -81,6 +84,7 @@ class FolderMapping:
     dest_path: tuple[str, ...]
     special_use: SpecialUse | None  # a home role the destination should use
     renamed_because: str | None = None
+    refused_because: str | None = None  # not copied at all (and reported)
 
 
 def map_folders(
@@ -96,6 +100,9 @@ def map_folders(
     ordered = sorted(folders, key=lambda f: (guess_special_use(f) is None, len(f.path), f.path))
     for f in ordered:
         if not f.selectable:
+            continue
+        if _unsendable(f):
+            out.append(FolderMapping(f, (), None, refused_because=UNSENDABLE))
             continue
         role = guess_special_use(f)
         reason = None
@@ -149,6 +156,9 @@ def placeholder_mappings(
             continue
         if any(len(p) > len(f.path) and p[: len(f.path)] == f.path for p in paths):
             continue
+        if _unsendable(f):
+            out.append(FolderMapping(f, (), None, refused_because=UNSENDABLE))
+            continue
         parts, reason = [], None
         for name in f.path:
             clean, why = _clean_name(name, dest)
@@ -161,14 +171,29 @@ def placeholder_mappings(
     return out
 
 
+UNSENDABLE = ("its name holds CR, LF or NUL, which no IMAP command can carry safely; "
+              "rename it on the source to copy it")
+
+
+def _unsendable(f: FolderInfo) -> bool:
+    return any(has_line_break(name) for name in f.path)
+
+
 def _norm(path: tuple[str, ...], dest: StoreFeatures) -> tuple[str, ...]:
     if path and path[0].upper() == "INBOX":
         path = ("INBOX", *path[1:])
     return tuple(p.lower() for p in path) if dest.case_insensitive_names else path
 
 
+def visible(text: str) -> str:
+    """``text`` with its control characters escaped (``\\r``, ``\\n``, ``\\x00``), for humans."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _clean_name(name: str, dest: StoreFeatures) -> tuple[str, str | None]:
     reason = None
+    if name in (".", ".."):
+        return f"_{name}", "'.' and '..' name directories on many servers, not folders"
     if dest.delimiter and dest.delimiter in name:
         name = name.replace(dest.delimiter, "_")
         reason = f"the destination uses {dest.delimiter!r} as its folder separator"

@@ -33,7 +33,7 @@ from mailtrek.stores.imap.store import ImapStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
 from mailtrek.sync.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
-from mailtrek.sync.mapping import map_folders
+from mailtrek.sync.mapping import map_folders, visible
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.verify_match import Item, match_folder
 
@@ -58,6 +58,11 @@ async def verify_mailbox(
     missing_folders: list[dict[str, str]] = []
     totals: defaultdict[str, int] = defaultdict(int)
     for m in mappings:
+        if m.refused_because:  # never copied (a name no command can carry): say so
+            problems.append({"kind": "refused", "folder": visible(m.source.display),
+                             "detail": m.refused_because})
+            totals["refused"] += 1
+            continue
         d = _find_dest(dest, dest_folders, m)
         dest_name = d.display if d else "/".join(m.dest_path)
         if d is None:
@@ -78,7 +83,8 @@ async def verify_mailbox(
                   "dates_from_headers", "dates_not_kept"):
             totals[k] += res[k]
     totals["missing_folders"] = len(missing_folders)
-    ok = totals["missing"] == 0 and totals["different"] == 0 and not missing_folders
+    ok = (totals["missing"] == 0 and totals["different"] == 0 and not missing_folders
+          and totals["refused"] == 0)
     return {"ok": ok, "exact_bytes": exact, "used_state": state is not None,
             "totals": dict(totals), "folders": folders, "missing_folders": missing_folders,
             "problems": problems}

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import mailtrek.state.web  # noqa: F401  (adds the web tables before the home is opened)
 from mailtrek.errors import ConfigError, MailtrekError
@@ -58,8 +59,13 @@ def error_status(e: MailtrekError) -> int:
 
 
 def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float = 2.0,
-               login_attempts: int = 5, login_window: float = 300.0) -> FastAPI:
-    """Build the app over ``home`` (its database must include the web tables)."""
+               login_attempts: int = 5, login_window: float = 300.0,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """Build the app over ``home`` (its database must include the web tables).
+
+    ``allowed_hosts``: the Host header names it answers to (others get 400), so a page
+    on another site cannot reach it through DNS rebinding; None accepts any (tests).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +92,8 @@ def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float =
     app.state.limiter = LoginLimiter(login_attempts, login_window)
     app.state.meter = SpeedMeter()
     app.state.runner = None
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.include_router(members.api)  # fixed per-user paths before /batches/{name}/{action}
     app.include_router(api.router)
     app.include_router(members.pages)

@@ -101,14 +101,22 @@ def csrf_ok(session: Session, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(session.csrf.encode(), (given or "").encode())
 
 
-class LoginLimiter:
-    """Allow ``attempts`` failed logins per ``window`` seconds per client address.
+ACCOUNT = "\0account"  # the key of the admin account's own count (no address looks like it)
 
+
+class LoginLimiter:
+    """Allow ``attempts`` failed logins per ``window`` seconds per client address, and
+    ``account_attempts`` (default four times as many) for the admin account from anywhere.
+
+    The account's own limit holds when addresses are many (a botnet, or a proxy header an
+    attacker can forge); the per-address one keeps a single guesser from using it all up.
     In memory: a restart forgives, which is fine for a tool that listens on loopback.
     """
 
-    def __init__(self, attempts: int = 5, window: float = 300.0) -> None:
+    def __init__(self, attempts: int = 5, window: float = 300.0,
+                 account_attempts: int | None = None) -> None:
         self.attempts = attempts
+        self.account_attempts = account_attempts or 4 * attempts
         self.window = window
         self._fails: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -117,16 +125,22 @@ class LoginLimiter:
         """Return seconds to wait before ``client`` may try again (0: may try now)."""
         now = time.monotonic()
         with self._lock:
-            q = self._fails.get(client)
-            while q and now - q[0] > self.window:
-                q.popleft()
-            if not q or len(q) < self.attempts:
-                return 0
-            return max(1, int(self.window - (now - q[0])) + 1)
+            return max(self._wait(client, self.attempts, now),
+                       self._wait(ACCOUNT, self.account_attempts, now))
+
+    def _wait(self, key: str, limit: int, now: float) -> int:
+        q = self._fails.get(key)
+        while q and now - q[0] > self.window:
+            q.popleft()
+        if not q or len(q) < limit:
+            return 0
+        return max(1, int(self.window - (now - q[0])) + 1)
 
     def failed(self, client: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._fails.setdefault(client, deque()).append(time.monotonic())
+            for key in (client, ACCOUNT):
+                self._fails.setdefault(key, deque()).append(now)
 
     def succeeded(self, client: str) -> None:
         with self._lock:

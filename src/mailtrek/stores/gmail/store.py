@@ -231,12 +231,13 @@ class GmailSource:
         return out
 
     async def fetch(
-        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None
+        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None,
+        *, max_size: int | None = None,
     ) -> AsyncIterator[Message]:
         """Yield the presented messages from the real folder, labels added as keywords."""
         fv = self._folder(folder)
         wanted = [u for u in uids if u in fv.uids]
-        async for msg in self.inner.fetch(fv.real, wanted, sizes):
+        async for msg in self.inner.fetch(fv.real, wanted, sizes, max_size=max_size):
             msg.flags = msg.flags | fv.extra.get(msg.uid, frozenset())
             if self.budget is not None:
                 self.budget.record(msg.size)

@@ -29,11 +29,25 @@ from mailtrek.errors import (
     ThrottledError,
     TransientError,
 )
-from mailtrek.stores.imap.wire import LITERAL_AT_END, Response, parse_untagged, quote, split_code
+from mailtrek.stores.imap.limits import (
+    COMMAND_TIMEOUT_ENV,
+    MAX_RESPONSE_BYTES_ENV,
+    MAX_RESPONSES_ENV,
+    Limits,
+)
+from mailtrek.stores.imap.wire import (
+    LITERAL_AT_END,
+    Chunk,
+    OversizedLiteral,
+    Response,
+    parse_untagged,
+    quote,
+    split_code,
+)
 
 log = logging.getLogger("mailtrek.imap")
 
-BIG_LITERAL = 1 << 20  # read literals above this in chunks into one preallocated buffer
+BIG_LITERAL = 1 << 20  # read literals above this in chunks, the buffer growing as they arrive
 BIG_WRITE = 4 << 20  # write messages above this in pieces, draining between them
 THROTTLE_WAIT = 60.0  # seconds to wait after a throttling answer (Gmail gives no figure)
 # Exchange Online: "BAD Request is throttled. Suggested Backoff Time: 299961 milliseconds"
@@ -109,23 +123,33 @@ class Result:
 
 
 class _Pending:
-    __slots__ = ("accepts", "future", "tag", "untagged")
+    __slots__ = ("accepts", "collected", "count", "deadline", "future", "max_literal", "sent",
+                 "tag", "untagged", "what")
 
     def __init__(
-        self, tag: bytes, future: asyncio.Future[Result], accepts: frozenset[bytes] | None
+        self, tag: bytes, future: asyncio.Future[Result], accepts: frozenset[bytes] | None,
+        what: bytes, sent: float, deadline: float, max_literal: int | None,
     ) -> None:
         self.tag = tag
         self.future = future
         self.accepts = accepts  # untagged response names this command collects; None: all
         self.untagged: list[Response] = []
+        self.what = what  # the command's name, for errors
+        self.sent = sent  # loop time it was written
+        self.deadline = deadline  # loop time by which its tagged answer must have come
+        self.max_literal = max_literal  # bigger literals are read past (OversizedLiteral)
+        self.count = 0  # untagged responses collected so far
+        self.collected = 0  # and their bytes (text and literals)
 
 
 class ImapConnection:
     """A pipelining IMAP4rev1 client connection."""
 
-    def __init__(self, params: ConnectParams, *, label: str = "imap") -> None:
+    def __init__(self, params: ConnectParams, *, label: str = "imap",
+                 limits: Limits | None = None) -> None:
         self.params = params
         self.label = label
+        self.limits = limits or Limits.from_env()
         self.capabilities: set[str] = set()
         # The mailbox the server will have selected once every command sent so far has
         # run (send order, not completion order): what pipelined commands may rely on.
@@ -135,6 +159,8 @@ class ImapConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._progress = 0.0  # loop time of the last complete response or drained write
         self._pending: deque[_Pending] = deque()
         self._by_tag: dict[bytes, _Pending] = {}
         self._continuation: asyncio.Future[bytes] | None = None
@@ -171,6 +197,7 @@ class ImapConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         greeting = await self._read_greeting()
         self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.label}-reader")
+        self._watch_task = asyncio.create_task(self._watch(), name=f"{self.label}-watchdog")
         name, vals = parse_untagged(greeting)
         if name == b"BYE":
             raise ConnectionFailedError(f"{p.host}:{p.port} refused the session: {vals[1]!r}")
@@ -191,7 +218,10 @@ class ImapConnection:
                 )
             except BaseException as e:
                 raise self._translate_connect_error(e) from e
+            # What was said in clear may have been forged: ask again (RFC 3501 6.2.1).
             self.capabilities = set()
+            await self._refresh_capabilities()
+            return
         code = vals[0] if vals else None
         if name == b"OK" and isinstance(code, bytes) and code.upper().startswith(b"CAPABILITY "):
             self.capabilities = _caps(code[11:])
@@ -206,8 +236,9 @@ class ImapConnection:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.command(b"LOGOUT"), 2)
         self._fail_all(TransientError("connection closed"))
-        if self._read_task:
-            self._read_task.cancel()
+        for task in (self._read_task, self._watch_task):
+            if task is not None:
+                task.cancel()
         with contextlib.suppress(Exception):
             self._writer.close()
         self._writer = None
@@ -310,7 +341,8 @@ class ImapConnection:
         Parts are sent as given: quote strings with ``quote``/``_string`` first.
         ``accepts`` names the untagged responses this command collects (e.g. FETCH);
         the server may run pipelined commands in parallel, so each takes only its own.
-        Raises TransientError when the connection is lost before the answer.
+        Raises TransientError when the connection is lost before the answer, and
+        ProtocolError when the server breaks one of the ``limits``.
         """
         return await self._send(
             [b" ".join(parts)], secret=secret,
@@ -385,19 +417,23 @@ class ImapConnection:
         return await self._send(parts, track=total, accepts=frozenset())
 
     async def send_many(
-        self, commands: list[tuple[bytes, tuple[bytes, ...] | None]]
+        self, commands: list[tuple[bytes, tuple[bytes, ...] | None]], *,
+        max_literal: int | None = None,
     ) -> list[asyncio.Future[Result]]:
         """Send commands back to back, nothing in between; return their answers' futures.
 
         Each entry is (command, accepted untagged names or None for all). This is what
         makes ``SELECT x`` + ``UID FETCH`` safe to pipeline on a shared connection.
+        A literal bigger than ``max_literal`` in an answer is read past, not kept: it
+        arrives as an ``OversizedLiteral`` (a body FETCH passes the run's --max-size).
         """
         if self._write_lock.locked():
             async with self._write_lock:
-                return [self._send([c], locked=True,
+                return [self._send([c], locked=True, max_literal=max_literal,
                                    accepts=frozenset(a) if a is not None else None)
                         for c, a in commands]
-        return [self._send([c], accepts=frozenset(a) if a is not None else None)
+        return [self._send([c], max_literal=max_literal,
+                           accepts=frozenset(a) if a is not None else None)
                 for c, a in commands]
 
     async def drain(self) -> None:
@@ -408,6 +444,7 @@ class ImapConnection:
             except (ConnectionError, OSError) as e:
                 self._fail_all(TransientError(f"connection to {self.params.host} lost: {e}"))
                 raise TransientError(f"connection to {self.params.host} lost") from e
+            self._progress = self._loop().time()  # a slow link is not an idle server
 
     def _send(
         self,
@@ -419,17 +456,21 @@ class ImapConnection:
         track: int = 0,
         accepts: frozenset[bytes] | None = None,
         raw_tail: bool = False,
+        max_literal: int | None = None,
     ) -> asyncio.Future[Result]:
         if self._closed_error is not None or self._writer is None:
             raise TransientError(f"connection to {self.params.host} is closed")
         if not locked and self._write_lock.locked():
             # A synchronizing literal is being sent; queue behind it.
             return asyncio.ensure_future(
-                self._send_later(parts, secret, expect_cont, track, accepts))
+                self._send_later(parts, secret, expect_cont, track, accepts, max_literal))
         self._tagnum += 1
         tag = b"T%d" % self._tagnum
-        fut: asyncio.Future[Result] = self._loop().create_future()
-        p = _Pending(tag, fut, accepts)
+        loop = self._loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        now = loop.time()
+        p = _Pending(tag, fut, accepts, _verb(parts[0]), now, now + self.limits.command_timeout,
+                     max_literal)
         self._pending.append(p)
         self._by_tag[tag] = p
         if expect_cont:
@@ -451,11 +492,11 @@ class ImapConnection:
 
     async def _send_later(
         self, parts: list[bytes], secret: bool, expect_cont: bool, track: int,
-        accepts: frozenset[bytes] | None,
+        accepts: frozenset[bytes] | None, max_literal: int | None,
     ) -> Result:
         async with self._write_lock:
             fut = self._send(parts, secret=secret, expect_cont=expect_cont, locked=True,
-                             track=track, accepts=accepts)
+                             track=track, accepts=accepts, max_literal=max_literal)
         return await fut
 
     def _untrack(self, n: int) -> None:
@@ -487,64 +528,163 @@ class ImapConnection:
         return quote(value)
 
     # -- reading --------------------------------------------------------------------
-    async def _read_response(self) -> Response:
+    async def _read_response(self) -> tuple[Response, _Pending | None]:
+        """Read one whole response; return it with the command that collects it (if any).
+
+        The collector is known from the first line, before any literal is read, so each
+        literal is checked against that command's limits as it arrives.
+        """
         assert self._reader is not None
         r = self._reader
-        chunks: list[bytes | bytearray] = []
+        chunks: list[Chunk] = []
+        target: _Pending | None = None
         while True:
             line = await r.readuntil(b"\r\n")
             line = line[:-2]
+            if not chunks:
+                target = self._collector(line)
+                if target is not None:
+                    target.count += 1
+                    if target.count > self.limits.max_responses:
+                        raise ProtocolError(
+                            f"{self.params.host} sent more than {self.limits.max_responses:,} "
+                            f"responses to one {target.what.decode(errors='replace')} command",
+                            hint=f"a server that never stops is broken or hostile; {MAX_RESPONSES_ENV} "
+                                 "raises the limit")
             chunks.append(line)
+            if target is not None:
+                self._charge(target, len(line))
             m = LITERAL_AT_END.search(line)
             if not m:
-                return Response(chunks)
-            n = int(m.group(1))
-            if n <= BIG_LITERAL:
-                chunks.append(await r.readexactly(n))
-            else:
-                buf = bytearray(n)
-                view = memoryview(buf)
-                got = 0
-                while got < n:
-                    part = await r.read(min(n - got, BIG_LITERAL))
-                    if not part:
-                        raise asyncio.IncompleteReadError(bytes(view[:got]), n)
-                    view[got : got + len(part)] = part
-                    got += len(part)
-                chunks.append(buf)
+                return Response(chunks), target
+            if len(m.group(1)) > 15:
+                raise ProtocolError(f"{self.params.host} announced a literal of "
+                                    f"{len(m.group(1))} digits")
+            chunks.append(await self._read_literal(int(m.group(1)), target))
+
+    async def _read_literal(self, n: int, target: _Pending | None
+                            ) -> bytes | bytearray | OversizedLiteral:
+        """Read a literal of ``n`` bytes; memory grows with what arrives, never up front."""
+        assert self._reader is not None
+        r = self._reader
+        if n > self.limits.max_literal:
+            raise ProtocolError(
+                f"{self.params.host} announced a literal of {n:,} bytes; mailtrek reads at "
+                f"most {self.limits.max_literal:,} bytes in one",
+                hint="the server is broken or hostile; no message that large can be migrated")
+        if target is None or (target.max_literal is not None and n > target.max_literal):
+            left = n  # nobody keeps it (or it is over the command's limit): read past it
+            while left:
+                part = await r.read(min(left, BIG_LITERAL))
+                if not part:
+                    raise asyncio.IncompleteReadError(b"", n)
+                left -= len(part)
+            return OversizedLiteral(n)
+        self._charge(target, n)
+        if n <= BIG_LITERAL:
+            return await r.readexactly(n)
+        buf = bytearray()
+        while len(buf) < n:
+            part = await r.read(min(n - len(buf), BIG_LITERAL))
+            if not part:
+                raise asyncio.IncompleteReadError(b"", n)
+            buf += part
+        return buf
+
+    def _charge(self, target: _Pending, n: int) -> None:
+        """Count ``n`` more bytes collected for ``target``; ProtocolError past its budget."""
+        target.collected += n
+        budget = self.limits.budget(target.max_literal)
+        if target.collected > budget:
+            raise ProtocolError(
+                f"{self.params.host} sent more than {budget:,} bytes of responses to one "
+                f"{target.what.decode(errors='replace')} command",
+                hint=f"a server that never stops is broken or hostile; {MAX_RESPONSE_BYTES_ENV} "
+                     "raises the limit")
+
+    def _collector(self, line: bytes) -> _Pending | None:
+        """The command in flight that collects the untagged response starting ``line``."""
+        if not line.startswith(b"* ") or (line[2:6].upper() == b"BYE " and not self._pending):
+            return None
+        name = _untagged_name(line)
+        for waiting in self._pending:
+            if waiting.accepts is None or name in waiting.accepts:
+                return waiting
+        return None
 
     async def _read_greeting(self) -> Response:
         try:
-            return await asyncio.wait_for(self._read_response(), self.params.connect_timeout)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError) as e:
+            resp, _ = await asyncio.wait_for(self._read_response(),
+                                             self.params.connect_timeout)
+            return resp
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError,
+                asyncio.LimitOverrunError, ProtocolError) as e:
             raise ConnectionFailedError(
                 f"{self.params.host}:{self.params.port} sent no IMAP greeting",
                 hint="is this an IMAP port, and is the security setting (ssl/starttls/none) right?",
             ) from e
 
     async def _read_loop(self) -> None:
-        timeout = self.params.timeout
         try:
             while True:
-                if self._pending or self._continuation is not None:
-                    resp = await asyncio.wait_for(self._read_response(), timeout)
-                else:
-                    resp = await self._read_response()
-                self._dispatch(resp)
+                resp, target = await self._read_response()
+                self._progress = self._loop().time()
+                self._dispatch(resp, target)
         except asyncio.CancelledError:
             raise
-        except TimeoutError:
-            self._fail_all(TransientError(
-                f"{self.params.host} did not answer for {timeout:.0f} s; connection dropped"))
         except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError) as e:
             self._fail_all(self._throttle_error or TransientError(
                 f"connection to {self.params.host} lost: {e.__class__.__name__}"))
         except asyncio.LimitOverrunError as e:
             self._fail_all(ProtocolError(f"{self.params.host} sent an over-long line: {e}"))
+        except ProtocolError as e:
+            self._fail_all(e)
         except Exception as e:
-            self._fail_all(ProtocolError(f"cannot understand {self.params.host}: {e}"))
+            self._fail_all(ProtocolError(
+                f"cannot understand {self.params.host}: {e.__class__.__name__}: {e}"))
+        self._abort()
 
-    def _dispatch(self, resp: Response) -> None:
+    async def _watch(self) -> None:
+        """End the connection when a command overstays its time.
+
+        Two clocks, checked about once a second: the idle one (``params.timeout`` without
+        a complete response, or a drained piece of a big APPEND, while something is in
+        flight) and the whole command's
+        (``limits.command_timeout`` from sending it, however busily the server talks).
+        Commands are timed in send order, so the oldest in flight is due first.
+        """
+        idle = self.params.timeout
+        step = max(0.05, min(1.0, idle / 4, self.limits.command_timeout / 4))
+        loop = self._loop()
+        while self._closed_error is None:
+            await asyncio.sleep(step)
+            if not self._pending:
+                continue
+            oldest, now = self._pending[0], loop.time()
+            if now >= oldest.deadline:
+                what = oldest.what.decode(errors="replace")
+                self._fail_all(ProtocolError(
+                    f"{self.params.host} did not finish a {what} command within "
+                    f"{self.limits.command_timeout:.0f} s; connection dropped",
+                    hint=f"a server that never finishes is broken or hostile; {COMMAND_TIMEOUT_ENV} "
+                         "gives commands longer"))
+            elif now - max(self._progress, oldest.sent) >= idle:
+                self._fail_all(TransientError(
+                    f"{self.params.host} did not answer for {idle:.0f} s; connection dropped"))
+            else:
+                continue
+            if self._read_task is not None:
+                self._read_task.cancel()
+            self._abort()
+            return
+
+    def _abort(self) -> None:
+        """Drop the transport at once (the connection is already failed)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.transport.abort()
+
+    def _dispatch(self, resp: Response, target: _Pending | None) -> None:
         head = resp.head
         if head.startswith(b"+"):
             cont = self._continuation
@@ -552,13 +692,8 @@ class ImapConnection:
                 cont.set_result(head[2:])
             return
         if head.startswith(b"* "):
-            if head[2:6].upper() == b"BYE " and not self._pending:
-                return
-            name = _untagged_name(head)
-            for waiting in self._pending:
-                if waiting.accepts is None or name in waiting.accepts:
-                    waiting.untagged.append(resp)
-                    break
+            if target is not None and target.tag in self._by_tag:
+                target.untagged.append(resp)
             return
         tag, _, rest = head.partition(b" ")
         if tag not in self._by_tag:
@@ -656,6 +791,14 @@ def _untagged_name(head: bytes) -> bytes:
     if parts[0].isdigit() and len(parts) > 1:
         return parts[1].upper()
     return parts[0].upper()
+
+
+def _verb(command: bytes) -> bytes:
+    """``UID FETCH 1:* (...)`` -> UID FETCH; ``LIST "" "*"`` -> LIST (for messages)."""
+    words = command.split(b" ", 2)
+    if words[0].upper() == b"UID" and len(words) > 1:
+        return b"UID " + words[1].upper()
+    return words[0].upper()[:20]
 
 
 def _caps(text: bytes) -> set[str]:

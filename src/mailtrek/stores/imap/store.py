@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
 
 from imapclient import imap_utf7
 
@@ -31,7 +34,14 @@ from mailtrek.errors import (
     ThrottledError,
     TransientError,
 )
-from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
+from mailtrek.model import (
+    FolderInfo,
+    Message,
+    MessageMeta,
+    SpecialUse,
+    has_line_break,
+    portable_flags,
+)
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
 from mailtrek.stores.imap import exchange
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
@@ -43,6 +53,7 @@ from mailtrek.stores.imap.connection import (
     ImapConnection,
     Result,
 )
+from mailtrek.stores.imap.limits import MAX_LITERAL
 from mailtrek.stores.imap.rewrites import (
     crlf,
     has_bare_lf,
@@ -51,8 +62,11 @@ from mailtrek.stores.imap.rewrites import (
     may_be_rewritten,
 )
 from mailtrek.stores.imap.wire import (
+    MalformedResponse,
+    OversizedLiteral,
     fetch_items,
     format_internaldate,
+    number,
     parse_internaldate,
     parse_untagged,
     quote,
@@ -66,6 +80,35 @@ from mailtrek.sync.fingerprint import (
 )
 
 log = logging.getLogger("mailtrek.imap")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+# What misreading a server's answer raises in our code: a response of an unexpected
+# shape (``UID abc``, a list where an atom belongs, a name that is not UTF-8).
+_MISREAD = (ValueError, IndexError, KeyError, TypeError, OverflowError)
+
+
+@contextlib.contextmanager
+def _understood(host: str, what: str) -> Iterator[None]:
+    """Turn a misread answer into ProtocolError naming the server and the command."""
+    hint = "the server sent what IMAP does not allow; leave this mailbox out or ask its admin"
+    try:
+        yield
+    except MalformedResponse as e:
+        raise ProtocolError(f"{host} sent a malformed answer to {what}: {e.message}",
+                            hint=hint) from e
+    except _MISREAD as e:
+        raise ProtocolError(f"cannot understand {host}'s answer to {what}: "
+                            f"{e.__class__.__name__}: {str(e)[:200]}", hint=hint) from e
+
+
+def _answers(what: str) -> Callable[[F], F]:
+    """Decorate a store method so a misread answer surfaces as ProtocolError, not a crash."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def method(self: ImapStore, *args: Any, **kwargs: Any) -> Any:
+            with _understood(self.settings.params.host, what):
+                return await fn(self, *args, **kwargs)
+        return method  # type: ignore[return-value]
+    return wrap
 
 _SPECIAL = {
     b"\\SENT": SpecialUse.SENT,
@@ -91,6 +134,9 @@ DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
 FETCH_BATCH = 64  # UIDs per FETCH command
 FETCH_BATCH_BYTES = 2 << 20  # and at most this many bytes per command
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
+# UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
+# well inside a command's response budget and any server's command-line limit.
+LIST_CHUNK = 20_000
 # Exchange Online closes a connection after 10 errors (imapsync FAQ.Office365). Keep
 # errors so far + APPENDs in flight on a connection under this, so that even if every
 # APPEND in flight fails the connection is never hung up on; renew a connection that has
@@ -279,9 +325,13 @@ class ImapStore:
 
     async def _in_folder(
         self, conn: ImapConnection, path: tuple[str, ...], commands: list[bytes],
-        accepts: tuple[bytes, ...], *, readonly: bool,
+        accepts: tuple[bytes, ...], *, readonly: bool, max_literal: int | None = None,
     ) -> list[asyncio.Future[Result]]:
-        """Send ``commands`` to run inside ``path`` (selecting it first when needed)."""
+        """Send ``commands`` to run inside ``path`` (selecting it first when needed).
+
+        ``max_literal``: literals in the answers above this are read past (see
+        ``ImapConnection.send_many``).
+        """
         name = self._encode(path)
         batch: list[tuple[bytes, tuple[bytes, ...] | None]] = []
         select = not (conn.selected == name and (readonly or not conn.selected_readonly))
@@ -289,7 +339,7 @@ class ImapStore:
             batch.append(((b"EXAMINE " if readonly else b"SELECT ") + quote(name), None))
             conn.selected, conn.selected_readonly = name, readonly
         batch += [(c, accepts) for c in commands]
-        futs = await conn.send_many(batch)
+        futs = await conn.send_many(batch, max_literal=max_literal)
         if not select:
             return futs
         sel = futs[0]
@@ -338,8 +388,13 @@ class ImapStore:
         return parts
 
     # -- listing -------------------------------------------------------------------------
+    @_answers("LIST")
     async def list_folders(self) -> list[FolderInfo]:
-        """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined."""
+        """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined.
+
+        A name with CR, LF or NUL is listed (the mapping refuses and reports it) but never
+        sent back: it gets no STATUS.
+        """
         return await self._list_folders(await self._pick())
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
@@ -380,7 +435,8 @@ class ImapStore:
                   and isinstance(vals[1], list)):
                 statuses[bytes(vals[0])] = _status_map(vals[1])
         if not list_status:
-            names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})]
+            names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})
+                     and not has_line_break(m)]
             stats = await asyncio.gather(*(
                 conn.command(b"STATUS", quote(m), b"(" + items + b")", accepts=(b"STATUS",))
                 for m in names
@@ -425,6 +481,7 @@ class ImapStore:
                     if isinstance(first[1], bytes):
                         self._delim = first[1].decode()
 
+    @_answers("UID FETCH")
     async def list_messages(
         self,
         folder: FolderInfo,
@@ -433,9 +490,25 @@ class ImapStore:
         changed_since: int | None = None,
         uids: Sequence[int] | None = None,
     ) -> list[MessageMeta]:
-        """UID FETCH sizes, flags, dates (and fingerprint headers) in one command."""
+        """UID FETCH sizes, flags, dates (and fingerprint headers), pipelined.
+
+        Fingerprint headers are asked for by UID, LIST_CHUNK at a time (the UIDs of a
+        whole folder come from a plain listing first), so a big folder's answers stay
+        within each command's response budget.
+        """
         if uids is not None and not uids:
             return []
+        if fingerprints and uids is None:
+            uids = [m.uid for m in await self.list_messages(folder, changed_since=changed_since)]
+            if not uids:
+                return []
+        if uids is not None and len(uids) > LIST_CHUNK:
+            ordered = sorted(uids)
+            parts = await asyncio.gather(*(
+                self.list_messages(folder, fingerprints=fingerprints, changed_since=changed_since,
+                                   uids=ordered[i:i + LIST_CHUNK])
+                for i in range(0, len(ordered), LIST_CHUNK)))
+            return [m for part in parts for m in part]
         conn = await self._pick(folder.path)
         items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
         cs = changed_since is not None and conn.has("CONDSTORE")
@@ -456,15 +529,14 @@ class ImapStore:
             if b"UID" not in it or b"RFC822.SIZE" not in it:
                 continue  # an unsolicited flag update, not our answer
             meta = MessageMeta(
-                uid=int(it[b"UID"]),  # type: ignore[call-overload]
-                size=int(it.get(b"RFC822.SIZE") or 0),  # type: ignore[call-overload]
+                uid=number(it[b"UID"], "UID"),
+                size=number(it[b"RFC822.SIZE"], "RFC822.SIZE"),
                 flags=_flags(it.get(b"FLAGS")),
-                internaldate=parse_internaldate(it[b"INTERNALDATE"])  # type: ignore[arg-type]
-                if it.get(b"INTERNALDATE") else None,
+                internaldate=_date(it.get(b"INTERNALDATE")),
             )
             if b"MODSEQ" in it:
                 ms = it[b"MODSEQ"]
-                meta.modseq = int(ms[0]) if isinstance(ms, list) else None  # type: ignore[call-overload]
+                meta.modseq = number(ms[0], "MODSEQ") if isinstance(ms, list) and ms else None
             if fingerprints:
                 block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
                 fields = parse_header_fields(
@@ -485,12 +557,15 @@ class ImapStore:
 
     # -- reading bodies ------------------------------------------------------------------
     async def fetch(
-        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None
+        self, folder: FolderInfo, uids: Sequence[int], sizes: Mapping[int, int] | None = None,
+        *, max_size: int | None = None,
     ) -> AsyncIterator[Message]:
         """Yield whole messages, FETCH_AHEAD commands in flight on one connection.
 
         With ``sizes`` (uid -> bytes), each command asks for at most FETCH_BATCH_BYTES
-        so memory stays bounded whatever the messages weigh.
+        so memory stays bounded whatever the messages weigh. A message whose bytes
+        exceed ``max_size`` (whatever its listed size) is read past as it streams and
+        yielded without them, ``extra["too_large"]`` holding the bytes the server sent.
         """
         if not uids:
             return
@@ -498,13 +573,14 @@ class ImapStore:
         batches = _batches(uids, sizes)
         queue: list[asyncio.Future[Result]] = []
         it = iter(batches)
+        limit = min(max_size, MAX_LITERAL) if max_size is not None else MAX_LITERAL
 
         async def launch() -> None:
             b = next(it, None)
             if b is not None:
                 cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])"
                 queue.extend(await self._in_folder(conn, folder.path, [cmd], (b"FETCH",),
-                                                   readonly=True))
+                                                   readonly=True, max_literal=limit))
 
         for _ in range(FETCH_AHEAD):
             await launch()
@@ -512,25 +588,21 @@ class ImapStore:
             while queue:
                 res = _check(await queue.pop(0), "UID FETCH")
                 await launch()
-                for u in res.untagged:
-                    _, vals = parse_untagged(u)
-                    items = fetch_items(vals[1:])
-                    body = items.get(b"BODY[]")
-                    if b"UID" not in items or not isinstance(body, (bytes, bytearray)):
-                        continue
-                    yield Message(
-                        uid=int(items[b"UID"]),  # type: ignore[call-overload]
-                        raw=body,  # type: ignore[arg-type]
-                        flags=_flags(items.get(b"FLAGS")),
-                        internaldate=parse_internaldate(items[b"INTERNALDATE"])  # type: ignore[arg-type]
-                        if items.get(b"INTERNALDATE") else None,
-                    )
+                messages = []
+                with _understood(self.settings.params.host, "UID FETCH"):
+                    for u in res.untagged:
+                        msg = _fetched(u)
+                        if msg is not None:
+                            messages.append(msg)
                 res.untagged.clear()
+                for msg in messages:
+                    yield msg
         finally:
             for f in queue:
                 f.cancel()
 
     # -- writing ---------------------------------------------------------------------------
+    @_answers("CREATE")
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
@@ -576,7 +648,7 @@ class ImapStore:
             status: dict[bytes, int] = {}
             for u in st.untagged:
                 _, vals = parse_untagged(u)
-                if isinstance(vals[1], list):
+                if len(vals) > 1 and isinstance(vals[1], list):
                     status = _status_map(vals[1])
             info = FolderInfo(
                 path=path, special_use=special_use, selectable=True,
@@ -595,6 +667,7 @@ class ImapStore:
                 return replace(self._folders[p], path=path)
         return None
 
+    @_answers("APPEND")
     async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
@@ -841,6 +914,7 @@ class ImapStore:
         async with self._slot_freed:
             self._slot_freed.notify_all()
 
+    @_answers("UID STORE")
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
         if not changes:
@@ -903,6 +977,33 @@ def _check(res: Result, what: str) -> Result:
     if not res.ok:
         raise ProtocolError(f"{what} failed: {res.describe()}")
     return res
+
+
+def _fetched(resp: Any) -> Message | None:
+    """The message a ``* n FETCH (UID .. BODY[] ..)`` response carries; None for others."""
+    _, vals = parse_untagged(resp)
+    items = fetch_items(vals[1:])
+    body = items.get(b"BODY[]")
+    if b"UID" not in items or not isinstance(body, (bytes, bytearray, OversizedLiteral)):
+        return None  # an unsolicited flag update, not our answer
+    msg = Message(
+        uid=number(items[b"UID"], "UID"),
+        raw=b"" if isinstance(body, OversizedLiteral) else body,  # type: ignore[arg-type]
+        flags=_flags(items.get(b"FLAGS")),
+        internaldate=_date(items.get(b"INTERNALDATE")),
+    )
+    if isinstance(body, OversizedLiteral):
+        msg.extra["too_large"] = body.size
+    return msg
+
+
+def _date(value: object) -> datetime | None:
+    """An INTERNALDATE item as a datetime (None when absent); ProtocolError when garbled."""
+    if value is None or value == b"":
+        return None
+    if not isinstance(value, (bytes, bytearray)):
+        raise ProtocolError("INTERNALDATE is not a string")
+    return parse_internaldate(bytes(value))
 
 
 def _fetch_uid(resp: object) -> int | None:

@@ -14,30 +14,55 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from mailtrek.errors import ProtocolError
+from mailtrek.model import has_line_break
 
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\+?\}$")
+
+
+class MalformedResponse(ProtocolError):
+    """A response IMAP's grammar does not allow (the store names the server and command)."""
+
+
+class OversizedLiteral:
+    """Stands for a literal that was read past, not kept: it was bigger than allowed.
+
+    ``size`` is how many bytes the server sent. A body FETCH gets one of these instead
+    of a message over ``--max-size``, so the message is skipped without being held.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"OversizedLiteral({self.size})"
+
+
+# A response's pieces: its text lines, and the literals between them (kept or read past).
+Chunk = bytes | bytearray | OversizedLiteral
 
 
 @dataclass(slots=True)
 class Response:
     """One complete server response (untagged, continuation or tagged)."""
 
-    chunks: list[bytes | bytearray]  # text line, literal, text line, literal, ...
+    chunks: list[Chunk]  # text line, literal, text line, literal, ...
 
     @property
     def head(self) -> bytes:
-        return bytes(self.chunks[0])
+        return _text(self.chunks[0])
 
 
 class _Reader:
-    """Cursor over a response's chunks for the recursive-descent parser."""
+    """Cursor over a response's chunks for the parser."""
 
     __slots__ = ("chunks", "i", "pos", "text")
 
-    def __init__(self, chunks: list[bytes | bytearray], start: int = 0) -> None:
+    def __init__(self, chunks: list[Chunk], start: int = 0) -> None:
         self.chunks = chunks
         self.i = 0
-        self.text = bytes(chunks[0])
+        self.text = _text(chunks[0])
         self.pos = start
 
     def peek(self) -> int | None:
@@ -49,88 +74,108 @@ class _Reader:
         while self.pos < len(self.text) and self.text[self.pos] == 0x20:
             self.pos += 1
 
-    def at_end(self) -> bool:
-        self.skip_spaces()
-        return self.pos >= len(self.text) and self.i + 1 >= len(self.chunks)
+    def more_chunks(self) -> bool:
+        return self.i + 1 < len(self.chunks)
 
-    def next_literal(self) -> bytes | bytearray:
+    def next_literal(self) -> object:
         lit = self.chunks[self.i + 1]
         self.i += 2
-        self.text = bytes(self.chunks[self.i]) if self.i < len(self.chunks) else b""
+        self.text = _text(self.chunks[self.i]) if self.i < len(self.chunks) else b""
         self.pos = 0
         return lit
 
-
-_ATOM_END = b" ()\r\n"
-
-
-def _parse_value(r: _Reader) -> object:
-    r.skip_spaces()
-    c = r.peek()
-    if c is None:
-        if r.i + 1 < len(r.chunks):  # a literal follows the end of this text chunk
-            raise ProtocolError("unexpected literal position")
-        raise ProtocolError("unexpected end of response")
-    if c == 0x28:  # (
-        r.pos += 1
-        out: list[object] = []
-        while True:
-            r.skip_spaces()
-            c = r.peek()
-            if c == 0x29:  # )
-                r.pos += 1
-                return out
-            if c is None and r.i + 1 >= len(r.chunks):
-                raise ProtocolError("unterminated list in response")
-            out.append(_parse_value(r))
-    if c == 0x22:  # "
-        r.pos += 1
+    def quoted(self) -> bytes:
+        """Read a quoted string whose opening quote is at ``pos``."""
+        t = self.text
+        end = len(t)
+        pos = self.pos + 1
         buf = bytearray()
-        t = r.text
-        while r.pos < len(t):
-            ch = t[r.pos]
-            if ch == 0x5C:  # backslash
-                buf.append(t[r.pos + 1])
-                r.pos += 2
+        while pos < end:
+            ch = t[pos]
+            if ch == 0x5C:  # backslash: the next byte is taken as is
+                if pos + 1 >= end:
+                    break
+                buf.append(t[pos + 1])
+                pos += 2
                 continue
             if ch == 0x22:
-                r.pos += 1
+                self.pos = pos + 1
                 return bytes(buf)
             buf.append(ch)
-            r.pos += 1
-        raise ProtocolError("unterminated quoted string")
-    if c in (0x7B, 0x7E):  # { or ~ : literal marker at end of this chunk
-        m = LITERAL_AT_END.search(r.text, r.pos)
-        if m and m.start() == r.pos:
-            return r.next_literal()  # bytes or bytearray; never copied (big messages)
-    # atom (may contain [section] with spaces and parens)
-    start = r.pos
-    t = r.text
-    depth = 0
-    while r.pos < len(t):
-        ch = t[r.pos]
-        if ch == 0x5B:  # [
-            depth += 1
-        elif ch == 0x5D:  # ]
-            depth -= 1
-        elif depth <= 0 and ch in _ATOM_END:
-            break
-        r.pos += 1
-    atom = t[start : r.pos]
-    if atom.upper() == b"NIL":
-        return None
-    return atom
+            pos += 1
+        raise MalformedResponse("unterminated quoted string in response")
+
+    def atom(self) -> bytes:
+        """Read an atom (keeping a ``[section]`` with its spaces and parentheses)."""
+        t = self.text
+        start = pos = self.pos
+        depth = 0
+        while pos < len(t):
+            ch = t[pos]
+            if ch == 0x5B:  # [
+                depth += 1
+            elif ch == 0x5D:  # ]
+                depth -= 1
+            elif depth <= 0 and ch in _ATOM_END:
+                break
+            pos += 1
+        if pos == start:  # no progress: a byte no value can start with
+            raise MalformedResponse(f"unexpected byte {t[pos:pos + 1]!r} in response")
+        self.pos = pos
+        return t[start:pos]
 
 
-def parse_values(chunks: list[bytes | bytearray], start: int = 0) -> list[object]:
-    """Parse every value of a response, from byte ``start`` of its first line."""
+_ATOM_END = b" ()\r\n"
+MAX_DEPTH = 256  # nesting of parenthesised lists; IMAP's deepest (BODYSTRUCTURE) stays far below
+
+
+def _text(chunk: Chunk) -> bytes:
+    return b"" if isinstance(chunk, OversizedLiteral) else bytes(chunk)
+
+
+def parse_values(chunks: list[Chunk], start: int = 0) -> list[object]:
+    """Parse every value of a response, from byte ``start`` of its first line.
+
+    Iterative (an explicit stack), so no nesting depth reaches Python's recursion limit;
+    lists nested deeper than ``MAX_DEPTH``, unbalanced parentheses, unterminated strings
+    and stray bytes raise ProtocolError. Never raises anything else.
+    """
     r = _Reader(chunks, start)
-    out = []
-    while not r.at_end():
-        if r.peek() is None:  # a literal right after a line's end (rare form)
-            break
-        out.append(_parse_value(r))
-    return out
+    top: list[object] = []
+    stack: list[list[object]] = [top]
+    while True:
+        r.skip_spaces()
+        c = r.peek()
+        if c is None:
+            if len(stack) > 1:
+                if r.more_chunks():  # a literal follows the end of this text chunk
+                    raise MalformedResponse("unexpected literal position in response")
+                raise MalformedResponse("unterminated list in response")
+            return top  # (a literal right after a line's end, without marker: rare form)
+        if c == 0x28:  # (
+            if len(stack) > MAX_DEPTH:
+                raise MalformedResponse(f"response nests lists deeper than {MAX_DEPTH} levels")
+            r.pos += 1
+            inner: list[object] = []
+            stack[-1].append(inner)
+            stack.append(inner)
+        elif c == 0x29:  # )
+            if len(stack) == 1:
+                raise MalformedResponse("unbalanced ')' in response")
+            r.pos += 1
+            stack.pop()
+        elif c == 0x22:  # "
+            stack[-1].append(r.quoted())
+        elif c in (0x7B, 0x7E) and _literal_here(r):  # { or ~ : literal marker ends the chunk
+            stack[-1].append(r.next_literal())  # bytes or bytearray; never copied (big messages)
+        else:
+            atom = r.atom()
+            stack[-1].append(None if atom.upper() == b"NIL" else atom)
+
+
+def _literal_here(r: _Reader) -> bool:
+    m = LITERAL_AT_END.search(r.text, r.pos)
+    return m is not None and m.start() == r.pos and r.more_chunks()
 
 
 def parse_untagged(resp: Response) -> tuple[bytes, list[object]]:
@@ -174,7 +219,7 @@ def fetch_items(values: list[object]) -> dict[bytes, object]:
     Section keys are normalised: ``BODY[]`` and ``BINARY[]`` keep their section text.
     """
     if not values or not isinstance(values[-1], list):
-        raise ProtocolError("malformed FETCH response")
+        raise MalformedResponse("malformed FETCH response")
     items = values[-1]
     out: dict[bytes, object] = {}
     for k in range(0, len(items) - 1, 2):
@@ -194,8 +239,27 @@ _SAFE_ATOM = re.compile(rb"^[!#$&'+-\[^-z|}~]+$")
 
 
 def quote(value: bytes) -> bytes:
-    """Quote a string argument (mailbox names, dates, search strings)."""
+    """Quote a string argument (mailbox names, dates, search strings).
+
+    Raises ProtocolError for CR, LF or NUL: a quoted string cannot hold them, and sent
+    raw they would end the command and start another (a folder named
+    ``x\\r\\nA1 DELETE INBOX`` must never reach a server as a line of its own).
+    """
+    if has_line_break(value):
+        raise ProtocolError(f"refusing to send {value[:60]!r} as a quoted string: it holds "
+                            "CR, LF or NUL")
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def number(value: object, what: str) -> int:
+    """Return ``value`` (an atom from a response) as a non-negative int.
+
+    Raises ProtocolError naming ``what`` when it is not a plain decimal number.
+    """
+    if isinstance(value, (bytes, bytearray)) and value.isdigit() and len(value) <= 20:
+        return int(value)
+    shown = repr(value)[:40] if isinstance(value, (bytes, bytearray, type(None))) else "a list"
+    raise MalformedResponse(f"{what} is not a number: {shown}")
 
 
 def needs_literal(value: bytes) -> bool:
@@ -232,5 +296,5 @@ def parse_internaldate(value: bytes) -> datetime:
         off = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
         return datetime(int(year), _MONTHS.index(mon.capitalize()) + 1, int(day), hh, mm, ss,
                         tzinfo=timezone(off))
-    except (ValueError, IndexError) as e:
-        raise ProtocolError(f"bad INTERNALDATE {value!r}") from e
+    except (ValueError, IndexError, OverflowError) as e:
+        raise MalformedResponse(f"bad INTERNALDATE {value[:60]!r}") from e
