@@ -23,6 +23,7 @@ from imap_helpers import load, new_user, store
 from mailtrek.devtools.dovecot import DovecotInstance
 from mailtrek.devtools.exchange_front import ExchangeFront
 from mailtrek.errors import ThrottledError
+from mailtrek.fingerprint import fingerprint
 from mailtrek.model import Message
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
@@ -31,7 +32,6 @@ from mailtrek.stores.imap.store import ImapSettings, ImapStore
 from mailtrek.stores.opener import OpenOptions, open_store
 from mailtrek.stores.url import parse_address
 from mailtrek.sync.engine import copy_mailbox
-from mailtrek.sync.fingerprint import fingerprint
 from mailtrek.sync.options import CopyOptions, CopyReport
 
 SEEN = frozenset({"\\Seen"})
@@ -436,7 +436,7 @@ def test_nested_mime_is_re_encoded_part_by_part_without_loss() -> None:
 
 
 def test_origin_stamp_is_strict_and_only_a_destination_honours_it() -> None:
-    from mailtrek.sync.fingerprint import origin_stamp, parse_origin
+    from mailtrek.fingerprint import origin_stamp, parse_origin
 
     fp = fingerprint(LONG)
     line = origin_stamp(fp, 1234)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mailtrek.devtools.samples import messy_messages
+from mailtrek.fingerprint import fingerprint, skeleton
 from mailtrek.sim.mime import properties_from_mime
 from mailtrek.stores.m365.graph import fingerprint_of_item
-from mailtrek.sync.fingerprint import fingerprint, skeleton
 
 
 def _as_graph_lists(raw: bytes) -> str | None:

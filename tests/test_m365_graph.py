@@ -14,6 +14,7 @@ import pytest
 sim_server = pytest.importorskip("mailtrek.sim.server")
 
 from mailtrek.errors import AuthenticationError, ConfigError  # noqa: E402
+from mailtrek.fingerprint import fingerprint  # noqa: E402
 from mailtrek.model import Message, SpecialUse  # noqa: E402
 from mailtrek.pacer import Pacer, PacerLimits  # noqa: E402
 from mailtrek.sim.config import SimConfig, UserSpec  # noqa: E402
@@ -27,7 +28,6 @@ from mailtrek.stores.m365 import (  # noqa: E402
     open_graph_store,
 )
 from mailtrek.stores.m365.auth import GRAPH_SCOPE  # noqa: E402
-from mailtrek.sync.fingerprint import fingerprint  # noqa: E402
 
 SECRET = "s3cret-value-" + uuid.uuid4().hex
 CLIENT = "mailtrek-test-app"

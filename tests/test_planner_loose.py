@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mailtrek.fingerprint import fingerprint_fields
 from mailtrek.model import MessageMeta
 from mailtrek.stores.imap.rewrites import crlf, loosen, may_be_rewritten
-from mailtrek.sync.fingerprint import fingerprint_fields
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.planner import plan_folder
 

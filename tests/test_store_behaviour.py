@@ -15,10 +15,10 @@ from typing import Any
 import pytest_asyncio
 
 from imap_helpers import new_user, store
+from mailtrek.fingerprint import fingerprint
 from mailtrek.model import Message, SpecialUse
 from mailtrek.stores.base import FlagChange
 from mailtrek.stores.memory import MemoryStore
-from mailtrek.sync.fingerprint import fingerprint
 from mailtrek.sync.mapping import guess_special_use
 
 SERVERS = {"dovecot": "dovecot_dst", "cyrus": "cyrus_server", "courier": "courier_server"}

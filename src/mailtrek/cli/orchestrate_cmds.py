@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +23,7 @@ import typer
 from mailtrek.cli.common import ca_path, log_service_to_stdout
 from mailtrek.errors import EXIT_INCOMPLETE, MailtrekError, UsageError
 from mailtrek.orchestrate.home import HOME_ENV, Home, open_home
+from mailtrek.orchestrate.option_text import date_option, size_option
 from mailtrek.secrets import read_secret_file, redact, remember
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar=HOME_ENV,
@@ -343,27 +343,6 @@ def tenant_remove(name: str, home: HomeOpt = None) -> None:
 
 
 # -- batches -----------------------------------------------------------------------------
-def _size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b")
-    try:
-        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
-    except ValueError:
-        raise UsageError(f"bad size {text!r}", hint="bytes, or a number with K, M or G (35M)") from None
-
-
-def _date(text: str | None, opt: str) -> str | None:
-    if text is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"bad {opt} date {text!r}", hint="use YYYY-MM-DD or an ISO-8601 time") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
-
-
 @batch_app.command("create")
 @handled
 def batch_create(
@@ -404,8 +383,8 @@ def batch_create(
             raise UsageError(f"--notify {a!r} is not an e-mail address")
     from mailtrek.stores.gmail.wiring import check_mode
 
-    options = BatchOptions(exclude=list(exclude_folder or []), since=_date(since, "--since"),
-                           before=_date(before, "--before"), max_size=_size(max_size),
+    options = BatchOptions(exclude=list(exclude_folder or []), since=date_option(since, "--since"),
+                           before=date_option(before, "--before"), max_size=size_option(max_size),
                            gmail_labels=check_mode(gmail_labels))
     if endpoint is not None and discover:
         raise UsageError("give --endpoint or --discover, not both",

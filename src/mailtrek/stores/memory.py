@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from mailtrek.errors import FolderRejectedError
+from mailtrek.fingerprint import fingerprint, message_id_of
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
-from mailtrek.sync.fingerprint import fingerprint, message_id_of
 
 _uidvalidity = itertools.count(1000)
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailtrek.errors import QuotaExceededError, ThrottledError, TransientError
+from mailtrek.fingerprint import fingerprint, parse_header_fields
 from mailtrek.model import FolderInfo, Message, MessageMeta, portable_flags
 from mailtrek.state.db import MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, FlagChange, SourceStore
-from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
 from mailtrek.sync.flagsets import comparable_flags
 from mailtrek.sync.options import ChangedItem
 from mailtrek.sync.planner import FolderPlan

@@ -20,11 +20,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailtrek.fingerprint import fingerprint_fields
 from mailtrek.model import MessageMeta, portable_flags
 from mailtrek.state.db import MessageState
 from mailtrek.stores.base import FlagChange
 from mailtrek.sync.filters import message_date_selected
-from mailtrek.sync.fingerprint import fingerprint_fields
 from mailtrek.sync.options import CopyOptions
 
 _NO_FIELDS = fingerprint_fields({})  # the fingerprint of a message without those fields

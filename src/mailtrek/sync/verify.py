@@ -25,6 +25,7 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from mailtrek.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
 from mailtrek.model import FolderInfo, portable_flags
 from mailtrek.state.db import FolderState, MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, SourceStore
@@ -32,7 +33,6 @@ from mailtrek.stores.imap.exchange import restore_disarmed
 from mailtrek.stores.imap.store import ImapStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
-from mailtrek.sync.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
 from mailtrek.sync.mapping import map_folders, visible
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.verify_match import Item, match_folder

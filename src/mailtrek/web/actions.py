@@ -164,8 +164,8 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
 
     Raises CsvInvalidError (with every problem and its line) before anything is stored.
     """
-    from mailtrek.cli.orchestrate_cmds import _date, _size
     from mailtrek.orchestrate.endpoints import needs_no_passwords
+    from mailtrek.orchestrate.option_text import date_option, size_option
     from mailtrek.orchestrate.schedule import parse_when
 
     users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns,
@@ -176,8 +176,8 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
             raise UsageError(f"notify address {a!r} is not an e-mail address")
     options = batch_ops.BatchOptions(
         exclude=[x.strip() for x in inp.exclude_folder if x.strip()],
-        since=_date(_blank(inp.since), "since"), before=_date(_blank(inp.before), "before"),
-        max_size=_size(_blank(inp.max_size)))
+        since=date_option(_blank(inp.since), "since"), before=date_option(_blank(inp.before), "before"),
+        max_size=size_option(_blank(inp.max_size)))
     b = batch_ops.create_batch(home, inp.name, endpoint=inp.endpoint, users=users,
                                tenant=_blank(inp.tenant), dest_endpoint=_blank(inp.dest_endpoint),
                                options=options, notify=notify, incremental_hours=inp.incremental_interval,

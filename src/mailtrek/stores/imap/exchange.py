@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailtrek.sync.fingerprint import fingerprint, origin_stamp
+from mailtrek.fingerprint import fingerprint, origin_stamp
 
 MAX_LINE = 10_000  # octets; under Exchange's ~10,500 and imapsync's proven 10,239
 HEADER_FOLD = 998  # RFC 5322 line limit: what a folded header line is cut to

@@ -34,6 +34,13 @@ from mailtrek.errors import (
     ThrottledError,
     TransientError,
 )
+from mailtrek.fingerprint import (
+    FINGERPRINT_FIELDS,
+    ORIGIN_FIELD,
+    fingerprint_fields,
+    parse_header_fields,
+    parse_origin,
+)
 from mailtrek.model import (
     FolderInfo,
     Message,
@@ -70,13 +77,6 @@ from mailtrek.stores.imap.wire import (
     parse_internaldate,
     parse_untagged,
     quote,
-)
-from mailtrek.sync.fingerprint import (
-    FINGERPRINT_FIELDS,
-    ORIGIN_FIELD,
-    fingerprint_fields,
-    parse_header_fields,
-    parse_origin,
 )
 
 log = logging.getLogger("mailtrek.imap")

@@ -50,6 +50,12 @@ from mailtrek.errors import (
     ProtocolError,
     TransientError,
 )
+from mailtrek.fingerprint import (
+    FINGERPRINT_FIELDS,
+    fingerprint,
+    fingerprint_fields,
+    message_id_of,
+)
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse
 from mailtrek.pacer import Pacer
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
@@ -74,12 +80,6 @@ from mailtrek.stores.m365.mime_json import (
     AttachmentPart,
     build_json_message,
     requests_receipt,
-)
-from mailtrek.sync.fingerprint import (
-    FINGERPRINT_FIELDS,
-    fingerprint,
-    fingerprint_fields,
-    message_id_of,
 )
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from email import policy
 from email.message import EmailMessage, Message
 from typing import Any
 
+from mailtrek.fingerprint import fingerprint, parse_header_fields
 from mailtrek.stores.m365.flags import flag_fields, last_verb_of
-from mailtrek.sync.fingerprint import fingerprint, parse_header_fields
 
 FINGERPRINT_PROPERTY = "String {6d61696c-7472-656b-0000-66696e676572} Name mailtrekFingerprint"
 MESSAGE_FLAGS = "Integer 0x0E07"

@@ -1,0 +1,129 @@
+"""The layout shows the architecture: no import loops between subpackages, and the sync
+layer reaches stores only through their shared protocol (``stores.base``)."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
+
+# sync modules that still name a backend (issue 16, item 2: to become store features);
+# the test fails when another one appears, and when one of these stops needing it.
+SYNC_BACKEND_DEBT = {
+    ("sync/verify.py", "mailtrek.stores.imap.exchange"),
+    ("sync/verify.py", "mailtrek.stores.imap.store"),
+    ("sync/flagsets.py", "mailtrek.stores.imap.exchange"),
+}
+
+
+def _node(rel: Path) -> str:
+    """Subpackage name for a file inside one, else the top-level module's name."""
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> set[str]:
+    rel = path.relative_to(SRC)
+    package = ["mailtrek", *rel.parts[:-1]]
+    out: set[str] = set()
+    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom):
+            base = package[: len(package) - n.level + 1] if n.level else []
+            mod = ".".join([*base, n.module] if n.module else base)
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in n.names}
+    return {m for m in out if m.startswith("mailtrek.")}
+
+
+def _target(module: str) -> str | None:
+    first = module.split(".")[1]
+    if (SRC / first).is_dir():
+        return first
+    return first if (SRC / f"{first}.py").is_file() else None
+
+
+def _graph() -> dict[str, dict[str, set[str]]]:
+    edges: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for f in SRC.rglob("*.py"):
+        rel = f.relative_to(SRC)
+        if rel.name == "__main__.py" or "migrations" in rel.parts:
+            continue
+        for m in _imports(f):
+            t = _target(m)
+            if t and t != _node(rel):
+                edges[_node(rel)][t].add(str(rel))
+    return edges
+
+
+def _cycles(edges: dict[str, dict[str, set[str]]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+    nodes = set(edges) | {t for ts in edges.values() for t in ts}
+    counter = 0
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, {}))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(edges.get(w, {})))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    x = stack.pop()
+                    on.discard(x)
+                    comp.append(x)
+                    if x == v:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def test_no_import_loop_between_subpackages() -> None:
+    edges = _graph()
+    loops = _cycles(edges)
+    detail = [{a: {b: sorted(edges[a][b])[:3] for b in loop if b in edges[a]} for a in loop}
+              for loop in loops]
+    assert loops == [], detail
+
+
+def test_cycle_finder_finds_a_loop() -> None:
+    """The checker itself: a planted loop a -> b -> c -> a is reported."""
+    edges: dict[str, dict[str, set[str]]] = {"a": {"b": {"x"}}, "b": {"c": {"y"}},
+                                             "c": {"a": {"z"}}, "d": {"a": {"w"}}}
+    assert _cycles(edges) == [["a", "b", "c"]]
+
+
+def test_sync_reaches_stores_only_through_their_protocol() -> None:
+    found = set()
+    for f in (SRC / "sync").rglob("*.py"):
+        for m in _imports(f):
+            if m.startswith("mailtrek.stores.") and not m.startswith("mailtrek.stores.base"):
+                mod = m if (SRC.parent / (m.replace(".", "/") + ".py")).is_file() else m.rsplit(".", 1)[0]
+                found.add((str(f.relative_to(SRC)), mod))
+    assert found == SYNC_BACKEND_DEBT
