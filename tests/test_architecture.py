@@ -14,7 +14,6 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
 SYNC_BACKEND_DEBT = {
     ("sync/verify.py", "mailtrek.stores.imap.exchange"),
     ("sync/verify.py", "mailtrek.stores.imap.store"),
-    ("sync/flagsets.py", "mailtrek.stores.imap.exchange"),
 }
 
 

@@ -36,6 +36,9 @@ class StoreFeatures:
     # there INBOX/Sub and Sub are one mailbox, listed as Sub.
     inbox_prefix: bool = False
     special_folders: frozenset[SpecialUse] = frozenset()  # roles it has built in
+    # Flags and keywords (lower case) the store cannot hold: comparisons leave them out of
+    # both sides, and nobody tries to set them (Graph's and Exchange IMAP's system keywords).
+    dropped_flags: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

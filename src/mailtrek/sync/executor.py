@@ -94,14 +94,13 @@ async def execute_folder(
     out = FolderOutcome()
     uidv = src_folder.uidvalidity
     if plan.adopt:
-        kind = "exchange" if getattr(dest, "exchange", False) else dest.features.kind
         rows = []
         # Adopted items carry the destination's flags; bring them in line with the source,
         # except for flags this destination cannot hold (updating those would change
         # nothing, on every run).
         for s, d in plan.adopt:
             want, have = portable_flags(s.flags), portable_flags(d.flags)
-            same = comparable_flags(want, kind) == comparable_flags(have, kind)
+            same = comparable_flags(want, dest.features) == comparable_flags(have, dest.features)
             rows.append(MessageState(s.uid, d.store_id or str(d.uid), s.fingerprint, s.size,
                                      want if same else have))
             if not same:

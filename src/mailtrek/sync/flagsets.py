@@ -1,27 +1,16 @@
 """Which flags a destination is expected to keep, for comparing source and copy.
 
-A destination that cannot hold a flag is not "different" for lacking it: these sets
-say, per destination kind, what is left out of both sides before flags are compared.
+A destination that cannot hold a flag is not "different" for lacking it: the store
+declares those (``StoreFeatures.dropped_flags``), and they are left out of both sides
+before flags are compared. No backend is named here.
 """
 
 from __future__ import annotations
 
-from mailtrek.stores.imap.exchange import exchange_flags
-
-# Keywords Microsoft 365 keeps as no category (Graph route): not a difference there.
-GRAPH_DROPS = frozenset({
-    "$MDNSent", "$Forwarded", "$Junk", "$NotJunk", "NonJunk", "Junk", "\\Answered", "\\Draft",
-    "$Phishing", "$SubmitPending", "$Submitted"})
+from mailtrek.stores.base import StoreFeatures
 
 
-def comparable_flags(flags: frozenset[str], kind: str) -> frozenset[str]:
-    """Return the part of ``flags`` that a destination of ``kind`` keeps.
-
-    ``kind``: "graph" (Microsoft Graph), "exchange" (Exchange Online's IMAP: mail-system
-    keywords are not sent, they would become categories), anything else keeps all.
-    """
-    if kind == "graph":
-        return frozenset(f for f in flags if f not in GRAPH_DROPS)
-    if kind == "exchange":
-        return exchange_flags(flags)
-    return flags
+def comparable_flags(flags: frozenset[str], features: StoreFeatures) -> frozenset[str]:
+    """Return the part of ``flags`` that a destination with ``features`` keeps."""
+    dropped = features.dropped_flags
+    return frozenset(f for f in flags if f.lower() not in dropped) if dropped else flags

@@ -73,6 +73,7 @@ async def verify_mailbox(
         dst_items = await _items(dest, d, exact, exchange=exchange) if d is not None else []
         recorded = _recorded(state, fstates.get(m.source.path), m.source, d)
         res = match_folder(m.source.display, src_items, dst_items, exact=exact, kind=kind,
+                           dropped=dest.features.dropped_flags,
                            recorded=recorded, empty_fp=EMPTY_FP)
         problems.extend(res["problems"])
         # "source" and "destination" are counts (from match_folder); "folder" names it.

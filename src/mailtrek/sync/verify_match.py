@@ -29,7 +29,6 @@ from datetime import datetime
 from typing import Any
 
 from mailtrek.state.db import MessageState
-from mailtrek.sync.flagsets import comparable_flags
 
 # How far a received date may be off, by destination kind (seconds). IMAP INTERNALDATE
 # has whole seconds; Graph rounds to the second and its route promises +-2 s.
@@ -65,6 +64,7 @@ class _Pair:
 
 
 def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, kind: str,
+                 dropped: frozenset[str] = frozenset(),
                  recorded: dict[int, MessageState] | None = None,
                  empty_fp: str | None = None) -> dict[str, Any]:
     """Pair and judge one folder; return its counts and problems (rules above).
@@ -86,14 +86,15 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, ki
             pairs.append(_Pair(s, d, True))
         else:
             rest.append(s)
-    pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, kind, taken)
-    _swap_twins(pairs, exact, kind)
+    pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, kind, taken,
+                              dropped)
+    _swap_twins(pairs, exact, kind, dropped)
     paired = {id(p.src) for p in pairs}
 
     problems: list[dict[str, Any]] = []
     different = from_headers = not_kept = 0
     for p in pairs:
-        detail, date_note = judge(p.src, p.dst, kind)
+        detail, date_note = judge(p.src, p.dst, kind, dropped)
         from_headers += date_note == "from_headers"
         not_kept += date_note == "not_kept"
         if detail:
@@ -155,7 +156,7 @@ def _dest_keys(d: Item, exact: bool) -> list[str | None]:
 
 
 def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
-                     taken: set[int]) -> list[_Pair]:
+                     taken: set[int], dropped: frozenset[str] = frozenset()) -> list[_Pair]:
     """Rule 2: pair by content, agreeing twins first over the whole folder."""
     pool: dict[str, list[Item]] = defaultdict(list)
     for d in dst:
@@ -169,7 +170,7 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
                 continue
             for k in _keys(s, exact):
                 live = [c for c in pool.get(k or "", ()) if id(c) not in taken]
-                pick = next((c for c in live if judge(s, c, kind)[0] is None), None)
+                pick = next((c for c in live if judge(s, c, kind, dropped)[0] is None), None)
                 if pick is None and not agreeing_only and live:
                     pick = live[0]
                 if pick is not None:
@@ -179,7 +180,8 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
     return out
 
 
-def _swap_twins(pairs: list[_Pair], exact: bool, kind: str) -> None:
+def _swap_twins(pairs: list[_Pair], exact: bool, kind: str,
+                dropped: frozenset[str] = frozenset()) -> None:
     """Rule 3: swap the copies of two twins when that makes both agree."""
     groups: dict[str | None, list[_Pair]] = defaultdict(list)
     for p in pairs:
@@ -188,19 +190,21 @@ def _swap_twins(pairs: list[_Pair], exact: bool, kind: str) -> None:
         if len(group) < 2:
             continue
         for a in group:
-            if judge(a.src, a.dst, kind)[0] is None:
+            if judge(a.src, a.dst, kind, dropped)[0] is None:
                 continue
             for b in group:
-                if b is a or judge(a.src, b.dst, kind)[0] or judge(b.src, a.dst, kind)[0]:
+                if b is a or judge(a.src, b.dst, kind, dropped)[0] or judge(b.src, a.dst, kind, dropped)[0]:
                     continue
                 a.dst, b.dst = b.dst, a.dst
                 break
 
 
-def judge(s: Item, d: Item, kind: str) -> tuple[str | None, str | None]:
+def judge(s: Item, d: Item, kind: str,
+          dropped: frozenset[str] = frozenset()) -> tuple[str | None, str | None]:
     """Return (what differs or None, date note) for a pair (rule 4)."""
     out = []
-    sf, df = comparable_flags(s.flags, kind), comparable_flags(d.flags, kind)
+    sf = frozenset(f for f in s.flags if f.lower() not in dropped)
+    df = frozenset(f for f in d.flags if f.lower() not in dropped)
     if sf != df:
         out.append(f"flags {sorted(sf)} != {sorted(df)}")
     note = None

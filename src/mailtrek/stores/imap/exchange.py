@@ -315,6 +315,14 @@ def append_flags(flags: frozenset[str]) -> tuple[frozenset[str], bool]:
     return kept - {"\\Flagged"}, "\\Flagged" in kept
 
 
+def dropped_flags() -> frozenset[str]:
+    """The mail-system keywords (lower case) Exchange's IMAP is not sent: they would
+    become categories. System flags (``\\Seen`` ...) are all kept."""
+    from mailtrek.stores.m365.flags import SYSTEM_KEYWORDS
+
+    return frozenset(k for k in SYSTEM_KEYWORDS if not k.startswith("\\"))
+
+
 def exchange_flags(flags: frozenset[str]) -> frozenset[str]:
     """Return ``flags`` without the mail-system keywords Exchange turns into categories."""
     from mailtrek.stores.m365.flags import SYSTEM_KEYWORDS

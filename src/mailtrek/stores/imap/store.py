@@ -220,6 +220,7 @@ class ImapStore:
             # Graph route's way and reports the rename.
             reserved_names=exchange.reserved_names() if self.exchange else frozenset(),
             case_insensitive_names=self.exchange,
+            dropped_flags=exchange.dropped_flags() if self.exchange else frozenset(),
         )
         n = max(1, self.settings.connections)
         if n > 1:

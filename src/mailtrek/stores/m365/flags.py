@@ -18,6 +18,10 @@ SYSTEM_KEYWORDS = frozenset(k.lower() for k in (
     "$MDNSent", "$Forwarded", "$Junk", "$NotJunk", "NonJunk", "Junk", "$Phishing",
     "$SubmitPending", "$Submitted", "$Answered", "$Recent",
 ))
+# Keywords Microsoft 365 keeps as no category on the Graph route (lower case).
+GRAPH_DROPPED = frozenset(k.lower() for k in (
+    "$MDNSent", "$Forwarded", "$Junk", "$NotJunk", "NonJunk", "Junk", "\\Answered", "\\Draft",
+    "$Phishing", "$SubmitPending", "$Submitted"))
 VERB_REPLY = 102
 VERB_REPLY_ALL = 103
 VERB_FORWARD = 104

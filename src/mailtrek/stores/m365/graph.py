@@ -179,6 +179,7 @@ class GraphStore:
             reserved_names=frozenset(n.capitalize() for n in RESERVED_NAMES),
             delimiter="/",
             special_folders=frozenset(WELL_KNOWN),
+            dropped_flags=flagmap.GRAPH_DROPPED,
         )
         self._well_known: dict[str, dict[str, Any]] = {}
         self._children: dict[str, dict[str, dict[str, Any]]] = {}
@@ -235,8 +236,9 @@ class GraphStore:
             await self.client.close()
         else:
             await self.client.release(self.address)
-        if self.on_close is not None:
-            self.on_close, done = None, self.on_close
+        done = self.on_close
+        if done is not None:
+            self.on_close = None
             done()
 
     async def check_mailbox(self) -> dict[str, Any]:
