@@ -423,3 +423,24 @@ def test_cutover_check(client, dns):
     assert "moved-test.mail.protection.outlook.com" in r.text
     r = client.post("/cutover", data={"csrf": csrf, "domain": " "})
     assert r.status_code == 400 and "give a domain" in r.text
+
+
+def test_batch_page_pages_filters_and_sorts_230_users(client, dovecot_src, dovecot_dst):
+    """The dashboard at 200+ users: 50 a page, a filter, and a live part that keeps the view."""
+    login(client)
+    add_src(client, dovecot_src)
+    add_dst(client, dovecot_dst)
+    rows = [(f"u{i:03d}@{DOMAIN}", f"u{i:03d}", f"Pw-{i}") for i in range(230)]
+    assert create(client, "big", csv_bytes(rows)).status_code == 201, "batch not created"
+    page1 = client.get("/batches/big").text
+    assert page1.count('<tr data-email="') == 50 and f"u000@{DOMAIN}" in page1 and f"u050@{DOMAIN}" not in page1
+    assert "230 of 230 users, page 1 of 5" in page1 and 'id="page-next"' in page1
+    last = client.get("/batches/big?page=5&sort=-email").text
+    assert last.count('<tr data-email="') == 30 and f"u000@{DOMAIN}" in last and f"u229@{DOMAIN}" not in last
+    found = client.get("/batches/big?q=u12").text
+    assert found.count('<tr data-email="') == 10 and "10 of 230 users" in found
+    assert 'data-live="/batches/big/live?q=u12"' in found  # the refresh keeps the filter
+    live = client.get("/batches/big/live?q=u12").text
+    assert live.count('<tr data-email="') == 10
+    none = client.get("/batches/big?status=Failed").text
+    assert '<tr data-email="' not in none and "0 of 230 users" in none

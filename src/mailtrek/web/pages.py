@@ -45,6 +45,7 @@ from mailtrek.web.deps import (
     session_or_none,
 )
 from mailtrek.web.live import batch_view
+from mailtrek.web.user_table import SORTS, user_table
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -337,7 +338,8 @@ def batch_actions(status: str) -> list[str]:
 def batch_page(request: Request, name: str, s: Viewer) -> Response:
     doc = batch_view_doc(request, name)
     return page(request, "batch.html", s, title=f"Batch {name}", b=doc, actions=batch_actions(doc["status"]),
-                notice=request.query_params.get("done"), formats=REPORT_FORMATS)
+                notice=request.query_params.get("done"), formats=REPORT_FORMATS,
+                table=user_table(doc["users"], request.query_params), sorts=SORTS)
 
 
 def batch_view_doc(request: Request, name: str) -> dict[str, Any]:
@@ -348,7 +350,8 @@ def batch_view_doc(request: Request, name: str) -> dict[str, Any]:
 def batch_live(request: Request, name: str, s: Viewer) -> Response:
     """The part of the batch page that the browser refreshes every few seconds."""
     doc = batch_view_doc(request, name)
-    return page(request, "_batch_live.html", s, b=doc, actions=batch_actions(doc["status"]))
+    return page(request, "_batch_live.html", s, b=doc, actions=batch_actions(doc["status"]),
+                table=user_table(doc["users"], request.query_params))
 
 
 @router.get("/batches/{name}/confirm/{action}")
