@@ -313,7 +313,7 @@ def test_changes_summary_is_short_and_absent_without_changes() -> None:
     assert summary_line(report).endswith("; " + line)
     assert report_dict(report)["folders"][0]["notes"][2] == {
         "uid": 3, "subject": None, "note": "importMime refused (bad MIME); sent as JSON",
-        "lossy": False}
+        "lossy": False, "date_source": None, "date_dest": None}
 
 
 # -- 3: verify at the engine level, without the command line -----------------------------------

@@ -638,6 +638,8 @@ class GraphStore:
         extra: dict[str, object] = {"route": "json", "attachments": len(built.attachments)}
         if not built.parsed:
             extra["note"] = "unparsable MIME: stored as text"
+        elif self.options.disarm_read_receipts and requests_receipt(message.raw):
+            extra["note"] = "read receipt request disarmed"  # as on the importMime route
         if not dates.kept(message.internaldate, received):
             lost = dates.loss_extra(message.internaldate, received)
             if "note" in extra:
