@@ -17,13 +17,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from mailtrek.devtools import debroot
 from mailtrek.devtools.dovecot import _ensure_traversable, free_port
+from mailtrek.devtools.greeting import wait_for_greeting
 
 # Mail runs as Debian's "mail" user: libfam and gam_server name their socket after the
 # user, so a uid without a passwd entry makes every command wait for a server never found.
@@ -152,22 +152,8 @@ class CourierInstance:
             raise
 
     def _wait_greeting(self, deadline: float) -> None:
-        last: object = None
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise CourierError(
-                    f"courier exited ({self._proc.returncode}): "
-                    f"{(self.root / 'launcher.log').read_text(errors='replace')[-500:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=2) as sock:
-                    line = sock.makefile("rb").readline()
-                    if line.startswith(b"* OK"):
-                        return
-                    last = line[:80]
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
-        raise CourierError(f"courier did not greet on port {self.port}: {last}")
+        wait_for_greeting(self.host, self.port, self._proc, self.root / "launcher.log", deadline,
+                          CourierError, "courier")
 
     def stop(self) -> None:
         """End the instance's process group (couriertcpd, authdaemond, sessions)."""

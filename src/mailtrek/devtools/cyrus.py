@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from mailtrek.devtools import debroot
 from mailtrek.devtools.dovecot import _ensure_traversable, free_port
+from mailtrek.devtools.greeting import wait_for_greeting
 
 ADMIN = "cyrusadmin"
 START_TIMEOUT = 20.0
@@ -134,21 +134,8 @@ class CyrusInstance:
             raise
 
     def _wait_greeting(self, deadline: float) -> None:
-        last: object = None
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise CyrusError(f"cyrus master exited ({self._proc.returncode}): "
-                                 f"{(self.root / 'master.log').read_text(errors='replace')[-500:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=2) as sock:
-                    line = sock.makefile("rb").readline()
-                    if line.startswith(b"* OK"):
-                        return
-                    last = line[:80]
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
-        raise CyrusError(f"cyrus did not greet on port {self.port}: {last}")
+        wait_for_greeting(self.host, self.port, self._proc, self.root / "master.log", deadline,
+                          CyrusError, "cyrus master")
 
     def stop(self) -> None:
         """Stop the master and its services (SIGTERM, then SIGKILL); safe to call twice."""
