@@ -2,6 +2,8 @@
 
     MailtrekError                      exit 10  (generic)
     ├── UsageError                     exit 2   bad arguments, bad URL, missing password
+    │   ├── NotFoundError              exit 2   no such endpoint/tenant/batch/user (HTTP 404)
+    │   └── ConflictError              exit 2   the name is taken, in use or busy (HTTP 409)
     ├── ConfigError                    exit 2   bad settings file / endpoint / tenant
     ├── AuthenticationError            exit 3   the server refused the credentials
     ├── ConnectionFailedError          exit 4   DNS, TCP, TLS handshake, certificate
@@ -14,6 +16,9 @@
     ├── ThrottledError                 (retry after ``retry_after`` seconds)
     ├── TransientError                 (retry: dropped link, 5xx, timeout)
     └── StateError                     exit 7   the state database is unusable
+
+Each class also carries the HTTP status the dashboard's API answers with
+(``http_status``), beside its exit code, so no front end guesses from message text.
 
 Lower-layer exceptions (ssl, socket, httpx) are translated at the store boundary so that
 the sync layer only ever sees these. Anything else that escapes a command is a bug:
@@ -28,6 +33,7 @@ class MailtrekError(Exception):
     """Base of every error mailtrek raises on purpose."""
 
     exit_code = 10
+    http_status = 500
     retryable = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -41,18 +47,34 @@ class MailtrekError(Exception):
 
 class UsageError(MailtrekError):
     exit_code = 2
+    http_status = 400
+
+
+class NotFoundError(UsageError):
+    """A named object (endpoint, tenant, batch, user) does not exist."""
+
+    http_status = 404
+
+
+class ConflictError(UsageError):
+    """The request clashes with what exists: a taken name, an object in use, work running."""
+
+    http_status = 409
 
 
 class ConfigError(MailtrekError):
     exit_code = 2
+    http_status = 400
 
 
 class AuthenticationError(MailtrekError):
     exit_code = 3
+    http_status = 502  # the mail server refused: a bad gateway from the API's point of view
 
 
 class ConnectionFailedError(MailtrekError):
     exit_code = 4
+    http_status = 502
     retryable = True
 
 
@@ -62,10 +84,12 @@ class CertificateError(ConnectionFailedError):
 
 class ProtocolError(MailtrekError):
     exit_code = 5
+    http_status = 502
 
 
 class StoreError(MailtrekError):
     exit_code = 6
+    http_status = 502
 
 
 class ItemRejectedError(StoreError):

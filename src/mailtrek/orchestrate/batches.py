@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailtrek.errors import UsageError
+from mailtrek.errors import ConflictError, NotFoundError, UsageError
 from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.endpoints import check_name, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
@@ -107,7 +107,7 @@ def create_batch(
         ).all()
         if busy:
             listed = ", ".join(f"{e} ({b})" for e, b in busy[:10])
-            raise UsageError(f"{len(busy)} user(s) are already in an unfinished batch: {listed}",
+            raise ConflictError(f"{len(busy)} user(s) are already in an unfinished batch: {listed}",
                              hint="fix them there: `mailtrek batch retry BATCH --csv FILE` takes new "
                                   "passwords, `batch move-user` moves a user; or complete or delete that batch")
         try:
@@ -121,7 +121,7 @@ def create_batch(
                 created_at=now, start_at=start_at,
             ))
         except IntegrityError:
-            raise UsageError(f"batch {name!r} exists", hint="pick another name") from None
+            raise ConflictError(f"batch {name!r} exists", hint="pick another name") from None
         c.execute(insert(batch_users), [
             {"batch": name, "email": u.email.lower(), "line": u.line, "username": u.username,
              "password_enc": home.box.encrypt(u.password), "user_root": u.user_root,
@@ -148,7 +148,7 @@ def check_new_batch(
     check_name(name, "batch")
     with home.engine.connect() as c:
         if c.execute(select(batches.c.name).where(batches.c.name == name)).first() is not None:
-            raise UsageError(f"batch {name!r} exists", hint="pick another name")
+            raise ConflictError(f"batch {name!r} exists", hint="pick another name")
     _check_destination_and_interval(home, tenant, dest_endpoint, incremental_hours)
 
 
@@ -169,7 +169,7 @@ def get_batch(home: Home, name: str) -> Batch:
     with home.engine.connect() as c:
         r = c.execute(select(batches).where(batches.c.name == name)).mappings().first()
     if r is None:
-        raise UsageError(f"no batch named {name!r}", hint="see `mailtrek batch list`")
+        raise NotFoundError(f"no batch named {name!r}", hint="see `mailtrek batch list`")
     return _batch(r)
 
 
@@ -282,7 +282,7 @@ def delete_batch(home: Home, name: str) -> int:
         held = c.execute(select(func.count()).select_from(batch_users).where(
             batch_users.c.batch == name, batch_users.c.lease_expires > now)).scalar_one()
         if held:
-            raise UsageError(f"batch {name!r} has {held} move(s) running",
+            raise ConflictError(f"batch {name!r} has {held} move(s) running",
                              hint=f"run `mailtrek batch stop {name}` and wait for the runner to let go")
         # Blank the ciphertexts first, so even a half-failed delete leaves no passwords.
         c.execute(update(batch_users).where(batch_users.c.batch == name).values(password_enc=None))

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailtrek.errors import ConfigError, UsageError
+from mailtrek.errors import ConfigError, ConflictError, NotFoundError, UsageError
 from mailtrek.orchestrate.home import Home, utcnow
 from mailtrek.orchestrate.presets import get_preset
 from mailtrek.secrets import remember
@@ -187,14 +187,14 @@ def add_endpoint(home: Home, ep: Endpoint) -> None:
         with home.engine.begin() as c:
             c.execute(insert(endpoints).values(**row))
     except IntegrityError:
-        raise UsageError(f"endpoint {ep.name!r} exists", hint="remove it first or pick another name") from None
+        raise ConflictError(f"endpoint {ep.name!r} exists", hint="remove it first or pick another name") from None
 
 
 def get_endpoint(home: Home, name: str) -> Endpoint:
     with home.engine.connect() as c:
         r = c.execute(select(endpoints).where(endpoints.c.name == name)).mappings().first()
     if r is None:
-        raise ConfigError(f"no endpoint named {name!r}", hint="see `mailtrek endpoint list`")
+        raise NotFoundError(f"no endpoint named {name!r}", hint="see `mailtrek endpoint list`")
     return Endpoint(**{k: r[k] for k in Endpoint.__slots__})
 
 
@@ -211,7 +211,7 @@ def remove_endpoint(home: Home, name: str) -> None:
         used = c.execute(select(batches.c.name).where(
             (batches.c.source_endpoint == name) | (batches.c.dest_endpoint == name))).scalars().all()
         if used:
-            raise UsageError(f"endpoint {name!r} is used by batch(es) {', '.join(used)}",
+            raise ConflictError(f"endpoint {name!r} is used by batch(es) {', '.join(used)}",
                              hint="delete those batches first")
         if home.engine.dialect.name == "sqlite":
             # Overwrite freed pages, so a deleted key or password does not linger in the file.
@@ -233,14 +233,14 @@ def add_tenant(home: Home, t: Tenant) -> None:
         with home.engine.begin() as c:
             c.execute(insert(tenants).values(**row))
     except IntegrityError:
-        raise UsageError(f"tenant {t.name!r} exists", hint="remove it first or pick another name") from None
+        raise ConflictError(f"tenant {t.name!r} exists", hint="remove it first or pick another name") from None
 
 
 def get_tenant(home: Home, name: str) -> Tenant:
     with home.engine.connect() as c:
         r = c.execute(select(tenants).where(tenants.c.name == name)).mappings().first()
     if r is None:
-        raise ConfigError(f"no tenant named {name!r}", hint="see `mailtrek tenant list`")
+        raise NotFoundError(f"no tenant named {name!r}", hint="see `mailtrek tenant list`")
     return Tenant(**{k: r[k] for k in Tenant.__slots__})
 
 
@@ -255,7 +255,7 @@ def remove_tenant(home: Home, name: str) -> None:
     with home.engine.begin() as c:
         used = c.execute(select(batches.c.name).where(batches.c.tenant == name)).scalars().all()
         if used:
-            raise UsageError(f"tenant {name!r} is used by batch(es) {', '.join(used)}",
+            raise ConflictError(f"tenant {name!r} is used by batch(es) {', '.join(used)}",
                              hint="delete those batches first")
         c.execute(delete(tenants).where(tenants.c.name == name))
         from mailtrek.state.m365 import tenant_apps

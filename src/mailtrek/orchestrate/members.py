@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from mailtrek.errors import UsageError
+from mailtrek.errors import ConflictError, NotFoundError, UsageError
 from mailtrek.orchestrate.batches import Batch, get_batch, settle
 from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.home import Home, utcnow
@@ -56,7 +56,7 @@ def get_user(home: Home, batch: str, email: str) -> dict[str, Any]:
         r = c.execute(select(*cols).where(batch_users.c.batch == batch,
                                           batch_users.c.email == email.strip().lower())).mappings().first()
     if r is None:
-        raise UsageError(f"batch {batch!r} has no user {email!r}",
+        raise NotFoundError(f"batch {batch!r} has no user {email!r}",
                          hint=f"see `mailtrek batch show {batch}`")
     return dict(r)
 
@@ -256,7 +256,7 @@ def move_user(home: Home, batch: str, email: str, to: str) -> Outcome:
     """
     src, dst = get_batch(home, batch), get_batch(home, to)
     if src.name == dst.name:
-        raise UsageError("the user is already in that batch")
+        raise ConflictError("the user is already in that batch")
     if (src.source_endpoint, src.tenant, src.dest_endpoint) != (dst.source_endpoint, dst.tenant, dst.dest_endpoint):
         raise UsageError(f"batch {to} has another source or destination than {batch}",
                          hint="move users only between batches of the same endpoint and destination")

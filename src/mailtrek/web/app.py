@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import mailtrek.state.web  # noqa: F401  (adds the web tables before the home is opened)
-from mailtrek.errors import ConfigError, MailtrekError
+from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.csvfile import CsvInvalidError
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.states import TransitionError
@@ -44,18 +44,12 @@ SECURITY_HEADERS = {
 
 
 def error_status(e: MailtrekError) -> int:
-    """Map an orchestrate error to an HTTP status: 404 unknown name, 409 conflict, 400 else."""
-    text = e.message
-    if isinstance(e, TransitionError) or " exists" in text or "is used by" in text or "running" in text \
-            or "already in" in text:
-        return 409
-    if text.startswith("no ") and " named " in text:
-        return 404
+    """The HTTP status of an error: its type says it (``http_status``), never its text."""
+    if isinstance(e, TransitionError):
+        return 409  # the batch or user is in a state that does not allow the action
     if isinstance(e, CsvInvalidError):
         return 422
-    if isinstance(e, (ConfigError,)) or e.exit_code == 2:
-        return 400
-    return 502 if e.exit_code in (3, 4, 5, 6) else 500
+    return e.http_status
 
 
 def create_app(home: Home, *, run_scheduler: bool = False, poll_seconds: float = 2.0,
