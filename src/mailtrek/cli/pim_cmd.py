@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -18,6 +19,8 @@ from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.pim.model import KINDS, Kind
 from mailtrek.pim.report import report_dict, summary_line
 from mailtrek.stores.dav import DavStore, is_dav_address, parse_dav_address
+
+T = TypeVar("T")
 
 ITEM_NAMES: dict[str, Kind] = {"calendars": "calendar", "calendar": "calendar",
                                "contacts": "contacts", "contact": "contacts"}
@@ -81,16 +84,8 @@ def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
                              dest_ca_file=dest_ca_file or ca_file, connections=connections)
         engine = open_engine(state or home_dir() / "copy-state.db")
         key = f"{src.address.display()} -> {dst.address.display()}"
-
-        async def run() -> Any:
-            try:
-                await asyncio.gather(src.connect(), dst.connect())
-                return await copy_pim(src, dst, PimState(engine, key), kinds,
-                                      concurrency=connections)
-            finally:
-                await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
-
-        report = asyncio.run(run())
+        report = asyncio.run(_connected(src, dst, lambda: copy_pim(
+            src, dst, PimState(engine, key), kinds, concurrency=connections)))
         report.source, report.destination = src.address.display(), dst.address.display()
         if json_report:
             _write_json(json_report, report_dict(report))
@@ -118,15 +113,7 @@ def verify_dav(source: str, dest: str, *, items: str | None, json_report: Path |
                              dest_password_file=dest_password_file,
                              source_ca_file=source_ca_file or ca_file,
                              dest_ca_file=dest_ca_file or ca_file, connections=connections)
-
-        async def run() -> dict[str, Any]:
-            try:
-                await asyncio.gather(src.connect(), dst.connect())
-                return await verify_pim(src, dst, kinds)
-            finally:
-                await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
-
-        result = asyncio.run(run())
+        result = asyncio.run(_connected(src, dst, lambda: verify_pim(src, dst, kinds)))
         result["source"], result["destination"] = src.address.display(), dst.address.display()
         if json_report:
             _write_json(json_report, result)
@@ -139,6 +126,15 @@ def verify_dav(source: str, dest: str, *, items: str | None, json_report: Path |
             detail = ", ".join(p.get("fields", [])) or p.get("reason") or p.get("title") or ""
             typer.echo(f"  {p['problem']}: {p['kind']} {p['collection']!r} {what}: {detail}")
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
+
+
+async def _connected(src: DavStore, dst: DavStore, work: Callable[[], Awaitable[T]]) -> T:
+    """Connect both stores, run ``work``, and close both whatever happens."""
+    try:
+        await asyncio.gather(src.connect(), dst.connect())
+        return await work()
+    finally:
+        await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
