@@ -52,8 +52,14 @@ def _fmt(value: dt.datetime | dt.date) -> str:
 
 
 def _prop(name: str, value: dt.datetime | dt.date) -> str:
-    kind = "" if isinstance(value, dt.datetime) else ";VALUE=DATE"
-    return f"{name}{kind}:{_fmt(value)}"
+    """A DATE, a UTC DATE-TIME, or a local one with its IANA TZID (so a series keeps its
+    wall-clock time across DST changes when expanded)."""
+    if not isinstance(value, dt.datetime):
+        return f"{name};VALUE=DATE:{_fmt(value)}"
+    key = getattr(value.tzinfo, "key", None)
+    if key and key not in ("UTC", "Etc/UTC"):
+        return f"{name};TZID={key}:{value.strftime('%Y%m%dT%H%M%S')}"
+    return f"{name}:{_fmt(value)}"
 
 
 def _escape(text: str) -> str:
