@@ -167,20 +167,61 @@ def _instant(value: dict[str, str], master: dict[str, Any]) -> dt.datetime | dt.
     return at.date() if master.get("isAllDay") else at
 
 
+MAX_OCCURRENCES = 2000  # how far a series without end is read (as the simulator does)
+
+
+def series_dates(master: dict[str, Any]) -> list[dt.date]:
+    """The dates of a Graph series' occurrences (at most ``MAX_OCCURRENCES``)."""
+    from dateutil import rrule
+
+    start = when(master["start"])
+    first: dt.datetime | dt.date = start.date() if master.get("isAllDay") else start
+    text = rrule_text(master.get("recurrence") or {}, first)
+    if text is None:
+        return []
+    aware = isinstance(first, dt.datetime)  # then UNTIL is UTC, compared with the start
+    rule = rrule.rrulestr(text, dtstart=start if aware else dt.datetime.combine(first, dt.time()))
+    out = []
+    for n, occurrence in enumerate(rule):
+        if n >= MAX_OCCURRENCES:
+            break
+        out.append(occurrence.astimezone(start.tzinfo).date() if aware else occurrence.date())
+    return out
+
+
+def occurs(master: dict[str, Any], at: dt.datetime | dt.date,
+           dates: list[dt.date] | None = None) -> bool:
+    """True when the series has an occurrence starting at ``at`` (its date, all-day)."""
+    dates = series_dates(master) if dates is None else dates
+    if master.get("isAllDay") or not isinstance(at, dt.datetime):
+        day = at if not isinstance(at, dt.datetime) else at.date()
+        return day in dates
+    first = when(master["start"])
+    local = at.astimezone(first.tzinfo)
+    return local.date() in dates and local.timetz().replace(tzinfo=None) == \
+        first.timetz().replace(tzinfo=None)
+
+
 def project_event(body: bytes) -> bytes:
     """What a calendar object resource becomes in Graph, as iCalendar (no network).
 
-    Raises BrokenObjectError for what ``event_to_graph`` cannot map at all.
+    Overrides and EXDATEs of no occurrence of the series are left out (the store cannot
+    apply them, and says so). Raises BrokenObjectError for what ``event_to_graph`` cannot
+    map at all.
     """
     ge = event_to_graph(body)
+    dates = series_dates(ge.body) if ge.body.get("recurrence") else []
     exceptions = []
     for rid, changed in ge.overrides:
         at = _instant(rid, ge.body)
+        if not occurs(ge.body, at, dates):
+            continue
         start = at if isinstance(at, dt.datetime) else dt.datetime.combine(at, dt.time(), dt.UTC)
         exceptions.append({**changed, "originalStart": start.astimezone(dt.UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ")})
-    return event_ical(ge.uid, ge.body, exceptions,
-                      [_instant(c, ge.body) for c in ge.cancelled])
+    cancelled = [at for at in (_instant(c, ge.body) for c in ge.cancelled)
+                 if occurs(ge.body, at, dates)]
+    return event_ical(ge.uid, ge.body, exceptions, cancelled)
 
 
 def project_contact(body: bytes, uid: str) -> bytes:
