@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from mailtrek.pim.graph_map import contact_to_graph, event_to_graph
@@ -25,6 +26,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 INDEX = {"first": "1", "second": "2", "third": "3", "fourth": "4", "last": "-1"}
 
 
+@cache
 def zone(name: str | None) -> dt.tzinfo:
     """A tzinfo for a Graph ``timeZone`` (Windows or IANA name); UTC when unknown."""
     if not name or name.upper() in ("UTC", "Z", "ETC/UTC"):
@@ -74,8 +76,12 @@ def _times(ev: dict[str, Any]) -> tuple[dt.datetime | dt.date, dt.datetime | dt.
     return start, end
 
 
-def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date) -> str | None:
-    """The RRULE meaning the same as a ``patternedRecurrence`` (None for an unknown type)."""
+def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date,
+               local_until: bool = False) -> str | None:
+    """The RRULE meaning the same as a ``patternedRecurrence`` (None for an unknown type).
+
+    ``local_until`` writes UNTIL as a floating wall-clock time (for expanding the rule
+    from a naive start, which is much faster than with time zones)."""
     pattern, rng = recurrence.get("pattern") or {}, recurrence.get("range") or {}
     ptype = str(pattern.get("type", ""))
     parts = {"daily": ["FREQ=DAILY"], "weekly": ["FREQ=WEEKLY"],
@@ -103,6 +109,9 @@ def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date) -> str 
         parts.append(f"COUNT={int(rng.get('numberOfOccurrences') or 1)}")
     elif rng.get("type") == "endDate" and rng.get("endDate"):
         last = dt.date.fromisoformat(str(rng["endDate"])[:10])
+        if local_until and isinstance(start, dt.datetime):
+            parts.append(f"UNTIL={last.strftime('%Y%m%d')}T235959")
+            return ";".join(parts)
         if isinstance(start, dt.datetime):
             tz = zone(rng.get("recurrenceTimeZone")) if rng.get("recurrenceTimeZone") \
                 else start.tzinfo
@@ -174,18 +183,19 @@ def series_dates(master: dict[str, Any]) -> list[dt.date]:
     """The dates of a Graph series' occurrences (at most ``MAX_OCCURRENCES``)."""
     from dateutil import rrule
 
+    # Wall-clock expansion (naive): the series' local dates, whatever the DST offsets.
     start = when(master["start"])
-    first: dt.datetime | dt.date = start.date() if master.get("isAllDay") else start
-    text = rrule_text(master.get("recurrence") or {}, first)
+    local = start.replace(tzinfo=None)
+    if master.get("isAllDay"):
+        local = dt.datetime.combine(start.date(), dt.time())
+    text = rrule_text(master.get("recurrence") or {}, local, local_until=True)
     if text is None:
         return []
-    aware = isinstance(first, dt.datetime)  # then UNTIL is UTC, compared with the start
-    rule = rrule.rrulestr(text, dtstart=start if aware else dt.datetime.combine(first, dt.time()))
     out = []
-    for n, occurrence in enumerate(rule):
+    for n, occurrence in enumerate(rrule.rrulestr(text, dtstart=local)):
         if n >= MAX_OCCURRENCES:
             break
-        out.append(occurrence.astimezone(start.tzinfo).date() if aware else occurrence.date())
+        out.append(occurrence.date())
     return out
 
 
