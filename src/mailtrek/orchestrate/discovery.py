@@ -44,9 +44,9 @@ import httpx
 
 from mailtrek.errors import ConnectionFailedError, UsageError
 from mailtrek.orchestrate.csvfile import is_address
-from mailtrek.orchestrate.cutover import resolver_for
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.provider_domains import preset_for_domain
+from mailtrek.resolver import resolver_for
 from mailtrek.secrets import redact, remember
 
 DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"
