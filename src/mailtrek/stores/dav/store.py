@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
-from mailtrek.errors import StoreError
+from mailtrek.errors import StoreError, UsageError
 from mailtrek.pim.model import KINDS, Changes, Collection, Item, ItemRef, Kind, PutResult
 from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.client import DavClient
@@ -28,6 +28,7 @@ from mailtrek.stores.dav.discovery import (
     locate,
     to_path,
 )
+from mailtrek.stores.dav.presets import preset_of_address
 from mailtrek.stores.dav.srv import DnsSettings
 from mailtrek.stores.dav.xml import (
     CALDAV,
@@ -68,18 +69,30 @@ class DavStore:
 
     ``dns`` decides the SRV look of :func:`locate` (None: the system's resolver; a store
     given its own ``client`` never moves); ``kinds`` says which services to look up.
+    An address whose host is a preset name (``dav+https://alice@icloud/``) goes to that
+    provider's service for ``kinds`` (UsageError when they live on two hosts: one store
+    per kind then). ``token`` logs in with OAuth Bearer tokens instead of the password.
     """
 
     def __init__(self, address: DavAddress, password: str, *, ca_file: str | None = None,
                  connections: int = 4, client: DavClient | None = None,
-                 dns: DnsSettings | None = None, kinds: Sequence[Kind] = KINDS) -> None:
-        self.address = address
-        self.dns = dns or DnsSettings(enabled=client is None)
+                 dns: DnsSettings | None = None, kinds: Sequence[Kind] = KINDS,
+                 token: Callable[[], Awaitable[str]] | None = None) -> None:
         self.kinds = tuple(kinds)
+        preset = preset_of_address(address)
+        if preset is not None:
+            if preset.origins(self.kinds):
+                raise UsageError(f"{preset.title} keeps calendars and contacts on two servers",
+                                 hint="copy them one at a time: --items calendars, then "
+                                      "--items contacts")
+            address = preset.address(address.user, self.kinds[0])
+        self.address = address
+        self.dns = dns or DnsSettings(enabled=client is None and preset is None)
         self.notes: list[str] = []  # how the server was found (DNS answers)
 
         def make(a: DavAddress) -> DavClient:  # the password stays in this closure
-            return DavClient(a, password, ca_file=ca_file, connections=connections)
+            return DavClient(a, password, ca_file=ca_file, connections=connections,
+                             token=token)
 
         self._make_client = make
         self.client = client or make(address)
