@@ -23,7 +23,7 @@ import typer
 from mailtrek.cli.common import ca_path, log_service_to_stdout
 from mailtrek.errors import EXIT_INCOMPLETE, MailtrekError, UsageError
 from mailtrek.orchestrate.home import HOME_ENV, Home, open_home
-from mailtrek.orchestrate.option_text import date_option, size_option
+from mailtrek.orchestrate.option_text import date_option, items_option, size_option
 from mailtrek.secrets import read_secret_file, redact, remember
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", envvar=HOME_ENV,
@@ -356,6 +356,7 @@ def batch_create(
     before: Annotated[str | None, typer.Option(help="only mail received before this date")] = None,
     max_size: Annotated[str | None, typer.Option(help="skip larger messages (bytes or 35M) [35M]")] = None,
     gmail_labels: Annotated[str, typer.Option(help="Gmail sources: folders+categories, folders, all-mail, off (auto: folders+categories when Gmail)")] = "auto",
+    items: Annotated[str | None, typer.Option(help="what each user's move carries: mail, calendars, contacts (e.g. mail,calendars,contacts) [mail]; the CSV's Items column decides per user")] = None,
     autostart: Annotated[bool, typer.Option(help="start right away")] = False,
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
@@ -385,7 +386,7 @@ def batch_create(
 
     options = BatchOptions(exclude=list(exclude_folder or []), since=date_option(since, "--since"),
                            before=date_option(before, "--before"), max_size=size_option(max_size),
-                           gmail_labels=check_mode(gmail_labels))
+                           gmail_labels=check_mode(gmail_labels), items=items_option(items))
     if endpoint is not None and discover:
         raise UsageError("give --endpoint or --discover, not both",
                          hint="--endpoint names a stored source; --discover finds one from the CSV's domains")

@@ -157,6 +157,7 @@ class BatchInput:
     incremental_interval: float = batch_ops.DEFAULT_INCREMENTAL_HOURS
     allow_unknown_columns: bool = False
     start_at: str | None = None  # ISO time or +2h: the batch starts by itself then
+    items: str | None = None  # mail, calendars, contacts (blank: mail only)
 
 
 def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
     Raises CsvInvalidError (with every problem and its line) before anything is stored.
     """
     from mailtrek.orchestrate.endpoints import needs_no_passwords
-    from mailtrek.orchestrate.option_text import date_option, size_option
+    from mailtrek.orchestrate.option_text import date_option, items_option, size_option
     from mailtrek.orchestrate.schedule import parse_when
 
     users = parse_users_csv(csv_bytes, allow_unknown_columns=inp.allow_unknown_columns,
@@ -177,7 +178,7 @@ def create_batch(home: Home, inp: BatchInput, csv_bytes: bytes) -> dict[str, Any
     options = batch_ops.BatchOptions(
         exclude=[x.strip() for x in inp.exclude_folder if x.strip()],
         since=date_option(_blank(inp.since), "since"), before=date_option(_blank(inp.before), "before"),
-        max_size=size_option(_blank(inp.max_size)))
+        max_size=size_option(_blank(inp.max_size)), items=items_option(_blank(inp.items), "items"))
     b = batch_ops.create_batch(home, inp.name, endpoint=inp.endpoint, users=users,
                                tenant=_blank(inp.tenant), dest_endpoint=_blank(inp.dest_endpoint),
                                options=options, notify=notify, incremental_hours=inp.incremental_interval,

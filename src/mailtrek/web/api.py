@@ -201,13 +201,14 @@ async def batches_create(
     incremental_interval: Annotated[float, Form()] = batch_ops.DEFAULT_INCREMENTAL_HOURS,
     allow_unknown_columns: Annotated[bool, Form()] = False,
     start_at: Annotated[str | None, Form(description="start by itself then (ISO time, +2h)")] = None,
+    items: Annotated[str | None, Form(description="mail, calendars, contacts [mail]")] = None,
 ) -> dict[str, Any]:
     data = await csv.read(MAX_BYTES + 1)
     inp = actions.BatchInput(name=name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
                              exclude_folder=exclude_folder or [], since=since, before=before,
                              max_size=max_size, autostart=autostart, notify=notify or [],
                              incremental_interval=incremental_interval,
-                             allow_unknown_columns=allow_unknown_columns, start_at=start_at)
+                             allow_unknown_columns=allow_unknown_columns, start_at=start_at, items=items)
     return actions.create_batch(home_of(request), inp, data)
 
 
