@@ -111,6 +111,7 @@ def endpoint_add(
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    dav_url: Annotated[str | None, typer.Option(help="contacts/calendars server, https://HOST[:PORT]/PATH (default: the preset's, else DNS SRV and /.well-known of each user's domain)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
@@ -125,7 +126,7 @@ def endpoint_add(
                        ca_file=ca_path(ca_file), preset=preset, auth=auth,
                        admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
                        max_concurrent_incremental=max_concurrent_incremental,
-                       connections_per_mailbox=connections_per_mailbox)
+                       connections_per_mailbox=connections_per_mailbox, dav_url=dav_url)
     _check_port(ep.port, ep.security, security_given=security is not None)
     # Read before anything is stored: a bad key file leaves no endpoint behind.
     sa_info = read_service_account_key(service_account_key) if service_account_key else None

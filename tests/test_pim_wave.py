@@ -1,0 +1,113 @@
+"""Contacts and calendars in a migration wave: per-user items, the PIM phase after mail,
+counts in `batch show`, re-runs that add nothing, and the Microsoft 365 refusal.
+
+Real servers only: Dovecot (mail, source and destination) and the suite's Radicale
+(contacts and calendars, one account per side), driven by the real scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from mailtrek.devtools.dav_load import Loader
+from mailtrek.orchestrate.batches import BatchOptions, create_batch, start_batch, user_rows
+from mailtrek.orchestrate.csvfile import parse_users_csv
+from mailtrek.orchestrate.endpoints import Tenant, add_endpoint, add_tenant, make_endpoint
+from mailtrek.orchestrate.home import open_home, utcnow
+from mailtrek.orchestrate.notify import Notifier
+from mailtrek.orchestrate.pim_phase import M365_REFUSAL, pim_summary
+from mailtrek.orchestrate.reports import batch_document
+from mailtrek.orchestrate.runner import Runner
+from mailtrek.state.orchestration import batch_users
+from pim_helpers import vcalendar, vcard, vevent
+
+pytestmark = pytest.mark.timeout(120)
+DOMAIN = "contoso.test"
+
+
+def fill_dav(radicale, user: str, password: str, tmp_path, events: int, cards: int) -> None:
+    files = tmp_path / f"src-{user}"
+    files.mkdir()
+    for i in range(events):
+        (files / f"e{i}.ics").write_bytes(vcalendar(vevent(
+            f"ev-{i}@{user}", f"Meeting {i} ü", f":2024030{i + 1}T090000Z", f":2024030{i + 1}T100000Z")))
+    for i in range(cards):
+        (files / f"c{i}.vcf").write_bytes(vcard(f"card-{i}@{user}", f"Person {i}", f"p{i}@example.test"))
+    with Loader(radicale.base_url, user, password, verify=radicale.ssl_context()) as load:
+        load.load(load.make_collection("Work", "calendar"), sorted(files.glob("*.ics")), "calendar")
+        load.load(load.make_collection("People", "contacts"), sorted(files.glob("*.vcf")), "contacts")
+
+
+async def run(home) -> None:
+    r = Runner(home, notifier=Notifier(None), lease_seconds=5.0, poll_seconds=0.05)
+    r.retry_delay = 0.01
+    await r.run(until_idle=True)
+
+
+def users_by_name(home, batch: str) -> dict[str, dict]:
+    return {u["email"].split("@")[0]: u for u in user_rows(home, batch)}
+
+
+def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, dovecot_src, dovecot_dst):
+    tag = os.urandom(3).hex()
+    both, only = f"pw{tag}a", f"pw{tag}b"
+    pw = {both: f"Pw-{both}", only: f"Pw-{only}"}
+    dovecot_src.add_user(both, pw[both])  # `only` has no mailbox: its mail must not be tried
+    dovecot_dst.add_user(f"{both}@{DOMAIN}", pw[both])
+    for n in (both, only):
+        radicale.add_user(n, pw[n])
+        radicale.add_user(f"{n}@{DOMAIN}", pw[n])
+    fill_dav(radicale, both, pw[both], tmp_path, events=3, cards=2)
+    fill_dav(radicale, only, pw[only], tmp_path, events=2, cards=4)
+    bundle = tmp_path / "cas.pem"  # one endpoint CA file trusts both its IMAP and its DAV server
+    bundle.write_bytes(dovecot_src.ca_file.read_bytes() + dovecot_dst.ca_file.read_bytes()
+                       + radicale.ca_file.read_bytes())
+    home = open_home(tmp_path / "home")
+    add_endpoint(home, make_endpoint("src", host=dovecot_src.host, port=dovecot_src.ssl_port,
+                                     ca_file=str(bundle), dav_url=radicale.base_url + "/"))
+    add_endpoint(home, make_endpoint("dst", host=dovecot_dst.host, port=dovecot_dst.ssl_port,
+                                     ca_file=str(bundle), dav_url=f"dav+{radicale.base_url}/"))
+    users = parse_users_csv((
+        "EmailAddress,UserName,Password,Items\n"
+        f"{both}@{DOMAIN},{both},{pw[both]},\n"
+        f"{only}@{DOMAIN},{only},{pw[only]},contacts\n").encode())
+    create_batch(home, "w", endpoint="src", dest_endpoint="dst", users=users,
+                 options=BatchOptions(items=["mail", "calendars", "contacts"]))
+    start_batch(home, "w")
+    asyncio.run(run(home))
+    got = users_by_name(home, "w")
+    assert got[both]["status"] == "Synced" and got[both]["error"] is None, got[both]
+    assert got[only]["status"] == "Synced" and got[only]["error"] is None, got[only]
+    a, b = got[both]["pim"]["by_kind"], got[only]["pim"]["by_kind"]
+    assert (a["calendar"]["copied"], a["contacts"]["copied"]) == (3, 2)
+    assert list(b) == ["contacts"] and b["contacts"]["copied"] == 4  # calendars not asked for
+    assert pim_summary(got[both]["pim"]) == "3 calendar objects, 2 contacts"
+    doc = {u["email"].split("@")[0]: u for u in batch_document(home, "w")["users"]}
+    assert doc[only]["items"] == ["contacts"] and doc[both]["items"] == ["mail", "calendars", "contacts"]
+    assert doc[both]["pim"]["selected"] == 5
+    # The next incremental sync copies nothing again.
+    with home.engine.begin() as c:
+        c.execute(update(batch_users).where(batch_users.c.batch == "w").values(
+            next_sync=utcnow() - timedelta(seconds=1)))
+    asyncio.run(run(home))
+    again = users_by_name(home, "w")[both]["pim"]
+    assert (again["copied"], again["skipped"], again["failed"]) == (0, 5, 0)
+
+
+def test_microsoft_365_destination_is_refused_per_user(tmp_path):
+    home = open_home(tmp_path / "home")
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, dav_url="https://127.0.0.1:2/"))
+    add_tenant(home, Tenant("t", "tid", "cid", home.box.encrypt("secret")))
+    users = parse_users_csv(b"EmailAddress,UserName,Password\nx@contoso.test,x,pw\n")
+    create_batch(home, "m", endpoint="src", tenant="t", users=users,
+                 options=BatchOptions(items=["calendars", "contacts"]))
+    start_batch(home, "m")
+    asyncio.run(run(home))
+    u = users_by_name(home, "m")["x"]
+    assert u["status"] == "Synced" and u["error"] == M365_REFUSAL
+    assert u["pim"]["error"] == M365_REFUSAL and pim_summary(u["pim"]) == "error"
