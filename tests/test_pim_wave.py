@@ -20,7 +20,7 @@ from mailtrek.orchestrate.csvfile import parse_users_csv
 from mailtrek.orchestrate.endpoints import Tenant, add_endpoint, add_tenant, make_endpoint
 from mailtrek.orchestrate.home import open_home, utcnow
 from mailtrek.orchestrate.notify import Notifier
-from mailtrek.orchestrate.pim_phase import M365_REFUSAL, pim_summary
+from mailtrek.orchestrate.pim_phase import pim_summary
 from mailtrek.orchestrate.reports import batch_document
 from mailtrek.orchestrate.runner import Runner
 from mailtrek.state.orchestration import batch_users
@@ -99,15 +99,36 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     assert (again["copied"], again["skipped"], again["failed"]) == (0, 5, 0)
 
 
-def test_microsoft_365_destination_is_refused_per_user(tmp_path):
+@pytest.fixture(scope="module")
+def sim():
+    from mailtrek.sim.config import SimConfig
+    from mailtrek.sim.server import Simulator
+
+    s = Simulator(SimConfig(users=[]))
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_contacts_and_calendars_into_microsoft_365_without_mail(tmp_path, radicale, sim):
+    user = f"m{os.urandom(3).hex()}"
+    pw = f"Pw-{user}"
+    radicale.add_user(user, pw)
+    fill_dav(radicale, user, pw, tmp_path, events=2, cards=3)
+    sim.add_user(f"{user}@{DOMAIN}")
     home = open_home(tmp_path / "home")
-    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, dav_url="https://127.0.0.1:2/"))
-    add_tenant(home, Tenant("t", "tid", "cid", home.box.encrypt("secret")))
-    users = parse_users_csv(b"EmailAddress,UserName,Password\nx@contoso.test,x,pw\n")
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, ca_file=str(radicale.ca_file),
+                                     dav_url=radicale.base_url))
+    add_tenant(home, Tenant(name="t", tenant_id=sim.config.tenant_id, client_id="pim-wave",
+                            client_secret_enc=home.box.encrypt("Pim-Wave-Secret-7"), authority=sim.authority(),
+                            graph_url=f"{sim.base_url}/graph", ca_file=str(sim.ca_file)))
+    users = parse_users_csv(f"EmailAddress,UserName,Password\n{user}@{DOMAIN},{user},{pw}\n".encode())
     create_batch(home, "m", endpoint="src", tenant="t", users=users,
-                 options=BatchOptions(items=["calendars", "contacts"]))
+                 options=BatchOptions(items=["calendars", "contacts"]))  # no mail: port 1 is never tried
     start_batch(home, "m")
     asyncio.run(run(home))
-    u = users_by_name(home, "m")["x"]
-    assert u["status"] == "Synced" and u["error"] == M365_REFUSAL
-    assert u["pim"]["error"] == M365_REFUSAL and pim_summary(u["pim"]) == "error"
+    u = users_by_name(home, "m")[user]
+    assert u["status"] == "Synced" and u["error"] is None, u
+    assert (u["pim"]["copied"], u["pim"]["failed"]) == (5, 0), u["pim"]
+    assert len(sim.events(f"{user}@{DOMAIN}")) == 2 and len(sim.contacts(f"{user}@{DOMAIN}")) == 3
+    assert sim.outbox() == []

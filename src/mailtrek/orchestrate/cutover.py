@@ -100,10 +100,9 @@ def read_dns(domain: str, resolver: dns.resolver.Resolver, status: CutoverStatus
 async def expected_mx_from_tenant(home: Home, tenant_name: str, domain: str) -> list[str]:
     """Return the MX hosts Microsoft 365 expects for ``domain`` (Graph serviceConfigurationRecords)."""
     from mailtrek.orchestrate.endpoints import get_tenant
-    from mailtrek.orchestrate.mover import tenant_config
-    from mailtrek.stores.m365.api import GraphClient
+    from mailtrek.orchestrate.specs import tenant_client
 
-    client = GraphClient(tenant_config(home, get_tenant(home, tenant_name)))
+    client = tenant_client(home, get_tenant(home, tenant_name))
     try:
         records = [r async for r in client.pages("", f"domains/{domain}/serviceConfigurationRecords")]
     finally:

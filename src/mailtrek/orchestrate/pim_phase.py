@@ -6,8 +6,8 @@ preset's DAV service (``stores/dav/presets.py``), or the user's e-mail domain (D
 then ``/.well-known``: RFC 6764); the login is the user's own (UserName and Password
 of the CSV), or a token of the endpoint's service account (Google Workspace). A DAV
 destination is found the same way from the destination endpoint, logging in as the
-EmailAddress. Contacts and calendars into Microsoft 365 go through the Graph PIM store
-once this build has one; until then the phase refuses them with a per-user error.
+EmailAddress. Into Microsoft 365 they go through the Graph PIM store
+(``stores/m365/pim_store.open_pim_store``) on the tenant's shared app pool, as mail does.
 
 Exactly once like mail: the PIM state is keyed by the user's route, so re-runs copy
 nothing and a lost state adopts (``mailtrek.pim.sync``). The counts land in
@@ -38,7 +38,6 @@ from mailtrek.sync.options import CopyReport
 
 log = logging.getLogger("mailtrek.pim")
 
-M365_REFUSAL = "contacts/calendars into Microsoft 365: not available in this build"
 KIND_OF: dict[str, Kind] = {"calendars": "calendar", "contacts": "contacts"}
 TokenSource = Callable[[], Awaitable[str]]
 
@@ -119,7 +118,7 @@ async def run_pim_phase(home: Home, job: Any, kinds: tuple[Kind, ...], report: C
     except MailtrekError as e:
         text = redact(e.message)
         counts["error"] = text
-        report.errors.append(text if text == M365_REFUSAL else f"contacts/calendars: {text}")
+        report.errors.append(f"contacts/calendars: {text}")
         log.warning("%s/%s: contacts/calendars: %s", job.batch.name, job.email, text)
     record_counts(home, job.batch.name, job.email, counts)
     return counts
@@ -129,26 +128,19 @@ async def _copy(home: Home, job: Any, kinds: tuple[Kind, ...]) -> dict[str, Any]
     from mailtrek.pim.report import COUNTS
     from mailtrek.pim.sync import copy_pim
     from mailtrek.state.pim import PimState
-    from mailtrek.stores.dav import DavStore
+    from mailtrek.stores import registry
+    from mailtrek.stores.spec import DavSpec
 
-    if job.tenant is not None:
-        raise UsageError(M365_REFUSAL)
-    if job.dest_endpoint is None:
-        raise UsageError("contacts/calendars need a destination endpoint")
     token = _source_token(home, job)
-    dest_ep = job.dest_endpoint
-    dests = _groups(dest_ep, job.email, job.email, kinds)
-    if len(dests) > 1:
-        raise UsageError(f"the destination {dest_ep.name} keeps calendars and contacts on two "
-                         "servers; give it one --dav-url")
     state = PimState(home.engine, f"pim:{job.mailbox}")
     totals: dict[str, Any] = {k: 0 for k in COUNTS} | {"by_kind": {}, "errors": []}
-    dst = DavStore(dests[0][0], job.password, ca_file=dest_ep.ca_file, kinds=kinds)
+    dst, release = _open_destination(home, job, kinds)
     try:
         await dst.connect()
         for address, group in _groups(job.source, job.username, job.email, kinds):
-            src = DavStore(address, job.password, ca_file=job.source.ca_file, kinds=group,
-                           token=token)
+            src = registry.open_store(DavSpec(
+                address=address, password=job.password, ca_file=job.source.ca_file,
+                connections=job.source.connections_per_mailbox, kinds=group, token=token))
             try:
                 await src.connect()
                 result = await copy_pim(src, dst, state, group,
@@ -164,7 +156,38 @@ async def _copy(home: Home, job: Any, kinds: tuple[Kind, ...]) -> dict[str, Any]
             totals["errors"] += [redact(e) for e in result.errors]
     finally:
         await dst.close()
+        release()
     return totals
+
+
+def _open_destination(home: Home, job: Any, kinds: tuple[Kind, ...]) -> tuple[Any, Callable[[], None]]:
+    """The unconnected PIM destination of ``job`` and what to call once it is closed.
+
+    Microsoft 365: the Graph PIM store on the tenant's shared app pool (as mail's);
+    an IMAP destination endpoint: its DAV server, logging in as the EmailAddress.
+    """
+    if job.tenant is not None:
+        from mailtrek.orchestrate.mover import destination_spec
+        from mailtrek.stores.m365.pim_store import open_pim_store
+        from mailtrek.stores.spec import GraphSpec
+
+        spec = destination_spec(home, job)
+        assert isinstance(spec, GraphSpec)
+        return (open_pim_store(job.email, spec.tenant, client=spec.client),
+                spec.on_close or (lambda: None))
+    if job.dest_endpoint is None:
+        raise UsageError("contacts/calendars need a destination endpoint or tenant")
+    from mailtrek.stores import registry
+    from mailtrek.stores.spec import DavSpec
+
+    ep = job.dest_endpoint
+    dests = _groups(ep, job.email, job.email, kinds)
+    if len(dests) > 1:
+        raise UsageError(f"the destination {ep.name} keeps calendars and contacts on two "
+                         "servers; give it one --dav-url")
+    return (registry.open_store(DavSpec(address=dests[0][0], password=job.password,
+                                        ca_file=ep.ca_file, kinds=kinds)),
+            lambda: None)
 
 
 def record_counts(home: Home, batch: str, email: str, counts: dict[str, Any]) -> None:
