@@ -97,6 +97,29 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     asyncio.run(run(home))
     again = users_by_name(home, "w")[both]["pim"]
     assert (again["copied"], again["skipped"], again["failed"]) == (0, 5, 0)
+    shown(home, tmp_path, "w", both, "3 calendar objects, 2 contacts")
+
+
+def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
+    """`batch show`, the API's status JSON and the dashboard's user table carry the counts."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    import mailtrek.state.web  # noqa: F401  (web tables)
+    from mailtrek.cli.main import app
+    from mailtrek.web.app import create_app
+    from mailtrek.web.auth import set_admin_password
+
+    out = CliRunner().invoke(app, ["batch", "show", batch, "--home", str(tmp_path / "home")])
+    assert out.exit_code == 0 and "contacts/calendars" in out.output and summary in out.output, out.output
+    set_admin_password(home, "a long admin password 7")
+    with TestClient(create_app(home)) as c:
+        r = c.post("/api/login", json={"password": "a long admin password 7"})
+        assert r.status_code == 200, r.text
+        users = {u["email"].split("@")[0]: u for u in c.get(f"/api/batches/{batch}").json()["users"]}
+        assert users[user]["pim_summary"] == summary and users[user]["pim"]["by_kind"]
+        page = c.get(f"/batches/{batch}").text
+        assert "<th>Contacts/calendars</th>" in page and summary in page
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +155,34 @@ def test_contacts_and_calendars_into_microsoft_365_without_mail(tmp_path, radica
     assert (u["pim"]["copied"], u["pim"]["failed"]) == (5, 0), u["pim"]
     assert len(sim.events(f"{user}@{DOMAIN}")) == 2 and len(sim.contacts(f"{user}@{DOMAIN}")) == 3
     assert sim.outbox() == []
+
+
+def test_preflight_counts_contacts_and_calendars_per_collection(tmp_path, radicale, sim):
+    from mailtrek.orchestrate.csvfile import UserRow
+    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
+    from mailtrek.orchestrate.preflight import pim_text, preflight_users, summary_rows
+
+    user = f"p{os.urandom(3).hex()}"
+    pw = f"Pw-{user}"
+    radicale.add_user(user, pw)
+    fill_dav(radicale, user, pw, tmp_path, events=2, cards=3)
+    sim.add_user(f"{user}@{DOMAIN}")
+    sim.add_user(f"nobody-{user}@{DOMAIN}")
+    home = open_home(tmp_path / "home")
+    add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, ca_file=str(radicale.ca_file),
+                                     dav_url=radicale.base_url))
+    add_tenant(home, Tenant(name="t", tenant_id=sim.config.tenant_id, client_id="pim-preflight",
+                            client_secret_enc=home.box.encrypt("Pim-Preflight-7"), authority=sim.authority(),
+                            graph_url=f"{sim.base_url}/graph", ca_file=str(sim.ca_file)))
+    rows = [UserRow(2, f"{user}@{DOMAIN}", user, pw, items=("calendars", "contacts")),
+            UserRow(3, f"nobody-{user}@{DOMAIN}", user, "wrong", items=("contacts",))]
+    report = asyncio.run(preflight_users(home, rows, source=get_endpoint(home, "src"),
+                                         tenant=get_tenant(home, "t"),
+                                         options=BatchOptions(items=["mail"])))
+    good, bad = report.users
+    assert good.pim_objects == 5 and pim_text(good) == "1 calendar(s): 2 objects; 1 address book(s): 3 contacts"
+    assert sorted((c["kind"], c["objects"]) for c in good.pim) == [("calendar", 2), ("contacts", 3)]
+    assert good.messages == 0 and good.can_start  # no mail asked for: port 1 was never dialled
+    assert bad.pim_objects is None and [f.kind for f in bad.findings] == ["pim"]
+    assert "refused the login" in bad.findings[0].reason and pw not in bad.findings[0].reason
+    assert summary_rows(report)[1]["contacts/calendars"] == "not countable"

@@ -455,6 +455,10 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
     cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
+    if t["pim_users"]:  # contacts/calendars counts only where a user's move carries them
+        for u in d["users"]:
+            u["contacts/calendars"] = u["pim_summary"]
+        cols.insert(-1, "contacts/calendars")
     print_table(d["users"], cols + (["worker"] if holders else []))
 
 

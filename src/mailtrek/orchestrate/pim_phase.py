@@ -190,6 +190,28 @@ def _open_destination(home: Home, job: Any, kinds: tuple[Kind, ...]) -> tuple[An
             lambda: None)
 
 
+async def count_source(home: Home, job: Any, kinds: tuple[Kind, ...]) -> list[dict[str, Any]]:
+    """Pre-flight: every source collection of ``kinds`` with its object count (read only:
+    PROPFIND of ETags). Raises the stores' errors (login refused, no DAV server found)."""
+    from mailtrek.stores import registry
+    from mailtrek.stores.spec import DavSpec
+
+    token = _source_token(home, job)
+    out: list[dict[str, Any]] = []
+    for address, group in _groups(job.source, job.username, job.email, kinds):
+        src = registry.open_store(DavSpec(address=address, password=job.password,
+                                          ca_file=job.source.ca_file, connections=1,
+                                          kinds=group, token=token))
+        try:
+            await src.connect()
+            for c in await src.collections(group):
+                out.append({"kind": c.kind, "name": c.name,
+                            "objects": len(await src.list_items(c))})
+        finally:
+            await src.close()
+    return out
+
+
 def record_counts(home: Home, batch: str, email: str, counts: dict[str, Any]) -> None:
     """Keep the last contacts/calendars run's counts on the user's row."""
     with home.engine.begin() as c:
