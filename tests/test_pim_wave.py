@@ -186,3 +186,36 @@ def test_preflight_counts_contacts_and_calendars_per_collection(tmp_path, radica
     assert bad.pim_objects is None and [f.kind for f in bad.findings] == ["pim"]
     assert "refused the login" in bad.findings[0].reason and pw not in bad.findings[0].reason
     assert summary_rows(report)[1]["contacts/calendars"] == "not countable"
+
+
+def test_without_dav_url_or_preset_the_users_domain_is_asked(tmp_path, radicale, monkeypatch):
+    """RFC 6764 from the wave: the e-mail domain's SRV records lead to the DAV server."""
+    from dnslib import SRV
+
+    from dns_helpers import Zone, start_dns
+
+    zone = Zone()
+    server, ns = start_dns(zone)
+    try:
+        monkeypatch.setenv("MAILTREK_NAMESERVER", ns)
+        for service in ("_caldavs._tcp", "_carddavs._tcp"):
+            zone.set(f"{service}.srvwave.test", "SRV", [SRV(0, 1, radicale.port, "localhost.")])
+        user = f"s{os.urandom(3).hex()}"
+        pw = f"Pw-{user}"
+        radicale.add_user(user, pw)
+        radicale.add_user(f"{user}@srvwave.test", pw)
+        fill_dav(radicale, user, pw, tmp_path, events=1, cards=2)
+        home = open_home(tmp_path / "home")
+        add_endpoint(home, make_endpoint("src", host="127.0.0.1", port=1, ca_file=str(radicale.ca_file)))
+        add_endpoint(home, make_endpoint("dst", host="127.0.0.1", port=2, ca_file=str(radicale.ca_file),
+                                         dav_url=radicale.base_url))
+        users = parse_users_csv(f"EmailAddress,UserName,Password\n{user}@srvwave.test,{user},{pw}\n".encode())
+        create_batch(home, "s", endpoint="src", dest_endpoint="dst", users=users,
+                     options=BatchOptions(items=["contacts", "calendars"]))
+        start_batch(home, "s")
+        asyncio.run(run(home))
+    finally:
+        server.stop()
+    u = users_by_name(home, "s")[user]
+    assert u["status"] == "Synced" and u["error"] is None, u
+    assert (u["pim"]["copied"], u["pim"]["failed"]) == (3, 0), u["pim"]

@@ -3,7 +3,8 @@
 What a user moves is the CSV's ``Items`` for that line, else the batch's ``--items``.
 The source's DAV address comes, in this order, from the endpoint's ``dav_url``, its
 preset's DAV service (``stores/dav/presets.py``), or the user's e-mail domain (DNS SRV,
-then ``/.well-known``: RFC 6764); the login is the user's own (UserName and Password
+then ``/.well-known``: RFC 6764; ``MAILTREK_NAMESERVER`` names the DNS server to ask, as
+for ``batch create --discover``); the login is the user's own (UserName and Password
 of the CSV), or a token of the endpoint's service account (Google Workspace). A DAV
 destination is found the same way from the destination endpoint, logging in as the
 EmailAddress. Into Microsoft 365 they go through the Graph PIM store
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +42,7 @@ log = logging.getLogger("mailtrek.pim")
 
 KIND_OF: dict[str, Kind] = {"calendars": "calendar", "contacts": "contacts"}
 TokenSource = Callable[[], Awaitable[str]]
+NAMESERVER_ENV = "MAILTREK_NAMESERVER"  # as `batch create --discover`: the DNS server to ask
 
 
 def user_items(home: Home, job: Any) -> list[str]:
@@ -140,7 +143,8 @@ async def _copy(home: Home, job: Any, kinds: tuple[Kind, ...]) -> dict[str, Any]
         for address, group in _groups(job.source, job.username, job.email, kinds):
             src = registry.open_store(DavSpec(
                 address=address, password=job.password, ca_file=job.source.ca_file,
-                connections=job.source.connections_per_mailbox, kinds=group, token=token))
+                connections=job.source.connections_per_mailbox, kinds=group, token=token,
+                nameserver=os.environ.get(NAMESERVER_ENV) or None))
             try:
                 await src.connect()
                 result = await copy_pim(src, dst, state, group,
@@ -186,7 +190,8 @@ def _open_destination(home: Home, job: Any, kinds: tuple[Kind, ...]) -> tuple[An
         raise UsageError(f"the destination {ep.name} keeps calendars and contacts on two "
                          "servers; give it one --dav-url")
     return (registry.open_store(DavSpec(address=dests[0][0], password=job.password,
-                                        ca_file=ep.ca_file, kinds=kinds)),
+                                        ca_file=ep.ca_file, kinds=kinds,
+                                        nameserver=os.environ.get(NAMESERVER_ENV) or None)),
             lambda: None)
 
 
@@ -201,7 +206,8 @@ async def count_source(home: Home, job: Any, kinds: tuple[Kind, ...]) -> list[di
     for address, group in _groups(job.source, job.username, job.email, kinds):
         src = registry.open_store(DavSpec(address=address, password=job.password,
                                           ca_file=job.source.ca_file, connections=1,
-                                          kinds=group, token=token))
+                                          kinds=group, token=token,
+                                          nameserver=os.environ.get(NAMESERVER_ENV) or None))
         try:
             await src.connect()
             for c in await src.collections(group):
