@@ -120,6 +120,14 @@ def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
         assert users[user]["pim_summary"] == summary and users[user]["pim"]["by_kind"]
         page = c.get(f"/batches/{batch}").text
         assert "<th>Contacts/calendars</th>" in page and summary in page
+        # An endpoint says where its DAV server is (API and dashboard form alike).
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        ok = c.post("/api/endpoints", json={"name": "nc", "host": "cloud.example.test", "preset": "nextcloud",
+                                            "dav_url": "https://cloud.example.test/remote.php/dav"})
+        assert ok.status_code == 201, ok.text
+        assert c.get("/api/endpoints/nc").json()["dav_url"] == "https://cloud.example.test/remote.php/dav"
+        bad = c.post("/api/endpoints", json={"name": "x", "host": "h.test", "dav_url": "https://u@h.test/"})
+        assert bad.status_code == 400 and "no user or password" in bad.text
 
 
 @pytest.fixture(scope="module")
