@@ -75,7 +75,8 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     users = parse_users_csv((
         "EmailAddress,UserName,Password,Items\n"
         f"{both}@{DOMAIN},{both},{pw[both]},\n"
-        f"{only}@{DOMAIN},{only},{pw[only]},contacts\n").encode())
+        f"{only}@{DOMAIN},{only},{pw[only]},contacts\n"
+        f"nodav{tag}@{DOMAIN},nodav{tag},Pw-secret-{tag},contacts\n").encode())  # no DAV account
     create_batch(home, "w", endpoint="src", dest_endpoint="dst", users=users,
                  options=BatchOptions(items=["mail", "calendars", "contacts"]))
     start_batch(home, "w")
@@ -83,6 +84,10 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     got = users_by_name(home, "w")
     assert got[both]["status"] == "Synced" and got[both]["error"] is None, got[both]
     assert got[only]["status"] == "Synced" and got[only]["error"] is None, got[only]
+    nodav = got[f"nodav{tag}"]  # its contacts fail alone, with the reason and no password
+    assert nodav["status"] == "Synced" and "contacts/calendars: " in nodav["error"]
+    assert "refused the login" in nodav["error"] and f"Pw-secret-{tag}" not in nodav["error"]
+    assert nodav["pim"]["error"] and pim_summary(nodav["pim"]) == "error"
     a, b = got[both]["pim"]["by_kind"], got[only]["pim"]["by_kind"]
     assert (a["calendar"]["copied"], a["contacts"]["copied"]) == (3, 2)
     assert list(b) == ["contacts"] and b["contacts"]["copied"] == 4  # calendars not asked for
