@@ -33,6 +33,7 @@ class RunReport(Protocol):
     errors: list[str]
     resume_at: datetime | None
 
+
 # kind -> the module whose import registers its opener
 BACKENDS: dict[str, str] = {
     "imap": "mailtrek.stores.imap.opener",
