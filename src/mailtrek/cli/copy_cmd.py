@@ -125,7 +125,7 @@ def copy(
                  source_password_file=source_password_file,
                  dest_password_file=dest_password_file, ca_file=ca_file,
                  source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
-                 connections=connections)
+                 connections=connections, m365=_pim_m365(tenant, home, m365_authority, graph_url))
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
@@ -237,7 +237,8 @@ def verify(
                    source_password_file=source_password_file,
                    dest_password_file=dest_password_file, ca_file=ca_file,
                    source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
-                   connections=connections)
+                   connections=connections,
+                   m365=_pim_m365(tenant, home, m365_authority, graph_url))
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         check_gmail_mode(gmail_labels)
@@ -306,6 +307,14 @@ def _default_state(key: str, notes: list[str]) -> MailboxState | None:
         notes.append(f"the default state {path} was not used: {e}")
         return None
     return found
+
+
+def _pim_m365(tenant: str | None, home: Path | None, authority: str | None,
+              graph_url: str | None) -> Any:
+    """The Microsoft 365 options of a contacts-and-calendars copy (as for mail)."""
+    from mailtrek.cli.pim_cmd import M365Options
+
+    return M365Options(tenant=tenant, home=home, authority=authority, graph_url=graph_url)
 
 
 def _is_pim(source: str, dest: str, items: str | None) -> bool:

@@ -19,6 +19,7 @@ import dns.resolver
 from sqlalchemy import select
 
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
+from mailtrek.resolver import resolver_for
 from mailtrek.state.orchestration import mx_sightings
 from mailtrek.state.portable import upsert_insert
 
@@ -70,26 +71,6 @@ class CutoverStatus:
             "switched_since": self.switched_since.isoformat() if self.switched_since else None,
             "settled": self.settled, "problems": self.problems,
         }
-
-
-def resolver_for(nameserver: str | None, timeout: float = 5.0) -> dns.resolver.Resolver:
-    """Return a resolver; ``nameserver`` is ``IP`` or ``IP:PORT`` (``[v6]:PORT`` too)."""
-    if not nameserver:
-        r = dns.resolver.Resolver()
-    else:
-        r = dns.resolver.Resolver(configure=False)
-        host, port = nameserver, 53
-        if nameserver.startswith("["):
-            host, _, rest = nameserver[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 53
-        elif nameserver.count(":") == 1:
-            host, port_text = nameserver.split(":")
-            port = int(port_text)
-        r.nameservers = [host]
-        r.port = port
-    r.lifetime = timeout
-    r.timeout = timeout
-    return r
 
 
 def _norm(host: str) -> str:
