@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailtrek.errors import UsageError
+from mailtrek.stores.imap.choice import imap_store
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
 from mailtrek.stores.imap.store import ImapSettings, ImapStore
 from mailtrek.stores.url import StoreAddress
@@ -56,10 +57,10 @@ def open_store(addr: StoreAddress, opts: OpenOptions) -> Any:
         params = ConnectParams(opts.m365_imap_host, opts.m365_imap_port, opts.m365_imap_security,
                                ca_file=opts.ca_file)
         creds = Credentials(addr.user, mechanism="xoauth2", token=token)
-        return ImapStore(ImapSettings(params, creds, connections=opts.connections,
-                                      readonly=opts.readonly, exchange=True,
-                                      disarm_read_receipts=opts.disarm_read_receipts),
-                         label=opts.label)
+        return imap_store(ImapSettings(params, creds, connections=opts.connections,
+                                       readonly=opts.readonly, exchange=True,
+                                       disarm_read_receipts=opts.disarm_read_receipts),
+                          label=opts.label)
     from mailtrek.stores.m365 import open_graph_store
 
     return open_graph_store(addr.user, opts.tenant, options=opts.graph_options)
