@@ -22,7 +22,7 @@ from dataclasses import replace
 from mailtrek.errors import ProtocolError, TransientError
 from mailtrek.model import FolderInfo, Message, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, StoreFeatures
-from mailtrek.stores.imap import exchange
+from mailtrek.stores.imap import exchange, verbs
 from mailtrek.stores.imap.appender import _appenduids
 from mailtrek.stores.imap.connection import ImapConnection, Result
 from mailtrek.stores.imap.store import (
@@ -30,7 +30,6 @@ from mailtrek.stores.imap.store import (
     ImapStore,
     RewriteNote,
     _answers,
-    _fetch_uid,
     _throttle_check,
     _valid_flag,
 )
@@ -167,16 +166,16 @@ class ExchangeImapStore(ImapStore):
         # and a mailbox selected on another connection learns of the APPEND only at its
         # next sync: so STORE without .SILENT, check the answer names the UID, and if
         # not, sync with NOOP and try once more.
-        store = b"UID STORE " + dest_id.encode() + b" +FLAGS (\\Flagged)"
-        for commands in ([store], [b"NOOP", store]):
+        store = verbs.uid_store([int(dest_id)], ["\\Flagged"], op="+", silent=False)
+        for commands in ([store], [verbs.noop(), store]):
             conn = await self._pick(folder.path)
-            futs = await self._in_folder(conn, folder.path, commands, (b"FETCH",),
-                                         readonly=False)
+            futs = await self._in_folder(conn, folder.path, commands, readonly=False)
             results = [_throttle_check(await f, "UID STORE") for f in futs]
             res = results[-1]
             if not res.ok:  # the message is in without its flag: let the re-plan fix it
                 raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
-            if any(_fetch_uid(u) == int(dest_id) for r in results for u in r.untagged):
+            if any(verbs.fetched_uid(it) == int(dest_id) for r in results
+                   for it in verbs.fetch_responses(r)):
                 return True
         log.info("%s: message %s in %s not visible for STORE yet; its flag is set on the "
                  "next pass", self.label, dest_id, folder.display)
