@@ -220,9 +220,11 @@ def endpoint_test(
 ) -> None:
     """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
 
-    On a service-account endpoint the login fetches a token for --user and uses XOAUTH2.
+    The login is the one a migration makes, through the same client. On a service-account
+    endpoint it fetches a token for --user and uses XOAUTH2; on an endpoint with a stored
+    admin and no password given, the admin logs in for --user (SASL PLAIN authzid).
     """
-    from mailtrek.orchestrate.endpoints import get_endpoint
+    from mailtrek.orchestrate.endpoints import admin_credentials, get_endpoint
     from mailtrek.orchestrate.probe import probe_endpoint
 
     h = _home(home)
@@ -233,9 +235,10 @@ def endpoint_test(
         result = probe_endpoint(ep, user, token=_token_for(h, ep, user) if user else None)
     else:
         password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
-        if user and password is None and sys.stdin.isatty():
+        admin = admin_credentials(h, ep, user) if user and password is None else None
+        if user and password is None and admin is None and sys.stdin.isatty():
             password = remember(typer.prompt(f"Password for {user}", hide_input=True))
-        result = probe_endpoint(ep, user, password)
+        result = probe_endpoint(ep, user, password, credentials=admin)
     for s in result.steps:
         typer.echo(redact(f"[{'ok' if s.ok else 'FAILED'}] {s.name}: {s.detail} ({s.seconds * 1000:.0f} ms)"))
         if s.advice:

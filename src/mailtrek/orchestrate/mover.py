@@ -101,11 +101,9 @@ def imap_destination_settings(home: Home, job: MoveJob) -> Any:
     ep = job.dest_endpoint
     assert ep is not None
     params = ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file)
-    if ep.admin_user and ep.admin_password_enc:
-        creds = Credentials(user=ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
-                            mechanism="plain", authzid=job.email)
-    else:
-        creds = Credentials(user=job.email, password=job.password)
+    from mailtrek.orchestrate.endpoints import admin_credentials
+
+    creds = admin_credentials(home, ep, job.email) or Credentials(user=job.email, password=job.password)
     return ImapSettings(params=params, credentials=creds, connections=ep.connections_per_mailbox,
                         readonly=False)
 

@@ -21,6 +21,7 @@ from mailtrek.orchestrate.endpoints import (
     Tenant,
     add_endpoint,
     add_tenant,
+    admin_credentials,
     check_name,
     get_endpoint,
     get_tenant,
@@ -82,7 +83,9 @@ async def test_endpoint(home: Home, name: str, user: str | None, password: str |
     ep = get_endpoint(home, name)
     user, password = _blank(user), _blank(password)
     remember(password)
-    result = await asyncio.to_thread(probe_endpoint, ep, user, password if user else None)
+    admin = admin_credentials(home, ep, user) if user and password is None else None
+    result = await asyncio.to_thread(probe_endpoint, ep, user, password if user else None,
+                                     credentials=admin)
     failed = result.failed
     return {"endpoint": name, "ok": result.ok, "login_tried": user is not None,
             "failed_step": failed.name if failed else None,
