@@ -126,3 +126,50 @@ def test_sync_reaches_stores_only_through_their_protocol() -> None:
                 mod = m if (SRC.parent / (m.replace(".", "/") + ".py")).is_file() else m.rsplit(".", 1)[0]
                 found.add((str(f.relative_to(SRC)), mod))
     assert found == SYNC_BACKEND_DEBT
+
+
+# -- the front ends are leaves ------------------------------------------------------------
+# Who may import the front ends: the CLI starts the web app (`mailtrek serve`, `admin
+# set-password`); nothing else imports either (the application layer is mailtrek.service).
+FRONT_END_IMPORTERS = {"cli": set(), "web": {"cli/web_cmds.py"}}
+
+
+def test_cli_and_web_are_imported_by_nobody_below_them() -> None:
+    found: dict[str, set[str]] = {"cli": set(), "web": set()}
+    for f in SRC.rglob("*.py"):
+        rel = f.relative_to(SRC)
+        if rel.name == "__main__.py" or "migrations" in rel.parts:
+            continue
+        for m in _imports(f):
+            t = _target(m)
+            if t in found and t != _node(rel):
+                found[t].add(str(rel))
+    assert found == FRONT_END_IMPORTERS
+
+
+def _module_graph(package: str) -> dict[str, dict[str, set[str]]]:
+    """Imports between the modules of one subpackage, at any depth (function-level ones too)."""
+    edges: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for f in (SRC / package).rglob("*.py"):
+        me = ".".join(["mailtrek", *f.relative_to(SRC).with_suffix("").parts])
+        for m in _imports(f):
+            if not m.startswith(f"mailtrek.{package}."):
+                continue
+            mod = m if (SRC.parent / (m.replace(".", "/") + ".py")).is_file() else m.rsplit(".", 1)[0]
+            if mod != me and (SRC.parent / (mod.replace(".", "/") + ".py")).is_file():
+                edges[me][mod].add(m)
+    return edges
+
+
+def test_no_import_loop_between_command_modules() -> None:
+    """Command modules share cli/common.py and cli/groups.py instead of each other's helpers."""
+    for package in ("cli", "service"):
+        edges = _module_graph(package)
+        assert _cycles(edges) == [], package
+    cli = _module_graph("cli")
+    assert {s for s, ts in cli.items() if "mailtrek.cli.orchestrate_cmds" in ts} == {"mailtrek.cli.main"}
+
+
+def test_module_loop_finder_sees_function_level_imports() -> None:
+    """The checker itself: cli/main.py's imports inside functions count as edges."""
+    assert "mailtrek.cli.common" in _module_graph("cli")["mailtrek.cli.main"]

@@ -50,9 +50,9 @@ from mailtrek.errors import (
     UsageError,
 )
 from mailtrek.orchestrate.csvfile import is_address
-from mailtrek.orchestrate.cutover import resolver_for
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.provider_domains import preset_for_domain
+from mailtrek.resolver import resolver_for
 from mailtrek.secrets import redact, remember
 from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
 from mailtrek.stores.imap.dial import DialStep, hostport
