@@ -159,16 +159,19 @@ def endpoint_test(
 ) -> None:
     """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
 
-    On a service-account endpoint the login fetches a token for --user and uses XOAUTH2.
+    The login is the one a migration makes, through the same client. On a service-account
+    endpoint it fetches a token for --user and uses XOAUTH2; on an endpoint with a stored
+    admin and no password given, the admin logs in for --user (SASL PLAIN authzid).
     """
     from mailtrek.orchestrate.endpoints import get_endpoint
     from mailtrek.service.endpoints import probe
 
     h = _home(home)
     password = None
-    if user and not get_endpoint(h, name).uses_service_account:  # a service account fetches a token
+    ep = get_endpoint(h, name)
+    if user and not ep.uses_service_account:  # a service account fetches a token
         password = env_password("MAILTREK_SOURCE_PASSWORD", password_file)
-        if password is None and sys.stdin.isatty():
+        if password is None and not ep.admin_user and sys.stdin.isatty():
             password = remember(typer.prompt(f"Password for {user}", hide_input=True))
     result = probe(h, name, user, password, ca_file=ca_path(ca_file))
     for s in result.steps:

@@ -738,7 +738,7 @@ def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[
 
 
 _throttle_check = verbs.throttle_check
-_check = verbs.check  # the Gmail store uses it too
+_check = verbs.check
 
 
 def _fetched(resp: Any) -> Message | None:
