@@ -64,7 +64,7 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
         "name": b.name, "status": b.status.value, "source_endpoint": b.source_endpoint,
         "tenant": b.tenant, "dest_endpoint": b.dest_endpoint,
         "options": {"exclude": b.options.exclude, "since": b.options.since, "before": b.options.before,
-                    "max_size": b.options.max_size},
+                    "max_size": b.options.max_size, "gmail_labels": b.options.gmail_labels},
         "notify": b.notify, "incremental_hours": b.incremental_hours,
         "created_at": _iso(b.created_at), "started_at": _iso(b.started_at),
         "completed_at": _iso(b.completed_at), "start_at": _iso(b.start_at),
