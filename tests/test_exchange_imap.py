@@ -29,8 +29,9 @@ from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
 from mailtrek.stores.imap.exchange import MAX_LINE, longest_line, prepare, restore_disarmed
 from mailtrek.stores.imap.store import ImapSettings, ImapStore
-from mailtrek.stores.opener import OpenOptions, open_store
-from mailtrek.stores.url import parse_address
+from mailtrek.stores.m365 import TenantConfig
+from mailtrek.stores.registry import open_store
+from mailtrek.stores.url import OpenOptions, parse_address, spec_for
 from mailtrek.sync.engine import copy_mailbox
 from mailtrek.sync.options import CopyOptions, CopyReport
 
@@ -410,12 +411,15 @@ def test_keep_read_receipts_and_plain_messages_are_left_alone() -> None:
 
 def test_opener_marks_the_m365_imap_route_as_exchange() -> None:
     addr = parse_address("m365+imap://dave@contoso.test")
-    opts = OpenOptions(tenant=object(), readonly=False)
-    st = open_store(addr, opts)
+    tenant = TenantConfig(tenant_id="t", client_id="c", client_secret="s")
+    opts = OpenOptions(tenant=tenant, readonly=False)
+    st = open_store(spec_for(addr, opts))
+    assert isinstance(st, ImapStore)
     assert st.settings.exchange and st.settings.disarm_read_receipts
+    assert (st.settings.params.host, st.settings.credentials.mechanism) == ("outlook.office365.com", "xoauth2")
     opts.disarm_read_receipts = False
-    assert not open_store(addr, opts).settings.disarm_read_receipts
-    plain = open_store(parse_address("imap://u@127.0.0.1:1"), OpenOptions(password="p"))
+    assert not open_store(spec_for(addr, opts)).settings.disarm_read_receipts
+    plain = open_store(spec_for(parse_address("imap://u@127.0.0.1:1"), OpenOptions(password="p")))
     assert not plain.settings.exchange
 
 

@@ -32,8 +32,10 @@ def test_recurrence_patterns() -> None:
     weekly = rule("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;UNTIL=20240401T000000Z")["recurrence"]
     assert weekly["pattern"] == {"interval": 2, "type": "weekly", "firstDayOfWeek": "monday",
                                  "daysOfWeek": ["monday", "wednesday"]}
+    # UNTIL is 1 April 00:00 UTC: the Monday 1 April 09:00 Berlin is after it, so Graph's
+    # end date (every occurrence on it included) is the last occurrence's, 20 March.
     assert weekly["range"] == {"type": "endDate", "startDate": "2024-01-08",
-                               "endDate": "2024-04-01", "recurrenceTimeZone":
+                               "endDate": "2024-03-20", "recurrenceTimeZone":
                                "W. Europe Standard Time"}
     workdays = rule("FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;COUNT=10")["recurrence"]
     assert workdays["pattern"]["type"] == "weekly" and len(workdays["pattern"]["daysOfWeek"]) == 5

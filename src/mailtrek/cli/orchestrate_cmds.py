@@ -268,6 +268,7 @@ def batch_create(
     before: Annotated[str | None, typer.Option(help="only mail received before this date")] = None,
     max_size: Annotated[str | None, typer.Option(help="skip larger messages (bytes or 35M) [35M]")] = None,
     gmail_labels: Annotated[str, typer.Option(help="Gmail sources: folders+categories, folders, all-mail, off (auto: folders+categories when Gmail)")] = "auto",
+    items: Annotated[str | None, typer.Option(help="what each user's move carries: mail, calendars, contacts (e.g. mail,calendars,contacts) [mail]; the CSV's Items column decides per user")] = None,
     autostart: Annotated[bool, typer.Option(help="start right away")] = False,
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
@@ -290,7 +291,7 @@ def batch_create(
                             https_port=https_port, timeout=discover_timeout, allow_plain=allow_plain)
     req = BatchRequest(name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
                        exclude_folder=list(exclude_folder or []), since=since, before=before, max_size=max_size,
-                       gmail_labels=gmail_labels, autostart=autostart, notify=list(notify or []),
+                       gmail_labels=gmail_labels, items=items, autostart=autostart, notify=list(notify or []),
                        incremental_interval=incremental_interval, allow_unknown_columns=allow_unknown_columns,
                        start_at=start_at, discover=found if discover else None, dry_run=dry_run, cli=True)
     created = create_batch(_home(home), req, csv_file, on_source=_say_source)

@@ -1,7 +1,9 @@
 """``mailtrek copy`` and ``mailtrek verify`` for contacts and calendars (``dav+`` addresses).
 
 ``copy_cmd`` hands over here as soon as either address is a ``dav+http(s)://`` one, so
-the mail paths stay as they were.
+the mail paths stay as they were. The destination is another ``dav+`` account or
+Microsoft 365 (``m365://USER@DOMAIN``), whose tenant comes as for mail: ``--tenant``
+(stored in ``--home``), else ``MAILTREK_M365_*`` with ``--m365-authority``/``--graph-url``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -19,6 +22,9 @@ from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.pim.model import KINDS, Kind
 from mailtrek.pim.report import report_dict, summary_line
 from mailtrek.stores.dav import DavStore, is_dav_address, parse_dav_address
+
+if TYPE_CHECKING:
+    from mailtrek.pim.model import PimDestination
 
 T = TypeVar("T")
 
@@ -49,29 +55,72 @@ def _store(side: str, text: str, pw_file: Path | None, ca_file: Path | None,
     return DavStore(address, password, ca_file=ca_path(ca_file), connections=connections)
 
 
+@dataclass(frozen=True, slots=True)
+class M365Options:
+    """How ``m365://`` finds its tenant: as ``mailtrek copy`` does for mail."""
+
+    tenant: str | None = None  # a stored tenant's name (--tenant)
+    home: Path | None = None
+    authority: str | None = None  # --m365-authority
+    graph_url: str | None = None  # --graph-url
+
+
+def open_m365(dest: str, m365: M365Options, ca_file: Path | None) -> PimDestination:
+    """The Graph contacts-and-calendars store for ``m365://USER@DOMAIN`` (unconnected).
+
+    One small function on purpose: the store registry's PIM hook replaces it.
+    """
+    from mailtrek.cli.stored_refs import resolve
+    from mailtrek.stores.m365 import TenantConfig
+    from mailtrek.stores.m365.pim_store import GraphPimStore
+    from mailtrek.stores.url import parse_address
+
+    stored = resolve("", dest, endpoint=None, dest_endpoint=None, tenant=m365.tenant,
+                     home=m365.home)
+    addr = parse_address(stored.dest)
+    if addr.scheme != "m365":
+        raise UsageError("contacts and calendars go to Microsoft 365 through Graph: "
+                         "m365://USER@DOMAIN (not m365+imap://)")
+    tenant = stored.tenant or TenantConfig.from_env(authority=m365.authority,
+                                                    graph_url=m365.graph_url, ca_file=ca_file)
+    return GraphPimStore(addr.user, tenant)
+
+
+def _is_m365(dest: str) -> bool:
+    return dest.lower().startswith("m365")
+
+
 def open_pair(source: str, dest: str, *, source_password_file: Path | None,
               dest_password_file: Path | None, source_ca_file: Path | None,
-              dest_ca_file: Path | None, connections: int) -> tuple[DavStore, DavStore]:
-    """Both DAV stores (unconnected); UsageError for pairs that are not supported (yet)."""
+              dest_ca_file: Path | None, connections: int,
+              m365: M365Options | None = None) -> tuple[DavStore, Any]:
+    """Both stores (unconnected); UsageError for pairs that are not supported (yet)."""
     if not is_dav_address(source):
         raise UsageError("contacts and calendars come from a dav+https:// (or dav+http://) "
                          "source; mail comes from imaps:// and friends")
-    if dest.lower().startswith("m365"):
-        raise UsageError("contacts and calendars into Microsoft 365 (m365://) are not done "
-                         "yet: copy into another dav+https:// account for now")
-    if not is_dav_address(dest):
+    if m365 is not None and m365.tenant and not is_dav_address(dest):
+        dest = dest if _is_m365(dest) else f"m365://{dest}"
+    if not is_dav_address(dest) and not _is_m365(dest):
         raise UsageError("contacts and calendars go to a dav+https:// (or dav+http://) "
-                         "destination")
-    return (_store("source", source, source_password_file, source_ca_file, connections),
-            _store("dest", dest, dest_password_file, dest_ca_file, connections))
+                         "account or to Microsoft 365 (m365://USER@DOMAIN)")
+    src = _store("source", source, source_password_file, source_ca_file, connections)
+    if _is_m365(dest):
+        return src, open_m365(dest, m365 or M365Options(), dest_ca_file)
+    return src, _store("dest", dest, dest_password_file, dest_ca_file, connections)
+
+
+def _display(store: Any) -> str:
+    address = getattr(store, "address", "")
+    return address.display() if hasattr(address, "display") else f"m365://{address}"
 
 
 def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
              json_report: Path | None, source_password_file: Path | None,
              dest_password_file: Path | None, ca_file: Path | None,
              source_ca_file: Path | None, dest_ca_file: Path | None,
-             connections: int) -> None:
-    """Copy every calendar and address book of one DAV account to another, exactly once."""
+             connections: int, m365: M365Options | None = None) -> None:
+    """Copy every calendar and address book of one DAV account to another DAV account or
+    to Microsoft 365, exactly once."""
     from mailtrek.pim.sync import copy_pim
     from mailtrek.state.db import open_engine
     from mailtrek.state.pim import PimState
@@ -81,12 +130,13 @@ def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
         src, dst = open_pair(source, dest, source_password_file=source_password_file,
                              dest_password_file=dest_password_file,
                              source_ca_file=source_ca_file or ca_file,
-                             dest_ca_file=dest_ca_file or ca_file, connections=connections)
+                             dest_ca_file=dest_ca_file or ca_file, connections=connections,
+                             m365=m365)
         engine = open_engine(state or home_dir() / "copy-state.db")
-        key = f"{src.address.display()} -> {dst.address.display()}"
+        key = f"{src.address.display()} -> {_display(dst)}"
         report = asyncio.run(_connected(src, dst, lambda: copy_pim(
             src, dst, PimState(engine, key), kinds, concurrency=connections)))
-        report.source, report.destination = src.address.display(), dst.address.display()
+        report.source, report.destination = src.address.display(), _display(dst)
         if json_report:
             _write_json(json_report, report_dict(report))
         typer.echo(summary_line(report))
@@ -95,6 +145,11 @@ def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
             typer.echo(f"  failed: {c.kind} {c.name!r} {p.href}: {p.reason}")
         if len(problems) > 50:
             typer.echo(f"  ... and {len(problems) - 50} more (see --json-report)")
+        changed = [(c, n) for c in report.collections for n in c.changed]
+        for c, n in changed[:20]:
+            typer.echo(f"  changed: {c.kind} {c.name!r} {n.href}: {'; '.join(n.notes)}")
+        if len(changed) > 20:
+            typer.echo(f"  ... and {len(changed) - 20} more changed (see --json-report)")
         for e in report.errors:
             typer.echo(f"  error: {e}")
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
@@ -103,7 +158,7 @@ def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
 def verify_dav(source: str, dest: str, *, items: str | None, json_report: Path | None,
                source_password_file: Path | None, dest_password_file: Path | None,
                ca_file: Path | None, source_ca_file: Path | None, dest_ca_file: Path | None,
-               connections: int) -> None:
+               connections: int, m365: M365Options | None = None) -> None:
     """Compare both accounts' calendars and address books object by object."""
     from mailtrek.pim.verify import verify_pim
 
@@ -112,15 +167,17 @@ def verify_dav(source: str, dest: str, *, items: str | None, json_report: Path |
         src, dst = open_pair(source, dest, source_password_file=source_password_file,
                              dest_password_file=dest_password_file,
                              source_ca_file=source_ca_file or ca_file,
-                             dest_ca_file=dest_ca_file or ca_file, connections=connections)
+                             dest_ca_file=dest_ca_file or ca_file, connections=connections,
+                             m365=m365)
         result = asyncio.run(_connected(src, dst, lambda: verify_pim(src, dst, kinds)))
-        result["source"], result["destination"] = src.address.display(), dst.address.display()
+        result["source"], result["destination"] = src.address.display(), _display(dst)
         if json_report:
             _write_json(json_report, result)
         t = result["totals"]
         typer.echo(f"verify: {t['source']} source objects, {t['matched']} matched, "
                    f"{t['missing']} missing, {t['different']} different, {t['extra']} extra "
-                   f"on the destination, {t['broken']} unreadable in the source")
+                   f"on the destination, {t['broken']} unreadable in the source, "
+                   f"{t['unsupported']} the destination cannot hold")
         for p in result["problems"][:50]:
             what = p.get("uid") or p.get("href")
             detail = ", ".join(p.get("fields", [])) or p.get("reason") or p.get("title") or ""
@@ -128,7 +185,7 @@ def verify_dav(source: str, dest: str, *, items: str | None, json_report: Path |
         raise typer.Exit(EXIT_OK if result["ok"] else EXIT_INCOMPLETE)
 
 
-async def _connected(src: DavStore, dst: DavStore, work: Callable[[], Awaitable[T]]) -> T:
+async def _connected(src: DavStore, dst: Any, work: Callable[[], Awaitable[T]]) -> T:
     """Connect both stores, run ``work``, and close both whatever happens."""
     try:
         await asyncio.gather(src.connect(), dst.connect())

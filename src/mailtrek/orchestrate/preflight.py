@@ -51,6 +51,8 @@ from mailtrek.orchestrate.states import BatchStatus
 from mailtrek.secrets import redact, remember
 from mailtrek.state.orchestration import batch_users
 from mailtrek.stores.m365.folders import RESERVED_NAMES, exchange_name
+from mailtrek.stores.registry import open_store
+from mailtrek.stores.spec import GraphSpec
 from mailtrek.sync.filters import folder_selected
 from mailtrek.sync.options import DEFAULT_MAX_SIZE
 
@@ -171,11 +173,9 @@ def _is_exchange_imap(dest: Endpoint | None) -> bool:
 
 async def _check_source(u: UserPreflight, home: Home, job: Any, options: BatchOptions,
                         exchange: bool, scan_budget: int, long_lines: bool = False) -> None:
-    from mailtrek.orchestrate.mover import source_settings
-    from mailtrek.stores.imap.store import ImapStore
+    from mailtrek.orchestrate.mover import source_spec
 
-    store = ImapStore(replace(source_settings(job, home), connections=1),
-                      label=f"preflight:{u.email}")
+    store = open_store(replace(source_spec(job, home), connections=1, label=f"preflight:{u.email}"))
     try:
         try:
             await store.connect()
@@ -245,9 +245,7 @@ async def _scan(u: UserPreflight, store: Any, to_scan: list[tuple[FolderInfo, Me
 
 async def _check_destination(u: UserPreflight, home: Home, job: Any, graph_client: Any) -> None:
     if job.tenant is not None:
-        from mailtrek.stores.m365 import open_graph_store
-
-        store: Any = open_graph_store(u.email, graph_client.tenant, client=graph_client)
+        store = open_store(GraphSpec(mailbox=u.email, tenant=graph_client.tenant, client=graph_client))
         try:
             user = await store.check_mailbox()
         except MailtrekError as e:
@@ -263,10 +261,10 @@ async def _check_destination(u: UserPreflight, home: Home, job: Any, graph_clien
         u.destination_ok, u.destination = True, f"mailbox found; {licence}"
         return
     if job.dest_endpoint is not None:
-        from mailtrek.orchestrate.mover import imap_destination_settings
-        from mailtrek.stores.imap.store import ImapStore
+        from mailtrek.orchestrate.mover import imap_destination_spec
 
-        imap = ImapStore(replace(imap_destination_settings(home, job), connections=1), label=f"preflight-dest:{u.email}")
+        imap = open_store(replace(imap_destination_spec(home, job), connections=1,
+                                  label=f"preflight-dest:{u.email}"))
         try:
             await imap.connect()
             u.destination_ok, u.destination = True, f"IMAP login on {job.dest_endpoint.host} works"
@@ -302,10 +300,9 @@ async def preflight_users(
     exchange = _is_exchange(tenant, dest_endpoint)
     graph_client = None
     if tenant is not None:
-        from mailtrek.orchestrate.mover import tenant_config
-        from mailtrek.stores.m365 import GraphClient
+        from mailtrek.orchestrate.specs import tenant_client
 
-        graph_client = GraphClient(tenant_config(home, tenant))
+        graph_client = tenant_client(home, tenant)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(row: UserRow) -> UserPreflight:

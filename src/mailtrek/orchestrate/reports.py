@@ -58,13 +58,15 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
             "next_sync": None if failed else _iso(r["next_sync"]), "error": r["error"], "csv_line": r["line"],
             "source_login": r["username"], "runs": r["runs"], "ever_synced": bool(r["ever_synced"]),
             "skipped": [decoded(s) for s in r["skipped"]],
+            "items": r["items"] or b.options.items, "pim": r["pim"],
         })
     counts = Counter(u["status"] for u in users)
     return {
         "name": b.name, "status": b.status.value, "source_endpoint": b.source_endpoint,
         "tenant": b.tenant, "dest_endpoint": b.dest_endpoint,
         "options": {"exclude": b.options.exclude, "since": b.options.since, "before": b.options.before,
-                    "max_size": b.options.max_size, "gmail_labels": b.options.gmail_labels},
+                    "max_size": b.options.max_size, "gmail_labels": b.options.gmail_labels,
+                    "items": b.options.items},
         "notify": b.notify, "incremental_hours": b.incremental_hours,
         "created_at": _iso(b.created_at), "started_at": _iso(b.started_at),
         "completed_at": _iso(b.completed_at), "start_at": _iso(b.start_at),

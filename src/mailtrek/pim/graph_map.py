@@ -240,14 +240,38 @@ def _recurrence(rrule: Any, master: Any, start: dict[str, str],
     if "COUNT" in rule:
         rng.update(type="numbered", numberOfOccurrences=int(rule["COUNT"][0]))
     elif "UNTIL" in rule:
-        until = rule["UNTIL"][0]
-        if isinstance(until, dt.datetime) and isinstance(first, dt.datetime) and first.tzinfo:
-            until = until.astimezone(first.tzinfo)
-        rng.update(type="endDate", endDate=(until.date() if isinstance(until, dt.datetime)
-                                            else until).isoformat())
+        rng.update(type="endDate", endDate=_last_date(text, first, rule["UNTIL"][0]))
     else:
         rng["type"] = "noEnd"
     return {"pattern": pattern, "range": rng}
+
+
+def _last_date(text: str, first: Any, until: Any) -> str:
+    """Graph's ``endDate`` for an RRULE with UNTIL: the date of its last occurrence.
+
+    Graph ends a series on a date (every occurrence on it included), RFC 5545 at an
+    instant: the UNTIL date itself would add the occurrence after UNTIL on that day.
+    """
+    if isinstance(until, dt.datetime) and isinstance(first, dt.datetime) and first.tzinfo:
+        until = until.astimezone(first.tzinfo)
+    fallback = (until.date() if isinstance(until, dt.datetime) else until).isoformat()
+    try:
+        from dateutil import rrule as du
+
+        start = first if isinstance(first, dt.datetime) else dt.datetime.combine(first, dt.time())
+        rule = du.rrulestr(text, dtstart=start)
+        last = None
+        for n, occurrence in enumerate(rule):
+            last = occurrence
+            if n > 100_000:
+                return fallback
+        if last is None:
+            return fallback
+        if isinstance(first, dt.datetime) and first.tzinfo:
+            last = last.astimezone(first.tzinfo)
+        return last.date().isoformat()
+    except (ValueError, TypeError, OverflowError):
+        return fallback
 
 
 def _relative_day(byday: list[str], setpos: list[int]) -> tuple[str, list[str]] | None:

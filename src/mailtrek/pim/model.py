@@ -48,13 +48,16 @@ class PutResult:
     """The outcome of one PUT: the destination href and ETag, or why it was refused.
 
     ``existing`` names the resource already holding the UID (RFC 4791 §5.3.2.1
-    no-uid-conflict, or a taken href under ``create_only``): adopt it instead.
+    no-uid-conflict, or a taken href under ``create_only``): adopt it instead. ``notes``
+    say what the destination could not hold as it was, or kept another way (Graph: an
+    RDATE, attendees not invited...), one line each, for the per-item report.
     """
 
     href: str | None = None
     etag: str | None = None
     error: str | None = None
     existing: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +113,12 @@ class PimDestination(PimSource, Protocol):
         """Write one object: replace ``href`` when given, else create a new resource
         for ``uid`` (never overwriting one that exists: then ``existing`` is set)."""
         ...
+
+
+def comparable(store: object, kind: Kind, body: bytes) -> bytes:
+    """``body`` as ``store`` would hold it: its ``projection`` when it has one (a store that
+    cannot hold every field, like Graph), else ``body`` itself. Comparisons (adoption,
+    verify) read this instead of the source object, so what a destination cannot hold is
+    reported once when copying, not as a difference every time."""
+    project = getattr(store, "projection", None)
+    return body if project is None else project(kind, body)

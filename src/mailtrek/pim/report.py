@@ -24,6 +24,16 @@ class ItemProblem:
 
 
 @dataclass(slots=True)
+class ItemNote:
+    """One copied object that the destination holds differently, and how."""
+
+    href: str
+    uid: str
+    title: str
+    notes: list[str]
+
+
+@dataclass(slots=True)
 class CollectionReport:
     """One source collection and what became of its objects."""
 
@@ -40,6 +50,11 @@ class CollectionReport:
     unchanged: bool = False  # the sync token said nothing changed: not even listed
     incremental: bool = False  # listed from the changes since the last token (RFC 6578)
     problems: list[ItemProblem] = field(default_factory=list)
+    changed: list[ItemNote] = field(default_factory=list)  # copied, but not as it was
+
+    def note(self, href: str, uid: str, title: str, notes: tuple[str, ...] | list[str]) -> None:
+        if notes:
+            self.changed.append(ItemNote(href, uid, title, list(notes)))
 
     def fail(self, href: str, reason: str, uid: str | None = None,
              title: str | None = None) -> None:
@@ -85,6 +100,8 @@ def report_dict(report: PimReport) -> dict[str, Any]:
             "incremental": c.incremental,
             "problems": [{"href": p.href, "uid": p.uid, "title": p.title, "reason": p.reason}
                          for p in c.problems],
+            "changed": [{"href": n.href, "uid": n.uid, "title": n.title, "notes": n.notes}
+                        for n in c.changed],
         } for c in report.collections],
         "errors": list(report.errors),
     }

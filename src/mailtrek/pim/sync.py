@@ -26,7 +26,15 @@ from typing import Any
 
 from mailtrek.errors import MailtrekError, StoreError
 from mailtrek.pim.fields import BrokenObjectError, ObjectFields, differences, read_object
-from mailtrek.pim.model import Collection, Item, ItemRef, Kind, PimDestination, PimSource
+from mailtrek.pim.model import (
+    Collection,
+    Item,
+    ItemRef,
+    Kind,
+    PimDestination,
+    PimSource,
+    comparable,
+)
 from mailtrek.pim.report import CollectionReport, PimReport
 from mailtrek.state.pim import CollectionState, ItemState, PimState
 
@@ -147,6 +155,7 @@ async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
             if res.error is None:
                 entry.copied += 1
                 entry.updated += 1
+                entry.note(item.href, fields.uid, fields.title, res.notes)
                 state.record(sc.href, [ItemState(fields.uid, item.href, item.etag,
                                                  res.href or known.dest_href)])
                 return None
@@ -156,6 +165,7 @@ async def _write(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
                 return res.existing
             if res.error is None and res.href is not None:
                 entry.copied += 1
+                entry.note(item.href, fields.uid, fields.title, res.notes)
                 state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, res.href)])
                 return None
         entry.fail(item.href, res.error or "the destination did not confirm it",
@@ -199,7 +209,8 @@ async def _adopt(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
     for item, fields, existing in found:
         theirs = there.get(existing)
         try:
-            if theirs is not None and not differences(fields.fields, theirs):
+            if theirs is not None and not differences(_expected(dst, dc.kind, item, fields),
+                                                      theirs):
                 entry.skipped += 1
                 entry.adopted += 1
             else:
@@ -209,7 +220,16 @@ async def _adopt(dst: PimDestination, state: PimState, sc: Collection, dc: Colle
                     continue
                 entry.copied += 1
                 entry.updated += 1
+                entry.note(item.href, fields.uid, fields.title, res.notes)
         except StoreError as e:
             entry.fail(item.href, e.message, fields.uid, fields.title)
             continue
         state.record(sc.href, [ItemState(fields.uid, item.href, item.etag, existing)])
+
+
+def _expected(dst: PimDestination, kind: Kind, item: Item, fields: ObjectFields) -> dict[str, Any]:
+    """The fields ``item`` has once on ``dst`` (see ``model.comparable``)."""
+    try:
+        return read_object(comparable(dst, kind, item.body), kind).fields
+    except BrokenObjectError:
+        return fields.fields

@@ -51,6 +51,7 @@ class BatchRequest:
     before: str | None = None
     max_size: str | None = None
     gmail_labels: str = "auto"
+    items: str | None = None  # mail, calendars, contacts (blank: mail only)
     autostart: bool = False
     notify: list[str] = field(default_factory=list)
     incremental_interval: float = batch_ops.DEFAULT_INCREMENTAL_HOURS
@@ -65,7 +66,7 @@ class BatchRequest:
 
     def options(self) -> batch_ops.BatchOptions:
         """What each move copies; UsageError for a bad date, size or Gmail mode."""
-        from mailtrek.orchestrate.option_text import date_option, size_option
+        from mailtrek.orchestrate.option_text import date_option, items_option, size_option
         from mailtrek.stores.gmail.wiring import check_mode
 
         return batch_ops.BatchOptions(
@@ -73,7 +74,8 @@ class BatchRequest:
             since=date_option(blank(self.since), self.label("since")),
             before=date_option(blank(self.before), self.label("before")),
             max_size=size_option(blank(self.max_size)),
-            gmail_labels=check_mode(blank(self.gmail_labels) or "auto"))
+            gmail_labels=check_mode(blank(self.gmail_labels) or "auto"),
+            items=items_option(blank(self.items), self.label("items")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ def build_app(state: SimState) -> GraphGate:
         }
     from mailtrek.sim.graph_attachments import attachments_router
     from mailtrek.sim.graph_batch import batch_router
+    from mailtrek.sim.graph_calendar import calendar_router
+    from mailtrek.sim.graph_contacts import contacts_router
 
     for version, prefix in GRAPH_PREFIXES.items():
         app.include_router(users_router(state), prefix=prefix)
@@ -65,6 +67,8 @@ def build_app(state: SimState) -> GraphGate:
         app.include_router(messages_router(state, beta=version == "beta"), prefix=prefix)
         app.include_router(attachments_router(state), prefix=prefix)
         app.include_router(batch_router(state), prefix=prefix)
+        app.include_router(calendar_router(state), prefix=prefix)
+        app.include_router(contacts_router(state), prefix=prefix)
     gated = GraphGate(app, state)
     state.asgi_app = gated
     return gated

@@ -25,6 +25,8 @@ DEFAULT_GRAPH_ROLES = (
     "User.Read.All",
     "Domain.Read.All",
     "MailboxSettings.Read",
+    "Calendars.ReadWrite",
+    "Contacts.ReadWrite",
 )
 IMAP_ROLE = "IMAP.AccessAsApp"
 CONCURRENCY_SCOPES = ("app", "mailbox")

@@ -186,11 +186,18 @@ def _permission_for(segments: list[str], method: str) -> set[str]:
 
     Least-privileged application permissions per the API pages: user-get (User.Read.All),
     domain-list-serviceconfigurationrecords (Domain.Read.All), mail reads and writes
-    (Mail.ReadWrite; reads also Mail.Read / Mail.ReadBasic.All).
+    (Mail.ReadWrite; reads also Mail.Read / Mail.ReadBasic.All); calendars and events
+    (Calendars.ReadWrite, reads also Calendars.Read: user-list-calendars, user-post-events),
+    contact folders and contacts (Contacts.ReadWrite, reads also Contacts.Read).
     """
     if segments[0] == "users":
         if len(segments) <= 2:
             return {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}
+        for area, perm in (({"calendars", "events", "calendar"}, "Calendars"),
+                           ({"contactFolders", "contacts"}, "Contacts")):
+            if segments[2] in area:
+                return {f"{perm}.ReadWrite", f"{perm}.Read"} if method == "GET" else {
+                    f"{perm}.ReadWrite"}
         if method == "GET":
             return {"Mail.ReadWrite", "Mail.Read", "Mail.ReadBasic.All"}
         return {"Mail.ReadWrite"}

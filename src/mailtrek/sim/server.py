@@ -21,6 +21,7 @@ from mailtrek.sim.certs import keep_tls_files, write_tls_files
 from mailtrek.sim.config import IMAP_ROLE, Limits, SimConfig
 from mailtrek.sim.graph_messages import message_mime
 from mailtrek.sim.outlook_front import HostRouter, OutlookFront
+from mailtrek.sim.pim_data import Invitation, PimItem
 from mailtrek.sim.state import DirectoryUser, SimState
 from mailtrek.sim.store import Folder, StoredAttachment, StoredMessage
 
@@ -249,6 +250,19 @@ class Simulator:
         if message is None:
             raise KeyError(message_id)
         return message_mime(self.state, message)
+
+    def events(self, upn: str) -> list[PimItem]:
+        """Return copies of the mailbox's events (series masters and single events)."""
+        return self.state.pim.events(self.user(upn).id)
+
+    def contacts(self, upn: str) -> list[PimItem]:
+        """Return copies of the mailbox's contacts."""
+        return self.state.pim.contacts(self.user(upn).id)
+
+    def outbox(self) -> list[Invitation]:
+        """Return every meeting invitation the simulated Exchange has sent (graph_calendar)."""
+        with self.state.pim.lock:
+            return list(self.state.pim.outbox)
 
     def attachments(self, message_id: str) -> list[StoredAttachment]:
         """Return a message's attachments."""

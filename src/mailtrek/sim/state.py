@@ -10,6 +10,7 @@ from typing import Any
 
 from mailtrek.sim.config import SimConfig
 from mailtrek.sim.latency import LatencyModel
+from mailtrek.sim.pim_data import PimData
 from mailtrek.sim.store import MailStore
 from mailtrek.sim.throttle import MailboxThrottle
 from mailtrek.sim.tokens import TokenIssuer
@@ -92,6 +93,9 @@ class SimState:
         # Permissions refused even when a token carries them (knob: deny importMime).
         self.denied: set[str] = set()
         self.users: dict[str, DirectoryUser] = {}
+        # Calendars and contacts (in memory), the invitation outbox, contact photos.
+        self.pim = PimData()
+        self.pim_photos: dict[str, tuple[bytes, str]] = {}
         self.asgi_app: Any = None  # the gated app, for $batch to dispatch inner requests
         for spec in config.users:
             self.add_user(spec.upn, spec.display_name, spec.has_mailbox)

@@ -98,6 +98,8 @@ batch_users = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
+    Column("items", Text),  # what this user moves ("mail,calendars"); NULL: the batch's choice
+    Column("pim_json", Text),  # the last contacts/calendars run's counts per kind
 )
 
 # One row per sync run of a user: when, how long, what it moved, how it ended.

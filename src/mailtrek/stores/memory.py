@@ -16,6 +16,8 @@ from mailtrek.errors import FolderRejectedError
 from mailtrek.fingerprint import fingerprint, message_id_of
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.registry import register
+from mailtrek.stores.spec import MemorySpec
 
 _uidvalidity = itertools.count(1000)
 
@@ -146,3 +148,17 @@ class MemoryStore:
                 f.modseq += 1
                 f.messages[int(ch.dest_id)] = replace(m, flags=portable_flags(ch.flags),
                                                       modseq=f.modseq)
+
+
+_named: dict[str, MemoryStore] = {}
+
+
+def open_memory(spec: MemorySpec) -> MemoryStore:
+    """Return the process's in-memory mailbox named ``spec.name`` (made on first use)."""
+    store = _named.get(spec.name)
+    if store is None:
+        store = _named[spec.name] = MemoryStore(max_message_size=spec.max_message_size)
+    return store
+
+
+register(MemorySpec.kind, open_memory)

@@ -209,6 +209,7 @@ async def batches_create(
     incremental_interval: Annotated[float, Form()] = batch_ops.DEFAULT_INCREMENTAL_HOURS,
     allow_unknown_columns: Annotated[bool, Form()] = False,
     start_at: Annotated[str | None, Form(description="start by itself then (ISO time, +2h)")] = None,
+    items: Annotated[str | None, Form(description="mail, calendars, contacts [mail]")] = None,
     discover: Annotated[bool, Form(description="find the source server from the CSV's address domains "
                                                "(instead of endpoint)")] = False,
     nameserver: Annotated[str | None, Form(description="discover: DNS server IP[:PORT]")] = None,
@@ -229,7 +230,7 @@ async def batches_create(
         exclude_folder=exclude_folder or [], since=since, before=before, max_size=max_size,
         gmail_labels=gmail_labels, autostart=autostart, notify=notify or [],
         incremental_interval=incremental_interval, allow_unknown_columns=allow_unknown_columns,
-        start_at=start_at, discover=found)
+        start_at=start_at, items=items, discover=found)
     # Off the event loop: discovery waits on DNS and servers for seconds.
     created = await asyncio.to_thread(batch_service.create_batch, home_of(request), req, data)
     return created.view()

@@ -21,7 +21,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, TypeVar
 
 from imapclient import imap_utf7
@@ -31,7 +30,6 @@ from mailtrek.errors import (
     FolderRejectedError,
     ProtocolError,
     QuotaExceededError,
-    ThrottledError,
     TransientError,
 )
 from mailtrek.fingerprint import (
@@ -46,15 +44,13 @@ from mailtrek.model import (
     Message,
     MessageMeta,
     SpecialUse,
-    has_line_break,
     portable_flags,
 )
 from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
-from mailtrek.stores.imap import exchange
+from mailtrek.stores.imap import exchange, verbs
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
     BIG_WRITE,
-    THROTTLE_WAIT,
     ConnectParams,
     Credentials,
     ImapConnection,
@@ -71,11 +67,8 @@ from mailtrek.stores.imap.rewrites import (
 from mailtrek.stores.imap.wire import (
     MalformedResponse,
     OversizedLiteral,
-    fetch_items,
     format_internaldate,
     number,
-    parse_internaldate,
-    parse_untagged,
     quote,
 )
 
@@ -127,6 +120,7 @@ _USE_ATTR = {
     SpecialUse.JUNK: "\\Junk",
     SpecialUse.ARCHIVE: "\\Archive",
 }
+BODY_ITEMS = (b"UID", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[]")
 HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
 # A destination is also asked for the origin stamp of copies we had to change.
 DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
@@ -325,8 +319,8 @@ class ImapStore:
         return min(live, key=lambda c: (c.in_flight_bytes, c.in_flight))
 
     async def _in_folder(
-        self, conn: ImapConnection, path: tuple[str, ...], commands: list[bytes],
-        accepts: tuple[bytes, ...], *, readonly: bool, max_literal: int | None = None,
+        self, conn: ImapConnection, path: tuple[str, ...], commands: list[verbs.Command],
+        *, readonly: bool, max_literal: int | None = None,
     ) -> list[asyncio.Future[Result]]:
         """Send ``commands`` to run inside ``path`` (selecting it first when needed).
 
@@ -334,13 +328,13 @@ class ImapStore:
         ``ImapConnection.send_many``).
         """
         name = self._encode(path)
-        batch: list[tuple[bytes, tuple[bytes, ...] | None]] = []
+        batch: list[verbs.Command] = []
         select = not (conn.selected == name and (readonly or not conn.selected_readonly))
         if select:
-            batch.append(((b"EXAMINE " if readonly else b"SELECT ") + quote(name), None))
+            batch.append(verbs.select(name, readonly=readonly))
             conn.selected, conn.selected_readonly = name, readonly
-        batch += [(c, accepts) for c in commands]
-        futs = await conn.send_many(batch, max_literal=max_literal)
+        batch += commands
+        futs = await conn.send_many([c.pair for c in batch], max_literal=max_literal)
         if not select:
             return futs
         sel = futs[0]
@@ -399,88 +393,39 @@ class ImapStore:
         return await self._list_folders(await self._pick())
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
-        items = b"MESSAGES UIDNEXT UIDVALIDITY"
-        if conn.has("CONDSTORE"):
-            items += b" HIGHESTMODSEQ"
-        list_status = conn.has("LIST-STATUS")
-        special = conn.has("SPECIAL-USE")
-        ret = []
-        if special:
-            ret.append(b"SPECIAL-USE")
-        if list_status:
-            ret.append(b"STATUS (" + items + b")")
-        cmd = b'LIST "" "*"'
-        if (ret and conn.has("LIST-EXTENDED")) or list_status:
-            cmd += b" RETURN (" + b" ".join(ret) + b")"
-        coros = []
-        if conn.has("NAMESPACE"):
-            coros.append(conn.command(b"NAMESPACE", accepts=(b"NAMESPACE",)))
-        coros.append(conn.command(cmd, accepts=(b"LIST", b"STATUS")))
-        results = await asyncio.gather(*coros)
-        if conn.has("NAMESPACE"):
-            self._read_namespace(results[0])
-        res = _check(results[-1], "LIST")
-        raw: list[tuple[bytes, frozenset[bytes], str | None]] = []
-        statuses: dict[bytes, dict[bytes, int]] = {}
-        for u in res.untagged:
-            name, vals = parse_untagged(u)
-            if name == b"LIST" and len(vals) >= 3:
-                raw_attrs = vals[0] if isinstance(vals[0], list) else []
-                attrs = frozenset(a.upper() for a in raw_attrs if isinstance(a, bytes))
-                delim = vals[1].decode() if isinstance(vals[1], bytes) else None
-                mbox = vals[2] if isinstance(vals[2], (bytes, bytearray)) else str(vals[2]).encode()
-                raw.append((bytes(mbox), attrs, delim))
-                if delim:
-                    self._delim = delim
-            elif (name == b"STATUS" and isinstance(vals[0], (bytes, bytearray))
-                  and isinstance(vals[1], list)):
-                statuses[bytes(vals[0])] = _status_map(vals[1])
-        if not list_status:
-            names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})
-                     and not has_line_break(m)]
-            stats = await asyncio.gather(*(
-                conn.command(b"STATUS", quote(m), b"(" + items + b")", accepts=(b"STATUS",))
-                for m in names
-            ))
-            for m, r in zip(names, stats, strict=True):
-                _throttle_check(r, "STATUS")
-                for u in r.untagged:
-                    n, vals = parse_untagged(u)
-                    if n == b"STATUS":
-                        statuses[m] = _status_map(vals[1])  # type: ignore[arg-type]
+        items = [*verbs.STATUS_ITEMS, *([b"HIGHESTMODSEQ"] if conn.has("CONDSTORE") else [])]
+        ns, found = await asyncio.gather(
+            verbs.get_namespace(conn),
+            verbs.list_with_status(conn, status_items=items, special_use=True))
+        if ns is not None:
+            self._prefix = ns.prefix
+            self._delim = ns.delimiter or self._delim
+        for m in found.mailboxes:
+            if m.delimiter:
+                self._delim = m.delimiter
         folders = []
         self._folders.clear()
-        for mbox, attrs, delim in raw:
-            path = self._decode(mbox, delim)
-            use = next((_SPECIAL[a] for a in attrs if a in _SPECIAL), None)
+        for m in found.mailboxes:
+            path = self._decode(m.name, m.delimiter)
+            use = next((_SPECIAL[a] for a in m.attributes if a in _SPECIAL), None)
             if path == ("INBOX",):
                 use = SpecialUse.INBOX
-            st = statuses.get(mbox, {})
+            st = found.statuses.get(m.name, {})
             info = FolderInfo(
                 path=path,
                 special_use=use,
-                selectable=not (attrs & {b"\\NOSELECT", b"\\NONEXISTENT"}),
+                selectable=m.selectable,
                 uidvalidity=st.get(b"UIDVALIDITY"),
                 uidnext=st.get(b"UIDNEXT"),
                 highestmodseq=st.get(b"HIGHESTMODSEQ"),
                 messages=st.get(b"MESSAGES"),
             )
-            self._names[path] = mbox
+            self._names[path] = m.name
             self._folders[path] = info
             folders.append(info)
         self.features = replace(self.features, delimiter=self._delim, inbox_prefix=bool(
             self._prefix) and self._prefix.upper() == b"INBOX" + self._delim.encode())
         return folders
-
-    def _read_namespace(self, res: Result) -> None:
-        for u in res.untagged:
-            name, vals = parse_untagged(u)
-            if name == b"NAMESPACE" and vals and isinstance(vals[0], list) and vals[0]:
-                first = vals[0][0]
-                if isinstance(first, list) and len(first) >= 2:
-                    self._prefix = bytes(first[0] or b"")
-                    if isinstance(first[1], bytes):
-                        self._delim = first[1].decode()
 
     @_answers("UID FETCH")
     async def list_messages(
@@ -511,37 +456,30 @@ class ImapStore:
                 for i in range(0, len(ordered), LIST_CHUNK)))
             return [m for part in parts for m in part]
         conn = await self._pick(folder.path)
-        items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
+        items = [b"UID", b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"]
         cs = changed_since is not None and conn.has("CONDSTORE")
         if cs:
-            items += b" MODSEQ"
+            items.append(b"MODSEQ")
         if fingerprints:
-            items += b" " + (HEADER_ITEM if self.settings.readonly else DEST_HEADER_ITEM)
-        uidset = uid_set(uids) if uids is not None else b"1:*"
-        cmd = b"UID FETCH " + uidset + b" (" + items + b")"
-        if cs and changed_since is not None:
-            cmd += b" (CHANGEDSINCE %d)" % changed_since
-        [fut] = await self._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=True)
+            items.append(HEADER_ITEM if self.settings.readonly else DEST_HEADER_ITEM)
+        cmd = verbs.uid_fetch(uids, items, changed_since=changed_since if cs else None)
+        [fut] = await self._in_folder(conn, folder.path, [cmd], readonly=True)
         res = _check(await fut, "UID FETCH")
         out = []
-        for u in res.untagged:
-            _, vals = parse_untagged(u)
-            it = fetch_items(vals[1:])
+        for it in verbs.fetch_responses(res):
             if b"UID" not in it or b"RFC822.SIZE" not in it:
                 continue  # an unsolicited flag update, not our answer
             meta = MessageMeta(
-                uid=number(it[b"UID"], "UID"),
-                size=number(it[b"RFC822.SIZE"], "RFC822.SIZE"),
-                flags=_flags(it.get(b"FLAGS")),
-                internaldate=_date(it.get(b"INTERNALDATE")),
+                uid=verbs.fetched_number(it, b"UID"),
+                size=verbs.fetched_number(it, b"RFC822.SIZE"),
+                flags=verbs.fetched_flags(it),
+                internaldate=verbs.fetched_date(it),
             )
             if b"MODSEQ" in it:
                 ms = it[b"MODSEQ"]
                 meta.modseq = number(ms[0], "MODSEQ") if isinstance(ms, list) and ms else None
             if fingerprints:
-                block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-                fields = parse_header_fields(
-                    bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
+                fields = parse_header_fields(verbs.fetched_header(it))
                 meta.fingerprint = fingerprint_fields(fields)
                 meta.loose_fingerprint = fingerprint_fields(
                     {k: loosen(v) for k, v in fields.items()})
@@ -579,9 +517,9 @@ class ImapStore:
         async def launch() -> None:
             b = next(it, None)
             if b is not None:
-                cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])"
-                queue.extend(await self._in_folder(conn, folder.path, [cmd], (b"FETCH",),
-                                                   readonly=True, max_literal=limit))
+                cmd = verbs.uid_fetch(b, BODY_ITEMS)
+                queue.extend(await self._in_folder(conn, folder.path, [cmd], readonly=True,
+                                                   max_literal=limit))
 
         for _ in range(FETCH_AHEAD):
             await launch()
@@ -628,29 +566,12 @@ class ImapStore:
                 return existing
             conn = await self._pick()
             name = self._encode(path)
-            args = [b"CREATE", quote(name)]
-            if special_use is not None and conn.has("CREATE-SPECIAL-USE") and (
-                    special_use in _USE_ATTR):
-                args.append(b"(USE (" + _USE_ATTR[special_use].encode() + b"))")
-            create, st_fut = await conn.send_many([
-                (b" ".join(args), None),
-                (b"STATUS " + quote(name) + b" (MESSAGES UIDNEXT UIDVALIDITY)", (b"STATUS",)),
-            ])
-            res = await create
-            if not res.ok and args[-1].startswith(b"(USE"):
-                res = await conn.command(*args[:2])
-                st_fut = asyncio.ensure_future(conn.command(
-                    b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",)))
+            use = _USE_ATTR.get(special_use) if special_use is not None else None
+            res, status = await verbs.create_with_status(conn, name, use=use)
             _throttle_check(res, f"{self.label}: CREATE")
             if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
                 raise FolderRejectedError(
                     f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
-            st = _throttle_check(await st_fut, "STATUS")
-            status: dict[bytes, int] = {}
-            for u in st.untagged:
-                _, vals = parse_untagged(u)
-                if len(vals) > 1 and isinstance(vals[1], list):
-                    status = _status_map(vals[1])
             info = FolderInfo(
                 path=path, special_use=special_use, selectable=True,
                 uidvalidity=status.get(b"UIDVALIDITY"), uidnext=status.get(b"UIDNEXT"),
@@ -753,9 +674,8 @@ class ImapStore:
     @staticmethod
     async def _leave_selection(conn: ImapConnection) -> None:
         """UNSELECT (or CLOSE, which expunges nothing after EXAMINE), pipelined."""
-        cmd = b"UNSELECT" if conn.has("UNSELECT") else b"CLOSE"
         conn.selected = None
-        [fut] = await conn.send_many([(cmd, None)])
+        [fut] = await conn.send_many([verbs.unselect(conn).pair])
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _stored_change(self, folder: FolderInfo, uid: int, sent: bytes) -> str:
@@ -764,22 +684,18 @@ class ImapStore:
         Compares size and fingerprint header fields of the stored copy with what was sent.
         """
         conn = await self._pick(folder.path)
-        cmd = b"UID FETCH %d (RFC822.SIZE BODY.PEEK[HEADER])" % uid
+        cmd = verbs.uid_fetch([uid], [b"RFC822.SIZE", b"BODY.PEEK[HEADER]"])
         # NOOP first: a connection that selected the folder earlier sees the new UID only
         # after its next sync (Cyrus), and UID FETCH of an unseen UID answers nothing.
-        futs = await self._in_folder(conn, folder.path, [b"NOOP", cmd], (b"FETCH",),
-                                     readonly=False)
+        futs = await self._in_folder(conn, folder.path, [verbs.noop(), cmd], readonly=False)
         res = (await asyncio.gather(*futs))[-1]
         if not res.ok:
             return ""
-        for u in res.untagged:
-            _, vals = parse_untagged(u)
-            it = fetch_items(vals[1:])
+        for it in verbs.fetch_responses(res):
             if b"RFC822.SIZE" not in it:
                 continue
-            size = int(it[b"RFC822.SIZE"])  # type: ignore[call-overload]
-            block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-            got = bytes(block) if isinstance(block, (bytes, bytearray)) else b""
+            size = verbs.fetched_number(it, b"RFC822.SIZE")
+            got = verbs.fetched_header(it)
             want = crlf(header_block(sent))
             notes = []
             if got.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
@@ -875,16 +791,16 @@ class ImapStore:
         # and a mailbox selected on another connection learns of the APPEND only at its
         # next sync: so STORE without .SILENT, check the answer names the UID, and if
         # not, sync with NOOP and try once more.
-        store = b"UID STORE " + dest_id.encode() + b" +FLAGS (\\Flagged)"
-        for commands in ([store], [b"NOOP", store]):
+        store = verbs.uid_store([int(dest_id)], ["\\Flagged"], op="+", silent=False)
+        for commands in ([store], [verbs.noop(), store]):
             conn = await self._pick(folder.path)
-            futs = await self._in_folder(conn, folder.path, commands, (b"FETCH",),
-                                         readonly=False)
+            futs = await self._in_folder(conn, folder.path, commands, readonly=False)
             results = [_throttle_check(await f, "UID STORE") for f in futs]
             res = results[-1]
             if not res.ok:  # the message is in without its flag: let the re-plan fix it
                 raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
-            if any(_fetch_uid(u) == int(dest_id) for r in results for u in r.untagged):
+            if any(verbs.fetched_uid(it) == int(dest_id) for r in results
+                   for it in verbs.fetch_responses(r)):
                 return True
         log.info("%s: message %s in %s not visible for STORE yet; its flag is set on the "
                  "next pass", self.label, dest_id, folder.display)
@@ -929,11 +845,10 @@ class ImapStore:
         conn = await self._pick(folder.path)
         # NOOP first: a connection that selected the folder earlier may not see messages
         # appended since on another connection, and UID STORE skips those silently.
-        cmds = [b"NOOP"]
+        cmds = [verbs.noop()]
         for flags, ids in groups.items():
-            fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
-            cmds.append(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")")
-        futs = await self._in_folder(conn, folder.path, cmds, (b"FETCH",), readonly=False)
+            cmds.append(verbs.uid_store(ids, [f for f in sorted(flags) if _valid_flag(f)]))
+        futs = await self._in_folder(conn, folder.path, cmds, readonly=False)
         for r in await asyncio.gather(*futs):
             _check(r, "UID STORE")
 
@@ -965,69 +880,25 @@ def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[
     return out
 
 
-def _throttle_check(res: Result, what: str) -> Result:
-    """Raise ThrottledError (with the server's back-off, if it names one) when throttled."""
-    if res.throttled:  # back off and retry (the engine does), do not fail the folder
-        raise ThrottledError(f"{what} throttled by the server: {res.describe()}",
-                             retry_after=res.retry_after or THROTTLE_WAIT)
-    return res
-
-
-def _check(res: Result, what: str) -> Result:
-    _throttle_check(res, what)
-    if not res.ok:
-        raise ProtocolError(f"{what} failed: {res.describe()}")
-    return res
+_throttle_check = verbs.throttle_check
+_check = verbs.check  # the Gmail store uses it too
 
 
 def _fetched(resp: Any) -> Message | None:
     """The message a ``* n FETCH (UID .. BODY[] ..)`` response carries; None for others."""
-    _, vals = parse_untagged(resp)
-    items = fetch_items(vals[1:])
+    items = verbs.fetch_of(resp)
     body = items.get(b"BODY[]")
     if b"UID" not in items or not isinstance(body, (bytes, bytearray, OversizedLiteral)):
         return None  # an unsolicited flag update, not our answer
     msg = Message(
-        uid=number(items[b"UID"], "UID"),
+        uid=verbs.fetched_number(items, b"UID"),
         raw=b"" if isinstance(body, OversizedLiteral) else body,  # type: ignore[arg-type]
-        flags=_flags(items.get(b"FLAGS")),
-        internaldate=_date(items.get(b"INTERNALDATE")),
+        flags=verbs.fetched_flags(items),
+        internaldate=verbs.fetched_date(items),
     )
     if isinstance(body, OversizedLiteral):
         msg.extra["too_large"] = body.size
     return msg
-
-
-def _date(value: object) -> datetime | None:
-    """An INTERNALDATE item as a datetime (None when absent); ProtocolError when garbled."""
-    if value is None or value == b"":
-        return None
-    if not isinstance(value, (bytes, bytearray)):
-        raise ProtocolError("INTERNALDATE is not a string")
-    return parse_internaldate(bytes(value))
-
-
-def _fetch_uid(resp: object) -> int | None:
-    """The UID a ``* n FETCH (... UID u ...)`` response names, else None."""
-    _, vals = parse_untagged(resp)  # type: ignore[arg-type]
-    items = fetch_items(vals[1:]) if len(vals) > 1 else {}
-    uid = items.get(b"UID")
-    return int(uid) if isinstance(uid, (bytes, bytearray)) and uid.isdigit() else None
-
-
-def _status_map(vals: list[object]) -> dict[bytes, int]:
-    out = {}
-    for i in range(0, len(vals) - 1, 2):
-        k, v = vals[i], vals[i + 1]
-        if isinstance(k, bytes) and isinstance(v, bytes) and v.isdigit():
-            out[k.upper()] = int(v)
-    return out
-
-
-def _flags(value: object) -> frozenset[str]:
-    if not isinstance(value, list):
-        return frozenset()
-    return frozenset(v.decode("utf-8", "replace") for v in value if isinstance(v, bytes))
 
 
 def _valid_flag(flag: str) -> bool:
@@ -1044,17 +915,3 @@ def _append_limit(caps: set[str]) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def uid_set(uids: Sequence[int]) -> bytes:
-    """Compress UIDs into ranges: [1,2,3,7] -> b"1:3,7"."""
-    s = sorted(set(uids))
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
-            j += 1
-        out.append(str(s[i]) if i == j else f"{s[i]}:{s[j]}")
-        i = j + 1
-    return ",".join(out).encode()
