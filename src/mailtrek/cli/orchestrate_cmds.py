@@ -69,6 +69,7 @@ def endpoint_add(
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    dav_url: Annotated[str | None, typer.Option(help="contacts/calendars server, https://HOST[:PORT]/PATH (default: the preset's, else DNS SRV and /.well-known of each user's domain)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
@@ -79,7 +80,7 @@ def endpoint_add(
         name, host=host, port=port, security=security, ca_file=ca_path(ca_file), preset=preset, auth=auth,
         admin_format=admin_format, admin_user=admin_user, max_concurrent_migrations=max_concurrent_migrations,
         max_concurrent_incremental=max_concurrent_incremental, connections_per_mailbox=connections_per_mailbox,
-        security_given=security is not None)
+        security_given=security is not None, dav_url=dav_url)
     built = build_endpoint(inp)  # a refused endpoint leaves no home behind
     for w in built.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -456,6 +457,10 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
     cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
+    if t["pim_users"]:  # contacts/calendars counts only where a user's move carries them
+        for u in d["users"]:
+            u["contacts/calendars"] = u["pim_summary"]
+        cols.insert(-1, "contacts/calendars")
     print_table(d["users"], cols + (["worker"] if holders else []))
 
 

@@ -46,6 +46,7 @@ class EndpointInput:
     connections_per_mailbox: int | None = None
     service_account: dict[str, Any] | None = None  # a Google service-account key, already read
     security_given: bool = True  # False: the security came from the preset or port (doubts are warnings)
+    dav_url: str | None = None  # contacts/calendars server (https://HOST[:PORT]/PATH)
 
 
 @dataclass(slots=True)
@@ -70,7 +71,7 @@ def build_endpoint(inp: EndpointInput) -> EndpointCreated:
                        auth=blank(inp.auth) or "password", admin_format=blank(inp.admin_format),
                        max_concurrent_migrations=inp.max_concurrent_migrations,
                        max_concurrent_incremental=inp.max_concurrent_incremental,
-                       connections_per_mailbox=inp.connections_per_mailbox)
+                       connections_per_mailbox=inp.connections_per_mailbox, dav_url=blank(inp.dav_url))
     warnings = []
     problem = port_security_problem(ep.port, ep.security, security_given=inp.security_given)
     if problem is not None:

@@ -116,6 +116,9 @@ class DavSpec(PimSpec["DavStore"]):
     password: str = field(repr=False)
     ca_file: str | None = None
     connections: int = 4
+    kinds: tuple[str, ...] = ("calendar", "contacts")  # the services to find (SRV, presets)
+    nameserver: str | None = None  # DNS server for the SRV look (IP[:PORT]); None: the system's
+    token: Callable[[], Awaitable[str]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
