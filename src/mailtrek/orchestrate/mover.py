@@ -142,7 +142,7 @@ def destination_spec(home: Home, job: MoveJob) -> MailSpec:
                      on_close=lambda: pool.done(job.email), label=f"dest:{job.email}")
 
 
-async def open_destination(home: Home, job: MoveJob) -> DestinationStore:
+async def connect_destination(home: Home, job: MoveJob) -> DestinationStore:
     """Return a connected destination store for ``job`` (Graph or IMAP)."""
     store = registry.open_destination(destination_spec(home, job))
     try:
@@ -203,7 +203,7 @@ async def _move_mail(home: Home, job: MoveJob) -> CopyReport:
     dest = None
     try:
         await source.connect()
-        dest = await open_destination(home, job)
+        dest = await connect_destination(home, job)
         state = MailboxState(home.engine, job.mailbox)
         try:
             view = await registry.source_view(source, job.batch.options.gmail_labels,

@@ -13,6 +13,7 @@ from mailtrek.orchestrate.editing import port_security_problem
 from mailtrek.orchestrate.endpoints import (
     Endpoint,
     add_endpoint,
+    admin_credentials,
     attach_service_account,
     get_endpoint,
     make_endpoint,
@@ -22,7 +23,8 @@ from mailtrek.orchestrate.probe import ProbeResult, probe_endpoint
 from mailtrek.secrets import redact, remember
 from mailtrek.service.text import blank
 
-__all__ = ["EndpointCreated", "EndpointInput", "create_endpoint", "probe", "probe_view", "test_endpoint"]
+__all__ = ["EndpointCreated", "EndpointInput", "build_endpoint", "create_endpoint", "probe", "probe_view",
+           "store_endpoint", "test_endpoint"]
 
 
 @dataclass(slots=True)
@@ -55,6 +57,11 @@ class EndpointCreated:
 
 def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
     """Store an endpoint; refuse a port/security pair that cannot work, warn about a doubtful one."""
+    return store_endpoint(home, build_endpoint(inp), inp)
+
+
+def build_endpoint(inp: EndpointInput) -> EndpointCreated:
+    """Check ``inp`` and build its endpoint without touching any state (nothing stored yet)."""
     remember(inp.admin_password)
     ca = blank(inp.ca_file)
     if ca is not None and not Path(ca).is_file():
@@ -71,6 +78,13 @@ def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
         if problem.fatal:  # 993 with STARTTLS, 143 with SSL: cannot connect
             raise UsageError(problem.message, hint=problem.hint)
         warnings.append(f"{problem.message}; {problem.hint}")
+    return EndpointCreated(ep, warnings)
+
+
+def store_endpoint(home: Home, built: EndpointCreated, inp: EndpointInput) -> EndpointCreated:
+    """Store an endpoint :func:`build_endpoint` built, with its encrypted secrets from ``inp``."""
+    ep = built.endpoint
+    remember(inp.admin_password)
     if inp.service_account is not None:
         attach_service_account(home, ep, inp.service_account)
     admin_user = blank(inp.admin_user)
@@ -79,7 +93,7 @@ def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
             raise UsageError("an admin user needs a password")
         ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(inp.admin_password)
     add_endpoint(home, ep)
-    return EndpointCreated(ep, warnings)
+    return built
 
 
 def _token_for(home: Home, ep: Endpoint, user: str) -> Callable[[], str]:
@@ -95,9 +109,10 @@ def probe(home: Home, name: str, user: str | None, password: str | None, *,
           ca_file: str | None = None) -> ProbeResult:
     """Check DNS, TCP, TLS, capabilities and (with ``user``) a login on endpoint ``name``.
 
-    A service-account endpoint logs in with a token fetched for ``user``; ``ca_file``
-    replaces the stored CA bundle for this test only. Blocking: call it from a thread
-    inside an event loop.
+    The login is a migration's: a service-account endpoint logs in with a token fetched
+    for ``user``; an endpoint with a stored admin, given no password, logs in as the admin
+    for ``user`` (as migrations into it do). ``ca_file`` replaces the stored CA bundle for
+    this test only. Blocking: call it from a thread inside an event loop.
     """
     ep = get_endpoint(home, name)
     user, password = blank(user), blank(password)
@@ -106,7 +121,8 @@ def probe(home: Home, name: str, user: str | None, password: str | None, *,
         ep.ca_file = ca_file
     if ep.uses_service_account:
         return probe_endpoint(ep, user, token=_token_for(home, ep, user) if user else None)
-    return probe_endpoint(ep, user, password if user else None)
+    admin = admin_credentials(home, ep, user) if user and password is None else None
+    return probe_endpoint(ep, user, password if user else None, credentials=admin)
 
 
 def probe_view(name: str, user: str | None, result: ProbeResult) -> dict[str, Any]:
