@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -232,3 +233,43 @@ def test_without_dav_url_or_preset_the_users_domain_is_asked(tmp_path, radicale,
     u = users_by_name(home, "s")[user]
     assert u["status"] == "Synced" and u["error"] is None, u
     assert (u["pim"]["copied"], u["pim"]["failed"]) == (3, 0), u["pim"]
+
+
+def test_google_service_account_asks_for_the_dav_scopes_per_user(tmp_path, radicale):
+    """A Workspace endpoint logs each user in with a token delegated for Calendar and
+    CardDAV (Bearer); Radicale, which takes no tokens, refuses: a finding, not a crash."""
+    from mailtrek.orchestrate.csvfile import UserRow
+    from mailtrek.orchestrate.endpoints import attach_service_account, get_endpoint
+    from mailtrek.orchestrate.preflight import preflight_users
+    from mailtrek.stores.dav.presets import GOOGLE_CALENDAR_SCOPE, GOOGLE_CONTACTS_SCOPE
+    from test_gmail_auth import TokenEndpoint
+
+    class DavScopes(TokenEndpoint):
+        def answer(self, form):
+            import jwt
+
+            claims = jwt.decode(form["assertion"][0], self.key.public_key(), algorithms=["RS256"],
+                                audience="https://oauth2.googleapis.com/token")
+            self.requests.append(claims)
+            return 200, {"access_token": "ya29.dav", "expires_in": 600, "token_type": "Bearer"}
+
+    google = DavScopes(tmp_path)
+    try:
+        bundle = tmp_path / "cas.pem"
+        bundle.write_bytes(Path(google.ca_file).read_bytes() + radicale.ca_file.read_bytes())
+        home = open_home(tmp_path / "home")
+        ep = make_endpoint("ws", host="127.0.0.1", port=1, preset="google-workspace", ca_file=str(bundle),
+                           dav_url=radicale.base_url)
+        attach_service_account(home, ep, google.info())
+        add_endpoint(home, ep)
+        report = asyncio.run(preflight_users(
+            home, [UserRow(2, f"ann@{DOMAIN}", f"ann@{DOMAIN}", "", items=("calendars",))],
+            source=get_endpoint(home, "ws"), options=BatchOptions()))
+    finally:
+        google.server.shutdown()
+        google.server.server_close()
+    [claims] = google.requests
+    assert claims["sub"] == f"ann@{DOMAIN}"
+    assert claims["scope"].split() == [GOOGLE_CALENDAR_SCOPE, GOOGLE_CONTACTS_SCOPE]
+    [finding] = report.users[0].findings
+    assert finding.kind == "pim" and "refused the login" in finding.reason
