@@ -134,6 +134,14 @@ def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
         assert c.get("/api/endpoints/nc").json()["dav_url"] == "https://cloud.example.test/remote.php/dav"
         bad = c.post("/api/endpoints", json={"name": "x", "host": "h.test", "dav_url": "https://u@h.test/"})
         assert bad.status_code == 400 and "no user or password" in bad.text
+        # The dashboard's new-batch form: mail ticked by default; calendars and contacts chosen.
+        assert 'id="items-mail" checked' in c.get("/batches/new").text
+        form = {"csrf": r.json()["csrf"], "name": "viaform", "endpoint": "nc", "destination": "endpoint:nc",
+                "items": ["calendars", "contacts"]}
+        made = c.post("/batches", data=form, follow_redirects=False, files={"csv": (
+            "u.csv", b"EmailAddress,UserName,Password\nf@contoso.test,f,pw\n", "text/csv")})
+        assert made.status_code == 303, made.text
+        assert c.get("/api/batches/viaform").json()["options"]["items"] == ["calendars", "contacts"]
 
 
 @pytest.fixture(scope="module")
