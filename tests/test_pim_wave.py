@@ -126,6 +126,8 @@ def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
         assert users[user]["pim_summary"] == summary and users[user]["pim"]["by_kind"]
         page = c.get(f"/batches/{batch}").text
         assert "<th>Contacts/calendars</th>" in page and summary in page
+        page = c.get(f"/batches/{batch}/preflight").text  # the pre-flight page counts them too
+        assert "<th>Contacts/calendars</th>" in page and "1 calendar(s): 3 objects" in page
         # An endpoint says where its DAV server is (API and dashboard form alike).
         c.headers["X-CSRF-Token"] = r.json()["csrf"]
         ok = c.post("/api/endpoints", json={"name": "nc", "host": "cloud.example.test", "preset": "nextcloud",
