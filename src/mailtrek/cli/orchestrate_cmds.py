@@ -460,17 +460,14 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
 @handled
 def batch_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
     """List batches."""
-    from mailtrek.orchestrate.batches import list_batches, user_rows
+    from mailtrek.service.batches import list_view
 
-    h = _home(home)
-    rows = [{"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
-             "destination": b.tenant or b.dest_endpoint, "users": len(user_rows(h, b.name)),
-             "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None}
-            for b in list_batches(h)]
+    cols = ["name", "status", "endpoint", "destination", "users", "created"]
+    rows = [{c: b[c] for c in cols} for b in list_view(_home(home))]
     if json_out:
         print_json(rows)
     else:
-        print_table(rows, ["name", "status", "endpoint", "destination", "users", "created"])
+        print_table(rows, cols)
 
 
 @batch_app.command("report")
