@@ -72,6 +72,7 @@ def endpoint_add(
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    dav_url: Annotated[str | None, typer.Option(help="contacts/calendars server, https://HOST[:PORT]/PATH (default: the preset's, else DNS SRV and /.well-known of each user's domain)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
@@ -82,7 +83,7 @@ def endpoint_add(
         name, host=host, port=port, security=security, ca_file=ca_path(ca_file), preset=preset, auth=auth,
         admin_format=admin_format, admin_user=admin_user, max_concurrent_migrations=max_concurrent_migrations,
         max_concurrent_incremental=max_concurrent_incremental, connections_per_mailbox=connections_per_mailbox,
-        security_given=security is not None)
+        security_given=security is not None, dav_url=dav_url)
     built = build_endpoint(inp)  # a refused endpoint leaves no home behind
     for w in built.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -162,16 +163,19 @@ def endpoint_test(
 ) -> None:
     """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
 
-    On a service-account endpoint the login fetches a token for --user and uses XOAUTH2.
+    The login is the one a migration makes, through the same client. On a service-account
+    endpoint it fetches a token for --user and uses XOAUTH2; on an endpoint with a stored
+    admin and no password given, the admin logs in for --user (SASL PLAIN authzid).
     """
     from mailtrek.orchestrate.endpoints import get_endpoint
     from mailtrek.service.endpoints import probe
 
     h = _home(home)
     password = None
-    if user and not get_endpoint(h, name).uses_service_account:  # a service account fetches a token
+    ep = get_endpoint(h, name)
+    if user and not ep.uses_service_account:  # a service account fetches a token
         password = env_password("MAILTREK_SOURCE_PASSWORD", password_file)
-        if password is None and sys.stdin.isatty():
+        if password is None and not ep.admin_user and sys.stdin.isatty():
             password = remember(typer.prompt(f"Password for {user}", hide_input=True))
     result = probe(h, name, user, password, ca_file=ca_path(ca_file))
     for s in result.steps:
@@ -457,6 +461,10 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
     cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
+    if t["pim_users"]:  # contacts/calendars counts only where a user's move carries them
+        for u in d["users"]:
+            u["contacts/calendars"] = u["pim_summary"]
+        cols.insert(-1, "contacts/calendars")
     print_table(d["users"], cols + (["worker"] if holders else []))
 
 

@@ -13,6 +13,7 @@ from mailtrek.orchestrate.editing import port_security_problem
 from mailtrek.orchestrate.endpoints import (
     Endpoint,
     add_endpoint,
+    admin_credentials,
     attach_service_account,
     get_endpoint,
     make_endpoint,
@@ -45,6 +46,7 @@ class EndpointInput:
     connections_per_mailbox: int | None = None
     service_account: dict[str, Any] | None = None  # a Google service-account key, already read
     security_given: bool = True  # False: the security came from the preset or port (doubts are warnings)
+    dav_url: str | None = None  # contacts/calendars server (https://HOST[:PORT]/PATH)
 
 
 @dataclass(slots=True)
@@ -69,7 +71,7 @@ def build_endpoint(inp: EndpointInput) -> EndpointCreated:
                        auth=blank(inp.auth) or "password", admin_format=blank(inp.admin_format),
                        max_concurrent_migrations=inp.max_concurrent_migrations,
                        max_concurrent_incremental=inp.max_concurrent_incremental,
-                       connections_per_mailbox=inp.connections_per_mailbox)
+                       connections_per_mailbox=inp.connections_per_mailbox, dav_url=blank(inp.dav_url))
     warnings = []
     problem = port_security_problem(ep.port, ep.security, security_given=inp.security_given)
     if problem is not None:
@@ -107,9 +109,10 @@ def probe(home: Home, name: str, user: str | None, password: str | None, *,
           ca_file: str | None = None) -> ProbeResult:
     """Check DNS, TCP, TLS, capabilities and (with ``user``) a login on endpoint ``name``.
 
-    A service-account endpoint logs in with a token fetched for ``user``; ``ca_file``
-    replaces the stored CA bundle for this test only. Blocking: call it from a thread
-    inside an event loop.
+    The login is a migration's: a service-account endpoint logs in with a token fetched
+    for ``user``; an endpoint with a stored admin, given no password, logs in as the admin
+    for ``user`` (as migrations into it do). ``ca_file`` replaces the stored CA bundle for
+    this test only. Blocking: call it from a thread inside an event loop.
     """
     ep = get_endpoint(home, name)
     user, password = blank(user), blank(password)
@@ -118,7 +121,8 @@ def probe(home: Home, name: str, user: str | None, password: str | None, *,
         ep.ca_file = ca_file
     if ep.uses_service_account:
         return probe_endpoint(ep, user, token=_token_for(home, ep, user) if user else None)
-    return probe_endpoint(ep, user, password if user else None)
+    admin = admin_credentials(home, ep, user) if user and password is None else None
+    return probe_endpoint(ep, user, password if user else None, credentials=admin)
 
 
 def probe_view(name: str, user: str | None, result: ProbeResult) -> dict[str, Any]:
