@@ -90,6 +90,17 @@ def test_passwords_never_in_problem_text():
     assert got and all(secret not in g for g in got)
 
 
+def test_file_without_header_does_not_echo_the_first_password():
+    """Line 1 is taken for the header: its fields (a password among them) are not quoted back."""
+    secret = "Hdr-Less-Pw-4711"
+    got = problems(f"alice@contoso.test,alice,{secret}\nbob@contoso.test,bob,pw-bob\n")
+    assert got == ["line 1: this looks like a user, not the header: the header is missing "
+                   "(put EmailAddress,UserName,Password first)"]
+    with pytest.raises(CsvInvalidError) as e:
+        parse_users_csv(f"a@contoso.test;a;{secret}\n".encode(), allow_unknown_columns=True)
+    assert all(secret not in str(p) for p in e.value.problems)
+
+
 def test_quoted_fields_with_commas_and_newlines():
     rows = parse_users_csv(b'EmailAddress,UserName,Password\n"a@x.test","a","p,w""x"\n')
     assert rows[0].password == 'p,w"x'
@@ -160,3 +171,19 @@ def test_semicolon_separated_file_from_excel_accepted():
 def test_same_source_username_twice_flagged():
     got = problems("EmailAddress,UserName,Password\na@x.test,shared,p1\nb@x.test,Shared,p2\n")
     assert got == ["line 3: duplicate UserName Shared: already on line 2 (one source mailbox would be copied into two)"]
+
+
+def test_items_column_is_checked_line_by_line():
+    from mailtrek.orchestrate.option_text import items_option
+
+    text = ("EmailAddress,UserName,Password,Items\n"
+            "a@contoso.test,a,pw,\n"
+            "b@contoso.test,b,pw,Contacts+calendar\n"
+            'c@contoso.test,c,pw,"mail, contacts"\n')
+    rows = parse_users_csv(text.encode())
+    assert [r.items for r in rows] == [None, ("calendars", "contacts"), ("mail", "contacts")]
+    bad = text + "d@contoso.test,d,pw,mail;tasks\ne@contoso.test,e,pw,notes\n"
+    assert problems(bad) == ["line 5: Items takes mail, calendars, contacts, not 'tasks'",
+                             "line 6: Items takes mail, calendars, contacts, not 'notes'"]
+    assert items_option(None) == items_option(" ") == ["mail"]
+    assert items_option("contacts,mail,calendars,mail") == ["mail", "calendars", "contacts"]

@@ -91,7 +91,7 @@ def test_throttled_answers_back_off_instead_of_failing(
         gmail_like: DovecotInstance, dovecot_dst: DovecotInstance, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Gmail names no figure; mailtrek waits THROTTLE_WAIT (60 s). A second here.
-    monkeypatch.setattr("mailtrek.stores.imap.store.THROTTLE_WAIT", 1.0)
+    monkeypatch.setattr("mailtrek.stores.imap.verbs.THROTTLE_WAIT", 1.0)  # the store checks answers there
     started = time.monotonic()
     _source, report, _again, got, front = asyncio.run(
         _run(gmail_like, dovecot_dst, tmp_path, hidden=True, throttle=2, strategy="all-mail"))

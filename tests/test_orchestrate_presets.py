@@ -55,3 +55,61 @@ def test_bad_options_rejected(kw, msg):
 
 def test_presets_are_data():
     assert all(p.name == k for k, p in PRESETS.items())
+
+
+# -- contacts and calendars ---------------------------------------------------------------
+def test_dav_presets_name_each_providers_services():
+    import asyncio
+
+    import httpx
+
+    from mailtrek.stores.dav import DavStore, parse_dav_address
+    from mailtrek.stores.dav.client import DavClient
+    from mailtrek.stores.dav.presets import DAV_PRESETS, get_dav_preset
+
+    assert {"google", "icloud", "fastmail", "nextcloud", "zimbra", "sogo"} <= set(DAV_PRESETS)
+    assert get_preset("gmail").dav_preset is get_preset("google-workspace").dav_preset
+    assert get_preset("icloud").dav_preset.name == "icloud" and get_preset("yahoo").dav_preset is None
+    google = get_dav_preset("google")
+    cal = google.address("a.b@example.com", "calendar")
+    assert (cal.origin, cal.path) == ("https://apidata.googleusercontent.com",
+                                      "/caldav/v2/a.b@example.com/user/")
+    assert google.address("x@example.com", "contacts").origin == "https://www.googleapis.com"
+    assert google.auth == "oauth" and len(google.scopes) == 2
+    assert get_dav_preset("sogo").address("u@x.test", "contacts", "mail.x.test").path == "/SOGo/dav/u@x.test/"
+    with pytest.raises(UsageError, match="host"):
+        get_dav_preset("nextcloud").address("u", "calendar")
+    # A dav+https address may name a preset as its host; iCloud's two hosts need one kind.
+    store = DavStore(parse_dav_address("dav+https://me@example.com@icloud/"), "pw", kinds=("contacts",))
+    assert (store.address.host, store.address.user) == ("contacts.icloud.com", "me@example.com")
+    with pytest.raises(UsageError, match="two servers"):
+        DavStore(parse_dav_address("dav+https://me@icloud/"), "pw")
+    # OAuth presets log in with Bearer tokens, asked for on every request.
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(207, content=b"<multistatus xmlns='DAV:'/>")
+
+    async def token() -> str:
+        return f"tok{len(seen)}"
+
+    async def go() -> None:
+        client = DavClient(cal, "", transport=httpx.MockTransport(answer), token=token)
+        for _ in range(2):
+            await client.propfind("/", b"", "0")
+        await client.close()
+
+    asyncio.run(go())
+    assert seen == ["Bearer tok0", "Bearer tok1"]
+
+
+def test_presets_list_says_where_contacts_and_calendars_are():
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    out = CliRunner().invoke(app, ["endpoint", "presets"]).output
+    line = next(x for x in out.splitlines() if x.startswith("icloud "))
+    assert line.endswith("caldav.icloud.com, contacts.icloud.com")
+    assert "(your host)/remote.php/dav/" in out and "(OAuth)" in out

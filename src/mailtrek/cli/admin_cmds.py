@@ -8,18 +8,9 @@ from typing import Annotated
 
 import typer
 
-from mailtrek.cli.common import ca_path
-from mailtrek.cli.orchestrate_cmds import (
-    HomeOpt,
-    _home,
-    _password,
-    _print_json,
-    _table,
-    _token_check,
-    endpoint_app,
-    handled,
-    tenant_app,
-)
+from mailtrek.cli.common import HomeOpt, ca_path, env_password, handled, print_json, print_table
+from mailtrek.cli.common import open_home_at as _home
+from mailtrek.cli.groups import endpoint_app, tenant_app
 from mailtrek.errors import ConfigError, UsageError
 from mailtrek.secrets import read_secret_file, redact
 
@@ -54,7 +45,7 @@ def endpoint_edit(
     from mailtrek.orchestrate.editing import edit_endpoint
 
     h = _home(home)
-    pw = _password("MAILTREK_ADMIN_PASSWORD", admin_password_file) if admin_password_file else None
+    pw = env_password("MAILTREK_ADMIN_PASSWORD", admin_password_file) if admin_password_file else None
     ep = edit_endpoint(h, name, {
         "host": host, "port": port, "security": security, "ca_file": ca_path(ca_file), "auth": auth,
         "admin_format": admin_format, "admin_user": admin_user,
@@ -82,6 +73,7 @@ def tenant_edit(
 ) -> None:
     """Change a stored tenant (a new secret is stored encrypted); checks a token first."""
     from mailtrek.orchestrate.editing import edit_tenant, store_tenant
+    from mailtrek.service.tenants import token_check
 
     h = _home(home)
     secret = read_secret_file(client_secret_file) if client_secret_file else None
@@ -92,7 +84,7 @@ def tenant_edit(
     for n in notes:
         typer.echo(f"note: {n}")
     if test:
-        asyncio.run(_token_check(h, t))
+        asyncio.run(token_check(h, t))
         typer.echo(f"tenant {name}: token acquired")
     store_tenant(h, t)
     typer.echo(f"tenant {name} changed")
@@ -130,13 +122,6 @@ def notify_test(
     typer.echo("test mail sent")
 
 
-def smtp_warning(home: Path | None) -> str | None:
-    """Return a warning when batch e-mails cannot go out (no SMTP configured), else None."""
-    from mailtrek.orchestrate.notify import cannot_mail
-
-    return cannot_mail(_home(home))
-
-
 @handled
 def audit_cmd(
     json_out: Annotated[bool, typer.Option("--json")] = False,
@@ -149,6 +134,6 @@ def audit_cmd(
 
     rows = [e.as_dict() for e in entries(_home(home), limit=limit, target=target)]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table(rows, ["at", "actor", "action", "target", "detail", "outcome"])
+        print_table(rows, ["at", "actor", "action", "target", "detail", "outcome"])

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,15 +17,19 @@ from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
 from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, route_key
 from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
-from mailtrek.stores.gmail.wiring import gmail_view
-from mailtrek.stores.opener import OpenOptions, open_store
-from mailtrek.stores.url import StoreAddress, parse_address
+from mailtrek.stores.registry import note_deferral, open_destination, open_source, source_view
+from mailtrek.stores.spec import GraphSpec, ImapSpec, MailSpec
+from mailtrek.stores.url import OpenOptions, StoreAddress, parse_address, spec_for
 from mailtrek.sync.engine import copy_mailbox
 from mailtrek.sync.filters import parse_date, parse_size
 from mailtrek.sync.options import DEFAULT_MAX_ITEMS, CopyOptions, CopyReport
 from mailtrek.sync.report import plan_lines, problem_lines, report_dict, summary_line
 from mailtrek.sync.verify import verify_mailbox
+
+if TYPE_CHECKING:
+    from mailtrek.stores.m365.config import TenantConfig
 
 SourceArg = Annotated[str, typer.Argument(help="imaps://USER@HOST[:PORT], imap+starttls://..., imap://...")]
 DestArg = Annotated[str, typer.Argument(help="imaps://..., imap+starttls://..., imap://..., "
@@ -130,17 +134,18 @@ def copy(
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
         check_gmail_mode(gmail_labels)
         stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
-        src_addr, dst_addr, src, dst = _open_pair(
+        src_addr, dst_addr, src_spec, dst_spec = _specs(
             stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
             dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=False, google_sa_key=source_service_account_key,
             keep_read_receipts=keep_read_receipts, tenant=stored.tenant)
         engine = open_engine(state or home_dir() / "copy-state.db")
-        if hasattr(dst, "use_memory"):  # Microsoft 365: the tenant's stored profile
+        if isinstance(dst_spec, GraphSpec):  # Microsoft 365: the tenant's stored profile
             from mailtrek.state.m365 import ProfileMemory
 
-            dst.use_memory(ProfileMemory(engine, _home_profiles(state)))
+            dst_spec = dst_spec.remembering(ProfileMemory(engine, _home_profiles(state)))
+        src, dst = open_source(src_spec), open_destination(dst_spec)
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         route = route_key(src_addr.host, "m365" if dst_addr.is_m365 else dst_addr.host)
         started = time.monotonic()
@@ -169,13 +174,13 @@ def _home_profiles(state: Any) -> Any:
     return create_engine(f"sqlite:///file:{home_db}?mode=ro&uri=true")
 
 
-async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOptions,
+async def _run_copy(src: SourceStore, dst: DestinationStore, state: MailboxState, options: CopyOptions,
                     gmail_labels: str = "auto", rate: RouteRate | None = None) -> CopyReport:
     view = ProgressView(enabled=sys.stderr.isatty(), rate=rate)
     try:
         await asyncio.gather(src.connect(), dst.connect())
-        source = await gmail_view(src, gmail_labels, done=state.messages_of,
-                                  dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
+        source = await source_view(src, gmail_labels, done=state.messages_of,
+                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
         report.warnings.extend(getattr(source, "warnings", None) or [])
@@ -185,9 +190,7 @@ async def _run_copy(src: Any, dst: Any, state: MailboxState, options: CopyOption
                 "Exchange over IMAP keeps no mail-system keywords (they would become "
                 "categories); not carried: "
                 + ", ".join(f"{k} ({n} messages)" for k, n in sorted(left.items())))
-        deferral = getattr(source, "deferral", None)
-        if deferral is not None:  # the day's Gmail quota is used: say when it goes on
-            report.errors.append(deferral.describe())
+        note_deferral(source, report)  # the day's Gmail quota is used: say when it goes on
         return report
     finally:
         await asyncio.gather(src.close(), dst.close(), return_exceptions=True)
@@ -243,11 +246,12 @@ def verify(
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         check_gmail_mode(gmail_labels)
         stored = resolve(source, dest, endpoint=endpoint, dest_endpoint=dest_endpoint, tenant=tenant, home=home)
-        src_addr, dst_addr, src, dst = _open_pair(
+        src_addr, dst_addr, src_spec, dst_spec = _specs(
             stored.source, stored.dest, options, ca_file, source_ca_file or stored.source_ca,
             dest_ca_file or stored.dest_ca, source_password_file,
             dest_password_file, source_token_file, dest_token_file, m365_authority, graph_url,
             m365_imap_host, dest_readonly=True, tenant=stored.tenant)
+        src, dst = open_source(src_spec), open_destination(dst_spec)
         key = f"{src_addr.display()} -> {dst_addr.display()}"
         notes: list[str] = []
         mailbox_state = (MailboxState(open_engine(state), key) if state is not None
@@ -256,7 +260,7 @@ def verify(
         async def run() -> dict[str, Any]:
             try:
                 await asyncio.gather(src.connect(), dst.connect())
-                view = await gmail_view(
+                view = await source_view(
                     src, gmail_labels, dest_kind=dst.features.kind,
                     done=mailbox_state.messages_of if mailbox_state else None)
                 result = await verify_mailbox(view, dst, options, mailbox_state)
@@ -336,15 +340,15 @@ def _options(include: list[str] | None, exclude: list[str] | None, since: str | 
     )
 
 
-def _open_pair(
+def _specs(
     source: str, dest: str, options: CopyOptions, ca_file: Path | None,
     source_ca_file: Path | None, dest_ca_file: Path | None, source_password_file: Path | None,
     dest_password_file: Path | None, source_token_file: Path | None,
     dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
     m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
-    keep_read_receipts: bool = False, tenant: Any = None,
-) -> tuple[StoreAddress, StoreAddress, Any, Any]:
-    """Parse both addresses and build both (unconnected) stores with their secrets."""
+    keep_read_receipts: bool = False, tenant: TenantConfig | None = None,
+) -> tuple[StoreAddress, StoreAddress, ImapSpec, MailSpec]:
+    """Parse both addresses and return both store specs with their secrets."""
     src_addr, dst_addr = parse_address(source), parse_address(dest)
     if not src_addr.is_imap:
         raise UsageError("the source must be an IMAP address")
@@ -352,43 +356,27 @@ def _open_pair(
                           source_ca_file or ca_file, options.connections, True)
     if google_sa_key is not None:
         src_opts.google_sa_key = str(google_sa_key)
-    dst = open_store(dst_addr, _open_opts(
-        "dest", dst_addr, dest_password_file, dest_token_file, dest_ca_file or ca_file,
-        options.connections, dest_readonly, m365_authority=m365_authority, graph_url=graph_url,
-        dest_root=options.dest_root, max_size=options.max_size, m365_imap_host=m365_imap_host,
-        disarm_read_receipts=not keep_read_receipts, tenant=tenant))
-    return src_addr, dst_addr, open_store(src_addr, src_opts), dst
+    dst_opts = _open_opts("dest", dst_addr, dest_password_file, dest_token_file,
+                          dest_ca_file or ca_file, options.connections, dest_readonly)
+    dst_opts.tenant, dst_opts.m365_authority, dst_opts.graph_url = tenant, m365_authority, graph_url
+    dst_opts.dest_root, dst_opts.max_size = options.dest_root, options.max_size
+    dst_opts.m365_imap_host, dst_opts.disarm_read_receipts = m365_imap_host, not keep_read_receipts
+    dst_spec = spec_for(dst_addr, dst_opts)
+    src_spec = spec_for(src_addr, src_opts)
+    assert isinstance(src_spec, ImapSpec)  # an IMAP address, checked above
+    return src_addr, dst_addr, src_spec, dst_spec
 
 
-def _open_opts(
-    side: str, addr: StoreAddress, pw_file: Path | None, tok_file: Path | None,
-    ca_file: Path | None, connections: int, readonly: bool, **m365: Any,
-) -> OpenOptions:
+def _open_opts(side: str, addr: StoreAddress, pw_file: Path | None, tok_file: Path | None,
+               ca_file: Path | None, connections: int, readonly: bool) -> OpenOptions:
+    """The secrets and settings the command line gives one side (read from files/env)."""
     env = "MAILTREK_SOURCE_PASSWORD" if side == "source" else "MAILTREK_DEST_PASSWORD"
     password = read_secret(pw_file, env) if addr.is_imap and addr.auth not in (
         "xoauth2", "oauthbearer") else None
     token = read_secret(tok_file, "MAILTREK_SOURCE_TOKEN" if side == "source"
                         else "MAILTREK_DEST_TOKEN", required=False)
-    opts = OpenOptions(password=password, token=token, ca_file=str(ca_file) if ca_file else None,
+    return OpenOptions(password=password, token=token, ca_file=str(ca_file) if ca_file else None,
                        connections=connections, readonly=readonly, label=side)
-    if addr.is_m365:
-        from mailtrek.stores.m365 import GraphOptions, TenantConfig
-
-        opts.tenant = m365.get("tenant") or TenantConfig.from_env(
-            authority=m365.get("m365_authority"), graph_url=m365.get("graph_url"),
-            ca_file=ca_file)
-        disarm = m365.get("disarm_read_receipts", True)
-        opts.disarm_read_receipts = disarm
-        gopts: dict[str, Any] = {"dest_root": m365.get("dest_root") or (),
-                                 "disarm_read_receipts": disarm}
-        if m365.get("max_size"):
-            gopts["max_message_size"] = min(int(m365["max_size"]), 150 * 1024 * 1024)
-        opts.graph_options = GraphOptions(**gopts)
-        host = m365.get("m365_imap_host")
-        if host:
-            h, _, p = host.partition(":")
-            opts.m365_imap_host, opts.m365_imap_port = h, int(p or 993)
-    return opts
 
 
 def _finish(report: CopyReport, json_report: Path | None) -> None:

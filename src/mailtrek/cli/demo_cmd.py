@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from mailtrek.cli.common import fail_on_error
+from mailtrek.stores.spec import GraphSpec, ImapSpec, MailSpec
 from mailtrek.sync.report import summary_line
 
 USERS = (("alice", "contoso.test"), ("bob", "contoso.test"))
@@ -86,8 +87,7 @@ def demo(
 async def _migrate_all(src: Any, dst: Any, sim: Any, passwords: dict[str, str],
                        root: Path) -> bool:
     from mailtrek.state.db import MailboxState, open_engine
-    from mailtrek.stores.imap.connection import ConnectParams, Credentials
-    from mailtrek.stores.imap.store import ImapSettings, ImapStore
+    from mailtrek.stores.registry import open_destination, open_source
     from mailtrek.sync.engine import copy_mailbox
     from mailtrek.sync.options import CopyOptions
     from mailtrek.sync.verify import verify_mailbox
@@ -97,10 +97,10 @@ async def _migrate_all(src: Any, dst: Any, sim: Any, passwords: dict[str, str],
     for user, domain in USERS:
         address = f"{user}@{domain}"
         for attempt in ("first run", "re-run"):
-            source = ImapStore(ImapSettings(
-                ConnectParams(src.host, src.ssl_port, "ssl", ca_file=str(src.ca_file)),
-                Credentials(user, passwords[user])), label="source")
-            dest = _dest(dst, sim, user, passwords[user], address)
+            source = open_source(ImapSpec(host=src.host, port=src.ssl_port, user=user,
+                                          password=passwords[user], ca_file=str(src.ca_file),
+                                          label="source"))
+            dest = open_destination(_dest(dst, sim, user, passwords[user], address))
             await asyncio.gather(source.connect(), dest.connect())
             try:
                 t = time.monotonic()
@@ -126,20 +126,17 @@ async def _migrate_all(src: Any, dst: Any, sim: Any, passwords: dict[str, str],
     return ok
 
 
-def _dest(dst: Any, sim: Any, user: str, pw: str, address: str) -> Any:
+def _dest(dst: Any, sim: Any, user: str, pw: str, address: str) -> MailSpec:
+    """The destination's spec: the second Dovecot, or the mailbox in the simulator."""
     if dst is not None:
-        from mailtrek.stores.imap.connection import ConnectParams, Credentials
-        from mailtrek.stores.imap.store import ImapSettings, ImapStore
-
-        return ImapStore(ImapSettings(
-            ConnectParams(dst.host, dst.ssl_port, "ssl", ca_file=str(dst.ca_file)),
-            Credentials(user, pw), readonly=False), label="dest")
-    from mailtrek.stores.m365 import TenantConfig, open_graph_store
+        return ImapSpec(host=dst.host, port=dst.ssl_port, user=user, password=pw,
+                        ca_file=str(dst.ca_file), readonly=False, label="dest")
+    from mailtrek.stores.m365 import TenantConfig
 
     tenant = TenantConfig(tenant_id=sim.config.tenant_id, client_id="mailtrek-demo",
                           client_secret="demo-secret", authority=sim.authority(),
                           graph_url=sim.graph_url, ca_file=sim.ca_file)
-    return open_graph_store(address, tenant)
+    return GraphSpec(mailbox=address, tenant=tenant, label="dest")
 
 
 def _show_m365(sim: Any) -> None:

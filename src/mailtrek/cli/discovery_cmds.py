@@ -1,7 +1,7 @@
 """`endpoint discover` and `batch preflight`: find a source server, check a batch before it runs.
 
-Thin, like :mod:`mailtrek.cli.orchestrate_cmds`, whose ``endpoint`` and ``batch`` sub-apps
-these commands join.
+Thin, like :mod:`mailtrek.cli.orchestrate_cmds`: they join its ``endpoint`` and ``batch``
+groups (:mod:`mailtrek.cli.groups`).
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from mailtrek.cli.common import ca_path
-from mailtrek.cli.orchestrate_cmds import (
-    HomeOpt,
-    _home,
-    _password,
-    _print_json,
-    _table,
-    batch_app,
-    endpoint_app,
-    handled,
-)
+from mailtrek.cli.common import HomeOpt, ca_path, env_password, handled, print_json, print_table
+from mailtrek.cli.common import open_home_at as _home
 from mailtrek.errors import EXIT_INCOMPLETE, UsageError
 from mailtrek.secrets import redact
 
 EXIT_NOT_FOUND = 4  # as `endpoint test` exits for DNS/TCP/TLS trouble
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``endpoint`` and ``batch`` sub-apps (``app`` unused)."""
+def register(endpoint_app: typer.Typer, batch_app: typer.Typer) -> None:
+    """Add this module's commands to the ``endpoint`` and ``batch`` groups."""
     endpoint_app.command("discover")(endpoint_discover)
     batch_app.command("preflight")(batch_preflight)
 
@@ -63,7 +54,7 @@ def endpoint_discover(
     ca = ca_path(ca_file)
     config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
                              https_port=https_port, timeout=timeout, probe=probe, allow_plain=allow_plain)
-    password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
+    password = env_password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
     d = discover(address, config, user=user, password=password)
     best = d.best if probe else next((c for c in d.candidates if d.usable(c)), None)
     name = save or re.sub(r"[^A-Za-z0-9_-]+", "-", d.domain).strip("-")[:64] or "source"
@@ -76,7 +67,7 @@ def endpoint_discover(
         add_endpoint(_home(home), ep)
         saved = save
     if json_out:
-        _print_json(d.as_dict() | {"saved": saved,
+        print_json(d.as_dict() | {"saved": saved,
                                    "command": endpoint_add_command(best, name, ca) if best else None})
     else:
         _show(d)
@@ -149,16 +140,17 @@ def print_preflight(report: Any, fmt: str, output: Path | None) -> None:
     elif fmt == "csv":
         typer.echo(render_csv(report), nl=False)
     else:
-        _table(summary_rows(report), ["line", "email", "start", "login", "destination", "messages", "MB",
-                                      "skipped", "warnings", "eta"])
+        pim = ["contacts/calendars"] if any(u.pim or u.pim_objects is not None for u in report.users) else []
+        print_table(summary_rows(report), ["line", "email", "start", "login", "destination", "messages", "MB",
+                                      "skipped", "warnings", "eta", *pim])
         blockers = blocker_rows(report)
         if blockers:
             typer.echo(f"\nBLOCKERS ({len(blockers)}): these users cannot start")
-            _table(blockers, ["line", "email", "kind", "reason"])
+            print_table(blockers, ["line", "email", "kind", "reason"])
         groups = finding_groups(report)
         if groups:
             typer.echo("\nother findings by kind (each item: --output FILE.csv, or --format csv|json)")
-            _table(groups, ["kind", "items", "users", "example"])
+            print_table(groups, ["kind", "items", "users", "example"])
         typer.echo(f"\nbatch ETA: {duration(report.eta_seconds)}"
                    + (f" ({report.eta_basis})" if report.eta_basis else ""))
     if output is not None:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mailtrek.cli.common import handled
+from mailtrek.cli.common import open_home_at as _home
 from mailtrek.errors import UsageError
 from mailtrek.secrets import read_secret_file, redact
 from mailtrek.units import human_bytes
@@ -20,19 +22,11 @@ UserOpt = Annotated[str | None, typer.Option("--user", help="the user's EmailAdd
 
 def register(batch_app: typer.Typer) -> None:
     """Add the per-user commands to the ``batch`` group."""
-    from mailtrek.cli.orchestrate_cmds import handled
-
     for name, fn in (("retry", batch_retry), ("sync", batch_sync), ("stop", batch_stop),
                      ("resume", batch_resume), ("remove-user", batch_remove_user),
                      ("move-user", batch_move_user), ("export-failed", batch_export_failed),
                      ("set", batch_set)):
         batch_app.command(name)(handled(fn))
-
-
-def _home(path: Path | None) -> Any:
-    from mailtrek.orchestrate.home import open_home
-
-    return open_home(path)
 
 
 def _say(outcomes: list[Any]) -> None:

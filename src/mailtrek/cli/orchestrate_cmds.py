@@ -8,32 +8,32 @@ redacted) and exit with the error's code.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import json
-import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailtrek.cli.common import ca_path, log_service_to_stdout
-from mailtrek.errors import EXIT_INCOMPLETE, MailtrekError, UsageError
-from mailtrek.orchestrate.home import HOME_ENV, Home, open_home
-from mailtrek.orchestrate.option_text import date_option, size_option
+from mailtrek.cli.common import (
+    HomeOpt,
+    ca_path,
+    env_password,
+    handled,
+    log_service_to_stdout,
+    print_json,
+    print_table,
+)
+from mailtrek.cli.common import open_home_at as _home
+from mailtrek.cli.groups import batch_app, cutover_app, endpoint_app, tenant_app
+from mailtrek.errors import EXIT_INCOMPLETE, UsageError
 from mailtrek.secrets import read_secret_file, redact, remember
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar=HOME_ENV,
-                                              help="Directory holding mailtrek's state [default: user data dir]")]
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from mailtrek.service.batches import SourceEvent
 
-endpoint_app = typer.Typer(help="IMAP servers mailboxes come from (or go to).", no_args_is_help=True)
-tenant_app = typer.Typer(help="Microsoft 365 tenants mailboxes go to.", no_args_is_help=True)
-batch_app = typer.Typer(help="Batches of users: create, start, watch, complete.", no_args_is_help=True)
-cutover_app = typer.Typer(help="Check the MX cutover of a domain.", no_args_is_help=True)
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -49,48 +49,9 @@ def register(app: typer.Typer) -> None:
         tenant_m365_cmds,  # tenant add-app, apps, remove-app, probe
     )
 
-    discovery_cmds.register(app)
+    discovery_cmds.register(endpoint_app, batch_app)
     member_cmds.register(batch_app)
     tenant_m365_cmds.register(tenant_app)
-
-
-def handled(fn: F) -> F:
-    """Turn MailtrekError into a message on stderr and the error's exit code."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MailtrekError as e:
-            typer.echo(f"error: {redact(e.message)}", err=True)
-            if e.hint:
-                typer.echo(f"hint: {redact(e.hint)}", err=True)
-            raise typer.Exit(e.exit_code) from None
-    return wrapper  # type: ignore[return-value]
-
-
-def _home(path: Path | None) -> Home:
-    return open_home(path)
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
-
-
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
-    if not rows:
-        typer.echo("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "")) for r in rows)) for c in cols}
-    typer.echo("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
-    for r in rows:
-        typer.echo(redact("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c])
-                                    for c in cols).rstrip()))
-
-
-def _password(env: str, password_file: Path | None) -> str | None:
-    if password_file is not None:
-        return read_secret_file(password_file)
-    return remember(os.environ.get(env)) or None
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -111,33 +72,27 @@ def endpoint_add(
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    dav_url: Annotated[str | None, typer.Option(help="contacts/calendars server, https://HOST[:PORT]/PATH (default: the preset's, else DNS SRV and /.well-known of each user's domain)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
-    from mailtrek.orchestrate.endpoints import (
-        add_endpoint,
-        attach_service_account,
-        make_endpoint,
-        read_service_account_key,
-    )
+    from mailtrek.orchestrate.endpoints import read_service_account_key
+    from mailtrek.service.endpoints import EndpointInput, build_endpoint, store_endpoint
 
-    ep = make_endpoint(name, host=host, port=port, security=security,
-                       ca_file=ca_path(ca_file), preset=preset, auth=auth,
-                       admin_format=admin_format, max_concurrent_migrations=max_concurrent_migrations,
-                       max_concurrent_incremental=max_concurrent_incremental,
-                       connections_per_mailbox=connections_per_mailbox)
-    _check_port(ep.port, ep.security, security_given=security is not None)
+    inp = EndpointInput(
+        name, host=host, port=port, security=security, ca_file=ca_path(ca_file), preset=preset, auth=auth,
+        admin_format=admin_format, admin_user=admin_user, max_concurrent_migrations=max_concurrent_migrations,
+        max_concurrent_incremental=max_concurrent_incremental, connections_per_mailbox=connections_per_mailbox,
+        security_given=security is not None, dav_url=dav_url)
+    built = build_endpoint(inp)  # a refused endpoint leaves no home behind
+    for w in built.warnings:
+        typer.echo(f"warning: {w}", err=True)
     # Read before anything is stored: a bad key file leaves no endpoint behind.
-    sa_info = read_service_account_key(service_account_key) if service_account_key else None
-    h = _home(home)
-    if sa_info is not None:
-        attach_service_account(h, ep, sa_info)
-    if admin_user:
-        pw = _password("MAILTREK_ADMIN_PASSWORD", admin_password_file)
-        if not pw:
-            raise UsageError("--admin-user needs a password", hint="set MAILTREK_ADMIN_PASSWORD or --admin-password-file")
-        ep.admin_user, ep.admin_password_enc = admin_user, h.box.encrypt(pw)
-    add_endpoint(h, ep)
+    inp.service_account = read_service_account_key(service_account_key) if service_account_key else None
+    inp.admin_password = env_password("MAILTREK_ADMIN_PASSWORD", admin_password_file) if admin_user else None
+    if admin_user and not inp.admin_password:
+        raise UsageError("--admin-user needs a password", hint="set MAILTREK_ADMIN_PASSWORD or --admin-password-file")
+    ep = store_endpoint(_home(home), built, inp).endpoint
     typer.echo(f"endpoint {ep.name}: {ep.host}:{ep.port} ({ep.security}), "
                f"{ep.max_concurrent_migrations} initial / {ep.max_concurrent_incremental} incremental syncs at once, "
                f"{ep.connections_per_mailbox} connections per mailbox")
@@ -153,27 +108,17 @@ def endpoint_add(
         typer.echo(f"hint: {get_preset(ep.preset).hint}")
 
 
-def _check_port(port: int, security: str, *, security_given: bool) -> None:
-    """Refuse a port/security pair that cannot work; warn about a doubtful one."""
-    from mailtrek.orchestrate.editing import port_security_problem
-
-    problem = port_security_problem(port, security, security_given=security_given)
-    if problem is None:
-        return
-    if problem.fatal:
-        raise UsageError(problem.message, hint=problem.hint)
-    typer.echo(f"warning: {problem.message}; {problem.hint}", err=True)
-
-
 @endpoint_app.command("presets")
 def endpoint_presets() -> None:
     """List the provider presets and their known limits."""
     from mailtrek.orchestrate.presets import PRESETS
 
-    _table([{"preset": p.name, "provider": p.title, "host": p.host or "(your host)",
+    print_table([{"preset": p.name, "provider": p.title, "host": p.host or "(your host)",
              "port": p.port, "security": p.security, "conns/account": p.connections_per_account,
-             "MB/day": p.daily_download_mb} for p in PRESETS.values()],
-           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day"])
+             "MB/day": p.daily_download_mb,
+             "contacts/calendars": p.dav_preset.describe() if p.dav_preset else "(DNS)"}
+            for p in PRESETS.values()],
+           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day", "contacts/calendars"])
 
 
 @endpoint_app.command("list")
@@ -184,9 +129,9 @@ def endpoint_list(json_out: Annotated[bool, typer.Option("--json")] = False, hom
 
     rows = [e.public() for e in list_endpoints(_home(home))]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table(rows, ["name", "host", "port", "security", "preset", "auth", "max_concurrent_migrations",
+        print_table(rows, ["name", "host", "port", "security", "preset", "auth", "max_concurrent_migrations",
                       "max_concurrent_incremental"])
 
 
@@ -196,7 +141,7 @@ def endpoint_show(name: str, home: HomeOpt = None) -> None:
     """Show one endpoint."""
     from mailtrek.orchestrate.endpoints import get_endpoint
 
-    _print_json(get_endpoint(_home(home), name).public())
+    print_json(get_endpoint(_home(home), name).public())
 
 
 @endpoint_app.command("remove")
@@ -220,22 +165,21 @@ def endpoint_test(
 ) -> None:
     """Check DNS, TCP, TLS and certificate, capabilities and a login, step by step.
 
-    On a service-account endpoint the login fetches a token for --user and uses XOAUTH2.
+    The login is the one a migration makes, through the same client. On a service-account
+    endpoint it fetches a token for --user and uses XOAUTH2; on an endpoint with a stored
+    admin and no password given, the admin logs in for --user (SASL PLAIN authzid).
     """
     from mailtrek.orchestrate.endpoints import get_endpoint
-    from mailtrek.orchestrate.probe import probe_endpoint
+    from mailtrek.service.endpoints import probe
 
     h = _home(home)
+    password = None
     ep = get_endpoint(h, name)
-    if ca_file is not None:
-        ep.ca_file = ca_path(ca_file)
-    if ep.uses_service_account:
-        result = probe_endpoint(ep, user, token=_token_for(h, ep, user) if user else None)
-    else:
-        password = _password("MAILTREK_SOURCE_PASSWORD", password_file) if user else None
-        if user and password is None and sys.stdin.isatty():
+    if user and not ep.uses_service_account:  # a service account fetches a token
+        password = env_password("MAILTREK_SOURCE_PASSWORD", password_file)
+        if password is None and not ep.admin_user and sys.stdin.isatty():
             password = remember(typer.prompt(f"Password for {user}", hide_input=True))
-        result = probe_endpoint(ep, user, password)
+    result = probe(h, name, user, password, ca_file=ca_path(ca_file))
     for s in result.steps:
         typer.echo(redact(f"[{'ok' if s.ok else 'FAILED'}] {s.name}: {s.detail} ({s.seconds * 1000:.0f} ms)"))
         if s.advice:
@@ -245,15 +189,6 @@ def endpoint_test(
         typer.echo(f"endpoint {name}: the {failed.name} step failed", err=True)
         raise typer.Exit(4 if failed.name in ("dns", "tcp", "tls") else 3 if failed.name in ("login", "token") else 5)
     typer.echo(f"endpoint {name}: all checks passed" + ("" if user else " (no --user: login not tried)"))
-
-
-def _token_for(h: Home, ep: Any, user: str) -> Callable[[], str]:
-    """Return a blocking call that fetches ``user``'s access token from ``ep``'s service account."""
-    from mailtrek.orchestrate.endpoints import service_account_key
-    from mailtrek.stores.gmail.auth import ServiceAccountTokens
-
-    tokens = ServiceAccountTokens(service_account_key(h, ep), ca_file=ep.ca_file)
-    return lambda: asyncio.run(tokens.token(user))
 
 
 # -- tenants -----------------------------------------------------------------------------
@@ -271,32 +206,17 @@ def tenant_add(
     home: HomeOpt = None,
 ) -> None:
     """Store a Microsoft 365 tenant (secret encrypted) after checking it can get a token."""
-    from mailtrek.orchestrate.endpoints import Tenant, add_tenant, check_name
+    from mailtrek.service.tenants import TenantInput, check_tenant, create_tenant
 
-    check_name(name, "tenant")
-    if m365_authority:
-        from mailtrek.orchestrate.editing import check_authority
-
-        m365_authority, notes = check_authority(m365_authority, tenant_id)
-        for n in notes:
-            typer.echo(f"note: {n}")
-    secret = read_secret_file(client_secret_file)
+    inp = TenantInput(name, tenant_id, client_id, read_secret_file(client_secret_file),
+                      authority=m365_authority, graph_url=graph_url, ca_file=ca_path(ca_file), test=test)
+    for n in check_tenant(inp)[1]:  # before the home opens: a refused tenant leaves nothing behind
+        typer.echo(f"note: {n}")
     h = _home(home)
-    t = Tenant(name=name, tenant_id=tenant_id, client_id=client_id, client_secret_enc=h.box.encrypt(secret),
-               authority=m365_authority, graph_url=graph_url,
-               ca_file=str(ca_file.resolve()) if ca_file else None)
-    if test:
-        asyncio.run(_token_check(h, t))
+    created = asyncio.run(create_tenant(h, inp))
+    if created.tested:
         typer.echo(f"tenant {name}: token acquired")
-    add_tenant(h, t)
     typer.echo(f"tenant {name} stored (client secret encrypted in {h.path})")
-
-
-async def _token_check(h: Home, t: Any) -> None:
-    from mailtrek.orchestrate.mover import tenant_config
-    from mailtrek.stores.m365.auth import TokenSource
-
-    await TokenSource(tenant_config(h, t)).get_token()
 
 
 @tenant_app.command("test")
@@ -304,9 +224,10 @@ async def _token_check(h: Home, t: Any) -> None:
 def tenant_test(name: str, home: HomeOpt = None) -> None:
     """Get a token for a stored tenant."""
     from mailtrek.orchestrate.endpoints import get_tenant
+    from mailtrek.service.tenants import token_check
 
     h = _home(home)
-    asyncio.run(_token_check(h, get_tenant(h, name)))
+    asyncio.run(token_check(h, get_tenant(h, name)))
     typer.echo(f"tenant {name}: token acquired")
 
 
@@ -318,9 +239,9 @@ def tenant_list(json_out: Annotated[bool, typer.Option("--json")] = False, home:
 
     rows = [t.public() for t in list_tenants(_home(home))]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table(rows, ["name", "tenant_id", "client_id", "authority", "graph_url"])
+        print_table(rows, ["name", "tenant_id", "client_id", "authority", "graph_url"])
 
 
 @tenant_app.command("show")
@@ -329,7 +250,7 @@ def tenant_show(name: str, home: HomeOpt = None) -> None:
     """Show one tenant (never its secret)."""
     from mailtrek.orchestrate.endpoints import get_tenant
 
-    _print_json(get_tenant(_home(home), name).public())
+    print_json(get_tenant(_home(home), name).public())
 
 
 @tenant_app.command("remove")
@@ -356,6 +277,7 @@ def batch_create(
     before: Annotated[str | None, typer.Option(help="only mail received before this date")] = None,
     max_size: Annotated[str | None, typer.Option(help="skip larger messages (bytes or 35M) [35M]")] = None,
     gmail_labels: Annotated[str, typer.Option(help="Gmail sources: folders+categories, folders, all-mail, off (auto: folders+categories when Gmail)")] = "auto",
+    items: Annotated[str | None, typer.Option(help="what each user's move carries: mail, calendars, contacts (e.g. mail,calendars,contacts) [mail]; the CSV's Items column decides per user")] = None,
     autostart: Annotated[bool, typer.Option(help="start right away")] = False,
     notify: Annotated[list[str] | None, typer.Option(help="address for status e-mails; repeatable")] = None,
     incremental_interval: Annotated[float, typer.Option(help="hours between incremental syncs")] = 24.0,
@@ -372,148 +294,62 @@ def batch_create(
     home: HomeOpt = None,
 ) -> None:
     """Create a batch from a users CSV (the whole file is validated first)."""
-    from mailtrek.orchestrate.batches import BatchOptions, create_batch, start_batch
-    from mailtrek.orchestrate.csvfile import is_address, read_users_csv
-    from mailtrek.orchestrate.endpoints import needs_no_passwords
+    from mailtrek.service.batches import BatchRequest, DiscoverRequest, create_batch
 
-    users = read_users_csv(csv_file, allow_unknown_columns=allow_unknown_columns,
-                           allow_empty_password=endpoint is not None and needs_no_passwords(_home(home), endpoint))
-    for a in notify or []:
-        if not is_address(a):
-            raise UsageError(f"--notify {a!r} is not an e-mail address")
-    from mailtrek.stores.gmail.wiring import check_mode
-
-    options = BatchOptions(exclude=list(exclude_folder or []), since=date_option(since, "--since"),
-                           before=date_option(before, "--before"), max_size=size_option(max_size),
-                           gmail_labels=check_mode(gmail_labels))
-    if endpoint is not None and discover:
-        raise UsageError("give --endpoint or --discover, not both",
-                         hint="--endpoint names a stored source; --discover finds one from the CSV's domains")
-    if endpoint is None and not discover:
-        raise UsageError("batch create needs a source: --endpoint E",
-                         hint="or --discover to find the server from the CSV's address domains")
-    from mailtrek.orchestrate.schedule import parse_when
-
-    when = parse_when(start_at, "--start-at")
-    if when is not None and autostart:
-        raise UsageError("give --autostart or --start-at, not both")
-    h = _home(home)
-    source: Any = endpoint
-    found = None
-    if discover:
-        from mailtrek.orchestrate.batches import check_new_batch
-
-        # Everything that would refuse the batch anyway is checked before the network is.
-        if dry_run:
-            _check_destination(h, tenant, dest_endpoint)
-        else:
-            check_new_batch(h, name, tenant=tenant, dest_endpoint=dest_endpoint,
-                            incremental_hours=incremental_interval)
-        found = _discover_source(h, [u.email for u in users], nameserver, ca_file, ispdb_url, https_port,
-                                 discover_timeout, allow_plain)
-        source = found.endpoint
+    found = DiscoverRequest(nameserver=nameserver, ca_file=ca_path(ca_file), ispdb_url=ispdb_url,
+                            https_port=https_port, timeout=discover_timeout,
+                            allow_plain=allow_plain) if discover else None
+    req = BatchRequest(name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
+                       exclude_folder=list(exclude_folder or []), since=since, before=before, max_size=max_size,
+                       gmail_labels=gmail_labels, items=items, autostart=autostart, notify=list(notify or []),
+                       incremental_interval=incremental_interval, allow_unknown_columns=allow_unknown_columns,
+                       start_at=start_at, discover=found, dry_run=dry_run, cli=True)
+    created = create_batch(_home(home), req, csv_file, on_source=_say_source)
     if dry_run:
-        if found is not None and not found.reused:
-            typer.echo(f"dry run: endpoint {found.endpoint.name} ({found.endpoint.host}:{found.endpoint.port}, "
-                       f"{found.endpoint.security}) not stored")
-        _dry_run(h, users, source, tenant, dest_endpoint, options)
+        from mailtrek.cli.discovery_cmds import print_preflight
+
+        src = created.source
+        if src is not None and not src.reused:
+            typer.echo(f"dry run: endpoint {src.endpoint.name} ({src.endpoint.host}:{src.endpoint.port}, "
+                       f"{src.endpoint.security}) not stored")
+        print_preflight(created.preflight, "table", None)
+        typer.echo("dry run: no batch created")
         return
-    if found is not None and not found.reused:
-        from mailtrek.orchestrate.discovery import save_source
-
-        save_source(h, found)
-        typer.echo(f"saved endpoint {found.endpoint.name}: {found.endpoint.host}:{found.endpoint.port} "
-                   f"({found.endpoint.security})")
-    try:
-        b = create_batch(h, name, endpoint=source if isinstance(source, str) else source.name, users=users,
-                         tenant=tenant, dest_endpoint=dest_endpoint, options=options, notify=list(notify or []),
-                         incremental_hours=incremental_interval, start_at=when)
-    except Exception:
-        if found is not None and found.saved:
-            # The endpoint was stored for this batch only: do not leave it behind.
-            from mailtrek.orchestrate.endpoints import remove_endpoint
-
-            with contextlib.suppress(MailtrekError):
-                remove_endpoint(h, found.endpoint.name)
-                typer.echo(f"endpoint {found.endpoint.name} removed again", err=True)
-        raise
-    if notify:
-        from mailtrek.cli.admin_cmds import smtp_warning
-
-        warning = smtp_warning(home)
-        if warning:
-            typer.echo(f"warning: {warning}", err=True)
-    if autostart:
-        b = start_batch(h, name)
+    for w in created.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    b, when = created.batch, created.start_at
+    assert b is not None
     later = f" (starts at {when:%Y-%m-%d %H:%M} UTC)" if when else f" (start it with `mailtrek batch start {name}`)"
-    typer.echo(f"batch {name}: {len(users)} users, {b.status}" + ("" if autostart else later))
+    typer.echo(f"batch {name}: {len(created.users)} users, {b.status}" + ("" if autostart else later))
 
 
-def _check_destination(h: Home, tenant: str | None, dest_endpoint: str | None) -> None:
-    """Raise unless exactly one destination is given and stored."""
-    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
+def _say_source(event: SourceEvent) -> None:
+    """Print a step of ``batch create --discover``: what was found and where from, stored, removed."""
+    from mailtrek.orchestrate.discovery import source_labels
 
-    if (tenant is None) == (dest_endpoint is None):
-        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
-    if tenant:
-        get_tenant(h, tenant)
-    if dest_endpoint:
-        get_endpoint(h, dest_endpoint)
-
-
-def _discover_source(h: Home, emails: list[str], nameserver: str | None, ca_file: Path | None,
-                     ispdb_url: str | None, https_port: int | None, timeout: float,
-                     allow_plain: bool = False) -> Any:
-    """Discover the server of the CSV's domains and print where it came from; return a SourceEndpoint."""
-    from mailtrek.orchestrate.discovery import (
-        DEFAULT_ISPDB_URL,
-        DiscoveryConfig,
-        discover_domains,
-        source_endpoint,
-        source_labels,
-    )
-
-    ca = ca_path(ca_file)
-    if timeout <= 0:
-        raise UsageError("--discover-timeout must be positive")
-    config = DiscoveryConfig(nameserver=nameserver, ca_file=ca, ispdb_url=ispdb_url or DEFAULT_ISPDB_URL,
-                             https_port=https_port, timeout=timeout, allow_plain=allow_plain)
-    src = source_endpoint(h, discover_domains(emails, config), ca)
-    c = src.candidate
-    typer.echo(redact(f"discovered {c.host}:{c.port} ({c.security}) for {', '.join(src.domains)} "
-                      f"from {source_labels(c)}"))
-    for s in c.sources:
-        typer.echo(redact(f"  {s}"))
-    for n in c.notes:
-        typer.echo(redact(f"  note: {n}"))
-    if src.reused:
-        typer.echo(f"using stored endpoint {src.endpoint.name} (same host, port and security)")
-    return src
-
-
-def _dry_run(h: Home, users: list[Any], endpoint: Any, tenant: str | None, dest_endpoint: str | None,
-             options: Any) -> None:
-    from mailtrek.cli.discovery_cmds import print_preflight
-    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
-    from mailtrek.orchestrate.preflight import preflight_users
-
-    if (tenant is None) == (dest_endpoint is None):
-        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
-    source = get_endpoint(h, endpoint) if isinstance(endpoint, str) else endpoint  # --discover: not stored
-    report = asyncio.run(preflight_users(
-        h, users, source=source, tenant=get_tenant(h, tenant) if tenant else None,
-        dest_endpoint=get_endpoint(h, dest_endpoint) if dest_endpoint else None, options=options))
-    print_preflight(report, "table", None)
-    typer.echo("dry run: no batch created")
+    src = event.source
+    ep = src.endpoint
+    if event.what == "discovered":
+        c = src.candidate
+        typer.echo(redact(f"discovered {c.host}:{c.port} ({c.security}) for {', '.join(src.domains)} "
+                          f"from {source_labels(c)}"))
+        for s in c.sources:
+            typer.echo(redact(f"  {s}"))
+        for n in c.notes:
+            typer.echo(redact(f"  note: {n}"))
+        if src.reused:
+            typer.echo(f"using stored endpoint {ep.name} (same host, port and security)")
+    elif event.what == "saved":
+        typer.echo(f"saved endpoint {ep.name}: {ep.host}:{ep.port} ({ep.security})")
+    else:
+        typer.echo(f"endpoint {ep.name} removed again", err=True)
 
 
 def _simple(action: str) -> Callable[..., None]:
     def command(name: str, home: HomeOpt = None) -> None:
-        from mailtrek.orchestrate import batches
+        from mailtrek.service.batches import simple_action
 
-        fn = {"start": batches.start_batch, "stop": batches.stop_batch, "resume": batches.resume_batch}[action]
-        b = fn(_home(home), name)
-        typer.echo(f"batch {name}: {b.status}")
+        typer.echo(f"batch {name}: {simple_action(_home(home), name, action)['status']}")
     command.__doc__ = {"start": "Start a created batch; `mailtrek run`, `mailtrek serve --run` or `mailtrek worker` does the work.",
                        "stop": "Stop a batch; running moves are interrupted.",
                        "resume": "Resume a stopped batch, or retry its failed users."}[action]
@@ -541,47 +377,36 @@ def batch_complete(
     question; without a terminal it is required). They are left out of the completion
     and of the hardening script.
     """
-    from mailtrek.orchestrate.batches import complete_batch, get_batch
-    from mailtrek.orchestrate.cutover import completion_blockers
-    from mailtrek.orchestrate.members import completion_warnings
-    from mailtrek.orchestrate.schedule import parse_when, set_schedule
-    from mailtrek.orchestrate.states import BatchStatus, check_batch_move
+    from mailtrek.service.completion import check_completion, finish_completion
 
     h = _home(home)
-    b = get_batch(h, name)
-    when = parse_when(at, "--at")
-    if when is None:
-        check_batch_move(b.status, BatchStatus.COMPLETING, "complete")  # fail fast, before DNS
-    problems, unsafe = asyncio.run(completion_blockers(
-        h, name, nameserver=nameserver, expected_mx=expect_mx, imap_hint="give --expect-mx", at=when))
-    for p in problems:
+    check = asyncio.run(check_completion(h, name, at=at, nameserver=nameserver, expect_mx=expect_mx,
+                                         at_label="--at", imap_hint="give --expect-mx"))
+    for p in check.problems:
         typer.echo(f"warning: {p}", err=True)
-    for u in unsafe:
+    for u in check.unsafe:
         typer.echo(f"warning: {u}", err=True)
-    if unsafe and not force:
+    if check.unsafe and not force:
         raise UsageError(f"not completing batch {name}: the MX cutover is not done",
                          hint="switch the MX and wait 72 hours, or pass --force")
-    left = completion_warnings(h, name)
+    left = check.left
     if left:
         typer.echo(f"{len(left)} user(s) would be left out of the completion (and of the hardening script):",
                    err=True)
         for line in left:
             typer.echo(redact(f"  {line}"), err=True)
         if not yes:
-            import sys
-
             if not sys.stdin.isatty():
                 raise UsageError(f"not completing batch {name}: {len(left)} user(s) failed or never synced",
                                  hint=f"fix them (`mailtrek batch retry {name} --user EMAIL`), or pass --yes "
                                       "to complete without them")
             if not typer.confirm("complete without them?", default=False):
                 raise typer.Exit(1)
-    if when is not None:
-        b = set_schedule(h, name, complete_at=when.isoformat())
-        typer.echo(f"batch {name}: completes at {when:%Y-%m-%d %H:%M} UTC (a running `mailtrek run` or worker "
-                   "starts the final syncs then)")
+    b = finish_completion(h, check)
+    if check.when is not None:
+        typer.echo(f"batch {name}: completes at {check.when:%Y-%m-%d %H:%M} UTC (a running `mailtrek run` or "
+                   "worker starts the final syncs then)")
         return
-    b = complete_batch(h, name)
     typer.echo(f"batch {name}: {b.status} (a final incremental sync runs for every synced user)")
 
 
@@ -628,7 +453,7 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     for u in d["users"]:
         u["worker"] = holders.get(u["email"])  # the runner or worker moving it now (HOST:PID:ID)
     if json_out:
-        _print_json(d)
+        print_json(d)
         return
     t = d["totals"]
     typer.echo(f"batch {d['name']}: {d['status']}  ({t['users']} users: "
@@ -638,24 +463,25 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
     cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
-    _table(d["users"], cols + (["worker"] if holders else []))
+    if t["pim_users"]:  # contacts/calendars counts only where a user's move carries them
+        for u in d["users"]:
+            u["contacts/calendars"] = u["pim_summary"]
+        cols.insert(-1, "contacts/calendars")
+    print_table(d["users"], cols + (["worker"] if holders else []))
 
 
 @batch_app.command("list")
 @handled
 def batch_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
     """List batches."""
-    from mailtrek.orchestrate.batches import list_batches, user_rows
+    from mailtrek.service.batches import list_view
 
-    h = _home(home)
-    rows = [{"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
-             "destination": b.tenant or b.dest_endpoint, "users": len(user_rows(h, b.name)),
-             "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None}
-            for b in list_batches(h)]
+    cols = ["name", "status", "endpoint", "destination", "users", "created"]
+    rows = [{c: b[c] for c in cols} for b in list_view(_home(home))]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table(rows, ["name", "status", "endpoint", "destination", "users", "created"])
+        print_table(rows, cols)
 
 
 @batch_app.command("report")
@@ -723,7 +549,7 @@ def cutover_check(
     st = asyncio.run(check_cutover(_home(home), domain, tenant=tenant, nameserver=nameserver,
                                    expected_mx=expect_mx))
     if json_out:
-        _print_json(st.as_dict())
+        print_json(st.as_dict())
     else:
         typer.echo(f"domain {st.domain}")
         typer.echo("  MX: " + (", ".join(f"{p} {h}" for p, h in st.mx) or "none"))

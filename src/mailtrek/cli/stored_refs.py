@@ -60,7 +60,7 @@ def resolve(source: str, dest: str, *, endpoint: str | None, dest_endpoint: str 
         r.dest = endpoint_address(ep, dest)
         r.dest_ca = Path(ep.ca_file) if ep.ca_file else None
     if tenant:
-        from mailtrek.orchestrate.mover import tenant_config
+        from mailtrek.orchestrate.specs import tenant_config
         from mailtrek.secrets import remember
 
         if not dest.startswith(("m365://", "m365+imap://")):

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mailtrek.cli.orchestrate_cmds import HomeOpt, _home, _print_json, _table, handled
+from mailtrek.cli.common import HomeOpt, handled, print_json, print_table
+from mailtrek.cli.common import open_home_at as _home
 from mailtrek.secrets import read_secret_file
 
 
@@ -67,9 +68,9 @@ def apps(name: str, json_out: Annotated[bool, typer.Option("--json")] = False,
                                    "credential": "client secret (stored)", "cert_path": None}]
     rows += [a.public() for a in list_apps(h, name)]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table(rows, ["name", "client_id", "credential"])
+        print_table(rows, ["name", "client_id", "credential"])
         typer.echo(f"{len(rows)} app(s): up to {4 * len(rows)} concurrent requests "
                    "(4 per app ID, learn.microsoft.com/graph/throttling-limits)")
 
@@ -103,9 +104,9 @@ def probe(
     h = _home(home)
     result = asyncio.run(probe_tenant(h, get_tenant(h, name), mailbox, other_mailbox))
     if json_out:
-        _print_json(result)
+        print_json(result)
         return
-    _table(result["steps"], ["step", "result", "detail"])
+    print_table(result["steps"], ["step", "result", "detail"])
     typer.echo(f"profile of tenant {name} stored: " + ", ".join(
         f"{k}={v}" for k, v in result["profile"].items()))
 

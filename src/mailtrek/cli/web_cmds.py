@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mailtrek.cli.common import log_service_to_stdout
-from mailtrek.cli.orchestrate_cmds import HomeOpt, handled
+from mailtrek.cli.common import HomeOpt, handled, log_service_to_stdout
 from mailtrek.errors import UsageError
 from mailtrek.secrets import read_secret_file
 

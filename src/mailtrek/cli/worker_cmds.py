@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mailtrek.cli.orchestrate_cmds import HomeOpt, handled
+from mailtrek.cli.common import HomeOpt, handled
 from mailtrek.errors import UsageError
 from mailtrek.orchestrate.home import (
     DATABASE_ENV,

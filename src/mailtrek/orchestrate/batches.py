@@ -41,6 +41,7 @@ class BatchOptions:
     before: str | None = None
     max_size: int | None = None
     gmail_labels: str = "auto"  # Gmail sources: auto|folders+categories|folders|all-mail|off
+    items: list[str] = field(default_factory=lambda: ["mail"])  # and calendars, contacts
 
 
 @dataclass(slots=True)
@@ -116,7 +117,8 @@ def create_batch(
                 dest_endpoint=dest_endpoint,
                 options_json=json.dumps({"exclude": options.exclude, "since": options.since,
                                          "before": options.before, "max_size": options.max_size,
-                                         "gmail_labels": options.gmail_labels}),
+                                         "gmail_labels": options.gmail_labels,
+                                         "items": options.items}),
                 notify_json=json.dumps(notify or []), incremental_hours=incremental_hours,
                 created_at=now, start_at=start_at,
             ))
@@ -126,7 +128,8 @@ def create_batch(
             {"batch": name, "email": u.email.lower(), "line": u.line, "username": u.username,
              "password_enc": home.box.encrypt(u.password), "user_root": u.user_root,
              "status": UserStatus.QUEUED, "ever_synced": False, "items_synced": 0,
-             "items_skipped": 0, "bytes": 0, "runs": 0, "updated_at": now}
+             "items_skipped": 0, "bytes": 0, "runs": 0, "updated_at": now,
+             "items": ",".join(u.items) if u.items is not None else None}
             for u in users
         ])
     return get_batch(home, name)
@@ -206,6 +209,8 @@ def user_rows(home: Home, batch: str) -> list[dict[str, Any]]:
         d["last_sync"] = as_utc(d["last_sync"])
         d["next_sync"] = as_utc(d["next_sync"])
         d["skipped"] = json.loads(r["skipped_json"] or "[]")
+        d["items"] = r["items"].split(",") if r["items"] else None  # None: the batch's
+        d["pim"] = json.loads(r["pim_json"]) if r["pim_json"] else None
         out.append(d)
     return out
 

@@ -1,7 +1,9 @@
 """Read and validate a users CSV exactly as Exchange's IMAP migration accepts it.
 
 Columns: ``EmailAddress`` (the destination mailbox), ``UserName`` (the source login,
-possibly in an admin format), ``Password``, optional ``UserRoot``. The whole file is
+possibly in an admin format), ``Password``, optional ``UserRoot``, and optional ``Items``
+(mailtrek's own: ``mail``, ``calendars``, ``contacts`` in any mix, e.g. ``mail+contacts``;
+blank: the batch's ``--items``). The whole file is
 checked before anything starts; every problem is reported with its line number.
 Commas or semicolons separate the fields (Excel writes semicolons in many locales): the
 header line decides. Two rows with the same source UserName are refused, since they would
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailtrek.errors import UsageError
+from mailtrek.orchestrate.option_text import items_option
 from mailtrek.secrets import remember
 
 REQUIRED = ("EmailAddress", "UserName", "Password")
-OPTIONAL = ("UserRoot",)
+OPTIONAL = ("UserRoot", "Items")
 MAX_ROWS = 50_000  # Exchange's limit per batch CSV (m365.md C2)
 MAX_BYTES = 10 * 1024 * 1024
 
@@ -49,6 +52,7 @@ class UserRow:
     username: str
     password: str
     user_root: str | None = None
+    items: tuple[str, ...] | None = None  # None: what the batch moves
 
     @property
     def admin_login(self) -> AdminLogin | None:
@@ -195,6 +199,10 @@ def delimiter_of(text: str) -> str:
 
 
 def _check_header(columns: list[str], allow_unknown: bool) -> list[CsvProblem]:
+    if any(is_address(c) for c in columns):
+        # The header was left out: line 1 is a user, and its password must not be echoed back.
+        return [CsvProblem(1, "this looks like a user, not the header: the header is missing "
+                              f"(put {','.join(REQUIRED)} first)")]
     out = []
     lower = {c.lower(): c for c in columns}
     for name in REQUIRED:
@@ -218,8 +226,15 @@ def _check_row(line: int, record: list[str], index: dict[str, int],
     username = record[index["UserName"]].strip()
     password = record[index["Password"]]  # kept exactly: spaces can be part of a password
     root = record[index["UserRoot"]].strip() if "UserRoot" in index else ""
+    items_text = record[index["Items"]].strip() if "Items" in index else ""
     remember(password)
     problems = []
+    items: tuple[str, ...] | None = None
+    if items_text:
+        try:
+            items = tuple(items_option(items_text, "Items"))
+        except UsageError as e:
+            problems.append(CsvProblem(line, e.message))
     if not email:
         problems.append(CsvProblem(line, "EmailAddress is empty"))
     elif not is_address(email):
@@ -232,4 +247,4 @@ def _check_row(line: int, record: list[str], index: dict[str, int],
         problems.append(CsvProblem(line, "Password is empty"))
     if problems:
         return None, problems
-    return UserRow(line, email, username, password, root or None), []
+    return UserRow(line, email, username, password, root or None, items), []

@@ -19,6 +19,7 @@ import dns.resolver
 from sqlalchemy import select
 
 from mailtrek.orchestrate.home import Home, as_utc, utcnow
+from mailtrek.resolver import resolver_for
 from mailtrek.state.orchestration import mx_sightings
 from mailtrek.state.portable import upsert_insert
 
@@ -72,26 +73,6 @@ class CutoverStatus:
         }
 
 
-def resolver_for(nameserver: str | None, timeout: float = 5.0) -> dns.resolver.Resolver:
-    """Return a resolver; ``nameserver`` is ``IP`` or ``IP:PORT`` (``[v6]:PORT`` too)."""
-    if not nameserver:
-        r = dns.resolver.Resolver()
-    else:
-        r = dns.resolver.Resolver(configure=False)
-        host, port = nameserver, 53
-        if nameserver.startswith("["):
-            host, _, rest = nameserver[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 53
-        elif nameserver.count(":") == 1:
-            host, port_text = nameserver.split(":")
-            port = int(port_text)
-        r.nameservers = [host]
-        r.port = port
-    r.lifetime = timeout
-    r.timeout = timeout
-    return r
-
-
 def _norm(host: str) -> str:
     return host.rstrip(".").lower()
 
@@ -119,10 +100,9 @@ def read_dns(domain: str, resolver: dns.resolver.Resolver, status: CutoverStatus
 async def expected_mx_from_tenant(home: Home, tenant_name: str, domain: str) -> list[str]:
     """Return the MX hosts Microsoft 365 expects for ``domain`` (Graph serviceConfigurationRecords)."""
     from mailtrek.orchestrate.endpoints import get_tenant
-    from mailtrek.orchestrate.mover import tenant_config
-    from mailtrek.stores.m365.api import GraphClient
+    from mailtrek.orchestrate.specs import tenant_client
 
-    client = GraphClient(tenant_config(home, get_tenant(home, tenant_name)))
+    client = tenant_client(home, get_tenant(home, tenant_name))
     try:
         records = [r async for r in client.pages("", f"domains/{domain}/serviceConfigurationRecords")]
     finally:

@@ -24,8 +24,8 @@ password of the migration would cross the network in clear.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import imaplib
 import ipaddress
 import re
 import shlex
@@ -42,12 +42,20 @@ import dns.exception
 import dns.resolver
 import httpx
 
-from mailtrek.errors import ConnectionFailedError, UsageError
+from mailtrek.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    MailtrekError,
+    ThrottledError,
+    UsageError,
+)
 from mailtrek.orchestrate.csvfile import is_address
-from mailtrek.orchestrate.cutover import resolver_for
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.provider_domains import preset_for_domain
+from mailtrek.resolver import resolver_for
 from mailtrek.secrets import redact, remember
+from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
+from mailtrek.stores.imap.dial import DialStep, hostport
 
 DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"
 SECURITY_RANK = {"ssl": 0, "starttls": 1, "none": 2}
@@ -413,127 +421,90 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
 
 
 # -- probing -----------------------------------------------------------------------------
-def connect_first(addresses: list[str], port: int, timeout: float
-                  ) -> tuple[socket.socket | None, str | None, list[str]]:
-    """Connect to the first of ``addresses`` that answers on ``port``, trying each in order.
-
-    Returns (socket, its address, one failure line per address tried before it); the
-    socket is None when none answered.
-    """
-    failures: list[str] = []
-    for address in addresses:
-        try:
-            return socket.create_connection((address, port), timeout), address, failures
-        except OSError as e:
-            failures.append(f"{_hostport(address, port)}: {getattr(e, 'strerror', None) or e or type(e).__name__}")
-    return None, None, failures
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-class _PinnedIMAP4(imaplib.IMAP4):
-    """imaplib.IMAP4 over an already connected socket; STARTTLS still checks the host name."""
-
-    def __init__(self, host: str, sock: socket.socket, port: int, timeout: float) -> None:
-        self._connected = sock
-        super().__init__(host, port, timeout=timeout)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return self._connected
-
-
-class _PinnedIMAP4SSL(imaplib.IMAP4_SSL):
-    """imaplib.IMAP4_SSL over an already connected socket, verifying the host name."""
-
-    def __init__(self, host: str, sock: socket.socket, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
-        self._connected = sock
-        super().__init__(host, port, ssl_context=ctx, timeout=timeout)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return self.ssl_context.wrap_socket(self._connected, server_hostname=self.host)  # type: ignore[attr-defined]
-
-
 def probe_candidate(c: Candidate, lookup: Lookup, config: DiscoveryConfig,
                     user: str | None = None, password: str | None = None) -> Candidate:
     """Probe ``c`` in place (DNS, TCP, TLS, capabilities, login if ``user``) and return it.
 
-    TCP tries every address of the host in order until one answers; the addresses that
+    DNS is ours (``lookup``); the rest is the product's own client (``ImapConnection``)
+    connecting to the resolved addresses while TLS checks the certificate against the
+    host name. TCP tries every address in order until one answers; the addresses that
     did not are listed in ``c.notes``. Once a server answers, its TLS and IMAP answers
     decide: a bad certificate is never retried elsewhere.
     """
     remember(password)
     c.probed, c.steps, c.notes = True, [], []
-
-    def step(name: str, ok: bool, detail: str) -> bool:
-        c.steps.append(ProbeStep(name, ok, redact(detail)))
-        return ok
-
     addrs, why = lookup.addresses(c.host)
-    if not step("dns", bool(addrs), f"{c.host} resolves to {', '.join(addrs)}" if addrs else f"{why}"):
+    if not _step(c, "dns", bool(addrs), f"{c.host} resolves to {', '.join(addrs)}" if addrs else f"{why}"):
         return c
-    sock, address, failures = connect_first(addrs, c.port, config.timeout)
-    c.notes += [f"cannot connect to {f}" for f in failures]
-    if sock is None or address is None:
-        tried = "; ".join(failures)
-        step("tcp", False, f"cannot connect to {tried}" if len(failures) == 1
-             else f"no address of {c.host} answered on port {c.port}: {tried}")
-        return c
-    step("tcp", True, f"connected to {_hostport(address, c.port)}"
-         + (f" (after {len(failures)} address(es) that did not answer)" if failures else ""))
-    ctx = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
-    imap: imaplib.IMAP4 | None = None
-    phase = "tls" if c.security == "ssl" else "capabilities"  # which step an error belongs to
+    asyncio.run(_probe(c, tuple(addrs), config, user, password))
+    return c
+
+
+def _step(c: Candidate, name: str, ok: bool, detail: str) -> bool:
+    c.steps.append(ProbeStep(name, ok, redact(detail)))
+    return ok
+
+
+async def _probe(c: Candidate, addrs: tuple[str, ...], config: DiscoveryConfig,
+                 user: str | None, password: str | None) -> None:
+    """TCP, TLS, capabilities and a login (if ``user``) through ``ImapConnection``."""
+    conn = ImapConnection(ConnectParams(c.host, c.port, c.security, ca_file=config.ca_file,
+                                        timeout=config.timeout, connect_timeout=config.timeout,
+                                        addresses=addrs), label="discovery")
+    conn.on_step = lambda s: _connect_step(c, s)
     t0 = time.monotonic()
     try:
         try:
-            if c.security == "ssl":
-                imap = _PinnedIMAP4SSL(c.host, sock, c.port, ctx, config.timeout)
-                step("tls", True, f"implicit TLS, certificate valid for {c.host}")
-            else:
-                imap = _PinnedIMAP4(c.host, sock, c.port, config.timeout)
-                if c.security == "starttls":
-                    if "STARTTLS" not in imap.capabilities:
-                        step("tls", False, "the server offers no STARTTLS on this port")
-                        return c
-                    phase = "tls"
-                    imap.starttls(ssl_context=ctx)
-                    step("tls", True, f"STARTTLS, certificate valid for {c.host}")
-                else:
-                    step("tls", True, "no TLS: passwords would cross the network in clear")
-            phase = "capabilities"
-        except ssl.SSLCertVerificationError as e:
-            step("tls", False, f"certificate not trusted for {c.host}: {e.verify_message}")
-            return c
-        except ssl.SSLError as e:
-            step("tls", False, f"TLS failed: {e.reason or e}")
-            return c
-        except (OSError, imaplib.IMAP4.error) as e:
-            step(phase, False, f"TLS failed: {e}" if phase == "tls" else f"no IMAP greeting: {e}")
-            return c
-        caps = sorted(str(x) for x in imap.capabilities)
-        if "IMAP4REV1" not in {x.upper() for x in caps}:
-            step("capabilities", False, f"not an IMAP4rev1 server: {' '.join(caps)}")
-            return c
-        step("capabilities", True, " ".join(x for x in caps if x in ("IDLE", "CONDSTORE", "QRESYNC", "UIDPLUS",
-                                                                    "SPECIAL-USE", "MOVE") or x.startswith("AUTH="))
-             or "IMAP4rev1")
+            await conn.open()
+        except MailtrekError as e:
+            if all(s.ok for s in c.steps):  # connected; no IMAP greeting (or it went away)
+                _step(c, "capabilities", False, f"no IMAP greeting: {e.message}")
+            return
+        if c.security == "none":
+            _step(c, "tls", True, "no TLS: passwords would cross the network in clear")
+        caps = sorted(conn.capabilities)
+        if "IMAP4REV1" not in caps:
+            _step(c, "capabilities", False, f"not an IMAP4rev1 server: {' '.join(caps)}")
+            return
+        _step(c, "capabilities", True, " ".join(
+            x for x in caps if x in ("IDLE", "CONDSTORE", "QRESYNC", "UIDPLUS", "SPECIAL-USE", "MOVE")
+            or x.startswith("AUTH=")) or "IMAP4rev1")
         if user is not None:
             try:
-                imap.login(user, password or "")
-                step("login", True, f"logged in as {user}")
-            except imaplib.IMAP4.error as e:
-                step("login", False, f"login as {user} refused: {e}")
-        return c
-    except (OSError, imaplib.IMAP4.abort) as e:
-        step("capabilities", False, f"connection dropped after {time.monotonic() - t0:.1f} s: {e}")
-        return c
+                await conn.login(Credentials(user, password or ""))
+                _step(c, "login", True, f"logged in as {user}")
+            except (AuthenticationError, ThrottledError) as e:
+                _step(c, "login", False, f"login as {user} refused: {e.message}")
+    except MailtrekError as e:
+        _step(c, "capabilities", False, f"connection dropped after {time.monotonic() - t0:.1f} s: {e.message}")
     finally:
-        if imap is not None:
-            with contextlib.suppress(OSError, imaplib.IMAP4.error):
-                imap.logout()
-        sock.close()  # a no-op after logout; closes it when TLS or the greeting failed
+        await conn.close()
+
+
+def _connect_step(c: Candidate, s: DialStep) -> None:
+    """Record a TCP or TLS step of ``ImapConnection.open`` in discovery's words."""
+    if s.name == "tcp":
+        c.notes += [f"cannot connect to {f}" for f in s.failures]
+        if s.ok and s.address is not None:
+            _step(c, "tcp", True, f"connected to {hostport(s.address, c.port)}"
+                  + (f" (after {len(s.failures)} address(es) that did not answer)" if s.failures else ""))
+        elif not s.ok:
+            tried = "; ".join(s.failures)
+            _step(c, "tcp", False, f"cannot connect to {tried}" if len(s.failures) == 1
+                  else f"no address of {c.host} answered on port {c.port}: {tried}")
+    elif s.name == "tls":
+        how = "STARTTLS" if s.starttls else "implicit TLS"
+        if s.ok:
+            _step(c, "tls", True, f"{how}, certificate valid for {c.host}")
+        elif s.problem == "no-starttls":
+            _step(c, "tls", False, "the server offers no STARTTLS on this port")
+        elif s.problem == "certificate":
+            why = getattr(s.error.__cause__ if s.error else None, "verify_message", None) or s.error
+            _step(c, "tls", False, f"certificate not trusted for {c.host}: {why}")
+        else:
+            cause = s.error.__cause__ if s.error is not None else None
+            why = getattr(cause, "reason", None) or cause or s.error
+            _step(c, "tls", False, f"TLS failed: {why}")
 
 
 # -- the whole chain ---------------------------------------------------------------------

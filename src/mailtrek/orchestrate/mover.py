@@ -11,13 +11,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
 
 from mailtrek.errors import UsageError
 from mailtrek.orchestrate.batches import Batch, user_route
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant
 from mailtrek.orchestrate.home import Home
+from mailtrek.orchestrate.specs import endpoint_spec
+from mailtrek.orchestrate.specs import tenant_config as tenant_config  # where callers found it
+from mailtrek.stores import registry
+from mailtrek.stores.base import DestinationStore
+from mailtrek.stores.spec import GraphSpec, ImapSpec, MailSpec
 from mailtrek.sync.options import CopyOptions, CopyReport
 
 
@@ -57,18 +61,15 @@ def copy_options(job: MoveJob) -> CopyOptions:
     return opts
 
 
-def source_settings(job: MoveJob, home: Home | None = None) -> Any:
-    """Return ImapSettings for the source mailbox (read only).
+def source_spec(job: MoveJob, home: Home | None = None) -> ImapSpec:
+    """Return the spec of the source mailbox (read only).
 
     A service-account endpoint logs in as UserName over XOAUTH2 with a token delegated to
     that user (``home`` decrypts the key); the token is fetched at login, so a refused
     delegation fails this mailbox only. Raises UsageError for endpoints batches cannot use.
     """
-    from mailtrek.stores.imap.connection import ConnectParams, Credentials
-    from mailtrek.stores.imap.store import ImapSettings
-
     ep = job.source
-    params = ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file)
+    label = f"src:{job.email}"
     if ep.uses_service_account:
         if home is None:
             raise UsageError(f"endpoint {ep.name} needs its stored service-account key")
@@ -77,37 +78,29 @@ def source_settings(job: MoveJob, home: Home | None = None) -> Any:
 
         # The endpoint's CA file also pins the token endpoint's CA, as `copy --source-ca-file` does.
         tokens = ServiceAccountTokens(service_account_key(home, ep), ca_file=ep.ca_file)
-        creds = Credentials(user=job.username, mechanism="xoauth2", token=tokens.for_user(job.username))
-    elif ep.auth != "password":
+        return endpoint_spec(ep, job.username, mechanism="xoauth2",
+                             token=tokens.for_user(job.username), label=label)
+    if ep.auth != "password":
         raise UsageError(f"endpoint {ep.name} uses {ep.auth} without a service account, which batches cannot use",
                          hint="add the endpoint with --service-account-key KEY.json (Google Workspace), "
                               "or with --auth password and app passwords in the CSV")
-    else:
-        creds = Credentials(user=job.username, password=job.password)
-    return ImapSettings(params=params, credentials=creds, connections=ep.connections_per_mailbox,
-                        readonly=True)
+    return endpoint_spec(ep, job.username, password=job.password, label=label)
 
 
-def imap_destination_settings(home: Home, job: MoveJob) -> Any:
-    """Return ImapSettings for an IMAP destination mailbox.
+def imap_destination_spec(home: Home, job: MoveJob) -> ImapSpec:
+    """Return the spec of an IMAP destination mailbox.
 
     With an admin on the endpoint, log in as the admin for the user (SASL PLAIN authzid);
     otherwise log in as the EmailAddress with the CSV password (servers whose passwords
     were carried over).
     """
-    from mailtrek.stores.imap.connection import ConnectParams, Credentials
-    from mailtrek.stores.imap.store import ImapSettings
-
     ep = job.dest_endpoint
     assert ep is not None
-    params = ConnectParams(host=ep.host, port=ep.port, security=ep.security, ca_file=ep.ca_file)
+    label = f"dest:{job.email}"
     if ep.admin_user and ep.admin_password_enc:
-        creds = Credentials(user=ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
-                            mechanism="plain", authzid=job.email)
-    else:
-        creds = Credentials(user=job.email, password=job.password)
-    return ImapSettings(params=params, credentials=creds, connections=ep.connections_per_mailbox,
-                        readonly=False)
+        return endpoint_spec(ep, ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
+                             mechanism="plain", authzid=job.email, readonly=False, label=label)
+    return endpoint_spec(ep, job.email, password=job.password, readonly=False, label=label)
 
 
 def _settings_version(t: Tenant) -> int:
@@ -121,54 +114,43 @@ def _settings_version(t: Tenant) -> int:
     return hash((t.tenant_id, t.client_id, t.client_secret_enc, t.authority, t.graph_url, t.ca_file, ca_mtime))
 
 
-async def open_destination(home: Home, job: MoveJob) -> Any:
-    """Return a connected destination store for ``job`` (Graph or IMAP).
+def destination_spec(home: Home, job: MoveJob) -> MailSpec:
+    """Return the spec of ``job``'s destination (Graph or IMAP).
 
     Graph stores of one tenant share its app pool (``home.graph_clients``): one client
     per app registration, each mailbox on the least busy app, so a token is fetched once
     per app, not once per mailbox; whoever owns ``home`` closes them.
     """
-    if job.tenant is not None:
-        import asyncio
+    if job.tenant is None:
+        return imap_destination_spec(home, job)
+    import asyncio
 
-        from mailtrek.orchestrate.tenant_apps import open_pool
-        from mailtrek.state.m365 import ProfileMemory
-        from mailtrek.stores.m365 import GraphOptions, open_graph_store
+    from mailtrek.orchestrate.tenant_apps import open_pool
+    from mailtrek.state.m365 import ProfileMemory
+    from mailtrek.stores.m365 import GraphOptions
 
-        # Per event loop too: an httpx client cannot outlive the loop it was made in. Per
-        # version of the tenant's settings and CA file, so an edit or a renewed CA reaches a
-        # long-running `mailtrek run` (the old clients are closed at shutdown).
-        key = f"{job.tenant.name}:{_settings_version(job.tenant)}@{id(asyncio.get_running_loop())}"
-        pool = home.graph_clients.get(key)
-        if pool is None:
-            pool = home.graph_clients[key] = open_pool(home, job.tenant)
-        client = pool.client_for(job.email)
-        store: Any = open_graph_store(job.email, client.tenant, client=client,
-                                      options=GraphOptions(memory=ProfileMemory(home.engine)))
-        store.on_close = lambda: pool.done(job.email)
-    else:
-        from mailtrek.stores.imap.store import ImapStore
+    # Per event loop too: an httpx client cannot outlive the loop it was made in. Per
+    # version of the tenant's settings and CA file, so an edit or a renewed CA reaches a
+    # long-running `mailtrek run` (the old clients are closed at shutdown).
+    key = f"{job.tenant.name}:{_settings_version(job.tenant)}@{id(asyncio.get_running_loop())}"
+    pool = home.graph_clients.get(key)
+    if pool is None:
+        pool = home.graph_clients[key] = open_pool(home, job.tenant)
+    client = pool.client_for(job.email)
+    return GraphSpec(mailbox=job.email, tenant=client.tenant, client=client,
+                     options=GraphOptions(memory=ProfileMemory(home.engine)),
+                     on_close=lambda: pool.done(job.email), label=f"dest:{job.email}")
 
-        store = ImapStore(imap_destination_settings(home, job), label=f"dest:{job.email}")
+
+async def connect_destination(home: Home, job: MoveJob) -> DestinationStore:
+    """Return a connected destination store for ``job`` (Graph or IMAP)."""
+    store = registry.open_destination(destination_spec(home, job))
     try:
         await store.connect()
     except BaseException:
         await store.close()
         raise
     return store
-
-
-def tenant_config(home: Home, t: Tenant) -> Any:
-    """Return the m365 store's TenantConfig for a stored tenant (secret decrypted)."""
-    from pathlib import Path
-
-    from mailtrek.stores.m365.config import DEFAULT_GRAPH_URL, TenantConfig
-
-    return TenantConfig(
-        tenant_id=t.tenant_id, client_id=t.client_id,
-        client_secret=home.box.decrypt(t.client_secret_enc), authority=t.authority,
-        graph_url=t.graph_url or DEFAULT_GRAPH_URL, ca_file=Path(t.ca_file) if t.ca_file else None,
-    )
 
 
 def route_of(job: MoveJob) -> str:
@@ -191,35 +173,47 @@ def _record_rate(home: Home, job: MoveJob, report: CopyReport, seconds: float) -
 
 
 async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
-    """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call).
+    """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call),
+    then its contacts and calendars when the user's items say so (``pim_phase``).
 
     Idempotent: the engine copies only what is missing, so an interrupted run is simply
-    run again. Raises the engine's and stores' errors for problems that stop the mailbox.
+    run again. Raises the engine's and stores' errors for problems that stop the mailbox;
+    contacts/calendars trouble becomes an error of the report.
     """
+    from mailtrek.orchestrate.pim_phase import pim_kinds, run_pim_phase, user_items
+
+    items = user_items(home, job)
+    if "mail" in items:
+        report = await _move_mail(home, job)
+    else:
+        report = CopyReport(source=job.source.name, destination=job.email,
+                            started=datetime.now(UTC), finished=datetime.now(UTC))
+    kinds = pim_kinds(items)
+    if kinds:
+        await run_pim_phase(home, job, kinds, report)
+    return report
+
+
+async def _move_mail(home: Home, job: MoveJob) -> CopyReport:
+    """The mail part of :func:`move_mailbox`."""
     from mailtrek.state.db import MailboxState
-    from mailtrek.stores.imap.store import ImapStore
     from mailtrek.sync.engine import copy_mailbox
 
-    source = ImapStore(source_settings(job, home), label=f"src:{job.email}")
+    source = registry.open_source(source_spec(job, home))
     dest = None
     try:
         await source.connect()
-        dest = await open_destination(home, job)
+        dest = await connect_destination(home, job)
         state = MailboxState(home.engine, job.mailbox)
         try:
-            from mailtrek.stores.gmail.wiring import gmail_view
-
-            view = await gmail_view(source, job.batch.options.gmail_labels,
-                                    done=state.messages_of, dest_kind=dest.features.kind,
-                                    quota_dir=home.path / "gmail-quota")
+            view = await registry.source_view(source, job.batch.options.gmail_labels,
+                                              done=state.messages_of, dest_kind=dest.features.kind,
+                                              quota_dir=home.path / "gmail-quota")
             started = time.monotonic()
             report = await copy_mailbox(view, dest, state, copy_options(job),
                                         progress=job.progress)
             _record_rate(home, job, report, time.monotonic() - started)
-            deferral = getattr(view, "deferral", None)
-            if deferral is not None:  # the day's Gmail quota is used: say when it goes on
-                report.errors.append(deferral.describe())
-                report.resume_at = deferral.resume_at
+            registry.note_deferral(view, report)  # the day's Gmail quota is used: say when it goes on
             return report
         finally:
             state.flush()

@@ -46,11 +46,14 @@ from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.csvsafe import render_rows
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home
+from mailtrek.orchestrate.pim_phase import pim_kinds
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.states import BatchStatus
 from mailtrek.secrets import redact, remember
 from mailtrek.state.orchestration import batch_users
 from mailtrek.stores.m365.folders import RESERVED_NAMES, exchange_name
+from mailtrek.stores.registry import open_store
+from mailtrek.stores.spec import GraphSpec
 from mailtrek.sync.filters import folder_selected
 from mailtrek.sync.options import DEFAULT_MAX_SIZE
 
@@ -97,6 +100,9 @@ class UserPreflight:
     sampled_bytes: int = 0
     sampled_seconds: float = 0.0
     eta_seconds: float | None = None
+    # contacts/calendars (users whose move carries them): each collection and its objects
+    pim: list[dict[str, Any]] = field(default_factory=list)
+    pim_objects: int | None = None  # None: not asked for, or not countable
 
     @property
     def can_start(self) -> bool:
@@ -171,11 +177,9 @@ def _is_exchange_imap(dest: Endpoint | None) -> bool:
 
 async def _check_source(u: UserPreflight, home: Home, job: Any, options: BatchOptions,
                         exchange: bool, scan_budget: int, long_lines: bool = False) -> None:
-    from mailtrek.orchestrate.mover import source_settings
-    from mailtrek.stores.imap.store import ImapStore
+    from mailtrek.orchestrate.mover import source_spec
 
-    store = ImapStore(replace(source_settings(job, home), connections=1),
-                      label=f"preflight:{u.email}")
+    store = open_store(replace(source_spec(job, home), connections=1, label=f"preflight:{u.email}"))
     try:
         try:
             await store.connect()
@@ -243,11 +247,21 @@ async def _scan(u: UserPreflight, store: Any, to_scan: list[tuple[FolderInfo, Me
                                                f"for long lines (scan budget {budget // 1048576} MB)"))
 
 
+async def _count_pim(u: UserPreflight, home: Home, job: Any, kinds: tuple[Any, ...]) -> None:
+    """Count the user's source events/contacts per collection; trouble is a finding."""
+    from mailtrek.orchestrate.pim_phase import count_source
+
+    try:
+        u.pim = await count_source(home, job, kinds)
+    except MailtrekError as e:
+        u.findings.append(Finding("pim", f"contacts/calendars not countable: {redact(e.message)}"))
+        return
+    u.pim_objects = sum(c["objects"] for c in u.pim)
+
+
 async def _check_destination(u: UserPreflight, home: Home, job: Any, graph_client: Any) -> None:
     if job.tenant is not None:
-        from mailtrek.stores.m365 import open_graph_store
-
-        store: Any = open_graph_store(u.email, graph_client.tenant, client=graph_client)
+        store = open_store(GraphSpec(mailbox=u.email, tenant=graph_client.tenant, client=graph_client))
         try:
             user = await store.check_mailbox()
         except MailtrekError as e:
@@ -263,10 +277,10 @@ async def _check_destination(u: UserPreflight, home: Home, job: Any, graph_clien
         u.destination_ok, u.destination = True, f"mailbox found; {licence}"
         return
     if job.dest_endpoint is not None:
-        from mailtrek.orchestrate.mover import imap_destination_settings
-        from mailtrek.stores.imap.store import ImapStore
+        from mailtrek.orchestrate.mover import imap_destination_spec
 
-        imap = ImapStore(replace(imap_destination_settings(home, job), connections=1), label=f"preflight-dest:{u.email}")
+        imap = open_store(replace(imap_destination_spec(home, job), connections=1,
+                                  label=f"preflight-dest:{u.email}"))
         try:
             await imap.connect()
             u.destination_ok, u.destination = True, f"IMAP login on {job.dest_endpoint.host} works"
@@ -302,10 +316,9 @@ async def preflight_users(
     exchange = _is_exchange(tenant, dest_endpoint)
     graph_client = None
     if tenant is not None:
-        from mailtrek.orchestrate.mover import tenant_config
-        from mailtrek.stores.m365 import GraphClient
+        from mailtrek.orchestrate.specs import tenant_client
 
-        graph_client = GraphClient(tenant_config(home, tenant))
+        graph_client = tenant_client(home, tenant)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(row: UserRow) -> UserPreflight:
@@ -314,10 +327,18 @@ async def preflight_users(
         job = MoveJob(batch=batch, email=row.email, username=row.username, password=row.password,
                       user_root=row.user_root, phase="initial", source=source, tenant=tenant,
                       dest_endpoint=dest_endpoint)
+        items = list(row.items) if row.items is not None else list(options.items)
         async with gate:
-            await asyncio.gather(_check_source(u, home, job, options, exchange, scan_budget,
-                                               _is_exchange_imap(dest_endpoint)),
-                                 _check_destination(u, home, job, graph_client))
+            checks = [_check_destination(u, home, job, graph_client)]
+            if "mail" in items:
+                checks.append(_check_source(u, home, job, options, exchange, scan_budget,
+                                            _is_exchange_imap(dest_endpoint)))
+            else:
+                u.login_ok = True  # no mail to move: the mail login is not needed
+            kinds = pim_kinds(items)
+            if kinds:
+                checks.append(_count_pim(u, home, job, kinds))
+            await asyncio.gather(*checks)
         return u
 
     try:
@@ -368,7 +389,8 @@ async def preflight_batch(home: Home, name: str, **kw: Any) -> PreflightReport:
         rows = c.execute(select(batch_users).where(batch_users.c.batch == name)
                          .order_by(batch_users.c.line)).mappings().all()
     users = [UserRow(r["line"], r["email"], r["username"],
-                     home.box.decrypt(r["password_enc"]) if r["password_enc"] else "", r["user_root"])
+                     home.box.decrypt(r["password_enc"]) if r["password_enc"] else "", r["user_root"],
+                     tuple(r["items"].split(",")) if r["items"] else None)
              for r in rows]
     report = await preflight_users(
         home, users, source=get_endpoint(home, b.source_endpoint),
@@ -413,7 +435,22 @@ def summary_rows(report: PreflightReport) -> list[dict[str, Any]]:
              "destination": "-" if u.destination_ok is None else "ok" if u.destination_ok else "FAILED",
              "messages": u.messages, "MB": f"{u.bytes / 1048576:.1f}", "skipped": u.skipped,
              "warnings": sum(1 for f in u.findings if f.kind not in ("skip", "login", "destination")),
-             "eta": duration(u.eta_seconds)} for u in report.users]
+             "eta": duration(u.eta_seconds),
+             "contacts/calendars": pim_text(u)} for u in report.users]
+
+
+def pim_text(u: UserPreflight) -> str:
+    """``2 calendars: 14 objects; 1 address book: 30 contacts`` (``-`` when not asked for)."""
+    if u.pim_objects is None:
+        return "not countable" if any(f.kind == "pim" for f in u.findings) else "-"
+    cals = [c for c in u.pim if c["kind"] == "calendar"]
+    books = [c for c in u.pim if c["kind"] == "contacts"]
+    parts = []
+    if cals:
+        parts.append(f"{len(cals)} calendar(s): {sum(c['objects'] for c in cals)} objects")
+    if books:
+        parts.append(f"{len(books)} address book(s): {sum(c['objects'] for c in books)} contacts")
+    return "; ".join(parts) or "none"
 
 
 def finding_rows(report: PreflightReport) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailtrek.errors import UsageError
+from mailtrek.stores.dav.presets import DAV_PRESETS, DavPreset
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,12 @@ class Preset:
     daily_download_mb: int | None = None
     admin_format: str | None = None  # dovecot | exchange | mirapoint
     hint: str = ""
+    dav: str | None = None  # the contacts/calendars preset (stores/dav/presets.py), if any
+
+    @property
+    def dav_preset(self) -> DavPreset | None:
+        """Where this provider keeps contacts and calendars (None: found by discovery)."""
+        return DAV_PRESETS[self.dav] if self.dav else None
 
 
 PRESETS: dict[str, Preset] = {
@@ -36,12 +43,13 @@ PRESETS: dict[str, Preset] = {
         Preset("gmail", "Gmail", "imap.gmail.com", connections_per_account=15, daily_download_mb=2500,
                hint="each user needs 2-step verification and an app password in the CSV; "
                     "labels are handled by --gmail-labels (default: each message once, other "
-                    "labels as categories, archived mail in Archive)"),
+                    "labels as categories, archived mail in Archive)", dav="google"),
         Preset("google-workspace", "Google Workspace", "imap.gmail.com", connections_per_account=15,
                daily_download_mb=2500,
                hint="IMAP must be enabled in the Admin console (Apps > Google Workspace > Gmail > "
                     "End User Access > POP and IMAP access); use app passwords, or XOAUTH2 with "
-                    "a service account and domain-wide delegation (scope https://mail.google.com/)"),
+                    "a service account and domain-wide delegation (scope https://mail.google.com/)",
+               dav="google"),
         # Yahoo/AOL: app passwords required for third-party IMAP (help.yahoo.com "Generate
         # third-party app passwords"); connection cap not published, 5 is a safe figure seen in practice.
         Preset("yahoo", "Yahoo Mail", "imap.mail.yahoo.com", connections_per_account=5,
@@ -50,7 +58,8 @@ PRESETS: dict[str, Preset] = {
                hint="generate an app password per user (Account security > App passwords)"),
         # iCloud: app-specific passwords required (support.apple.com/en-us/102525).
         Preset("icloud", "iCloud Mail", "imap.mail.me.com", connections_per_account=5,
-               hint="UserName is the iCloud address or name; Password an app-specific password"),
+               hint="UserName is the iCloud address or name; Password an app-specific password",
+               dav="icloud"),
         # Outlook.com: basic auth is off for consumer accounts (2024); XOAUTH2 is needed.
         Preset("outlook", "Outlook.com / Hotmail", "outlook.office365.com", connections_per_account=8,
                hint="Microsoft turned off password IMAP logins for Outlook.com; use --auth xoauth2"),
@@ -69,13 +78,20 @@ PRESETS: dict[str, Preset] = {
                hint="IMAP access is a premium feature on Mail.com; switch it on in settings"),
         # Fastmail: app passwords required for IMAP (fastmail.help "App passwords").
         Preset("fastmail", "Fastmail", "imap.fastmail.com", connections_per_account=10,
-               hint="create an app password with IMAP access for each user"),
+               hint="create an app password with IMAP access for each user", dav="fastmail"),
         Preset("ionos", "IONOS (1&1)", "imap.ionos.com", connections_per_account=5,
                hint="use imap.ionos.de for German accounts"),
         # Self-hosted: the admin supplies the host; admin logins make incremental syncs survive
         # users changing their passwords (m365.md C4).
         Preset("zimbra", "Zimbra", None, connections_per_account=10,
-               hint="Zimbra accepts admin logins with the SASL authorization id"),
+               hint="Zimbra accepts admin logins with the SASL authorization id", dav="zimbra"),
+        # Contacts/calendars servers whose mail (if any) is some IMAP server: the host is the
+        # admin's; the DAV paths come from stores/dav/presets.py.
+        Preset("nextcloud", "Nextcloud", None, connections_per_account=10, dav="nextcloud",
+               hint="Nextcloud holds contacts and calendars only: batch create --items "
+                    "calendars,contacts"),
+        Preset("sogo", "SOGo", None, connections_per_account=10, dav="sogo",
+               hint="SOGo serves mail from its IMAP server (often Dovecot) on the same host"),
         Preset("cpanel", "cPanel (Dovecot)", None, connections_per_account=10, admin_format="dovecot",
                hint="cPanel hosts run Dovecot: mail.<domain>:993"),
         Preset("dovecot", "Dovecot", None, connections_per_account=10, admin_format="dovecot",

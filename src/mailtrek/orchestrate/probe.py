@@ -1,25 +1,29 @@
 """Test an IMAP endpoint step by step: DNS, TCP, TLS + certificate, capabilities, login.
 
 Each step says what it found; the first failing step says what to do, and the rest are
-skipped. Plain blocking sockets (run in a thread by async callers): this is a one-shot
-diagnostic, and the standard library shows each step's error most directly.
+skipped. The probe logs in with the product's own client (``ImapConnection``), with the
+credentials a migration would use, so ``endpoint test`` passes exactly when the
+migration's login would: the connection reports its DNS, TCP and TLS steps as they
+finish. Synchronous (callers run it in a thread when they are async).
 """
 
 from __future__ import annotations
 
-import contextlib
-import imaplib
-import socket
-import ssl
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from mailtrek.errors import MailtrekError
+from mailtrek.errors import AuthenticationError, MailtrekError
 from mailtrek.orchestrate.endpoints import Endpoint
 from mailtrek.secrets import redact, remember
+from mailtrek.stores.imap.connection import LOGIN_HINT, ConnectParams, Credentials, ImapConnection
+from mailtrek.stores.imap.dial import DialStep
+from mailtrek.stores.imap.verbs import list_mailboxes
 
 TIMEOUT = 15.0
+NOTABLE = ("CONDSTORE", "QRESYNC", "UIDPLUS", "SPECIAL-USE", "IDLE", "MOVE")
+PASSWORD_ADVICE = "check UserName and Password; many providers need an app password and IMAP switched on"
 
 
 @dataclass(slots=True)
@@ -44,152 +48,168 @@ class ProbeResult:
         return next((s for s in self.steps if not s.ok), None)
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Return a verifying client context; ``ca_file`` replaces the system roots when given."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-
-
 def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None = None,
-                   *, token: Callable[[], str] | None = None, timeout: float = TIMEOUT) -> ProbeResult:
+                   *, token: Callable[[], str] | None = None, timeout: float = TIMEOUT,
+                   credentials: Credentials | None = None) -> ProbeResult:
     """Run every check against ``ep`` and return the steps (never raises for server trouble).
 
     With ``token`` (a service-account endpoint) the login step fetches an access token for
     ``user`` first (a "token" step; a MailtrekError from it is that step's failure) and
-    logs in over XOAUTH2 instead of with ``password``.
+    logs in over XOAUTH2 instead of with ``password``. ``credentials`` (e.g. an admin
+    logging in for ``user``) replace ``user``/``password`` for the login.
     """
     remember(password)
+    return asyncio.run(_probe(ep, user, password, token, timeout, credentials))
+
+
+async def _probe(ep: Endpoint, user: str | None, password: str | None,
+                 token: Callable[[], str] | None, timeout: float,
+                 credentials: Credentials | None) -> ProbeResult:
     result = ProbeResult()
 
-    def step(name: str, ok: bool, detail: str, advice: str | None = None, t0: float = 0.0) -> bool:
-        result.steps.append(Step(name, ok, redact(detail), advice, time.monotonic() - t0))
+    def step(name: str, ok: bool, detail: str, advice: str | None = None,
+             seconds: float = 0.0) -> bool:
+        result.steps.append(Step(name, ok, redact(detail), advice, seconds))
         return ok
 
+    conn = ImapConnection(ConnectParams(ep.host, ep.port, ep.security, ca_file=ep.ca_file,
+                                        timeout=timeout, connect_timeout=timeout),
+                          label="probe")
+    conn.on_step = lambda s: step(s.name, s.ok, _detail(ep, s), _advice(ep, s), s.seconds)
     t0 = time.monotonic()
     try:
-        infos = socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
-        addrs = sorted({str(i[4][0]) for i in infos})
-        step("dns", True, f"{ep.host} resolves to {', '.join(addrs)}", t0=t0)
-    except socket.gaierror as e:
-        step("dns", False, f"{ep.host} does not resolve: {e.strerror}",
-             "check the host name (typo?) and this machine's DNS settings", t0)
-        return result
-
-    t0 = time.monotonic()
-    try:
-        sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
-        step("tcp", True, f"connected to {ep.host}:{ep.port}", t0=t0)
-    except OSError as e:
-        step("tcp", False, f"cannot connect to {ep.host}:{ep.port}: {e.strerror or e}",
-             "check the port (993 for ssl, 143 for starttls/none) and firewalls between here and the server", t0)
-        return result
-
-    ctx = tls_context(ep.ca_file)
-    t0 = time.monotonic()
-    imap: imaplib.IMAP4 | None = None
-    try:
-        if ep.security == "ssl":
-            try:
-                tls = ctx.wrap_socket(sock, server_hostname=ep.host)
-                step("tls", True, _tls_detail(tls), t0=t0)
-            finally:
-                sock.close()
-            imap = imaplib.IMAP4_SSL(ep.host, ep.port, ssl_context=ctx, timeout=timeout)
-        else:
-            sock.close()
-            imap = imaplib.IMAP4(ep.host, ep.port, timeout=timeout)
-            if ep.security == "starttls":
-                imap.starttls(ssl_context=ctx)
-                step("tls", True, "STARTTLS " + _tls_detail(imap.sock), t0=t0)  # type: ignore[arg-type]
-            else:
-                step("tls", True, "no TLS (security none): passwords cross the network in clear", t0=t0)
-    except ssl.SSLCertVerificationError as e:
-        step("tls", False, f"certificate not trusted: {e.verify_message}",
-             "pass --ca-file with the server's CA, or fix the server's certificate (never turn verification off)", t0)
-        return result
-    except (ssl.SSLError, OSError, imaplib.IMAP4.error) as e:
-        advice = ("the port may not speak TLS directly: try --security starttls (port 143)"
-                  if ep.security == "ssl" else "the server may not offer STARTTLS: try --security ssl (port 993)")
-        step("tls", False, f"TLS failed: {e}", advice, t0)
-        return result
-
-    try:
-        t0 = time.monotonic()
-        caps = sorted(c.decode() if isinstance(c, bytes) else str(c) for c in imap.capabilities)
-        if "IMAP4REV1" not in caps and "IMAP4rev1" not in caps:
-            step("capabilities", False, f"not an IMAP4rev1 server: {' '.join(caps)}",
-                 "check that host and port belong to the IMAP service", t0)
-            return result
-        notable = [c for c in caps if c in ("CONDSTORE", "QRESYNC", "UIDPLUS", "SPECIAL-USE", "IDLE", "MOVE")
-                   or c.startswith("AUTH=")]
-        step("capabilities", True, " ".join(notable) or "IMAP4rev1", t0=t0)
-        if user is None:
-            return result
-        if token is not None:
-            _xoauth2_login(imap, user, token, step, caps)
-            return result
-        t0 = time.monotonic()
-        if password is None:
-            step("login", False, "no password given",
-                 "set MAILTREK_SOURCE_PASSWORD or pass --password-file", t0)
-            return result
-        if "LOGINDISABLED" in caps:
-            step("login", False, "the server refuses LOGIN on this connection (LOGINDISABLED)",
-                 "use --security ssl or starttls", t0)
-            return result
         try:
-            imap.login(user, password)
-        except imaplib.IMAP4.error as e:
-            text = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
-            step("login", False, f"login as {user} refused: {text}",
-                 "check UserName and Password; many providers need an app password and IMAP switched on", t0)
+            await conn.open()
+        except MailtrekError as e:
+            if result.failed is None:  # the connection was made; the server did not talk IMAP
+                step("capabilities", False, e.message,
+                     "check that host and port belong to the IMAP service", time.monotonic() - t0)
             return result
-        typ, data = imap.list()
-        n = len(data) if typ == "OK" and data and data[0] is not None else 0
-        step("login", True, f"logged in as {user}; {n} folder(s) listed", t0=t0)
+        if ep.security == "none":
+            step("tls", True, "no TLS (security none): passwords cross the network in clear")
+        t0 = time.monotonic()
+        caps = sorted(conn.capabilities)
+        if "IMAP4REV1" not in caps:
+            step("capabilities", False, f"not an IMAP4rev1 server: {' '.join(caps)}",
+                 "check that host and port belong to the IMAP service", time.monotonic() - t0)
+            return result
+        notable = [c for c in caps if c in NOTABLE or c.startswith("AUTH=")]
+        step("capabilities", True, " ".join(notable) or "IMAP4rev1", seconds=time.monotonic() - t0)
+        if user is None and credentials is None:
+            return result
+        creds = credentials
+        if creds is None and token is not None:
+            assert user is not None
+            creds = await _token_credentials(conn, user, token, step)
+            if creds is None:
+                return result
+        t0 = time.monotonic()
+        if creds is None:
+            assert user is not None
+            if password is None:
+                step("login", False, "no password given",
+                     "set MAILTREK_SOURCE_PASSWORD or pass --password-file", time.monotonic() - t0)
+                return result
+            creds = Credentials(user, password)
+        await _login(conn, creds, step, t0)
         return result
-    except (OSError, imaplib.IMAP4.abort) as e:
-        step("capabilities", False, f"connection dropped: {e}", "try again; check server logs", time.monotonic())
+    except MailtrekError as e:
+        step("capabilities", False, f"connection dropped: {e.message}", "try again; check server logs",
+             time.monotonic() - t0)
         return result
     finally:
-        with contextlib.suppress(OSError, imaplib.IMAP4.error):
-            imap.logout()
+        await conn.close()
 
 
-def _xoauth2_login(imap: imaplib.IMAP4, user: str, token: Callable[[], str],
-                   step: Callable[..., bool], caps: list[str]) -> None:
-    """Fetch a token for ``user`` and log in with SASL XOAUTH2, recording both steps."""
+async def _token_credentials(conn: ImapConnection, user: str, token: Callable[[], str],
+                             step: Callable[..., bool]) -> Credentials | None:
+    """Fetch a token for ``user`` (a "token" step); return XOAUTH2 credentials, or None."""
     t0 = time.monotonic()
     try:
-        access = remember(token()) or ""
+        access = remember(await asyncio.to_thread(token)) or ""
     except MailtrekError as e:
-        step("token", False, e.message, e.hint, t0)
-        return
-    step("token", True, f"access token issued for {user}", t0=t0)
-    t0 = time.monotonic()
-    if "AUTH=XOAUTH2" not in caps:
+        step("token", False, e.message, e.hint, time.monotonic() - t0)
+        return None
+    step("token", True, f"access token issued for {user}", seconds=time.monotonic() - t0)
+    if not conn.has("AUTH=XOAUTH2"):
         step("login", False, "the server does not offer AUTH=XOAUTH2",
-             "service-account logins need an XOAUTH2 server such as imap.gmail.com", t0)
-        return
-    answers = iter([f"user={user}\x01auth=Bearer {access}\x01\x01".encode(), b""])
+             "service-account logins need an XOAUTH2 server such as imap.gmail.com")
+        return None
+    return Credentials(user, mechanism="xoauth2", token=_constant(access))
 
-    def respond(_challenge: bytes) -> bytes:
-        # A refused token gets a JSON challenge first; an empty line lets the server say NO.
-        return next(answers, b"")
 
+def _constant(value: str) -> Callable[[], Awaitable[str]]:
+    async def get() -> str:
+        return value
+    return get
+
+
+async def _login(conn: ImapConnection, creds: Credentials, step: Callable[..., bool],
+                 t0: float) -> None:
+    """Log in as the migration does, then list the folders (the "login" step)."""
+    who = creds.user if not creds.authzid else f"{creds.authzid} (as {creds.user})"
+    oauth = creds.mechanism in ("xoauth2", "oauthbearer")
     try:
-        imap.authenticate("XOAUTH2", respond)
-    except imaplib.IMAP4.error as e:
-        text = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
-        step("login", False, f"XOAUTH2 login as {user} refused: {text}",
-             "check that the user exists, IMAP is on for them, and the delegation grants "
-             "https://mail.google.com/", t0)
+        await conn.login(creds)
+    except AuthenticationError as e:
+        if oauth:
+            advice = ("check that the user exists, IMAP is on for them, and the delegation grants "
+                      "https://mail.google.com/")
+        elif conn.has("LOGINDISABLED"):
+            advice = "the server refuses passwords on this connection: use --security ssl or starttls"
+        else:
+            advice = PASSWORD_ADVICE if e.hint in (None, LOGIN_HINT) else e.hint
+        step("login", False, f"{'XOAUTH2 ' if oauth else ''}login as {who} refused: {e.message}",
+             advice, time.monotonic() - t0)
         return
-    typ, data = imap.list()
-    n = len(data) if typ == "OK" and data and data[0] is not None else 0
-    step("login", True, f"logged in as {user} over XOAUTH2; {n} folder(s) listed", t0=t0)
+    except MailtrekError as e:
+        step("login", False, f"login as {who} failed: {e.message}", e.hint, time.monotonic() - t0)
+        return
+    n = len(await list_mailboxes(conn))
+    step("login", True, f"logged in as {who}{' over XOAUTH2' if oauth else ''}; {n} folder(s) listed",
+         seconds=time.monotonic() - t0)
 
 
-def _tls_detail(tls: ssl.SSLSocket) -> str:
-    cert = tls.getpeercert() or {}
-    subject = dict(x[0] for x in cert.get("subject", ()))  # type: ignore[misc]
-    return f"{tls.version()}, certificate for {subject.get('commonName', '?')} valid until {cert.get('notAfter', '?')}"
+def _detail(ep: Endpoint, s: DialStep) -> str:
+    """What a connect step found, in the words `endpoint test` prints."""
+    where = f"{ep.host}:{ep.port}"
+    if s.name == "dns":
+        return (f"{ep.host} resolves to {', '.join(sorted(s.addresses))}" if s.ok
+                else f"{ep.host} does not resolve: {_cause(s.error)}")
+    if s.name == "tcp":
+        return f"connected to {where}" if s.ok else f"cannot connect to {where}: " + "; ".join(s.failures)
+    if s.ok:
+        subject = dict(x[0] for x in s.certificate.get("subject", ()))
+        found = (f"{s.tls_version}, certificate for {subject.get('commonName', '?')} valid until "
+                 f"{s.certificate.get('notAfter', '?')}")
+        return "STARTTLS " + found if s.starttls else found
+    if s.problem == "certificate" and s.error is not None:
+        return f"certificate not trusted: {getattr(s.error.__cause__, 'verify_message', s.error)}"
+    if s.problem == "no-starttls":
+        return f"STARTTLS failed: {_message(s.error)}"
+    return f"TLS failed: {_message(s.error)}"
+
+
+def _advice(ep: Endpoint, s: DialStep) -> str | None:
+    if s.ok:
+        return None
+    if s.name == "dns":
+        return "check the host name (typo?) and this machine's DNS settings"
+    if s.name == "tcp":
+        return ("check the port (993 for ssl, 143 for starttls/none) and firewalls between here "
+                "and the server")
+    if s.problem == "certificate":
+        return ("pass --ca-file with the server's CA, or fix the server's certificate "
+                "(never turn verification off)")
+    if ep.security == "ssl":
+        return "the port may not speak TLS directly: try --security starttls (port 143)"
+    return "the server may not offer STARTTLS: try --security ssl (port 993)"
+
+
+def _cause(e: Exception | None) -> str:
+    cause = e.__cause__ if e is not None else None
+    return str(getattr(cause, "strerror", None) or cause or _message(e))
+
+
+def _message(e: Exception | None) -> str:
+    return e.message if isinstance(e, MailtrekError) else str(e)

@@ -85,7 +85,7 @@ def app_configs(home: Home, tenant: Tenant) -> list[Any]:
     """Return a TenantConfig per app registration of ``tenant``, its own app first."""
     from dataclasses import replace
 
-    from mailtrek.orchestrate.mover import tenant_config
+    from mailtrek.orchestrate.specs import tenant_config
 
     base = tenant_config(home, tenant)
     out = [base]

@@ -194,7 +194,7 @@ class TenantProbe:
 
 async def probe_tenant(home: Home, tenant: Any, mailbox: str, other: str | None) -> dict[str, Any]:
     """Probe ``tenant`` (a stored Tenant) and store its profile; return the findings + steps."""
-    from mailtrek.orchestrate.mover import tenant_config
+    from mailtrek.orchestrate.specs import tenant_config
 
     config = tenant_config(home, tenant)
     probe = TenantProbe(config, mailbox, other)

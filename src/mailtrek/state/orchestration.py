@@ -41,6 +41,7 @@ endpoints = Table(
     Column("max_concurrent_incremental", Integer, nullable=False),
     Column("connections_per_mailbox", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("dav_url", Text),  # where its users' contacts and calendars are (None: preset/discovery)
 )
 
 tenants = Table(
@@ -98,6 +99,8 @@ batch_users = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
+    Column("items", Text),  # what this user moves ("mail,calendars"); NULL: the batch's choice
+    Column("pim_json", Text),  # the last contacts/calendars run's counts per kind
 )
 
 # One row per sync run of a user: when, how long, what it moved, how it ended.

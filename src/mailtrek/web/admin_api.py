@@ -67,7 +67,7 @@ def endpoints_edit(name: str, body: EndpointPatch, request: Request, _: Mutating
 
 @router.patch("/tenants/{name}", summary="Change a tenant (`tenant edit`); gets a token first unless test=false")
 async def tenants_edit(name: str, body: TenantPatch, request: Request, _: Mutating) -> dict[str, object]:
-    from mailtrek.web.actions import token_check
+    from mailtrek.service.tenants import token_check
 
     home = home_of(request)
     remember(body.client_secret)

@@ -6,6 +6,7 @@ change needs that token in the ``X-CSRF-Token`` header.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
@@ -16,7 +17,10 @@ from mailtrek.orchestrate import endpoints as ep_ops
 from mailtrek.orchestrate.csvfile import MAX_BYTES
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.reports import render
-from mailtrek.web import actions
+from mailtrek.service import batches as batch_service
+from mailtrek.service import completion
+from mailtrek.service import endpoints as endpoint_service
+from mailtrek.service import tenants as tenant_service
 from mailtrek.web.auth import check_admin_password, end_session, new_session
 from mailtrek.web.deps import (
     COOKIE,
@@ -89,6 +93,7 @@ class EndpointBody(BaseModel):
     max_concurrent_migrations: int | None = None
     max_concurrent_incremental: int | None = None
     connections_per_mailbox: int | None = None
+    dav_url: str | None = Field(None, description="contacts/calendars server: https://HOST[:PORT]/PATH")
 
 
 class ProbeBody(BaseModel):
@@ -104,12 +109,14 @@ def endpoints_list(request: Request, _: Authed) -> list[dict[str, object]]:
 @router.get("/endpoint-presets", summary="Provider presets (`endpoint presets`)")
 def endpoint_presets(_: Authed) -> list[dict[str, object]]:
     return [{"name": p.name, "title": p.title, "host": p.host, "port": p.port, "security": p.security,
-             "connections_per_account": p.connections_per_account} for p in PRESETS.values()]
+             "connections_per_account": p.connections_per_account,
+             "dav": p.dav_preset.describe() if p.dav_preset else None} for p in PRESETS.values()]
 
 
 @router.post("/endpoints", status_code=201, summary="Add an endpoint (`endpoint add`)")
 def endpoints_add(body: EndpointBody, request: Request, _: Mutating) -> dict[str, object]:
-    return actions.create_endpoint(home_of(request), actions.EndpointInput(**body.model_dump()))
+    inp = endpoint_service.EndpointInput(**body.model_dump())
+    return endpoint_service.create_endpoint(home_of(request), inp).endpoint.public()
 
 
 @router.get("/endpoints/{name}", summary="Show an endpoint (`endpoint show`)")
@@ -125,7 +132,7 @@ def endpoints_remove(name: str, request: Request, _: Mutating) -> dict[str, bool
 
 @router.post("/endpoints/{name}/test", summary="DNS, TCP, TLS, capabilities, login (`endpoint test`)")
 async def endpoints_test(name: str, body: ProbeBody, request: Request, _: Mutating) -> dict[str, Any]:
-    return await actions.test_endpoint(home_of(request), name, body.user, body.password)
+    return await endpoint_service.test_endpoint(home_of(request), name, body.user, body.password)
 
 
 # -- tenants -------------------------------------------------------------------------------
@@ -147,7 +154,8 @@ def tenants_list(request: Request, _: Authed) -> list[dict[str, object]]:
 
 @router.post("/tenants", status_code=201, summary="Add a tenant (`tenant add`)")
 async def tenants_add(body: TenantBody, request: Request, _: Mutating) -> dict[str, object]:
-    return await actions.create_tenant(home_of(request), actions.TenantInput(**body.model_dump()))
+    created = await tenant_service.create_tenant(home_of(request), tenant_service.TenantInput(**body.model_dump()))
+    return created.tenant.public()
 
 
 @router.get("/tenants/{name}", summary="Show a tenant (`tenant show`)")
@@ -163,24 +171,13 @@ def tenants_remove(name: str, request: Request, _: Mutating) -> dict[str, bool]:
 
 @router.post("/tenants/{name}/test", summary="Get a token (`tenant test`)")
 async def tenants_test(name: str, request: Request, _: Mutating) -> dict[str, Any]:
-    return await actions.test_tenant(home_of(request), name)
+    return await tenant_service.test_tenant(home_of(request), name)
 
 
 # -- batches -------------------------------------------------------------------------------
 @router.get("/batches", summary="List batches with status and counts (`batch list`)")
 def batches_list(request: Request, _: Authed) -> list[dict[str, Any]]:
-    home = home_of(request)
-    out = []
-    for b in batch_ops.list_batches(home):
-        users = batch_ops.user_rows(home, b.name)
-        counts: dict[str, int] = {}
-        for u in users:
-            counts[u["status"]] = counts.get(u["status"], 0) + 1
-        out.append({"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
-                    "destination": b.tenant or b.dest_endpoint, "users": len(users), "by_status": counts,
-                    "items_synced": sum(u["items_synced"] for u in users),
-                    "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None})
-    return out
+    return batch_service.list_view(home_of(request))
 
 
 @router.post("/batches", status_code=201, summary="Create a batch from a users CSV (`batch create`)")
@@ -189,26 +186,45 @@ async def batches_create(
     _: Mutating,
     csv: Annotated[UploadFile, File(description="EmailAddress,UserName,Password[,UserRoot]")],
     name: Annotated[str, Form()],
-    endpoint: Annotated[str, Form()],
+    endpoint: Annotated[str | None, Form(description="source endpoint (or discover)")] = None,
     tenant: Annotated[str | None, Form()] = None,
     dest_endpoint: Annotated[str | None, Form()] = None,
     exclude_folder: Annotated[list[str] | None, Form()] = None,
     since: Annotated[str | None, Form()] = None,
     before: Annotated[str | None, Form()] = None,
     max_size: Annotated[str | None, Form()] = None,
+    gmail_labels: Annotated[str, Form(description="Gmail sources: auto, folders+categories, folders, "
+                                                  "all-mail, off")] = "auto",
     autostart: Annotated[bool, Form()] = False,
     notify: Annotated[list[str] | None, Form()] = None,
     incremental_interval: Annotated[float, Form()] = batch_ops.DEFAULT_INCREMENTAL_HOURS,
     allow_unknown_columns: Annotated[bool, Form()] = False,
     start_at: Annotated[str | None, Form(description="start by itself then (ISO time, +2h)")] = None,
+    items: Annotated[str | None, Form(description="mail, calendars, contacts [mail]")] = None,
+    discover: Annotated[bool, Form(description="find the source server from the CSV's address domains "
+                                               "(instead of endpoint)")] = False,
+    nameserver: Annotated[str | None, Form(description="discover: DNS server IP[:PORT]")] = None,
+    ca_file: Annotated[str | None, Form(description="discover: CA bundle on the server, stored with "
+                                                    "a new endpoint")] = None,
+    ispdb_url: Annotated[str | None, Form(description="discover: Thunderbird ISP database base URL")] = None,
+    https_port: Annotated[int | None, Form(description="discover: port of the domain's autoconfig URLs (tests)")] = None,
+    discover_timeout: Annotated[float, Form(description="discover: seconds per DNS query, HTTP request "
+                                                        "or connection")] = 5.0,
+    allow_plain: Annotated[bool, Form(description="discover: a server without TLS may be chosen")] = False,
 ) -> dict[str, Any]:
     data = await csv.read(MAX_BYTES + 1)
-    inp = actions.BatchInput(name=name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
-                             exclude_folder=exclude_folder or [], since=since, before=before,
-                             max_size=max_size, autostart=autostart, notify=notify or [],
-                             incremental_interval=incremental_interval,
-                             allow_unknown_columns=allow_unknown_columns, start_at=start_at)
-    return actions.create_batch(home_of(request), inp, data)
+    found = (batch_service.DiscoverRequest(nameserver=nameserver, ca_file=ca_file, ispdb_url=ispdb_url,
+                                           https_port=https_port, timeout=discover_timeout,
+                                           allow_plain=allow_plain) if discover else None)
+    req = batch_service.BatchRequest(
+        name=name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
+        exclude_folder=exclude_folder or [], since=since, before=before, max_size=max_size,
+        gmail_labels=gmail_labels, autostart=autostart, notify=notify or [],
+        incremental_interval=incremental_interval, allow_unknown_columns=allow_unknown_columns,
+        start_at=start_at, items=items, discover=found)
+    # Off the event loop: discovery waits on DNS and servers for seconds.
+    created = await asyncio.to_thread(batch_service.create_batch, home_of(request), req, data)
+    return created.view()
 
 
 @router.get("/batches/{name}", summary="A batch and its users, with progress, speed, ETA (`batch show`)")
@@ -226,14 +242,14 @@ class CompleteBody(BaseModel):
 
 @router.post("/batches/{name}/complete", summary="Complete a batch after the MX check (`batch complete`)")
 async def batches_complete(name: str, body: CompleteBody, request: Request, _: Mutating) -> dict[str, Any]:
-    return await actions.complete(home_of(request), name, force=body.force, nameserver=body.nameserver,
+    return await completion.complete(home_of(request), name, force=body.force, nameserver=body.nameserver,
                                   expect_mx=body.expect_mx, yes=body.yes, at=body.at)
 
 
 @router.post("/batches/{name}/{action}", summary="Start, stop or resume a batch (`batch start|stop|resume`)")
 def batches_action(name: str, action: Literal["start", "stop", "resume"], request: Request,
                    _: Mutating) -> dict[str, Any]:
-    return actions.simple_action(home_of(request), name, action)
+    return batch_service.simple_action(home_of(request), name, action)
 
 
 @router.delete("/batches/{name}", summary="Delete a batch and its stored passwords (`batch delete`)")
@@ -268,5 +284,5 @@ class CutoverBody(BaseModel):
 
 @router.post("/cutover/check", summary="Is the domain's mail flowing to the destination? (`cutover check`)")
 async def cutover_check(body: CutoverBody, request: Request, _: Mutating) -> dict[str, Any]:
-    return await actions.cutover(home_of(request), body.domain, tenant=body.tenant,
+    return await completion.cutover(home_of(request), body.domain, tenant=body.tenant,
                                  nameserver=body.nameserver, expect_mx=body.expect_mx)

@@ -6,6 +6,7 @@ session's CSRF token. Passwords typed into forms are never put back into a page.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from datetime import datetime
@@ -23,8 +24,11 @@ from mailtrek.orchestrate.csvfile import MAX_BYTES, CsvInvalidError
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.states import BatchStatus, can_move
 from mailtrek.secrets import redact
+from mailtrek.service import batches as batch_service
+from mailtrek.service import completion
+from mailtrek.service import endpoints as endpoint_service
+from mailtrek.service import tenants as tenant_service
 from mailtrek.units import human_bytes
-from mailtrek.web import actions
 from mailtrek.web.api import report_response, set_session_cookie
 from mailtrek.web.auth import (
     Session,
@@ -53,6 +57,7 @@ Viewer = Annotated[Session, Depends(page_session)]
 CsrfField = Annotated[str | None, Form(alias="csrf")]
 BATCH_ACTIONS = ("start", "sync", "stop", "resume", "complete", "delete")
 REPORT_FORMATS = ("csv", "json", "html", "skipped-csv")
+DISCOVER = "(discover)"  # the New batch form's source choice that finds the server
 
 
 def human_seconds(s: int | None) -> str:
@@ -181,17 +186,19 @@ def endpoints_add(
     max_concurrent_migrations: Annotated[str, Form()] = "",
     max_concurrent_incremental: Annotated[str, Form()] = "",
     connections_per_mailbox: Annotated[str, Form()] = "",
+    dav_url: Annotated[str, Form()] = "",
 ) -> Response:
     check_form_csrf(s, csrf)
     form = {"name": name, "host": host, "port": port, "security": security, "ca_file": ca_file,
-            "preset": preset, "admin_format": admin_format, "admin_user": admin_user}
+            "preset": preset, "admin_format": admin_format, "admin_user": admin_user, "dav_url": dav_url}
     try:
-        actions.create_endpoint(home_of(request), actions.EndpointInput(
+        endpoint_service.create_endpoint(home_of(request), endpoint_service.EndpointInput(
             name=name.strip(), host=host.strip(), port=_int(port, "Port"), security=security, ca_file=ca_file.strip(),
             preset=preset, admin_format=admin_format, admin_user=admin_user.strip(), admin_password=admin_password,
             max_concurrent_migrations=_int(max_concurrent_migrations, "Initial syncs at once"),
             max_concurrent_incremental=_int(max_concurrent_incremental, "Incremental syncs at once"),
-            connections_per_mailbox=_int(connections_per_mailbox, "Connections per mailbox")))
+            connections_per_mailbox=_int(connections_per_mailbox, "Connections per mailbox"),
+            dav_url=dav_url.strip() or None))
     except MailtrekError as e:
         return endpoints_page(request, s, 400, endpoint_error=redact(str(e)), endpoint_form=form)
     return see(f"/endpoints?added={name.strip()}")
@@ -201,7 +208,7 @@ def endpoints_add(
 async def endpoints_test(request: Request, name: str, s: Viewer, csrf: CsrfField = None,
                          user: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "") -> Response:
     check_form_csrf(s, csrf)
-    result = await actions.test_endpoint(home_of(request), name, user, password)
+    result = await endpoint_service.test_endpoint(home_of(request), name, user, password)
     return page(request, "probe.html", s, title=f"Test of endpoint {name}", result=result, user=user)
 
 
@@ -224,7 +231,7 @@ async def tenants_add(
     form = {"name": name, "tenant_id": tenant_id, "client_id": client_id, "authority": authority,
             "graph_url": graph_url, "ca_file": ca_file}
     try:
-        await actions.create_tenant(home_of(request), actions.TenantInput(
+        await tenant_service.create_tenant(home_of(request), tenant_service.TenantInput(
             name=name.strip(), tenant_id=tenant_id, client_id=client_id, client_secret=client_secret,
             authority=authority.strip(), graph_url=graph_url.strip(), ca_file=ca_file.strip(), test=test))
     except MailtrekError as e:
@@ -235,7 +242,7 @@ async def tenants_add(
 @router.post("/tenants/{name}/test")
 async def tenants_test(request: Request, name: str, s: Viewer, csrf: CsrfField = None) -> Response:
     check_form_csrf(s, csrf)
-    result = await actions.test_tenant(home_of(request), name)
+    result = await tenant_service.test_tenant(home_of(request), name)
     return page(request, "probe.html", s, title=f"Test of tenant {name}", tenant_result=result)
 
 
@@ -269,7 +276,8 @@ def new_batch_page(request: Request, s: Session, status: int = 200, **ctx: Any) 
     home = home_of(request)
     return page(request, "batch_new.html", s, status, title="New batch",
                 endpoints=[e.name for e in ep_ops.list_endpoints(home)],
-                tenants=[t.name for t in ep_ops.list_tenants(home)], **ctx)
+                tenants=[t.name for t in ep_ops.list_tenants(home)], discover=DISCOVER,
+                gmail_modes=batch_service.gmail_label_modes(), **ctx)
 
 
 @router.get("/batches/new")
@@ -283,14 +291,20 @@ async def batch_create(
     name: Annotated[str, Form()] = "", endpoint: Annotated[str, Form()] = "",
     destination: Annotated[str, Form()] = "", exclude_folder: Annotated[str, Form()] = "",
     since: Annotated[str, Form()] = "", before: Annotated[str, Form()] = "",
-    max_size: Annotated[str, Form()] = "", autostart: Annotated[bool, Form()] = False,
+    max_size: Annotated[str, Form()] = "", gmail_labels: Annotated[str, Form()] = "auto",
+    items: Annotated[list[str] | None, Form()] = None,
+    autostart: Annotated[bool, Form()] = False,
     notify: Annotated[str, Form()] = "", incremental_interval: Annotated[str, Form()] = "24",
+    nameserver: Annotated[str, Form()] = "", ca_file: Annotated[str, Form()] = "",
+    allow_plain: Annotated[bool, Form()] = False,
 ) -> Response:
     check_form_csrf(s, csrf)
     form = {"name": name, "endpoint": endpoint, "destination": destination, "exclude_folder": exclude_folder,
-            "since": since, "before": before, "max_size": max_size, "autostart": autostart, "notify": notify,
-            "incremental_interval": incremental_interval}
+            "since": since, "before": before, "max_size": max_size, "gmail_labels": gmail_labels,
+            "items": items or ["mail"], "autostart": autostart, "notify": notify, "incremental_interval": incremental_interval,
+            "nameserver": nameserver, "ca_file": ca_file, "allow_plain": allow_plain}
     kind, _, dest = destination.partition(":")
+    discover = endpoint == DISCOVER  # the source select's first choice: find it from the CSV's domains
     try:
         try:
             hours = float(incremental_interval or 24)
@@ -299,21 +313,31 @@ async def batch_create(
         if csv is None:
             raise UsageError("choose the users CSV file to upload")
         data = await csv.read(MAX_BYTES + 1)
-        created = actions.create_batch(home_of(request), actions.BatchInput(
-            name=name.strip(), endpoint=endpoint, tenant=dest if kind == "tenant" else None,
+        req = batch_service.BatchRequest(
+            name=name.strip(), endpoint=None if discover else endpoint, tenant=dest if kind == "tenant" else None,
             dest_endpoint=dest if kind == "endpoint" else None,
             exclude_folder=exclude_folder.split(","), since=since, before=before, max_size=max_size,
-            autostart=autostart, notify=notify.split(","), incremental_interval=hours), data)
+            gmail_labels=gmail_labels, items=",".join(items or []) or None, autostart=autostart,
+            notify=notify.split(","), incremental_interval=hours,
+            discover=batch_service.DiscoverRequest(nameserver=nameserver, ca_file=ca_file,
+                                                   allow_plain=allow_plain) if discover else None)
+        created = await asyncio.to_thread(batch_service.create_batch, home_of(request), req, data)
     except CsvInvalidError as e:
         problems = [{"line": p.line, "reason": redact(p.reason)} for p in e.problems]
         return new_batch_page(request, s, 422, form=form, problems=problems,
                               error=f"The CSV has {len(problems)} problem(s); nothing was created.")
     except MailtrekError as e:
         return new_batch_page(request, s, 400, form=form, error=redact(str(e)))
-    if created.get("warnings"):  # e.g. --notify without SMTP: say so instead of failing silently later
+    done = []
+    if created.source is not None:
+        src = created.source.endpoint
+        done.append(f"source {src.host}:{src.port} ({src.security}) found, "
+                    + (f"stored endpoint {src.name} used" if created.source.reused else f"saved as endpoint {src.name}"))
+    done += [f"warning: {w}" for w in created.warnings]  # e.g. notify without SMTP: said now, not later
+    if done:
         from urllib.parse import quote
 
-        return see(f"/batches/{name.strip()}?done=" + quote("created; warning: " + "; ".join(created["warnings"])))
+        return see(f"/batches/{name.strip()}?done=" + quote("created; " + "; ".join(done)))
     return see(f"/batches/{name.strip()}")
 
 
@@ -384,7 +408,7 @@ async def batch_complete(request: Request, name: str, s: Viewer, csrf: CsrfField
                          nameserver: Annotated[str, Form()] = "", yes: Annotated[bool, Form()] = False,
                          at: Annotated[str, Form()] = "") -> Response:
     check_form_csrf(s, csrf)
-    await actions.complete(home_of(request), name, force=force, nameserver=nameserver,
+    await completion.complete(home_of(request), name, force=force, nameserver=nameserver,
                            expect_mx=expect_mx.split(","), yes=yes, at=at)
     return see(f"/batches/{name}?done=complete")
 
@@ -401,7 +425,7 @@ def batch_action(request: Request, name: str, action: str, s: Viewer, csrf: Csrf
     check_form_csrf(s, csrf)
     if action not in ("start", "stop", "resume"):
         raise HTTPException(404, f"unknown action {action}")
-    actions.simple_action(home_of(request), name, action)
+    batch_service.simple_action(home_of(request), name, action)
     return see(f"/batches/{name}?done={action}")
 
 
@@ -427,7 +451,7 @@ async def cutover_check(request: Request, s: Viewer, csrf: CsrfField = None,
     form = {"domain": domain, "tenant": tenant, "nameserver": nameserver, "expect_mx": expect_mx}
     tenants = [t.name for t in ep_ops.list_tenants(home_of(request))]
     try:
-        result = await actions.cutover(home_of(request), domain, tenant=tenant, nameserver=nameserver,
+        result = await completion.cutover(home_of(request), domain, tenant=tenant, nameserver=nameserver,
                                        expect_mx=expect_mx.split(","))
     except MailtrekError as e:
         return page(request, "cutover.html", s, 400, title="Cutover check", form=form, tenants=tenants,

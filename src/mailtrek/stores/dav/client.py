@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import httpx
 
@@ -56,17 +56,34 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP-date: fall back to our own backoff
 
 
+class BearerAuth(httpx.Auth):
+    """OAuth 2.0 Bearer tokens (RFC 6750) from ``token()``, asked for on every request
+    (the provider refreshes it when near expiry); Google's DAV takes nothing else."""
+
+    def __init__(self, token: Callable[[], Awaitable[str]]) -> None:
+        self._token = token
+
+    async def async_auth_flow(self, request: httpx.Request
+                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = f"Bearer {await self._token()}"
+        yield request
+
+
 class DavClient:
-    """HTTP for one DAV account. ``connections`` bounds requests in flight."""
+    """HTTP for one DAV account. ``connections`` bounds requests in flight; ``token``
+    (an async callable) logs in with Bearer tokens instead of the password."""
 
     def __init__(self, address: DavAddress, password: str, *, ca_file: str | None = None,
                  connections: int = 4, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 token: Callable[[], Awaitable[str]] | None = None) -> None:
         self.address = address
         self._limit = asyncio.Semaphore(connections)
+        auth: httpx.Auth = (BearerAuth(token) if token is not None
+                            else httpx.BasicAuth(address.user, password))
         self._http = httpx.AsyncClient(
             base_url=address.origin,
-            auth=httpx.BasicAuth(address.user, password),
+            auth=auth,
             verify=ssl_context(ca_file) if address.scheme == "https" else False,
             timeout=timeout, trust_env=False, transport=transport,
             limits=httpx.Limits(max_connections=connections),

@@ -1,20 +1,25 @@
 """Find a DAV account's calendars and address books the standard way (RFC 6764 §6).
 
+When the address names no path and the default port, DNS comes first (:func:`locate`,
+RFC 6764 §3/§6: ``_caldavs._tcp``/``_carddavs._tcp`` SRV and TXT ``path=``, see ``srv``);
+without such records everything goes on at the address's own host as before.
 From the start path (or ``/.well-known/caldav`` and ``/.well-known/carddav``, then ``/``):
 ``DAV:current-user-principal`` (RFC 5397), then the principal's ``calendar-home-set``
 (RFC 4791 §6.2.1) and ``addressbook-home-set`` (RFC 6352 §7.1.1), then every collection
 in those homes. A start path that is itself a calendar or address book is used alone.
-DNS SRV lookups (``_caldavs._tcp``) are not done yet: give the server's host.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from mailtrek.errors import ProtocolError
 from mailtrek.pim.model import Collection, Kind
+from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.client import DavClient
+from mailtrek.stores.dav.srv import DnsSettings, lookup
 from mailtrek.stores.dav.xml import (
     CALDAV,
     CARDDAV,
@@ -59,6 +64,25 @@ def collection_of(r: Response) -> Collection | None:
     name = r.text(tag(DAV, "displayname")) or href.rstrip("/").rsplit("/", 1)[-1]
     token = r.text(tag(DAV, "sync-token")) or r.text(tag(CS, "getctag"))
     return Collection(href, kind, name, token)
+
+
+async def locate(address: DavAddress, kinds: Sequence[Kind],
+                 dns: DnsSettings) -> tuple[DavAddress, list[str]]:
+    """Return where to connect for ``address`` and notes on the DNS look (RFC 6764 §6).
+
+    Only an address without a path and on the default port asks DNS (a path or port the
+    admin wrote wins); the best SRV target (TLS first) with its TXT ``path=`` replaces
+    host, port and path. No SRV record: the address as it was.
+    """
+    default = 443 if address.scheme == "https" else 80
+    if address.path != "/" or address.port != default:
+        return address, []
+    targets, notes = await lookup(address.host, kinds, allow_plain=address.scheme == "http",
+                                  settings=dns)
+    if not targets:
+        return address, notes
+    t = targets[0]
+    return DavAddress(t.scheme, address.user, t.host, t.port, as_dir(t.path or "/")), notes
 
 
 async def _principal_at(client: DavClient, path: str) -> tuple[str, list[Response]] | None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
-from mailtrek.errors import StoreError
-from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
+from mailtrek.errors import StoreError, UsageError
+from mailtrek.pim.model import KINDS, Changes, Collection, Item, ItemRef, Kind, PutResult
 from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.client import DavClient
 from mailtrek.stores.dav.discovery import (
@@ -25,8 +25,11 @@ from mailtrek.stores.dav.discovery import (
     collection_of,
     discover,
     list_collections,
+    locate,
     to_path,
 )
+from mailtrek.stores.dav.presets import preset_of_address
+from mailtrek.stores.dav.srv import DnsSettings
 from mailtrek.stores.dav.xml import (
     CALDAV,
     CARDDAV,
@@ -62,18 +65,48 @@ def item_name(uid: str, kind: Kind) -> str:
 
 
 class DavStore:
-    """A CalDAV/CardDAV account (``PimDestination``); call ``connect()`` first."""
+    """A CalDAV/CardDAV account (``PimDestination``); call ``connect()`` first.
+
+    ``dns`` decides the SRV look of :func:`locate` (None: the system's resolver; a store
+    given its own ``client`` never moves); ``kinds`` says which services to look up.
+    An address whose host is a preset name (``dav+https://alice@icloud/``) goes to that
+    provider's service for ``kinds`` (UsageError when they live on two hosts: one store
+    per kind then). ``token`` logs in with OAuth Bearer tokens instead of the password.
+    """
 
     def __init__(self, address: DavAddress, password: str, *, ca_file: str | None = None,
-                 connections: int = 4, client: DavClient | None = None) -> None:
+                 connections: int = 4, client: DavClient | None = None,
+                 dns: DnsSettings | None = None, kinds: Sequence[Kind] = KINDS,
+                 token: Callable[[], Awaitable[str]] | None = None) -> None:
+        self.kinds = tuple(kinds)
+        preset = preset_of_address(address)
+        if preset is not None:
+            if preset.origins(self.kinds):
+                raise UsageError(f"{preset.title} keeps calendars and contacts on two servers",
+                                 hint="copy them one at a time: --items calendars, then "
+                                      "--items contacts")
+            address = preset.address(address.user, self.kinds[0])
         self.address = address
-        self.client = client or DavClient(address, password, ca_file=ca_file,
-                                          connections=connections)
+        self.dns = dns or DnsSettings(enabled=client is None and preset is None)
+        self.notes: list[str] = []  # how the server was found (DNS answers)
+
+        def make(a: DavAddress) -> DavClient:  # the password stays in this closure
+            return DavClient(a, password, ca_file=ca_file, connections=connections,
+                             token=token)
+
+        self._make_client = make
+        self.client = client or make(address)
         self.homes: Homes | None = None
         self._collections: list[Collection] | None = None
 
     async def connect(self) -> None:
-        """Log in and discover the homes (RFC 6764); AuthenticationError etc. on failure."""
+        """Find the server (DNS SRV when the address has no path), log in and discover
+        the homes (RFC 6764); AuthenticationError etc. on failure."""
+        if self.dns.enabled:
+            found, self.notes = await locate(self.address, self.kinds, self.dns)
+            if found != self.address:
+                await self.client.close()
+                self.address, self.client = found, self._make_client(found)
         self.homes = await discover(self.client, self.address.path)
 
     async def close(self) -> None:

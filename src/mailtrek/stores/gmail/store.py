@@ -31,8 +31,8 @@ from mailtrek.stores.gmail.labels import (
     role_of,
 )
 from mailtrek.stores.gmail.pacing import Deferral, DownloadBudget, cut_to_budget
-from mailtrek.stores.imap.store import ImapStore, _check
-from mailtrek.stores.imap.wire import fetch_items, parse_untagged
+from mailtrek.stores.imap import verbs
+from mailtrek.stores.imap.store import ImapStore
 
 log = logging.getLogger("mailtrek.gmail")
 
@@ -269,13 +269,11 @@ async def fetch_gmail_ids(store: ImapStore, folder: FolderInfo,
     A label that cannot be decoded is kept as sent and noted in ``warnings``.
     """
     conn = await store._pick(folder.path)
-    cmd = b"UID FETCH 1:* (UID X-GM-MSGID X-GM-LABELS)"
-    [fut] = await store._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=True)
-    res = _check(await fut, "UID FETCH X-GM-MSGID")
+    cmd = verbs.uid_fetch(None, [b"UID", b"X-GM-MSGID", b"X-GM-LABELS"])
+    [fut] = await store._in_folder(conn, folder.path, [cmd], readonly=True)
+    res = verbs.check(await fut, "UID FETCH X-GM-MSGID")
     out: dict[int, tuple[str, frozenset[str]]] = {}
-    for u in res.untagged:
-        _, vals = parse_untagged(u)
-        it = fetch_items(vals[1:])
+    for it in verbs.fetch_responses(res):
         uid, msgid = it.get(b"UID"), it.get(b"X-GM-MSGID")
         if not isinstance(uid, bytes) or not isinstance(msgid, bytes):
             continue

@@ -14,8 +14,8 @@ import base64
 import contextlib
 import logging
 import re
-import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from mailtrek.errors import (
     ThrottledError,
     TransientError,
 )
+from mailtrek.stores.imap.dial import DialStep, StepHook, dial, tls_facts, tls_problem, translate
 from mailtrek.stores.imap.limits import (
     COMMAND_TIMEOUT_ENV,
     MAX_RESPONSE_BYTES_ENV,
@@ -49,6 +50,7 @@ log = logging.getLogger("mailtrek.imap")
 
 BIG_LITERAL = 1 << 20  # read literals above this in chunks, the buffer growing as they arrive
 BIG_WRITE = 4 << 20  # write messages above this in pieces, draining between them
+LOGIN_HINT = "check the user name and password"  # a refused login's hint, unless more is known
 THROTTLE_WAIT = 60.0  # seconds to wait after a throttling answer (Gmail gives no figure)
 # Exchange Online: "BAD Request is throttled. Suggested Backoff Time: 299961 milliseconds"
 # (imapsync FAQ.Office365, research/m365.md B).
@@ -66,6 +68,9 @@ class ConnectParams:
     verify: bool = True
     timeout: float = 60.0  # seconds without any answer while commands are in flight
     connect_timeout: float = 20.0
+    # Connect to these addresses (in order) instead of resolving ``host``; TLS still
+    # checks the certificate against ``host`` (discovery's own resolver decides them).
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,30 +176,24 @@ class ImapConnection:
         self.errors = 0  # tagged NO/BAD answers so far (Exchange hangs up after 10)
         # Called with the seconds to wait when a throttling answer names them (Exchange).
         self.on_throttle: Callable[[float], None] | None = None
+        # Told each step of reaching the server (dns, tcp, tls) as it finishes.
+        self.on_step: StepHook | None = None
         # Exchange hangs up right after a throttling answer: the commands still pending
         # then fail with this (and its back-off) rather than as a plain lost connection.
         self._throttle_error: ThrottledError | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
-        """Connect, read the greeting, do STARTTLS when asked, learn capabilities."""
+        """Connect, read the greeting, do STARTTLS when asked, learn capabilities.
+
+        Each step of reaching the server (dns, tcp, tls) is reported to ``on_step``
+        when it is set (``endpoint test`` and discovery show them).
+        """
         p = self.params
         ctx = self._tls_context() if p.security in ("ssl", "starttls") else None
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    p.host, p.port, ssl=ctx if p.security == "ssl" else None,
-                    server_hostname=p.host if p.security == "ssl" else None,
-                    limit=16 << 20,
-                ),
-                p.connect_timeout,
-            )
-        except BaseException as e:
-            raise self._translate_connect_error(e) from e
-        assert self._writer is not None
-        sock = self._writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader, self._writer = await dial(
+            p.host, p.port, security=p.security, ctx=ctx, timeout=p.connect_timeout,
+            addresses=p.addresses, on_step=self.on_step)
         greeting = await self._read_greeting()
         self._read_task = asyncio.create_task(self._read_loop(), name=f"{self.label}-reader")
         self._watch_task = asyncio.create_task(self._watch(), name=f"{self.label}-watchdog")
@@ -202,31 +201,53 @@ class ImapConnection:
         if name == b"BYE":
             raise ConnectionFailedError(f"{p.host}:{p.port} refused the session: {vals[1]!r}")
         if p.security == "starttls":
-            await self._refresh_capabilities()
-            if "STARTTLS" not in self.capabilities:
-                raise ConnectionFailedError(
-                    f"{p.host}:{p.port} does not offer STARTTLS",
-                    hint="use ssl (port 993) or, only on a trusted network, security none",
-                )
-            res = await self.command(b"STARTTLS")
-            if not res.ok:
-                raise ConnectionFailedError(f"STARTTLS refused: {res.describe()}")
-            assert ctx is not None and self._writer is not None
-            try:
-                await asyncio.wait_for(
-                    self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
-                )
-            except BaseException as e:
-                raise self._translate_connect_error(e) from e
-            # What was said in clear may have been forged: ask again (RFC 3501 6.2.1).
-            self.capabilities = set()
-            await self._refresh_capabilities()
+            assert ctx is not None
+            await self._starttls(ctx)
             return
         code = vals[0] if vals else None
         if name == b"OK" and isinstance(code, bytes) and code.upper().startswith(b"CAPABILITY "):
             self.capabilities = _caps(code[11:])
         if not self.capabilities:
             await self._refresh_capabilities()
+
+    async def _starttls(self, ctx: ssl.SSLContext) -> None:
+        """Upgrade to TLS (refusing a server without STARTTLS), then ask CAPABILITY again."""
+        p = self.params
+        t0 = time.monotonic()
+        await self._refresh_capabilities()
+        if "STARTTLS" not in self.capabilities:
+            err = ConnectionFailedError(
+                f"{p.host}:{p.port} does not offer STARTTLS",
+                hint="use ssl (port 993) or, only on a trusted network, security none",
+            )
+            self._report(DialStep("tls", False, time.monotonic() - t0, starttls=True,
+                                  problem="no-starttls", error=err))
+            raise err
+        res = await self.command(b"STARTTLS")
+        if not res.ok:
+            err = ConnectionFailedError(f"STARTTLS refused: {res.describe()}")
+            self._report(DialStep("tls", False, time.monotonic() - t0, starttls=True,
+                                  problem="no-starttls", error=err))
+            raise err
+        assert self._writer is not None
+        try:
+            await asyncio.wait_for(
+                self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
+            )
+        except BaseException as e:
+            err = translate(e, p.host, p.port, p.connect_timeout)
+            self._report(DialStep("tls", False, time.monotonic() - t0, starttls=True,
+                                  problem=tls_problem(e), error=err))
+            raise err from e
+        self._report(DialStep("tls", True, time.monotonic() - t0,
+                              **tls_facts(self._writer, starttls=True)))
+        # What was said in clear may have been forged: ask again (RFC 3501 6.2.1).
+        self.capabilities = set()
+        await self._refresh_capabilities()
+
+    def _report(self, step: DialStep) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
 
     async def close(self) -> None:
         """Log out politely (briefly) and drop the connection. Idempotent."""
@@ -286,7 +307,7 @@ class ImapConnection:
                                  retry_after=res.retry_after or THROTTLE_WAIT)
         if not res.ok:
             text = res.describe()
-            hint = "check the user name and password"
+            hint = LOGIN_HINT
             if res.code and res.code.upper().startswith(b"UNAVAILABLE"):
                 hint = "the server is temporarily unable to open this mailbox; try later"
             elif mech in ("xoauth2", "oauthbearer"):
@@ -748,33 +769,6 @@ class ImapConnection:
                 ssl.create_default_context())
         except (OSError, ssl.SSLError) as e:
             raise CertificateError(f"cannot read CA file {p.ca_file}: {e}") from e
-
-    def _translate_connect_error(self, e: BaseException) -> Exception:
-        p = self.params
-        where = f"{p.host}:{p.port}"
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return CertificateError(
-                f"the certificate of {where} is not trusted: {e.verify_message}",
-                hint="pass the server's CA with --ca-file, or fix the server's certificate",
-            )
-        if isinstance(e, ssl.SSLError):
-            return ConnectionFailedError(
-                f"TLS handshake with {where} failed: {e.reason or e}",
-                hint="check the security setting (ssl on 993, starttls on 143)",
-            )
-        if isinstance(e, socket.gaierror):
-            return ConnectionFailedError(f"cannot resolve host {p.host!r}", hint="check the name")
-        if isinstance(e, ConnectionRefusedError):
-            return ConnectionFailedError(f"{where} refused the connection",
-                                         hint="check the host and port")
-        if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
-            return ConnectionFailedError(f"no answer from {where} within {p.connect_timeout:.0f} s",
-                                         hint="check the host, port and firewall")
-        if isinstance(e, OSError):
-            return ConnectionFailedError(f"cannot connect to {where}: {e.strerror or e}")
-        if isinstance(e, Exception):
-            return ConnectionFailedError(f"cannot connect to {where}: {e}")
-        raise e
 
     @staticmethod
     def _loop() -> asyncio.AbstractEventLoop:

@@ -4,11 +4,8 @@ Speed comes from pipelining, not from waiting: one LIST with STATUS for every fo
 UID FETCH in batches with several in flight, APPEND with LITERAL+ on a few connections
 at once. The source is only ever read: EXAMINE and BODY.PEEK.
 
-With ``ImapSettings.exchange`` (the m365+imap route) the destination is Exchange Online:
-messages are made acceptable first (``exchange``: long lines, read receipts), sent one
-APPEND each within an error budget (Exchange hangs up after 10 errors), \\Flagged is
-STOREd afterwards, mail-system keywords stay behind, refusals are per item, and a
-throttling answer's suggested back-off is honoured by every connection.
+Exchange Online's IMAP (the m365+imap route) is a store of its own built on this one:
+``exchange_store.ExchangeImapStore``; ``opener.imap_store`` picks the class.
 """
 
 from __future__ import annotations
@@ -16,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, TypeVar
 
 from imapclient import imap_utf7
@@ -31,7 +25,6 @@ from mailtrek.errors import (
     FolderRejectedError,
     ProtocolError,
     QuotaExceededError,
-    ThrottledError,
     TransientError,
 )
 from mailtrek.fingerprint import (
@@ -46,15 +39,13 @@ from mailtrek.model import (
     Message,
     MessageMeta,
     SpecialUse,
-    has_line_break,
     portable_flags,
 )
-from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
-from mailtrek.stores.imap import exchange
+from mailtrek.stores.base import AppendResult, FlagChange, StoreDefaults, StoreFeatures
+from mailtrek.stores.imap import verbs
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
     BIG_WRITE,
-    THROTTLE_WAIT,
     ConnectParams,
     Credentials,
     ImapConnection,
@@ -71,11 +62,8 @@ from mailtrek.stores.imap.rewrites import (
 from mailtrek.stores.imap.wire import (
     MalformedResponse,
     OversizedLiteral,
-    fetch_items,
     format_internaldate,
     number,
-    parse_internaldate,
-    parse_untagged,
     quote,
 )
 
@@ -127,6 +115,7 @@ _USE_ATTR = {
     SpecialUse.JUNK: "\\Junk",
     SpecialUse.ARCHIVE: "\\Archive",
 }
+BODY_ITEMS = (b"UID", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[]")
 HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
 # A destination is also asked for the origin stamp of copies we had to change.
 DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
@@ -137,12 +126,6 @@ FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's ban
 # UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
 # well inside a command's response budget and any server's command-line limit.
 LIST_CHUNK = 20_000
-# Exchange Online closes a connection after 10 errors (imapsync FAQ.Office365). Keep
-# errors so far + APPENDs in flight on a connection under this, so that even if every
-# APPEND in flight fails the connection is never hung up on; renew a connection that has
-# used most of its budget once it is idle.
-EXCHANGE_ERROR_BUDGET = 8
-EXCHANGE_RENEW_AT = 5
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
@@ -164,16 +147,20 @@ class ImapSettings:
     credentials: Credentials
     connections: int = 4
     readonly: bool = True  # a source: never write
-    # Exchange Online's IMAP (m365+imap): its refusals, throttling and quirks handled.
+    # Exchange Online's IMAP (m365+imap): ``opener.imap_store`` opens ``ExchangeImapStore``.
     exchange: bool = False
     # Exchange only: rename Disposition-Notification-To so Outlook sends no read receipts.
     disarm_read_receipts: bool = False
 
 
-class ImapStore:
+class ImapStore(StoreDefaults):
     """One mailbox on an IMAP server, reached over a small pool of connections."""
 
+    for_exchange = False  # ``ImapSettings.exchange`` needs the class that sets this
+
     def __init__(self, settings: ImapSettings, *, label: str = "imap") -> None:
+        if settings.exchange != self.for_exchange:
+            raise ValueError("Exchange settings need ExchangeImapStore: open with opener.imap_store()")
         self.settings = settings
         self.label = label
         self.features = StoreFeatures(kind="imap")
@@ -188,40 +175,15 @@ class ImapStore:
         self._names: dict[tuple[str, ...], bytes] = {}  # path -> encoded, quoted-ready name
         self._lock = asyncio.Lock()
         self._resume_at = 0.0  # loop time before which the server asked us not to come
-        self._appending: dict[int, int] = {}  # id(connection) -> APPENDs in flight
-        self._slot_freed = asyncio.Condition()
-        self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
-        self._size_ceiling: int | None = None  # smallest size the server refused as too big
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
-        # Exchange: keywords not sent (they would become categories), and on how many.
-        self.keywords_left: Counter[str] = Counter()
         self._leave_before_append = False  # set once the server refused APPEND (Courier)
-
-    @property
-    def exchange(self) -> bool:
-        """True when talking to Exchange Online (the ``m365+imap`` route)."""
-        return self.settings.exchange
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
         """Open and log in the first connection; the others open in the background."""
         first = await self._open_one(0)
         self._add(first)
-        caps = first.capabilities
-        self.features = StoreFeatures(
-            kind="imap",
-            exact_mime=True,
-            keywords=True,
-            uids="UIDPLUS" in caps,
-            condstore="CONDSTORE" in caps or "QRESYNC" in caps,
-            max_message_size=_append_limit(caps),
-            delimiter=self._delim,
-            # Exchange folds case and reserves ``Files``; the mapping renames it the
-            # Graph route's way and reports the rename.
-            reserved_names=exchange.reserved_names() if self.exchange else frozenset(),
-            case_insensitive_names=self.exchange,
-            dropped_flags=exchange.dropped_flags() if self.exchange else frozenset(),
-        )
+        self.features = self._features(first.capabilities)
         n = max(1, self.settings.connections)
         if n > 1:
             rest = await asyncio.gather(
@@ -233,6 +195,19 @@ class ImapStore:
                 else:  # the server may cap connections per user: go on with fewer
                     log.info("%s: extra connection refused (%s); using %d", self.label, c,
                              len(self._conns))
+
+    def _features(self, caps: set[str]) -> StoreFeatures:
+        """What this server can do, from its capabilities."""
+        return StoreFeatures(
+            kind="imap",
+            exact_mime=True,
+            keywords=True,
+            uids="UIDPLUS" in caps,
+            condstore="CONDSTORE" in caps or "QRESYNC" in caps,
+            max_message_size=_append_limit(caps),
+            delimiter=self._delim,
+            lists_named_uids=True,
+        )
 
     def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
         return self._path_locks.setdefault(path, asyncio.Lock())
@@ -298,8 +273,8 @@ class ImapStore:
             return self._conns[i]
 
     def _worn(self, conn: ImapConnection) -> bool:
-        """True for an idle Exchange connection that used most of its error budget."""
-        return self.exchange and conn.errors >= EXCHANGE_RENEW_AT and conn.in_flight == 0
+        """True for a connection to renew once idle (``ExchangeImapStore``: errors)."""
+        return False
 
     async def _live_conns(self) -> list[ImapConnection]:
         """Every usable connection; dead (and worn) ones are reopened first."""
@@ -325,8 +300,8 @@ class ImapStore:
         return min(live, key=lambda c: (c.in_flight_bytes, c.in_flight))
 
     async def _in_folder(
-        self, conn: ImapConnection, path: tuple[str, ...], commands: list[bytes],
-        accepts: tuple[bytes, ...], *, readonly: bool, max_literal: int | None = None,
+        self, conn: ImapConnection, path: tuple[str, ...], commands: list[verbs.Command],
+        *, readonly: bool, max_literal: int | None = None,
     ) -> list[asyncio.Future[Result]]:
         """Send ``commands`` to run inside ``path`` (selecting it first when needed).
 
@@ -334,13 +309,13 @@ class ImapStore:
         ``ImapConnection.send_many``).
         """
         name = self._encode(path)
-        batch: list[tuple[bytes, tuple[bytes, ...] | None]] = []
+        batch: list[verbs.Command] = []
         select = not (conn.selected == name and (readonly or not conn.selected_readonly))
         if select:
-            batch.append(((b"EXAMINE " if readonly else b"SELECT ") + quote(name), None))
+            batch.append(verbs.select(name, readonly=readonly))
             conn.selected, conn.selected_readonly = name, readonly
-        batch += [(c, accepts) for c in commands]
-        futs = await conn.send_many(batch, max_literal=max_literal)
+        batch += commands
+        futs = await conn.send_many([c.pair for c in batch], max_literal=max_literal)
         if not select:
             return futs
         sel = futs[0]
@@ -399,88 +374,39 @@ class ImapStore:
         return await self._list_folders(await self._pick())
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
-        items = b"MESSAGES UIDNEXT UIDVALIDITY"
-        if conn.has("CONDSTORE"):
-            items += b" HIGHESTMODSEQ"
-        list_status = conn.has("LIST-STATUS")
-        special = conn.has("SPECIAL-USE")
-        ret = []
-        if special:
-            ret.append(b"SPECIAL-USE")
-        if list_status:
-            ret.append(b"STATUS (" + items + b")")
-        cmd = b'LIST "" "*"'
-        if (ret and conn.has("LIST-EXTENDED")) or list_status:
-            cmd += b" RETURN (" + b" ".join(ret) + b")"
-        coros = []
-        if conn.has("NAMESPACE"):
-            coros.append(conn.command(b"NAMESPACE", accepts=(b"NAMESPACE",)))
-        coros.append(conn.command(cmd, accepts=(b"LIST", b"STATUS")))
-        results = await asyncio.gather(*coros)
-        if conn.has("NAMESPACE"):
-            self._read_namespace(results[0])
-        res = _check(results[-1], "LIST")
-        raw: list[tuple[bytes, frozenset[bytes], str | None]] = []
-        statuses: dict[bytes, dict[bytes, int]] = {}
-        for u in res.untagged:
-            name, vals = parse_untagged(u)
-            if name == b"LIST" and len(vals) >= 3:
-                raw_attrs = vals[0] if isinstance(vals[0], list) else []
-                attrs = frozenset(a.upper() for a in raw_attrs if isinstance(a, bytes))
-                delim = vals[1].decode() if isinstance(vals[1], bytes) else None
-                mbox = vals[2] if isinstance(vals[2], (bytes, bytearray)) else str(vals[2]).encode()
-                raw.append((bytes(mbox), attrs, delim))
-                if delim:
-                    self._delim = delim
-            elif (name == b"STATUS" and isinstance(vals[0], (bytes, bytearray))
-                  and isinstance(vals[1], list)):
-                statuses[bytes(vals[0])] = _status_map(vals[1])
-        if not list_status:
-            names = [m for m, a, _ in raw if not (a & {b"\\NOSELECT", b"\\NONEXISTENT"})
-                     and not has_line_break(m)]
-            stats = await asyncio.gather(*(
-                conn.command(b"STATUS", quote(m), b"(" + items + b")", accepts=(b"STATUS",))
-                for m in names
-            ))
-            for m, r in zip(names, stats, strict=True):
-                _throttle_check(r, "STATUS")
-                for u in r.untagged:
-                    n, vals = parse_untagged(u)
-                    if n == b"STATUS":
-                        statuses[m] = _status_map(vals[1])  # type: ignore[arg-type]
+        items = [*verbs.STATUS_ITEMS, *([b"HIGHESTMODSEQ"] if conn.has("CONDSTORE") else [])]
+        ns, found = await asyncio.gather(
+            verbs.get_namespace(conn),
+            verbs.list_with_status(conn, status_items=items, special_use=True))
+        if ns is not None:
+            self._prefix = ns.prefix
+            self._delim = ns.delimiter or self._delim
+        for m in found.mailboxes:
+            if m.delimiter:
+                self._delim = m.delimiter
         folders = []
         self._folders.clear()
-        for mbox, attrs, delim in raw:
-            path = self._decode(mbox, delim)
-            use = next((_SPECIAL[a] for a in attrs if a in _SPECIAL), None)
+        for m in found.mailboxes:
+            path = self._decode(m.name, m.delimiter)
+            use = next((_SPECIAL[a] for a in m.attributes if a in _SPECIAL), None)
             if path == ("INBOX",):
                 use = SpecialUse.INBOX
-            st = statuses.get(mbox, {})
+            st = found.statuses.get(m.name, {})
             info = FolderInfo(
                 path=path,
                 special_use=use,
-                selectable=not (attrs & {b"\\NOSELECT", b"\\NONEXISTENT"}),
+                selectable=m.selectable,
                 uidvalidity=st.get(b"UIDVALIDITY"),
                 uidnext=st.get(b"UIDNEXT"),
                 highestmodseq=st.get(b"HIGHESTMODSEQ"),
                 messages=st.get(b"MESSAGES"),
             )
-            self._names[path] = mbox
+            self._names[path] = m.name
             self._folders[path] = info
             folders.append(info)
         self.features = replace(self.features, delimiter=self._delim, inbox_prefix=bool(
             self._prefix) and self._prefix.upper() == b"INBOX" + self._delim.encode())
         return folders
-
-    def _read_namespace(self, res: Result) -> None:
-        for u in res.untagged:
-            name, vals = parse_untagged(u)
-            if name == b"NAMESPACE" and vals and isinstance(vals[0], list) and vals[0]:
-                first = vals[0][0]
-                if isinstance(first, list) and len(first) >= 2:
-                    self._prefix = bytes(first[0] or b"")
-                    if isinstance(first[1], bytes):
-                        self._delim = first[1].decode()
 
     @_answers("UID FETCH")
     async def list_messages(
@@ -511,37 +437,30 @@ class ImapStore:
                 for i in range(0, len(ordered), LIST_CHUNK)))
             return [m for part in parts for m in part]
         conn = await self._pick(folder.path)
-        items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
+        items = [b"UID", b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"]
         cs = changed_since is not None and conn.has("CONDSTORE")
         if cs:
-            items += b" MODSEQ"
+            items.append(b"MODSEQ")
         if fingerprints:
-            items += b" " + (HEADER_ITEM if self.settings.readonly else DEST_HEADER_ITEM)
-        uidset = uid_set(uids) if uids is not None else b"1:*"
-        cmd = b"UID FETCH " + uidset + b" (" + items + b")"
-        if cs and changed_since is not None:
-            cmd += b" (CHANGEDSINCE %d)" % changed_since
-        [fut] = await self._in_folder(conn, folder.path, [cmd], (b"FETCH",), readonly=True)
+            items.append(HEADER_ITEM if self.settings.readonly else DEST_HEADER_ITEM)
+        cmd = verbs.uid_fetch(uids, items, changed_since=changed_since if cs else None)
+        [fut] = await self._in_folder(conn, folder.path, [cmd], readonly=True)
         res = _check(await fut, "UID FETCH")
         out = []
-        for u in res.untagged:
-            _, vals = parse_untagged(u)
-            it = fetch_items(vals[1:])
+        for it in verbs.fetch_responses(res):
             if b"UID" not in it or b"RFC822.SIZE" not in it:
                 continue  # an unsolicited flag update, not our answer
             meta = MessageMeta(
-                uid=number(it[b"UID"], "UID"),
-                size=number(it[b"RFC822.SIZE"], "RFC822.SIZE"),
-                flags=_flags(it.get(b"FLAGS")),
-                internaldate=_date(it.get(b"INTERNALDATE")),
+                uid=verbs.fetched_number(it, b"UID"),
+                size=verbs.fetched_number(it, b"RFC822.SIZE"),
+                flags=verbs.fetched_flags(it),
+                internaldate=verbs.fetched_date(it),
             )
             if b"MODSEQ" in it:
                 ms = it[b"MODSEQ"]
                 meta.modseq = number(ms[0], "MODSEQ") if isinstance(ms, list) and ms else None
             if fingerprints:
-                block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-                fields = parse_header_fields(
-                    bytes(block) if isinstance(block, (bytes, bytearray)) else b"")
+                fields = parse_header_fields(verbs.fetched_header(it))
                 meta.fingerprint = fingerprint_fields(fields)
                 meta.loose_fingerprint = fingerprint_fields(
                     {k: loosen(v) for k, v in fields.items()})
@@ -579,9 +498,9 @@ class ImapStore:
         async def launch() -> None:
             b = next(it, None)
             if b is not None:
-                cmd = b"UID FETCH " + uid_set(b) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])"
-                queue.extend(await self._in_folder(conn, folder.path, [cmd], (b"FETCH",),
-                                                   readonly=True, max_literal=limit))
+                cmd = verbs.uid_fetch(b, BODY_ITEMS)
+                queue.extend(await self._in_folder(conn, folder.path, [cmd], readonly=True,
+                                                   max_literal=limit))
 
         for _ in range(FETCH_AHEAD):
             await launch()
@@ -607,13 +526,7 @@ class ImapStore:
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
-        """Return (creating when missing) the folder for ``path`` / ``special_use``.
-
-        On Exchange a reserved name (``Files``) becomes the Graph route's ``Files
-        (migrated)``; the folder mapping normally renamed it (and reported it) already.
-        """
-        if self.exchange:
-            path = tuple(exchange.safe_name(p) for p in path)
+        """Return (creating when missing) the folder for ``path`` / ``special_use``."""
         async with self._folder_lock(path):
             if not self._folders:
                 async with self._lock:
@@ -628,29 +541,12 @@ class ImapStore:
                 return existing
             conn = await self._pick()
             name = self._encode(path)
-            args = [b"CREATE", quote(name)]
-            if special_use is not None and conn.has("CREATE-SPECIAL-USE") and (
-                    special_use in _USE_ATTR):
-                args.append(b"(USE (" + _USE_ATTR[special_use].encode() + b"))")
-            create, st_fut = await conn.send_many([
-                (b" ".join(args), None),
-                (b"STATUS " + quote(name) + b" (MESSAGES UIDNEXT UIDVALIDITY)", (b"STATUS",)),
-            ])
-            res = await create
-            if not res.ok and args[-1].startswith(b"(USE"):
-                res = await conn.command(*args[:2])
-                st_fut = asyncio.ensure_future(conn.command(
-                    b"STATUS", quote(name), b"(MESSAGES UIDNEXT UIDVALIDITY)", accepts=(b"STATUS",)))
+            use = _USE_ATTR.get(special_use) if special_use is not None else None
+            res, status = await verbs.create_with_status(conn, name, use=use)
             _throttle_check(res, f"{self.label}: CREATE")
             if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
                 raise FolderRejectedError(
                     f"{self.label}: cannot create folder {'/'.join(path)!r}: {res.describe()}")
-            st = _throttle_check(await st_fut, "STATUS")
-            status: dict[bytes, int] = {}
-            for u in st.untagged:
-                _, vals = parse_untagged(u)
-                if len(vals) > 1 and isinstance(vals[1], list):
-                    status = _status_map(vals[1])
             info = FolderInfo(
                 path=path, special_use=special_use, selectable=True,
                 uidvalidity=status.get(b"UIDVALIDITY"), uidnext=status.get(b"UIDNEXT"),
@@ -673,8 +569,6 @@ class ImapStore:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
             raise ProtocolError(f"{self.label} is a read-only source")
-        if self.exchange:
-            return await self._append_exchange(folder, message)
         name = quote(self._encode(folder.path))
         flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
@@ -753,9 +647,8 @@ class ImapStore:
     @staticmethod
     async def _leave_selection(conn: ImapConnection) -> None:
         """UNSELECT (or CLOSE, which expunges nothing after EXAMINE), pipelined."""
-        cmd = b"UNSELECT" if conn.has("UNSELECT") else b"CLOSE"
         conn.selected = None
-        [fut] = await conn.send_many([(cmd, None)])
+        [fut] = await conn.send_many([verbs.unselect(conn).pair])
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _stored_change(self, folder: FolderInfo, uid: int, sent: bytes) -> str:
@@ -764,22 +657,18 @@ class ImapStore:
         Compares size and fingerprint header fields of the stored copy with what was sent.
         """
         conn = await self._pick(folder.path)
-        cmd = b"UID FETCH %d (RFC822.SIZE BODY.PEEK[HEADER])" % uid
+        cmd = verbs.uid_fetch([uid], [b"RFC822.SIZE", b"BODY.PEEK[HEADER]"])
         # NOOP first: a connection that selected the folder earlier sees the new UID only
         # after its next sync (Cyrus), and UID FETCH of an unseen UID answers nothing.
-        futs = await self._in_folder(conn, folder.path, [b"NOOP", cmd], (b"FETCH",),
-                                     readonly=False)
+        futs = await self._in_folder(conn, folder.path, [verbs.noop(), cmd], readonly=False)
         res = (await asyncio.gather(*futs))[-1]
         if not res.ok:
             return ""
-        for u in res.untagged:
-            _, vals = parse_untagged(u)
-            it = fetch_items(vals[1:])
+        for it in verbs.fetch_responses(res):
             if b"RFC822.SIZE" not in it:
                 continue
-            size = int(it[b"RFC822.SIZE"])  # type: ignore[call-overload]
-            block = next((v for k, v in it.items() if k.startswith(b"BODY[HEADER")), b"")
-            got = bytes(block) if isinstance(block, (bytes, bytearray)) else b""
+            size = verbs.fetched_number(it, b"RFC822.SIZE")
+            got = verbs.fetched_header(it)
             want = crlf(header_block(sent))
             notes = []
             if got.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
@@ -797,124 +686,6 @@ class ImapStore:
             return "; ".join(notes)
         return ""
 
-    async def _append_exchange(self, folder: FolderInfo, message: Message) -> AppendResult:
-        """APPEND to Exchange Online: one message per command, its quirks handled.
-
-        The message is made acceptable first (long lines, read receipts: see
-        ``exchange``); \\Flagged is STOREd after the APPEND; a refusal is remembered so a
-        retry costs no second error; throttling raises ThrottledError with Exchange's
-        suggested back-off. A refusal never ends the session (error budget, above).
-        """
-        prepared = exchange.prepare(message.raw,
-                                    disarm_read_receipts=self.settings.disarm_read_receipts)
-        data = prepared.raw
-        flags_to_send, flag_after = exchange.append_flags(portable_flags(message.flags))
-        self.keywords_left.update(portable_flags(message.flags) - flags_to_send - {"\\Flagged"})
-        flags = [f.encode() for f in sorted(flags_to_send) if _valid_flag(f)]
-        date = format_internaldate(message.internaldate) if message.internaldate else None
-        digest = hashlib.sha256(data).digest()
-        if digest in self._refused:
-            return AppendResult(error=self._refused[digest])
-        if self._size_ceiling is not None and len(data) >= self._size_ceiling:
-            return AppendResult(error=f"too large for the destination: {len(data):,} bytes, "
-                                      f"and it refused {self._size_ceiling:,}")
-        name = quote(self._encode(folder.path))
-        conn = await self._append_slot()
-        try:
-            res = await conn.append(name, flags, date, data)
-        except ProtocolError as e:
-            return AppendResult(error=str(e))
-        finally:
-            await self._free_slot(conn)
-        _throttle_check(res, f"{self.label}: APPEND")
-        if not res.ok:
-            refused = self._exchange_refusal(res, digest, len(data))
-            if prepared.notes and refused.error:
-                refused.error += f" (after it was changed for Exchange: {'; '.join(prepared.notes)})"
-                self._refused[digest] = refused.error
-            return refused
-        dest_id = _appenduids(res, 1)[0]
-        extra: dict[str, object] = {}
-        if flag_after and not await self._store_flagged(folder, dest_id):
-            # In, under a known UID, without its flag yet: a copy, not an item in doubt.
-            # The engine records the flags it has and sets \\Flagged on its next pass.
-            extra["flags_stored"] = portable_flags(message.flags) - {"\\Flagged"}
-        if prepared.notes:
-            note = "; ".join(prepared.notes)
-            extra |= {"note": f"changed for Exchange: {note}", "lossy": prepared.lossy}
-            self.rewrites.append(RewriteNote(folder.display, message.uid, note, prepared.lossy))
-            log.info("%s: message %d in %s changed for Exchange: %s", self.label, message.uid,
-                     folder.display, note)
-        return AppendResult(dest_id=dest_id, extra=extra)
-
-    def _exchange_refusal(self, res: Result, digest: bytes, size: int) -> AppendResult:
-        text = res.describe()
-        if exchange.size_refusal(res.text):
-            self._size_ceiling = min(self._size_ceiling or size, size)
-            why = f"too large for the destination mailbox ({size:,} bytes): {text}"
-        elif exchange.argument_error(res.text):
-            why = (f"Exchange refused the message ({text}): too large, over quota, or a line "
-                   "too long")
-        else:
-            why = f"destination refused the message: {text}"
-        self._refused[digest] = why
-        return AppendResult(error=why)
-
-    async def _store_flagged(self, folder: FolderInfo, dest_id: str | None) -> bool:
-        """Set \\Flagged on a just-appended message (Exchange forgets it on APPEND).
-
-        Returns False when the message is not visible for STORE yet (the caller leaves
-        the flag to the next pass); raises TransientError when it cannot be addressed.
-        """
-        if dest_id is None:
-            # No APPENDUID: cannot address it. In doubt: the re-plan adopts it by
-            # fingerprint and sets its flags with STORE.
-            raise TransientError(f"{self.label}: no UID for a flagged message in "
-                                 f"{folder.display}; its flag is set on the next pass")
-        # A UID the session does not see yet is silently skipped by UID STORE (RFC 3501),
-        # and a mailbox selected on another connection learns of the APPEND only at its
-        # next sync: so STORE without .SILENT, check the answer names the UID, and if
-        # not, sync with NOOP and try once more.
-        store = b"UID STORE " + dest_id.encode() + b" +FLAGS (\\Flagged)"
-        for commands in ([store], [b"NOOP", store]):
-            conn = await self._pick(folder.path)
-            futs = await self._in_folder(conn, folder.path, commands, (b"FETCH",),
-                                         readonly=False)
-            results = [_throttle_check(await f, "UID STORE") for f in futs]
-            res = results[-1]
-            if not res.ok:  # the message is in without its flag: let the re-plan fix it
-                raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
-            if any(_fetch_uid(u) == int(dest_id) for r in results for u in r.untagged):
-                return True
-        log.info("%s: message %s in %s not visible for STORE yet; its flag is set on the "
-                 "next pass", self.label, dest_id, folder.display)
-        return False
-
-    async def _append_slot(self) -> ImapConnection:
-        """A connection with room in its error budget; wait for one when all are full."""
-        while True:
-            live = await self._live_conns()
-            room = [c for c in live if c.errors < EXCHANGE_RENEW_AT
-                    and c.errors + self._appending.get(id(c), 0) < EXCHANGE_ERROR_BUDGET]
-            if room:
-                conn = min(room, key=lambda c: (self._appending.get(id(c), 0), c.in_flight))
-                self._appending[id(conn)] = self._appending.get(id(conn), 0) + 1
-                return conn
-            async with self._slot_freed:
-                # Wake on a freed slot; poll too, since a worn connection is renewed by
-                # _live_conns only once it is idle.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), 0.2)
-
-    async def _free_slot(self, conn: ImapConnection) -> None:
-        n = self._appending.get(id(conn), 1) - 1
-        if n > 0:
-            self._appending[id(conn)] = n
-        else:
-            self._appending.pop(id(conn), None)
-        async with self._slot_freed:
-            self._slot_freed.notify_all()
-
     @_answers("UID STORE")
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
@@ -922,20 +693,21 @@ class ImapStore:
             return
         groups: dict[frozenset[str], list[int]] = {}
         for ch in changes:
-            flags = portable_flags(ch.flags)
-            if self.exchange:
-                flags = exchange.exchange_flags(flags)
+            flags = self._storable(portable_flags(ch.flags))
             groups.setdefault(flags, []).append(int(ch.dest_id))
         conn = await self._pick(folder.path)
         # NOOP first: a connection that selected the folder earlier may not see messages
         # appended since on another connection, and UID STORE skips those silently.
-        cmds = [b"NOOP"]
+        cmds = [verbs.noop()]
         for flags, ids in groups.items():
-            fl = b" ".join(f.encode() for f in sorted(flags) if _valid_flag(f))
-            cmds.append(b"UID STORE " + uid_set(ids) + b" FLAGS.SILENT (" + fl + b")")
-        futs = await self._in_folder(conn, folder.path, cmds, (b"FETCH",), readonly=False)
+            cmds.append(verbs.uid_store(ids, [f for f in sorted(flags) if _valid_flag(f)]))
+        futs = await self._in_folder(conn, folder.path, cmds, readonly=False)
         for r in await asyncio.gather(*futs):
             _check(r, "UID STORE")
+
+    def _storable(self, flags: frozenset[str]) -> frozenset[str]:
+        """The part of ``flags`` to STORE (``ExchangeImapStore`` leaves some out)."""
+        return flags
 
 
 async def _after(gate: asyncio.Future[None], fut: asyncio.Future[Result]) -> Result:
@@ -965,69 +737,25 @@ def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[
     return out
 
 
-def _throttle_check(res: Result, what: str) -> Result:
-    """Raise ThrottledError (with the server's back-off, if it names one) when throttled."""
-    if res.throttled:  # back off and retry (the engine does), do not fail the folder
-        raise ThrottledError(f"{what} throttled by the server: {res.describe()}",
-                             retry_after=res.retry_after or THROTTLE_WAIT)
-    return res
-
-
-def _check(res: Result, what: str) -> Result:
-    _throttle_check(res, what)
-    if not res.ok:
-        raise ProtocolError(f"{what} failed: {res.describe()}")
-    return res
+_throttle_check = verbs.throttle_check
+_check = verbs.check
 
 
 def _fetched(resp: Any) -> Message | None:
     """The message a ``* n FETCH (UID .. BODY[] ..)`` response carries; None for others."""
-    _, vals = parse_untagged(resp)
-    items = fetch_items(vals[1:])
+    items = verbs.fetch_of(resp)
     body = items.get(b"BODY[]")
     if b"UID" not in items or not isinstance(body, (bytes, bytearray, OversizedLiteral)):
         return None  # an unsolicited flag update, not our answer
     msg = Message(
-        uid=number(items[b"UID"], "UID"),
+        uid=verbs.fetched_number(items, b"UID"),
         raw=b"" if isinstance(body, OversizedLiteral) else body,  # type: ignore[arg-type]
-        flags=_flags(items.get(b"FLAGS")),
-        internaldate=_date(items.get(b"INTERNALDATE")),
+        flags=verbs.fetched_flags(items),
+        internaldate=verbs.fetched_date(items),
     )
     if isinstance(body, OversizedLiteral):
         msg.extra["too_large"] = body.size
     return msg
-
-
-def _date(value: object) -> datetime | None:
-    """An INTERNALDATE item as a datetime (None when absent); ProtocolError when garbled."""
-    if value is None or value == b"":
-        return None
-    if not isinstance(value, (bytes, bytearray)):
-        raise ProtocolError("INTERNALDATE is not a string")
-    return parse_internaldate(bytes(value))
-
-
-def _fetch_uid(resp: object) -> int | None:
-    """The UID a ``* n FETCH (... UID u ...)`` response names, else None."""
-    _, vals = parse_untagged(resp)  # type: ignore[arg-type]
-    items = fetch_items(vals[1:]) if len(vals) > 1 else {}
-    uid = items.get(b"UID")
-    return int(uid) if isinstance(uid, (bytes, bytearray)) and uid.isdigit() else None
-
-
-def _status_map(vals: list[object]) -> dict[bytes, int]:
-    out = {}
-    for i in range(0, len(vals) - 1, 2):
-        k, v = vals[i], vals[i + 1]
-        if isinstance(k, bytes) and isinstance(v, bytes) and v.isdigit():
-            out[k.upper()] = int(v)
-    return out
-
-
-def _flags(value: object) -> frozenset[str]:
-    if not isinstance(value, list):
-        return frozenset()
-    return frozenset(v.decode("utf-8", "replace") for v in value if isinstance(v, bytes))
 
 
 def _valid_flag(flag: str) -> bool:
@@ -1044,17 +772,3 @@ def _append_limit(caps: set[str]) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def uid_set(uids: Sequence[int]) -> bytes:
-    """Compress UIDs into ranges: [1,2,3,7] -> b"1:3,7"."""
-    s = sorted(set(uids))
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
-            j += 1
-        out.append(str(s[i]) if i == j else f"{s[i]}:{s[j]}")
-        i = j + 1
-    return ",".join(out).encode()

@@ -1,0 +1,25 @@
+"""One way to build a DNS resolver (dnspython): the system's, or one given name server."""
+
+from __future__ import annotations
+
+import dns.resolver
+
+
+def resolver_for(nameserver: str | None, timeout: float = 5.0) -> dns.resolver.Resolver:
+    """Return a resolver; ``nameserver`` is ``IP`` or ``IP:PORT`` (``[v6]:PORT`` too)."""
+    if not nameserver:
+        r = dns.resolver.Resolver()
+    else:
+        r = dns.resolver.Resolver(configure=False)
+        host, port = nameserver, 53
+        if nameserver.startswith("["):
+            host, _, rest = nameserver[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif nameserver.count(":") == 1:
+            host, port_text = nameserver.split(":")
+            port = int(port_text)
+        r.nameservers = [host]
+        r.port = port
+    r.lifetime = timeout
+    r.timeout = timeout
+    return r
