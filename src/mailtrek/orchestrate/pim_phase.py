@@ -8,7 +8,7 @@ for ``batch create --discover``); the login is the user's own (UserName and Pass
 of the CSV), or a token of the endpoint's service account (Google Workspace). A DAV
 destination is found the same way from the destination endpoint, logging in as the
 EmailAddress. Into Microsoft 365 they go through the Graph PIM store
-(``stores/m365/pim_store.open_pim_store``) on the tenant's shared app pool, as mail does.
+(a ``GraphPimSpec`` opened by ``stores.registry``) on the tenant's shared app pool, as mail does.
 
 Exactly once like mail: the PIM state is keyed by the user's route, so re-runs copy
 nothing and a lost state adopts (``mailtrek.pim.sync``). The counts land in
