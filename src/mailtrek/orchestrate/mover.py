@@ -94,12 +94,15 @@ def imap_destination_spec(home: Home, job: MoveJob) -> ImapSpec:
     otherwise log in as the EmailAddress with the CSV password (servers whose passwords
     were carried over).
     """
+    from mailtrek.orchestrate.endpoints import admin_credentials
+
     ep = job.dest_endpoint
     assert ep is not None
     label = f"dest:{job.email}"
-    if ep.admin_user and ep.admin_password_enc:
-        return endpoint_spec(ep, ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
-                             mechanism="plain", authzid=job.email, readonly=False, label=label)
+    admin = admin_credentials(home, ep, job.email)  # shared with `endpoint test`
+    if admin is not None:
+        return endpoint_spec(ep, admin.user, password=admin.password, mechanism=admin.mechanism,
+                             authzid=admin.authzid, readonly=False, label=label)
     return endpoint_spec(ep, job.email, password=job.password, readonly=False, label=label)
 
 
