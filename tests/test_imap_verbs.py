@@ -165,6 +165,8 @@ def test_probe_logs_in_as_the_migration_does_with_a_stored_admin(
     r = cli(home, "endpoint", "test", "dst", "--user", user, env={})
     assert r.exit_code == 0, r.output
     assert f"logged in as {user} (as {MASTER_USER})" in r.output
+    for step in ("dns", "tcp", "tls", "capabilities", "login"):  # each with its time
+        assert re.search(rf"^\[ok\] {step}: .* \(\d+ ms\)$", r.output, re.M), (step, r.output)
     assert dovecot_dst.master_password not in r.output
     assert migration_login("dst") == "ok"
 

@@ -75,7 +75,11 @@ async def _probe(ep: Endpoint, user: str | None, password: str | None,
     conn = ImapConnection(ConnectParams(ep.host, ep.port, ep.security, ca_file=ep.ca_file,
                                         timeout=timeout, connect_timeout=timeout),
                           label="probe")
-    conn.on_step = lambda s: step(s.name, s.ok, _detail(ep, s), _advice(ep, s), s.seconds)
+
+    def connect_step(s: DialStep) -> None:
+        step(s.name, s.ok, _detail(ep, s), _advice(ep, s), s.seconds)
+
+    conn.on_step = connect_step
     t0 = time.monotonic()
     try:
         try:

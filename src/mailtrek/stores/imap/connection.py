@@ -235,10 +235,10 @@ class ImapConnection:
                 self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
             )
         except BaseException as e:
-            err = translate(e, p.host, p.port, p.connect_timeout)
+            failed = translate(e, p.host, p.port, p.connect_timeout)
             self._report(DialStep("tls", False, time.monotonic() - t0, starttls=True,
-                                  problem=tls_problem(e), error=err))
-            raise err from e
+                                  problem=tls_problem(e), error=failed))
+            raise failed from e
         self._report(DialStep("tls", True, time.monotonic() - t0,
                               **tls_facts(self._writer, starttls=True)))
         # What was said in clear may have been forged: ask again (RFC 3501 6.2.1).
