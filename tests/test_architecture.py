@@ -9,12 +9,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
 
-# sync modules that still name a backend (issue 16, item 2: to become store features);
-# the test fails when another one appears, and when one of these stops needing it.
-SYNC_BACKEND_DEBT = {
-    ("sync/verify.py", "mailtrek.stores.imap.exchange"),
-    ("sync/verify.py", "mailtrek.stores.imap.store"),
-}
+# What sync/ may import from stores/: the protocol every store speaks, nothing else.
+SYNC_MAY_IMPORT = ("mailtrek.stores.base",)
 
 
 def _node(rel: Path) -> str:
@@ -119,13 +115,39 @@ def test_cycle_finder_finds_a_loop() -> None:
 
 
 def test_sync_reaches_stores_only_through_their_protocol() -> None:
+    """sync/ imports no store backend: what differs by store is a declared feature
+    (``StoreFeatures``) or a store method (``canonical_bytes``)."""
     found = set()
     for f in (SRC / "sync").rglob("*.py"):
         for m in _imports(f):
-            if m.startswith("mailtrek.stores.") and not m.startswith("mailtrek.stores.base"):
-                mod = m if (SRC.parent / (m.replace(".", "/") + ".py")).is_file() else m.rsplit(".", 1)[0]
-                found.add((str(f.relative_to(SRC)), mod))
-    assert found == SYNC_BACKEND_DEBT
+            if m.startswith("mailtrek.stores") and not m.startswith(SYNC_MAY_IMPORT):
+                found.add((str(f.relative_to(SRC)), m))
+    assert found == set()
+
+
+def _kind_tests(source: str, name: str) -> list[str]:
+    """Where ``source`` compares a store's kind (``dest.features.kind == "imap"``)."""
+    out = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, ast.Compare) and any(
+                isinstance(x, ast.Attribute) and x.attr == "kind"
+                and isinstance(x.value, ast.Attribute) and x.value.attr == "features"
+                for x in (n.left, *n.comparators)):
+            out.append(f"{name}:{n.lineno}")
+    return out
+
+
+def test_sync_never_branches_on_a_store_kind() -> None:
+    found = [hit for f in sorted((SRC / "sync").rglob("*.py"))
+             for hit in _kind_tests(f.read_text(encoding="utf-8"), str(f.relative_to(SRC)))]
+    assert found == []
+
+
+def test_kind_checker_finds_a_kind_test() -> None:
+    """The checker itself: a planted kind test is found, a feature test is not."""
+    planted = ('def f(dest):\n    if dest.features.lists_named_uids:\n        return 1\n'
+               '    return "graph" != dest.features.kind\n')
+    assert _kind_tests(planted, "x.py") == ["x.py:4"]
 
 
 # -- the front ends are leaves ------------------------------------------------------------

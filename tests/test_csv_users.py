@@ -90,6 +90,17 @@ def test_passwords_never_in_problem_text():
     assert got and all(secret not in g for g in got)
 
 
+def test_file_without_header_does_not_echo_the_first_password():
+    """Line 1 is taken for the header: its fields (a password among them) are not quoted back."""
+    secret = "Hdr-Less-Pw-4711"
+    got = problems(f"alice@contoso.test,alice,{secret}\nbob@contoso.test,bob,pw-bob\n")
+    assert got == ["line 1: this looks like a user, not the header: the header is missing "
+                   "(put EmailAddress,UserName,Password first)"]
+    with pytest.raises(CsvInvalidError) as e:
+        parse_users_csv(f"a@contoso.test;a;{secret}\n".encode(), allow_unknown_columns=True)
+    assert all(secret not in str(p) for p in e.value.problems)
+
+
 def test_quoted_fields_with_commas_and_newlines():
     rows = parse_users_csv(b'EmailAddress,UserName,Password\n"a@x.test","a","p,w""x"\n')
     assert rows[0].password == 'p,w"x'

@@ -28,6 +28,7 @@ from mailtrek.model import Message
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
 from mailtrek.stores.imap.exchange import MAX_LINE, longest_line, prepare, restore_disarmed
+from mailtrek.stores.imap.exchange_store import ExchangeImapStore
 from mailtrek.stores.imap.store import ImapSettings, ImapStore
 from mailtrek.stores.m365 import TenantConfig
 from mailtrek.stores.registry import open_store
@@ -75,11 +76,11 @@ LAYOUT: list[tuple[tuple[str, ...], bytes, frozenset[str]]] = [
 
 
 def exchange_store(inst: DovecotInstance, login: str, pw: str, port: int, *,
-                   connections: int = 4, disarm: bool = True) -> ImapStore:
+                   connections: int = 4, disarm: bool = True) -> ExchangeImapStore:
     params = ConnectParams("127.0.0.1", port, "none", timeout=15)
-    return ImapStore(ImapSettings(params, Credentials(login, pw), connections=connections,
-                                  readonly=False, exchange=True,
-                                  disarm_read_receipts=disarm), label="exchange")
+    return ExchangeImapStore(ImapSettings(params, Credentials(login, pw), connections=connections,
+                                          readonly=False, exchange=True,
+                                          disarm_read_receipts=disarm), label="exchange")
 
 
 async def run_copy(src: tuple[Any, str, str], dst: tuple[Any, str, str], port: int,
@@ -414,13 +415,13 @@ def test_opener_marks_the_m365_imap_route_as_exchange() -> None:
     tenant = TenantConfig(tenant_id="t", client_id="c", client_secret="s")
     opts = OpenOptions(tenant=tenant, readonly=False)
     st = open_store(spec_for(addr, opts))
-    assert isinstance(st, ImapStore)
+    assert isinstance(st, ExchangeImapStore)
     assert st.settings.exchange and st.settings.disarm_read_receipts
     assert (st.settings.params.host, st.settings.credentials.mechanism) == ("outlook.office365.com", "xoauth2")
     opts.disarm_read_receipts = False
     assert not open_store(spec_for(addr, opts)).settings.disarm_read_receipts
     plain = open_store(spec_for(parse_address("imap://u@127.0.0.1:1"), OpenOptions(password="p")))
-    assert not plain.settings.exchange
+    assert not plain.settings.exchange and not isinstance(plain, ExchangeImapStore)
 
 
 def test_nested_mime_is_re_encoded_part_by_part_without_loss() -> None:

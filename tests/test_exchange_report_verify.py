@@ -24,7 +24,8 @@ from mailtrek.errors import ThrottledError, TransientError
 from mailtrek.model import Message
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
-from mailtrek.stores.imap.store import ImapSettings, ImapStore
+from mailtrek.stores.imap.exchange_store import ExchangeImapStore
+from mailtrek.stores.imap.store import ImapSettings
 from mailtrek.sync.engine import BACKOFF, copy_mailbox
 from mailtrek.sync.executor import FolderOutcome
 from mailtrek.sync.options import ChangedItem, CopyOptions, CopyReport, FolderReport
@@ -99,11 +100,11 @@ class TlsFront:
         await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
 
 
-def exchange_store(port: int, login: str, pw: str, connections: int = 4) -> ImapStore:
+def exchange_store(port: int, login: str, pw: str, connections: int = 4) -> ExchangeImapStore:
     params = ConnectParams("127.0.0.1", port, "none", timeout=15)
-    return ImapStore(ImapSettings(params, Credentials(login, pw), connections=connections,
-                                  readonly=False, exchange=True, disarm_read_receipts=True),
-                     label="exchange")
+    return ExchangeImapStore(ImapSettings(params, Credentials(login, pw), connections=connections,
+                                          readonly=False, exchange=True, disarm_read_receipts=True),
+                             label="exchange")
 
 
 async def copy_into_front(src: tuple[DovecotInstance, str, str], front_port: int,

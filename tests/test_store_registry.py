@@ -21,10 +21,11 @@ from mailtrek.stores import registry
 from mailtrek.stores.dav.store import DavStore
 from mailtrek.stores.imap.store import ImapStore
 from mailtrek.stores.m365 import GraphStore, TenantConfig
+from mailtrek.stores.m365.pim_store import GraphPimStore
 from mailtrek.stores.memory import MemoryStore
 from mailtrek.stores.registry import open_store, register
-from mailtrek.stores.spec import DavSpec, GraphSpec, ImapSpec, MemorySpec, StoreSpec
-from mailtrek.stores.url import OpenOptions, address_spec
+from mailtrek.stores.spec import DavSpec, GraphPimSpec, GraphSpec, ImapSpec, MemorySpec, StoreSpec
+from mailtrek.stores.url import OpenOptions, address_spec, pim_spec
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
 TENANT = TenantConfig(tenant_id="contoso-id", client_id="app-id", client_secret="Tenant-Secret-9")
@@ -56,6 +57,22 @@ def test_every_scheme_maps_to_its_spec_and_store(address: str, kind: type, where
                               MemorySpec: MemoryStore}[kind])
     if isinstance(store, GraphStore):
         asyncio.run(store.close())
+
+
+def test_contacts_and_calendars_open_through_the_registry() -> None:
+    opts = OpenOptions(password="Pw-123", tenant=TENANT, label="dest")
+    dav = pim_spec("dav+https://alice@dav.example.test/", opts)
+    assert dav == address_spec("dav+https://alice@dav.example.test/", opts)
+    assert isinstance(registry.open_pim_store(dav), DavStore)
+    graph = pim_spec("m365://alice@contoso.test", opts)
+    assert graph == GraphPimSpec(mailbox="alice@contoso.test", tenant=TENANT)
+    store = registry.open_pim_store(graph)
+    assert isinstance(store, GraphPimStore)
+    asyncio.run(store.close())
+    with pytest.raises(UsageError, match=r"not m365\+imap"):
+        pim_spec("m365+imap://alice@contoso.test", opts)
+    with pytest.raises(UsageError, match="contacts and calendars go to"):
+        pim_spec("imaps://alice@mail.example.test", opts)
 
 
 def test_unknown_scheme_and_kind_are_usage_errors() -> None:
@@ -100,7 +117,7 @@ def test_specs_are_frozen_and_keep_secrets_out_of_repr() -> None:
     imap = ImapSpec(host="h", port=993, user="alice", password="Pw-Secret-1", token=token)
     graph = GraphSpec(mailbox="alice@contoso.test", tenant=TENANT)
     dav = address_spec("dav+https://alice@dav.example.test", OpenOptions(password="Dav-Secret-3"))
-    text = repr(imap) + repr(graph) + repr(dav)
+    text = repr(imap) + repr(graph) + repr(dav) + repr(GraphPimSpec(mailbox="a@b", tenant=TENANT))
     for secret in ("Pw-Secret-1", "Token-Secret-7", "token", "Tenant-Secret-9", "Dav-Secret-3"):
         assert secret not in text
     with pytest.raises(FrozenInstanceError):
@@ -158,12 +175,11 @@ def _calls(tree: ast.AST) -> set[str]:
     return names
 
 
-# Built only by their backend's own package (its registry entry); devtools' test servers
-# open private side connections; cli/pim_cmd.py is the contacts-and-calendars command,
-# whose DAV stores move to the registry with the Microsoft 365 PIM destination.
+# Built only by their backend's own package (its registry entry); devtools' Gmail front
+# (a test server) reads its backend Dovecot over a private side connection.
 BUILDERS = {"ImapStore", "ImapSettings", "GraphStore", "open_graph_store", "DavStore",
-            "MemoryStore", "GmailSource", "gmail_view"}
-ALLOWED = {"cli/pim_cmd.py": {"DavStore"}, "devtools/gmail_front.py": {"ImapStore", "ImapSettings"}}
+            "GraphPimStore", "MemoryStore", "GmailSource", "gmail_view"}
+ALLOWED = {"devtools/gmail_front.py": {"ImapStore", "ImapSettings"}}
 
 
 def test_the_registry_is_the_only_place_stores_are_built() -> None:

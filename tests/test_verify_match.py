@@ -11,6 +11,9 @@ from mailtrek.sync.mapping import map_folders, placeholder_mappings
 from mailtrek.sync.verify_match import Item, match_folder
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
+IMAP = StoreFeatures(kind="imap")
+# What Graph declares about dates (stores.m365.graph): +-2 s, both ends; header dates.
+GRAPH = StoreFeatures(kind="graph", date_tolerance_s=2.000001, dates_from_headers=True)
 SEEN, FLAGGED = frozenset({"\\Seen"}), frozenset({"\\Flagged"})
 
 
@@ -22,11 +25,11 @@ def test_twins_are_paired_so_flags_and_dates_agree() -> None:
     src = [item(1, "d", SEEN, T), item(2, "d", FLAGGED, T + timedelta(hours=1))]
     dst = [item(10, "d", FLAGGED, T + timedelta(hours=1), dest_key="10"),
            item(11, "d", SEEN, T, dest_key="11")]
-    res = match_folder("F", src, dst, exact=True, kind="imap")
+    res = match_folder("F", src, dst, exact=True, features=IMAP)
     assert (res["matched"], res["different"], res["missing"], res["extra"]) == (2, 0, 0, 0)
     # State recorded them the wrong way round (an earlier adoption): swapped, not different.
     wrong = {1: MessageState(1, "10", None, 100, SEEN), 2: MessageState(2, "11", None, 100, FLAGGED)}
-    res = match_folder("F", src, dst, exact=True, kind="imap", recorded=wrong)
+    res = match_folder("F", src, dst, exact=True, features=IMAP, recorded=wrong)
     assert (res["matched_by_state"], res["different"]) == (2, 0)
 
 
@@ -34,7 +37,7 @@ def test_state_pairs_first_and_a_gone_item_is_missing_even_with_a_twin_left() ->
     src = [item(1, "d", SEEN, T), item(2, "d", SEEN, T)]
     dst = [item(10, "d", SEEN, T, dest_key="10")]
     rec = {1: MessageState(1, "10", None, 100, SEEN), 2: MessageState(2, "99", None, 100, SEEN)}
-    res = match_folder("F", src, dst, exact=True, kind="imap", recorded=rec)
+    res = match_folder("F", src, dst, exact=True, features=IMAP, recorded=rec)
     assert (res["matched"], res["matched_by_state"], res["missing"]) == (1, 1, 1)
     assert [p["uid"] for p in res["problems"]] == [2]
 
@@ -49,7 +52,7 @@ def test_graph_dates_tolerance_and_dates_from_headers() -> None:
          Item(8, None, "b", SEEN, headers, 0),
          Item(7, None, "c", SEEN, T + timedelta(days=1), 0),
          Item(6, None, "e", SEEN, T + timedelta(days=1), 0)]
-    res = match_folder("F", s, d, exact=False, kind="graph")
+    res = match_folder("F", s, d, exact=False, features=GRAPH)
     assert (res["dates_from_headers"], res["dates_not_kept"], res["different"]) == (1, 1, 1)
     [diff] = [p for p in res["problems"] if p["kind"] == "different"]
     assert diff["uid"] == 4 and diff["detail"].startswith("date")
@@ -58,7 +61,7 @@ def test_graph_dates_tolerance_and_dates_from_headers() -> None:
 def test_a_childless_noselect_folder_is_mapped_a_parent_is_not() -> None:
     folders = [FolderInfo(("INBOX",)), FolderInfo(("Parent",), selectable=False),
                FolderInfo(("Parent", "Child")), FolderInfo(("Lonely",), selectable=False)]
-    feats = StoreFeatures(kind="imap")
+    feats = IMAP
     maps = map_folders(folders, feats)
     extra = placeholder_mappings(folders, maps, [], feats)
     assert [m.dest_path for m in extra] == [("Lonely",)]

@@ -444,3 +444,67 @@ def test_batch_page_pages_filters_and_sorts_230_users(client, dovecot_src, dovec
     assert live.count('<tr data-email="') == 10
     none = client.get("/batches/big?status=Failed").text
     assert '<tr data-email="' not in none and "0 of 230 users" in none
+
+
+def test_batch_create_discovers_the_source_and_sets_gmail_labels(client, dovecot_src, dovecot_dst):
+    """As `batch create --discover --gmail-labels`: the API and the New batch form do it too."""
+    from urllib.parse import unquote
+
+    from dnslib import SRV, A
+
+    from dns_helpers import Zone as SrvZone
+    from dns_helpers import start_dns
+
+    zone = SrvZone()
+    server, ns = start_dns(zone)
+    try:
+        zone.set("localhost", "A", [A("127.0.0.1")])
+        zone.set("_imaps._tcp.web-disc.test", "SRV", [SRV(0, 1, dovecot_src.ssl_port, "localhost.")])
+        csrf = login(client)
+        add_dst(client, dovecot_dst)
+        pw = "Disc-Web-Pw-31"
+        users = csv_bytes([("a@web-disc.test", "a", pw)])
+        disc = {"discover": "true", "nameserver": ns, "ca_file": str(dovecot_src.ca_file),
+                "ispdb_url": "https://ispdb.invalid/v1.1/", "discover_timeout": "2"}
+
+        def post(name: str, data: bytes = users, **fields: str):
+            return client.post("/api/batches", data={"name": name, "dest_endpoint": "dst", **fields},
+                               files={"csv": ("users.csv", data, "text/csv")})
+
+        # Refused after discovery (the user is busy): the endpoint stored for it goes again.
+        assert post("plain", endpoint="dst").status_code == 201
+        r = post("d0", **disc)
+        assert r.status_code == 409 and "already in an unfinished batch" in r.json()["detail"], r.text
+        assert [e["name"] for e in client.get("/api/endpoints").json()] == ["dst"]
+        assert client.delete("/api/batches/plain").status_code == 200
+        assert post("x", endpoint="dst", **disc).status_code == 400  # both: which one?
+        assert "unknown --gmail-labels value" in post("x", endpoint="dst", gmail_labels="bogus").json()["detail"]
+
+        r = post("d1", gmail_labels="folders", **disc)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert {k: body[k] for k in ("name", "status", "users")} == {"name": "d1", "status": "Created", "users": 1}
+        src = body["source"]
+        assert (src["endpoint"], src["host"], src["port"], src["security"], src["found_by"]) == (
+            "web-disc.test", "localhost", dovecot_src.ssl_port, "ssl", "SRV")
+        assert src["saved"] is True and src["reused"] is False and src["domains"] == ["web-disc.test"]
+        eps = {e["name"]: e for e in client.get("/api/endpoints").json()}
+        assert eps["web-disc.test"]["ca_file"] == str(dovecot_src.ca_file.resolve())
+        doc = client.get("/api/batches/d1").json()
+        assert doc["source_endpoint"] == "web-disc.test" and doc["options"]["gmail_labels"] == "folders"
+        assert pw not in r.text
+
+        # The New batch form: "discover" is a choice of the source list; Gmail labels a select.
+        new = client.get("/batches/new").text
+        assert 'value="(discover)"' in new and 'name="gmail_labels"' in new and "all-mail" in new
+        form = {"csrf": csrf, "name": "d2", "endpoint": "(discover)", "destination": "endpoint:dst",
+                "nameserver": ns, "ca_file": str(dovecot_src.ca_file), "gmail_labels": "off"}
+        r = client.post("/batches", data=form, follow_redirects=False,
+                        files={"csv": ("u.csv", csv_bytes([("c@web-disc.test", "c", pw)]), "text/csv")})
+        assert r.status_code == 303, r.text
+        assert unquote(r.headers["location"]).startswith("/batches/d2?done=created; source localhost:")
+        assert "stored endpoint web-disc.test used" in unquote(r.headers["location"])
+        doc = client.get("/api/batches/d2").json()
+        assert doc["source_endpoint"] == "web-disc.test" and doc["options"]["gmail_labels"] == "off"
+    finally:
+        server.stop()

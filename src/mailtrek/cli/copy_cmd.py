@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from mailtrek.sync.filters import parse_date, parse_size
 from mailtrek.sync.options import DEFAULT_MAX_ITEMS, CopyOptions, CopyReport
 from mailtrek.sync.report import plan_lines, problem_lines, report_dict, summary_line
 from mailtrek.sync.verify import verify_mailbox
+
+if TYPE_CHECKING:
+    from mailtrek.stores.m365.config import TenantConfig
 
 SourceArg = Annotated[str, typer.Argument(help="imaps://USER@HOST[:PORT], imap+starttls://..., imap://...")]
 DestArg = Annotated[str, typer.Argument(help="imaps://..., imap+starttls://..., imap://..., "
@@ -343,7 +346,7 @@ def _specs(
     dest_password_file: Path | None, source_token_file: Path | None,
     dest_token_file: Path | None, m365_authority: str | None, graph_url: str | None,
     m365_imap_host: str | None, *, dest_readonly: bool, google_sa_key: Path | None = None,
-    keep_read_receipts: bool = False, tenant: Any = None,
+    keep_read_receipts: bool = False, tenant: TenantConfig | None = None,
 ) -> tuple[StoreAddress, StoreAddress, ImapSpec, MailSpec]:
     """Parse both addresses and return both store specs with their secrets."""
     src_addr, dst_addr = parse_address(source), parse_address(dest)

@@ -140,8 +140,9 @@ def print_preflight(report: Any, fmt: str, output: Path | None) -> None:
     elif fmt == "csv":
         typer.echo(render_csv(report), nl=False)
     else:
+        pim = ["contacts/calendars"] if any(u.pim or u.pim_objects is not None for u in report.users) else []
         print_table(summary_rows(report), ["line", "email", "start", "login", "destination", "messages", "MB",
-                                      "skipped", "warnings", "eta"])
+                                      "skipped", "warnings", "eta", *pim])
         blockers = blocker_rows(report)
         if blockers:
             typer.echo(f"\nBLOCKERS ({len(blockers)}): these users cannot start")

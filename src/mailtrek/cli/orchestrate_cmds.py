@@ -69,26 +69,27 @@ def endpoint_add(
     max_concurrent_migrations: Annotated[int | None, typer.Option(help="initial syncs at once [100]")] = None,
     max_concurrent_incremental: Annotated[int | None, typer.Option(help="incremental syncs at once [20]")] = None,
     connections_per_mailbox: Annotated[int | None, typer.Option(help="IMAP connections per mailbox [4]")] = None,
+    dav_url: Annotated[str | None, typer.Option(help="contacts/calendars server, https://HOST[:PORT]/PATH (default: the preset's, else DNS SRV and /.well-known of each user's domain)")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Store an IMAP endpoint."""
     from mailtrek.orchestrate.endpoints import read_service_account_key
-    from mailtrek.service.endpoints import EndpointInput, create_endpoint
+    from mailtrek.service.endpoints import EndpointInput, build_endpoint, store_endpoint
 
-    # Read before anything is stored: a bad key file leaves no endpoint behind.
-    sa_info = read_service_account_key(service_account_key) if service_account_key else None
-    pw = env_password("MAILTREK_ADMIN_PASSWORD", admin_password_file) if admin_user else None
-    if admin_user and not pw:
-        raise UsageError("--admin-user needs a password", hint="set MAILTREK_ADMIN_PASSWORD or --admin-password-file")
-    created = create_endpoint(_home(home), EndpointInput(
+    inp = EndpointInput(
         name, host=host, port=port, security=security, ca_file=ca_path(ca_file), preset=preset, auth=auth,
-        admin_format=admin_format, admin_user=admin_user, admin_password=pw,
-        max_concurrent_migrations=max_concurrent_migrations,
+        admin_format=admin_format, admin_user=admin_user, max_concurrent_migrations=max_concurrent_migrations,
         max_concurrent_incremental=max_concurrent_incremental, connections_per_mailbox=connections_per_mailbox,
-        service_account=sa_info, security_given=security is not None))
-    for w in created.warnings:
+        security_given=security is not None, dav_url=dav_url)
+    built = build_endpoint(inp)  # a refused endpoint leaves no home behind
+    for w in built.warnings:
         typer.echo(f"warning: {w}", err=True)
-    ep = created.endpoint
+    # Read before anything is stored: a bad key file leaves no endpoint behind.
+    inp.service_account = read_service_account_key(service_account_key) if service_account_key else None
+    inp.admin_password = env_password("MAILTREK_ADMIN_PASSWORD", admin_password_file) if admin_user else None
+    if admin_user and not inp.admin_password:
+        raise UsageError("--admin-user needs a password", hint="set MAILTREK_ADMIN_PASSWORD or --admin-password-file")
+    ep = store_endpoint(_home(home), built, inp).endpoint
     typer.echo(f"endpoint {ep.name}: {ep.host}:{ep.port} ({ep.security}), "
                f"{ep.max_concurrent_migrations} initial / {ep.max_concurrent_incremental} incremental syncs at once, "
                f"{ep.connections_per_mailbox} connections per mailbox")
@@ -200,15 +201,14 @@ def tenant_add(
     home: HomeOpt = None,
 ) -> None:
     """Store a Microsoft 365 tenant (secret encrypted) after checking it can get a token."""
-    from mailtrek.service.tenants import TenantInput, create_tenant
+    from mailtrek.service.tenants import TenantInput, check_tenant, create_tenant
 
-    secret = read_secret_file(client_secret_file)
-    h = _home(home)
-    created = asyncio.run(create_tenant(h, TenantInput(
-        name, tenant_id, client_id, secret, authority=m365_authority, graph_url=graph_url,
-        ca_file=ca_path(ca_file), test=test)))
-    for n in created.notes:
+    inp = TenantInput(name, tenant_id, client_id, read_secret_file(client_secret_file),
+                      authority=m365_authority, graph_url=graph_url, ca_file=ca_path(ca_file), test=test)
+    for n in check_tenant(inp)[1]:  # before the home opens: a refused tenant leaves nothing behind
         typer.echo(f"note: {n}")
+    h = _home(home)
+    created = asyncio.run(create_tenant(h, inp))
     if created.tested:
         typer.echo(f"tenant {name}: token acquired")
     typer.echo(f"tenant {name} stored (client secret encrypted in {h.path})")
@@ -457,6 +457,10 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
     typer.echo(f"{t['items_synced']} items ({human_bytes(t['bytes'])}) on the destination, "
                f"{t['items_skipped']} skipped")
     cols = ["email", "status", "items", "items_skipped", "size", "last_sync", "next_sync", "error"]
+    if t["pim_users"]:  # contacts/calendars counts only where a user's move carries them
+        for u in d["users"]:
+            u["contacts/calendars"] = u["pim_summary"]
+        cols.insert(-1, "contacts/calendars")
     print_table(d["users"], cols + (["worker"] if holders else []))
 
 

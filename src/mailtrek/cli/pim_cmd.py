@@ -22,6 +22,8 @@ from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.pim.model import KINDS, Kind
 from mailtrek.pim.report import report_dict, summary_line
 from mailtrek.stores.dav import DavStore, is_dav_address, parse_dav_address
+from mailtrek.stores.registry import open_pim_store, open_store
+from mailtrek.stores.spec import DavSpec
 
 if TYPE_CHECKING:
     from mailtrek.pim.model import PimDestination
@@ -52,7 +54,8 @@ def _store(side: str, text: str, pw_file: Path | None, ca_file: Path | None,
     if password is None:
         flag = "--source-password-file" if side == "source" else "--dest-password-file"
         raise UsageError(f"no {side} password: set {env} or pass {flag}")
-    return DavStore(address, password, ca_file=ca_path(ca_file), connections=connections)
+    return open_store(DavSpec(address=address, password=password, ca_file=ca_path(ca_file),
+                              connections=connections, label=side))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +71,16 @@ class M365Options:
 def open_m365(dest: str, m365: M365Options, ca_file: Path | None) -> PimDestination:
     """The Graph contacts-and-calendars store for ``m365://USER@DOMAIN`` (unconnected).
 
-    One small function on purpose: the store registry's PIM hook replaces it.
+    The tenant is a stored one or ``MAILTREK_M365_*``, as for mail (``stores.url.pim_spec``).
     """
     from mailtrek.cli.stored_refs import resolve
-    from mailtrek.stores.m365 import TenantConfig
-    from mailtrek.stores.m365.pim_store import GraphPimStore
-    from mailtrek.stores.url import parse_address
+    from mailtrek.stores.url import OpenOptions, pim_spec
 
     stored = resolve("", dest, endpoint=None, dest_endpoint=None, tenant=m365.tenant,
                      home=m365.home)
-    addr = parse_address(stored.dest)
-    if addr.scheme != "m365":
-        raise UsageError("contacts and calendars go to Microsoft 365 through Graph: "
-                         "m365://USER@DOMAIN (not m365+imap://)")
-    tenant = stored.tenant or TenantConfig.from_env(authority=m365.authority,
-                                                    graph_url=m365.graph_url, ca_file=ca_file)
-    return GraphPimStore(addr.user, tenant)
+    return open_pim_store(pim_spec(stored.dest, OpenOptions(
+        tenant=stored.tenant, m365_authority=m365.authority, graph_url=m365.graph_url,
+        ca_file=str(ca_file) if ca_file else None, label="dest")))
 
 
 def _is_m365(dest: str) -> bool:

@@ -23,6 +23,8 @@ attack              what the server does
 ``no-starttls``     STARTTLS stripped from the capabilities (a man in the middle)
 ``starttls-caps``   offers STARTTLS; the plaintext greeting's CAPABILITY claims
                     ``X-BEFORE-TLS``, the one after the upgrade ``X-AFTER-TLS``
+``echo-login``      refuses every LOGIN with a NO that repeats its arguments (the
+                    password too), as careless servers and proxies do
 ==================  ==============================================================
 
 Every line a client sends is kept in ``lines`` (a smuggled command shows up as a line of
@@ -52,7 +54,7 @@ INJECTED = b"Evil\r\nX1 DELETE INBOX\r\nX2 CREATE pwned"
 INJECTED_NOSELECT = b"Ghost\r\nX3 RENAME INBOX pwned2"  # a \Noselect parent without children
 ATTACKS = ("none", "huge-literal", "oversize-body", "list-flood", "fetch-flood", "drip",
            "deep-parens", "bad-quoted", "bad-uid", "inject-folder", "no-starttls",
-           "starttls-caps")
+           "starttls-caps", "echo-login")
 _DATE = b'"01-Jan-2024 10:00:00 +0000"'
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 
@@ -187,6 +189,10 @@ class _Session:
                 await self.w.drain()
                 await self.w.start_tls(self.s.tls)
                 tls = True
+                continue
+            if verb == b"LOGIN" and self.s.attack == "echo-login":
+                self.send(tag, b" NO [AUTHENTICATIONFAILED] LOGIN ", args, b" rejected\r\n")
+                await self.w.drain()
                 continue
             if verb == b"CAPABILITY":
                 self.send(b"* CAPABILITY ", self.caps(tls), b"\r\n")

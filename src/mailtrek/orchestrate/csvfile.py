@@ -199,6 +199,10 @@ def delimiter_of(text: str) -> str:
 
 
 def _check_header(columns: list[str], allow_unknown: bool) -> list[CsvProblem]:
+    if any(is_address(c) for c in columns):
+        # The header was left out: line 1 is a user, and its password must not be echoed back.
+        return [CsvProblem(1, "this looks like a user, not the header: the header is missing "
+                              f"(put {','.join(REQUIRED)} first)")]
     out = []
     lower = {c.lower(): c for c in columns}
     for name in REQUIRED:

@@ -46,6 +46,7 @@ class Endpoint:
     max_concurrent_migrations: int = DEFAULT_CONCURRENT_MIGRATIONS
     max_concurrent_incremental: int = DEFAULT_CONCURRENT_INCREMENTAL
     connections_per_mailbox: int = DEFAULT_CONNECTIONS_PER_MAILBOX
+    dav_url: str | None = None  # contacts/calendars server (https://HOST[:PORT]/PATH)
 
     @property
     def uses_service_account(self) -> bool:
@@ -62,7 +63,7 @@ class Endpoint:
             "admin_password": "stored" if self.admin_password_enc else None,
             "max_concurrent_migrations": self.max_concurrent_migrations,
             "max_concurrent_incremental": self.max_concurrent_incremental,
-            "connections_per_mailbox": self.connections_per_mailbox,
+            "connections_per_mailbox": self.connections_per_mailbox, "dav_url": self.dav_url,
         }
 
 
@@ -106,6 +107,7 @@ def make_endpoint(
     max_concurrent_migrations: int | None = None,
     max_concurrent_incremental: int | None = None,
     connections_per_mailbox: int | None = None,
+    dav_url: str | None = None,
 ) -> Endpoint:
     """Build an endpoint from options and an optional preset; raise UsageError when incomplete."""
     check_name(name, "endpoint")
@@ -136,8 +138,24 @@ def make_endpoint(
         admin_format=admin_format,
         max_concurrent_migrations=max_concurrent_migrations or DEFAULT_CONCURRENT_MIGRATIONS,
         max_concurrent_incremental=max_concurrent_incremental or DEFAULT_CONCURRENT_INCREMENTAL,
-        connections_per_mailbox=per_mailbox,
+        connections_per_mailbox=per_mailbox, dav_url=check_dav_url(dav_url),
     )
+
+
+def check_dav_url(text: str | None) -> str | None:
+    """Return ``https://HOST[:PORT]/PATH`` (``dav+`` and ``http://`` accepted) or raise
+    UsageError; None stays None. No user or password belongs in it."""
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip().removeprefix("dav+"))
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"--dav-url {text!r} is not an https:// URL",
+                         hint="e.g. https://cloud.example.com/remote.php/dav/")
+    if parts.username or parts.password:
+        raise UsageError("--dav-url takes no user or password: each user's come from the CSV")
+    return f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
 
 
 def read_service_account_key(path: Path) -> dict[str, Any]:

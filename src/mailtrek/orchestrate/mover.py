@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from mailtrek.errors import UsageError
 from mailtrek.orchestrate.batches import Batch, user_route
@@ -142,7 +142,7 @@ def destination_spec(home: Home, job: MoveJob) -> MailSpec:
                      on_close=lambda: pool.done(job.email), label=f"dest:{job.email}")
 
 
-async def open_destination(home: Home, job: MoveJob) -> DestinationStore:
+async def connect_destination(home: Home, job: MoveJob) -> DestinationStore:
     """Return a connected destination store for ``job`` (Graph or IMAP)."""
     store = registry.open_destination(destination_spec(home, job))
     try:
@@ -173,11 +173,29 @@ def _record_rate(home: Home, job: MoveJob, report: CopyReport, seconds: float) -
 
 
 async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
-    """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call).
+    """Copy ``job``'s mailbox once (initial, incremental and final runs are the same call),
+    then its contacts and calendars when the user's items say so (``pim_phase``).
 
     Idempotent: the engine copies only what is missing, so an interrupted run is simply
-    run again. Raises the engine's and stores' errors for problems that stop the mailbox.
+    run again. Raises the engine's and stores' errors for problems that stop the mailbox;
+    contacts/calendars trouble becomes an error of the report.
     """
+    from mailtrek.orchestrate.pim_phase import pim_kinds, run_pim_phase, user_items
+
+    items = user_items(home, job)
+    if "mail" in items:
+        report = await _move_mail(home, job)
+    else:
+        report = CopyReport(source=job.source.name, destination=job.email,
+                            started=datetime.now(UTC), finished=datetime.now(UTC))
+    kinds = pim_kinds(items)
+    if kinds:
+        await run_pim_phase(home, job, kinds, report)
+    return report
+
+
+async def _move_mail(home: Home, job: MoveJob) -> CopyReport:
+    """The mail part of :func:`move_mailbox`."""
     from mailtrek.state.db import MailboxState
     from mailtrek.sync.engine import copy_mailbox
 
@@ -185,7 +203,7 @@ async def move_mailbox(home: Home, job: MoveJob) -> CopyReport:
     dest = None
     try:
         await source.connect()
-        dest = await open_destination(home, job)
+        dest = await connect_destination(home, job)
         state = MailboxState(home.engine, job.mailbox)
         try:
             view = await registry.source_view(source, job.batch.options.gmail_labels,

@@ -46,6 +46,7 @@ from mailtrek.orchestrate.csvfile import UserRow
 from mailtrek.orchestrate.csvsafe import render_rows
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant, get_endpoint, get_tenant
 from mailtrek.orchestrate.home import Home
+from mailtrek.orchestrate.pim_phase import pim_kinds
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.states import BatchStatus
 from mailtrek.secrets import redact, remember
@@ -99,6 +100,9 @@ class UserPreflight:
     sampled_bytes: int = 0
     sampled_seconds: float = 0.0
     eta_seconds: float | None = None
+    # contacts/calendars (users whose move carries them): each collection and its objects
+    pim: list[dict[str, Any]] = field(default_factory=list)
+    pim_objects: int | None = None  # None: not asked for, or not countable
 
     @property
     def can_start(self) -> bool:
@@ -243,6 +247,18 @@ async def _scan(u: UserPreflight, store: Any, to_scan: list[tuple[FolderInfo, Me
                                                f"for long lines (scan budget {budget // 1048576} MB)"))
 
 
+async def _count_pim(u: UserPreflight, home: Home, job: Any, kinds: tuple[Any, ...]) -> None:
+    """Count the user's source events/contacts per collection; trouble is a finding."""
+    from mailtrek.orchestrate.pim_phase import count_source
+
+    try:
+        u.pim = await count_source(home, job, kinds)
+    except MailtrekError as e:
+        u.findings.append(Finding("pim", f"contacts/calendars not countable: {redact(e.message)}"))
+        return
+    u.pim_objects = sum(c["objects"] for c in u.pim)
+
+
 async def _check_destination(u: UserPreflight, home: Home, job: Any, graph_client: Any) -> None:
     if job.tenant is not None:
         store = open_store(GraphSpec(mailbox=u.email, tenant=graph_client.tenant, client=graph_client))
@@ -311,10 +327,18 @@ async def preflight_users(
         job = MoveJob(batch=batch, email=row.email, username=row.username, password=row.password,
                       user_root=row.user_root, phase="initial", source=source, tenant=tenant,
                       dest_endpoint=dest_endpoint)
+        items = list(row.items) if row.items is not None else list(options.items)
         async with gate:
-            await asyncio.gather(_check_source(u, home, job, options, exchange, scan_budget,
-                                               _is_exchange_imap(dest_endpoint)),
-                                 _check_destination(u, home, job, graph_client))
+            checks = [_check_destination(u, home, job, graph_client)]
+            if "mail" in items:
+                checks.append(_check_source(u, home, job, options, exchange, scan_budget,
+                                            _is_exchange_imap(dest_endpoint)))
+            else:
+                u.login_ok = True  # no mail to move: the mail login is not needed
+            kinds = pim_kinds(items)
+            if kinds:
+                checks.append(_count_pim(u, home, job, kinds))
+            await asyncio.gather(*checks)
         return u
 
     try:
@@ -365,7 +389,8 @@ async def preflight_batch(home: Home, name: str, **kw: Any) -> PreflightReport:
         rows = c.execute(select(batch_users).where(batch_users.c.batch == name)
                          .order_by(batch_users.c.line)).mappings().all()
     users = [UserRow(r["line"], r["email"], r["username"],
-                     home.box.decrypt(r["password_enc"]) if r["password_enc"] else "", r["user_root"])
+                     home.box.decrypt(r["password_enc"]) if r["password_enc"] else "", r["user_root"],
+                     tuple(r["items"].split(",")) if r["items"] else None)
              for r in rows]
     report = await preflight_users(
         home, users, source=get_endpoint(home, b.source_endpoint),
@@ -410,7 +435,22 @@ def summary_rows(report: PreflightReport) -> list[dict[str, Any]]:
              "destination": "-" if u.destination_ok is None else "ok" if u.destination_ok else "FAILED",
              "messages": u.messages, "MB": f"{u.bytes / 1048576:.1f}", "skipped": u.skipped,
              "warnings": sum(1 for f in u.findings if f.kind not in ("skip", "login", "destination")),
-             "eta": duration(u.eta_seconds)} for u in report.users]
+             "eta": duration(u.eta_seconds),
+             "contacts/calendars": pim_text(u)} for u in report.users]
+
+
+def pim_text(u: UserPreflight) -> str:
+    """``2 calendars: 14 objects; 1 address book: 30 contacts`` (``-`` when not asked for)."""
+    if u.pim_objects is None:
+        return "not countable" if any(f.kind == "pim" for f in u.findings) else "-"
+    cals = [c for c in u.pim if c["kind"] == "calendar"]
+    books = [c for c in u.pim if c["kind"] == "contacts"]
+    parts = []
+    if cals:
+        parts.append(f"{len(cals)} calendar(s): {sum(c['objects'] for c in cals)} objects")
+    if books:
+        parts.append(f"{len(books)} address book(s): {sum(c['objects'] for c in books)} contacts")
+    return "; ".join(parts) or "none"
 
 
 def finding_rows(report: PreflightReport) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from mailtrek.orchestrate.batches import get_batch, user_rows
 from mailtrek.orchestrate.csvsafe import render_rows
 from mailtrek.orchestrate.hardening import hardening_section
 from mailtrek.orchestrate.home import Home
+from mailtrek.orchestrate.pim_phase import pim_summary
 from mailtrek.secrets import redact
 from mailtrek.units import human_bytes
 
@@ -58,14 +59,15 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
             "next_sync": None if failed else _iso(r["next_sync"]), "error": r["error"], "csv_line": r["line"],
             "source_login": r["username"], "runs": r["runs"], "ever_synced": bool(r["ever_synced"]),
             "skipped": [decoded(s) for s in r["skipped"]],
-            "items": r["items"] or b.options.items, "pim": r["pim"],
+            "items": r["items"] or b.options.items, "pim": r["pim"], "pim_summary": pim_summary(r["pim"]),
         })
     counts = Counter(u["status"] for u in users)
     return {
         "name": b.name, "status": b.status.value, "source_endpoint": b.source_endpoint,
         "tenant": b.tenant, "dest_endpoint": b.dest_endpoint,
         "options": {"exclude": b.options.exclude, "since": b.options.since, "before": b.options.before,
-                    "max_size": b.options.max_size, "items": b.options.items},
+                    "max_size": b.options.max_size, "gmail_labels": b.options.gmail_labels,
+                    "items": b.options.items},
         "notify": b.notify, "incremental_hours": b.incremental_hours,
         "created_at": _iso(b.created_at), "started_at": _iso(b.started_at),
         "completed_at": _iso(b.completed_at), "start_at": _iso(b.start_at),
@@ -73,7 +75,9 @@ def batch_document(home: Home, name: str) -> dict[str, Any]:
         "totals": {"users": len(users), "by_status": dict(sorted(counts.items())),
                    "items_synced": sum(u["items_synced"] for u in users),
                    "items_skipped": sum(u["items_skipped"] for u in users),
-                   "bytes": sum(u["bytes"] for u in users)},
+                   "bytes": sum(u["bytes"] for u in users),
+                   # users whose move carries contacts or calendars (the dashboard's column)
+                   "pim_users": sum(1 for u in users if set(u["items"]) - {"mail"})},
         "users": users,
         # Completed batches only: the post-migration checklist and PowerShell script.
         "hardening": hardening_section(home, name),

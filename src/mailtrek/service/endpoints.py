@@ -23,7 +23,8 @@ from mailtrek.orchestrate.probe import ProbeResult, probe_endpoint
 from mailtrek.secrets import redact, remember
 from mailtrek.service.text import blank
 
-__all__ = ["EndpointCreated", "EndpointInput", "create_endpoint", "probe", "probe_view", "test_endpoint"]
+__all__ = ["EndpointCreated", "EndpointInput", "build_endpoint", "create_endpoint", "probe", "probe_view",
+           "store_endpoint", "test_endpoint"]
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class EndpointInput:
     connections_per_mailbox: int | None = None
     service_account: dict[str, Any] | None = None  # a Google service-account key, already read
     security_given: bool = True  # False: the security came from the preset or port (doubts are warnings)
+    dav_url: str | None = None  # contacts/calendars server (https://HOST[:PORT]/PATH)
 
 
 @dataclass(slots=True)
@@ -55,6 +57,11 @@ class EndpointCreated:
 
 def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
     """Store an endpoint; refuse a port/security pair that cannot work, warn about a doubtful one."""
+    return store_endpoint(home, build_endpoint(inp), inp)
+
+
+def build_endpoint(inp: EndpointInput) -> EndpointCreated:
+    """Check ``inp`` and build its endpoint without touching any state (nothing stored yet)."""
     remember(inp.admin_password)
     ca = blank(inp.ca_file)
     if ca is not None and not Path(ca).is_file():
@@ -64,13 +71,20 @@ def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
                        auth=blank(inp.auth) or "password", admin_format=blank(inp.admin_format),
                        max_concurrent_migrations=inp.max_concurrent_migrations,
                        max_concurrent_incremental=inp.max_concurrent_incremental,
-                       connections_per_mailbox=inp.connections_per_mailbox)
+                       connections_per_mailbox=inp.connections_per_mailbox, dav_url=blank(inp.dav_url))
     warnings = []
     problem = port_security_problem(ep.port, ep.security, security_given=inp.security_given)
     if problem is not None:
         if problem.fatal:  # 993 with STARTTLS, 143 with SSL: cannot connect
             raise UsageError(problem.message, hint=problem.hint)
         warnings.append(f"{problem.message}; {problem.hint}")
+    return EndpointCreated(ep, warnings)
+
+
+def store_endpoint(home: Home, built: EndpointCreated, inp: EndpointInput) -> EndpointCreated:
+    """Store an endpoint :func:`build_endpoint` built, with its encrypted secrets from ``inp``."""
+    ep = built.endpoint
+    remember(inp.admin_password)
     if inp.service_account is not None:
         attach_service_account(home, ep, inp.service_account)
     admin_user = blank(inp.admin_user)
@@ -79,7 +93,7 @@ def create_endpoint(home: Home, inp: EndpointInput) -> EndpointCreated:
             raise UsageError("an admin user needs a password")
         ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(inp.admin_password)
     add_endpoint(home, ep)
-    return EndpointCreated(ep, warnings)
+    return built
 
 
 def _token_for(home: Home, ep: Endpoint, user: str) -> Callable[[], str]:

@@ -13,7 +13,7 @@ from mailtrek.orchestrate.home import Home
 from mailtrek.secrets import redact, remember
 from mailtrek.service.text import blank
 
-__all__ = ["TenantCreated", "TenantInput", "create_tenant", "test_tenant", "token_check"]
+__all__ = ["TenantCreated", "TenantInput", "check_tenant", "create_tenant", "test_tenant", "token_check"]
 
 
 @dataclass(slots=True)
@@ -45,8 +45,8 @@ async def token_check(home: Home, t: Tenant) -> None:
     await TokenSource(tenant_config(home, t)).get_token()
 
 
-async def create_tenant(home: Home, inp: TenantInput) -> TenantCreated:
-    """Store a tenant (secret encrypted), getting a token first unless told not to."""
+def check_tenant(inp: TenantInput) -> tuple[str | None, list[str]]:
+    """Check ``inp`` without touching any state; return the authority to store and notes on it."""
     check_name(inp.name, "tenant")
     remember(inp.client_secret)
     if not inp.client_secret or not inp.tenant_id or not inp.client_id:
@@ -54,16 +54,24 @@ async def create_tenant(home: Home, inp: TenantInput) -> TenantCreated:
     ca = blank(inp.ca_file)
     if ca is not None and not Path(ca).is_file():
         raise UsageError(f"CA file not found on the server: {ca}")
-    authority, notes = blank(inp.authority), []
-    if authority:
-        authority, notes = check_authority(authority, inp.tenant_id.strip())
+    authority = blank(inp.authority)
+    if not authority:
+        return None, []
+    authority, notes = check_authority(authority, inp.tenant_id.strip())
+    return authority, list(notes)
+
+
+async def create_tenant(home: Home, inp: TenantInput) -> TenantCreated:
+    """Store a tenant (secret encrypted), getting a token first unless told not to."""
+    authority, notes = check_tenant(inp)
+    ca = blank(inp.ca_file)
     t = Tenant(name=inp.name, tenant_id=inp.tenant_id.strip(), client_id=inp.client_id.strip(),
                client_secret_enc=home.box.encrypt(inp.client_secret), authority=authority,
                graph_url=blank(inp.graph_url), ca_file=str(Path(ca).resolve()) if ca else None)
     if inp.test:
         await token_check(home, t)
     add_tenant(home, t)
-    return TenantCreated(t, list(notes), tested=inp.test)
+    return TenantCreated(t, notes, tested=inp.test)
 
 
 async def test_tenant(home: Home, name: str) -> dict[str, Any]:

@@ -41,6 +41,7 @@ endpoints = Table(
     Column("max_concurrent_incremental", Integer, nullable=False),
     Column("connections_per_mailbox", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("dav_url", Text),  # where its users' contacts and calendars are (None: preset/discovery)
 )
 
 tenants = Table(

@@ -39,6 +39,31 @@ class StoreFeatures:
     # Flags and keywords (lower case) the store cannot hold: comparisons leave them out of
     # both sides, and nobody tries to set them (Graph's and Exchange IMAP's system keywords).
     dropped_flags: frozenset[str] = frozenset()
+    # A received date off by less than this many seconds is the same date (IMAP's
+    # INTERNALDATE has whole seconds; Graph's route promises +-2 s).
+    date_tolerance_s: float = 1.0
+    # The store dates an item by the message's own headers (topmost Received, else Date)
+    # where it cannot set the date (Graph's importMime): such a date is no difference.
+    dates_from_headers: bool = False
+    # ``list_messages(uids=...)`` reads only the messages named (IMAP UID FETCH); else
+    # the whole folder is read, and asking for a few costs as much as asking for all.
+    lists_named_uids: bool = False
+    # A copy the store had to change carries ``X-Mailtrek-Origin`` (the source's
+    # fingerprint and size) as its first line, and is matched by it (Exchange's IMAP).
+    origin_stamps: bool = False
+
+
+class StoreDefaults:
+    """What a store does unless it says otherwise (stores inherit these methods)."""
+
+    def canonical_bytes(self, raw: bytes) -> bytes:
+        """The bytes the source had, for a copy as this store serves it.
+
+        A store that changes every copy in a way that can be undone exactly (Exchange's
+        IMAP renames the read-receipt header, same length) undoes it here; verify
+        compares what this returns.
+        """
+        return raw
 
 
 @dataclass(slots=True)
@@ -139,4 +164,8 @@ class DestinationStore(Store, Protocol):
 
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """Make each item carry exactly the flags given (adds and removes)."""
+        ...
+
+    def canonical_bytes(self, raw: bytes) -> bytes:
+        """The source's bytes for a copy as served (``StoreDefaults``: unchanged)."""
         ...

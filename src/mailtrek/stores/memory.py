@@ -15,7 +15,7 @@ from datetime import datetime
 from mailtrek.errors import FolderRejectedError
 from mailtrek.fingerprint import fingerprint, message_id_of
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse, portable_flags
-from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.base import AppendResult, FlagChange, StoreDefaults, StoreFeatures
 from mailtrek.stores.registry import register
 from mailtrek.stores.spec import MemorySpec
 
@@ -39,12 +39,12 @@ class _Folder:
     messages: dict[int, _Stored] = field(default_factory=dict)
 
 
-class MemoryStore:
+class MemoryStore(StoreDefaults):
     """A mailbox held in a dict; source and destination at once."""
 
     def __init__(self, *, max_message_size: int | None = None, reserved: frozenset[str] = frozenset()
                  ) -> None:
-        self.features = StoreFeatures(kind="memory", condstore=True,
+        self.features = StoreFeatures(kind="memory", condstore=True, lists_named_uids=True,
                                       max_message_size=max_message_size, reserved_names=reserved)
         self.folders: dict[tuple[str, ...], _Folder] = {("INBOX",): _Folder(SpecialUse.INBOX)}
         self.appends = 0

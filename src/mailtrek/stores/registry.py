@@ -6,8 +6,8 @@ its kind (``register("imap", open_imap)`` in ``stores/imap/opener.py``), and
 imported on first use, so a command that never opens Graph never imports it.
 
 Adding a backend: one package with its spec class and opener, plus one line in
-``BACKENDS``. Contacts and calendars stores (``PimSpec`` subclasses such as ``DavSpec``)
-open the same way; a Microsoft 365 PIM destination adds its own spec and kind.
+``BACKENDS``. Contacts and calendars stores (``PimSpec`` subclasses: ``DavSpec``,
+``GraphPimSpec``) open the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailtrek.errors import UsageError
-from mailtrek.stores.spec import MailSpec, S, StoreSpec
+from mailtrek.stores.spec import MailSpec, PimSpec, S, StoreSpec
 
 if TYPE_CHECKING:
+    from mailtrek.pim.model import PimDestination
     from mailtrek.stores.base import DestinationStore, SourceStore
 
 Opener = Callable[[Any], Any]
@@ -33,10 +34,12 @@ class RunReport(Protocol):
     errors: list[str]
     resume_at: datetime | None
 
+
 # kind -> the module whose import registers its opener
 BACKENDS: dict[str, str] = {
     "imap": "mailtrek.stores.imap.opener",
     "graph": "mailtrek.stores.m365.opener",
+    "graph-pim": "mailtrek.stores.m365.pim_opener",
     "memory": "mailtrek.stores.memory",
     "dav": "mailtrek.stores.dav.opener",
 }
@@ -80,6 +83,12 @@ def open_source(spec: MailSpec) -> SourceStore:
 def open_destination(spec: MailSpec) -> DestinationStore:
     """Return the unconnected mail store ``spec`` describes, to write into."""
     store: DestinationStore = opener_for(spec.kind)(spec)
+    return store
+
+
+def open_pim_store(spec: PimSpec[Any]) -> PimDestination:
+    """Return the unconnected contacts-and-calendars store ``spec`` describes."""
+    store: PimDestination = opener_for(spec.kind)(spec)
     return store
 
 

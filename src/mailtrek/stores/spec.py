@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-# The store classes (DavStore, ImapStore, GraphStore, MemoryStore) are named in the specs'
+# The store classes (DavStore, ImapStore, GraphStore, GraphPimStore, MemoryStore) are named in the specs'
 # bases as strings, for type checkers only.
 if TYPE_CHECKING:
     from mailtrek.stores.dav.address import DavAddress
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mailtrek.stores.m365.config import TenantConfig
     from mailtrek.stores.m365.dates import ProfileMemory
     from mailtrek.stores.m365.graph import GraphOptions, GraphStore  # noqa: F401
+    from mailtrek.stores.m365.pim_store import GraphPimStore  # noqa: F401
     from mailtrek.stores.memory import MemoryStore  # noqa: F401
 
 TokenFn = Callable[[], Awaitable[str]]
@@ -102,8 +103,7 @@ class MemorySpec(StoreSpec["MemoryStore"]):
 class PimSpec(StoreSpec[S]):
     """Base of the contacts-and-calendars stores (``PimSource``/``PimDestination``).
 
-    A PIM destination in Microsoft 365 (Graph contacts and events) becomes one more
-    subclass with its own ``kind`` and registry entry; ``open_pim_store`` opens any of them.
+    Each backend is one more subclass with its own ``kind`` and registry entry.
     """
 
 
@@ -116,6 +116,19 @@ class DavSpec(PimSpec["DavStore"]):
     password: str = field(repr=False)
     ca_file: str | None = None
     connections: int = 4
+    kinds: tuple[str, ...] = ("calendar", "contacts")  # the services to find (SRV, presets)
+    nameserver: str | None = None  # DNS server for the SRV look (IP[:PORT]); None: the system's
+    token: Callable[[], Awaitable[str]] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphPimSpec(PimSpec["GraphPimStore"]):
+    """One Microsoft 365 mailbox's calendars and contact folders over Graph (``m365://``)."""
+
+    kind: ClassVar[str] = "graph-pim"
+    mailbox: str
+    tenant: TenantConfig
+    client: GraphClient | None = field(default=None, repr=False, compare=False)
 
 
 MailSpec = ImapSpec | GraphSpec | MemorySpec

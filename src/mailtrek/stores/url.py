@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mailtrek.errors import UsageError
-from mailtrek.stores.spec import DavSpec, GraphSpec, ImapSpec, MemorySpec, StoreSpec, TokenFn
+from mailtrek.stores.spec import (
+    DavSpec,
+    GraphPimSpec,
+    GraphSpec,
+    ImapSpec,
+    MemorySpec,
+    StoreSpec,
+    TokenFn,
+)
 
 if TYPE_CHECKING:
     from mailtrek.stores.m365.config import TenantConfig
@@ -153,6 +161,27 @@ def address_spec(text: str, opts: OpenOptions) -> StoreSpec:
             raise UsageError(f"the address {text!r} names no mailbox", hint="write memory://NAME")
         return MemorySpec(name=name, label=opts.label)
     return spec_for(parse_address(text), opts)
+
+
+def pim_spec(text: str, opts: OpenOptions) -> DavSpec | GraphPimSpec:
+    """Return the spec of the contacts-and-calendars store ``text`` names.
+
+    ``dav+https://`` (or ``dav+http://``) is a DAV account, ``m365://USER@DOMAIN`` a
+    Microsoft 365 mailbox over Graph (tenant as for mail). Raises UsageError otherwise.
+    """
+    from mailtrek.stores.dav.address import is_dav_address
+
+    if is_dav_address(text):
+        spec = address_spec(text, opts)
+        assert isinstance(spec, DavSpec)
+        return spec
+    addr = parse_address(text)
+    if addr.scheme != "m365":
+        raise UsageError("contacts and calendars go to a dav+https:// account or to Microsoft 365 "
+                         "through Graph: m365://USER@DOMAIN"
+                         + (" (not m365+imap://)" if addr.scheme == "m365+imap" else ""))
+    return GraphPimSpec(mailbox=addr.user, tenant=opts.tenant or _tenant_from_env(opts),
+                        label=opts.label)
 
 
 def spec_for(addr: StoreAddress, opts: OpenOptions) -> ImapSpec | GraphSpec:

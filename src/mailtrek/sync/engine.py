@@ -332,7 +332,7 @@ async def _analyse(
         known = _known_dest_ids(state, fstates, m, src, recorded)
         unknown_ids = [d.uid for d in dest_listing if (d.store_id or str(d.uid)) not in known]
         if unknown_ids:
-            if dest.features.kind == "imap":
+            if dest.features.lists_named_uids:
                 dest_unknown = await dest.list_messages(dest_folder, fingerprints=True,
                                                         uids=unknown_ids)
             else:

@@ -7,11 +7,12 @@ what it recorded (source folder, UIDVALIDITY, UID -> destination item) is checke
 fingerprints pair only what state does not know. The pairing and judging rules are in
 ``verify_match``. Nothing is written anywhere.
 
-Exchange Online's IMAP (``ImapStore`` with ``settings.exchange``) gets some messages in a
-changed form (see ``stores.imap.exchange``): a copy stamped ``X-Mailtrek-Origin`` is
-matched by the source fingerprint and size it names, not by bytes; any other copy is
-hashed after ``restore_disarmed`` (the read-receipt rename keeps the size, so undoing it
-restores the source bytes); mail-system keywords it is never sent are not a difference.
+What differs by destination is read from it, never from its kind: a destination that
+stamps the copies it had to change (``StoreFeatures.origin_stamps``: Exchange Online's
+IMAP) has those matched by the source fingerprint and size the stamp names, not by
+bytes; every other copy is hashed as the store's ``canonical_bytes`` gives it back
+(Exchange undoes its same-length read-receipt rename there); flags it cannot hold
+(``dropped_flags``) and its date tolerance come from its features too.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from mailtrek.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, 
 from mailtrek.model import FolderInfo, portable_flags
 from mailtrek.state.db import FolderState, MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.stores.imap.exchange import restore_disarmed
-from mailtrek.stores.imap.store import ImapStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
 from mailtrek.sync.mapping import map_folders, visible
@@ -50,8 +49,7 @@ async def verify_mailbox(
     mappings = [m for m in map_folders(src_folders, dest.features, dest_root=options.dest_root)
                 if folder_selected(m.source, options.include, options.exclude)]
     exact = dest.features.exact_mime and hasattr(dest, "fetch")
-    exchange = isinstance(dest, ImapStore) and dest.exchange
-    kind = "exchange" if exchange else dest.features.kind
+    features = dest.features
     fstates = state.folder_states() if state is not None else {}
     problems: list[dict[str, Any]] = []
     folders = []
@@ -67,14 +65,14 @@ async def verify_mailbox(
         dest_name = d.display if d else "/".join(m.dest_path)
         if d is None:
             missing_folders.append({"folder": m.source.display, "destination": dest_name})
-        src_items = [i for i in await _items(source, m.source, exact or kind == "graph")
+        src_items = [i for i in await _items(source, m.source,
+                                             exact or features.dates_from_headers)
                      if message_date_selected_item(i, options)
                      and (options.max_size is None or i.size <= options.max_size)]
-        dst_items = await _items(dest, d, exact, exchange=exchange) if d is not None else []
+        dst_items = await _items(dest, d, exact, served_by=dest) if d is not None else []
         recorded = _recorded(state, fstates.get(m.source.path), m.source, d)
-        res = match_folder(m.source.display, src_items, dst_items, exact=exact, kind=kind,
-                           dropped=dest.features.dropped_flags,
-                           recorded=recorded, empty_fp=EMPTY_FP)
+        res = match_folder(m.source.display, src_items, dst_items, exact=exact,
+                           features=features, recorded=recorded, empty_fp=EMPTY_FP)
         problems.extend(res["problems"])
         # "source" and "destination" are counts (from match_folder); "folder" names it.
         folders.append({"folder": m.source.display, "destination_folder": dest_name,
@@ -116,9 +114,9 @@ def message_date_selected_item(i: Item, options: CopyOptions) -> bool:
 
 
 async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
-                 exchange: bool = False) -> list[Item]:
+                 served_by: DestinationStore | None = None) -> list[Item]:
     """Every message of ``folder``; ``exact``: read the bytes too (digest, header date);
-    ``exchange``: read it as an Exchange destination."""
+    ``served_by``: read them as copies this destination holds (its stamps, its bytes)."""
     if folder is None or not folder.selectable:
         return []
     metas = await store.list_messages(folder, fingerprints=True)
@@ -132,19 +130,20 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
         meta = by_uid.get(msg.uid)
         raw = msg.raw
         fp, size = fingerprint(raw), msg.size
-        origin = _origin(raw) if exchange else None
+        stamps = served_by is not None and served_by.features.origin_stamps
+        origin = _origin(raw) if stamps else None
         served: str | None = None
         if origin is not None:  # changed for Exchange: it stands for the stamped source
             fp, size = origin
             digest = _origin_key(fp, size)
         else:
-            restored = restore_disarmed(raw) if exchange else raw
+            restored = served_by.canonical_bytes(raw) if served_by is not None else raw
             digest = hashlib.sha256(restored).hexdigest()
             if restored != raw:
                 served = hashlib.sha256(raw).hexdigest()
         out.append(Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
                         size, meta.subject if meta else None,
-                        origin_key=None if exchange else _origin_key(fp, len(raw)),
+                        origin_key=None if stamps else _origin_key(fp, len(raw)),
                         served_digest=served, dest_key=str(msg.uid),
                         message_id=meta.message_id if meta else None,
                         header_date=header_instant(raw)))

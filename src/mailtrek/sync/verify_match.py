@@ -13,10 +13,11 @@ The rules, in order:
 3. Twins paired by state whose flags or dates disagree are swapped with each other when
    the swap makes both agree (an earlier run may have adopted them the other way round).
 4. A paired message whose flags differ, or whose received date is off by more than the
-   route's tolerance, is "different". Microsoft Graph's ``importMime`` takes the received
-   date from the message's own headers (topmost Received, else Date): a copy dated that
-   way counts as ``dates_from_headers``; a message with no date in its headers cannot
-   keep one there (``dates_not_kept``). Neither is a difference.
+   destination's tolerance (``StoreFeatures.date_tolerance_s``), is "different". A
+   destination that dates items by their own headers (``dates_from_headers``: Microsoft
+   Graph's ``importMime`` takes topmost Received, else Date): a copy dated that way
+   counts as ``dates_from_headers``; a message with no date in its headers cannot keep
+   one there (``dates_not_kept``). Neither is a difference.
 5. Unpaired source messages are "missing" (or "different: content differs" where a
    leftover copy has the same fingerprint but other bytes); unpaired copies are "extra".
 """
@@ -29,11 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from mailtrek.state.db import MessageState
-
-# How far a received date may be off, by destination kind (seconds). IMAP INTERNALDATE
-# has whole seconds; Graph rounds to the second and its route promises +-2 s.
-DATE_TOLERANCE = {"graph": 2.0}
-DEFAULT_TOLERANCE = 1.0
+from mailtrek.stores.base import StoreFeatures
+from mailtrek.sync.flagsets import comparable_flags
 
 
 @dataclass(slots=True)
@@ -63,12 +61,12 @@ class _Pair:
     by_state: bool
 
 
-def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, kind: str,
-                 dropped: frozenset[str] = frozenset(),
-                 recorded: dict[int, MessageState] | None = None,
+def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
+                 features: StoreFeatures, recorded: dict[int, MessageState] | None = None,
                  empty_fp: str | None = None) -> dict[str, Any]:
     """Pair and judge one folder; return its counts and problems (rules above).
 
+    ``features``: the destination's (which flags it keeps, how exact its dates are).
     ``recorded``: state's rows of this source folder (only ones with a destination id
     are used). ``empty_fp``: the fingerprint of a message with none of the identifying
     headers (a service that could not read the headers lists that).
@@ -86,15 +84,15 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool, ki
             pairs.append(_Pair(s, d, True))
         else:
             rest.append(s)
-    pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, kind, taken,
-                              dropped)
-    _swap_twins(pairs, exact, kind, dropped)
+    pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, features,
+                              taken)
+    _swap_twins(pairs, exact, features)
     paired = {id(p.src) for p in pairs}
 
     problems: list[dict[str, Any]] = []
     different = from_headers = not_kept = 0
     for p in pairs:
-        detail, date_note = judge(p.src, p.dst, kind, dropped)
+        detail, date_note = judge(p.src, p.dst, features)
         from_headers += date_note == "from_headers"
         not_kept += date_note == "not_kept"
         if detail:
@@ -155,8 +153,8 @@ def _dest_keys(d: Item, exact: bool) -> list[str | None]:
     return [d.digest, d.served_digest]
 
 
-def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
-                     taken: set[int], dropped: frozenset[str] = frozenset()) -> list[_Pair]:
+def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: StoreFeatures,
+                     taken: set[int]) -> list[_Pair]:
     """Rule 2: pair by content, agreeing twins first over the whole folder."""
     pool: dict[str, list[Item]] = defaultdict(list)
     for d in dst:
@@ -170,7 +168,7 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
                 continue
             for k in _keys(s, exact):
                 live = [c for c in pool.get(k or "", ()) if id(c) not in taken]
-                pick = next((c for c in live if judge(s, c, kind, dropped)[0] is None), None)
+                pick = next((c for c in live if judge(s, c, features)[0] is None), None)
                 if pick is None and not agreeing_only and live:
                     pick = live[0]
                 if pick is not None:
@@ -180,8 +178,7 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, kind: str,
     return out
 
 
-def _swap_twins(pairs: list[_Pair], exact: bool, kind: str,
-                dropped: frozenset[str] = frozenset()) -> None:
+def _swap_twins(pairs: list[_Pair], exact: bool, features: StoreFeatures) -> None:
     """Rule 3: swap the copies of two twins when that makes both agree."""
     groups: dict[str | None, list[_Pair]] = defaultdict(list)
     for p in pairs:
@@ -190,32 +187,29 @@ def _swap_twins(pairs: list[_Pair], exact: bool, kind: str,
         if len(group) < 2:
             continue
         for a in group:
-            if judge(a.src, a.dst, kind, dropped)[0] is None:
+            if judge(a.src, a.dst, features)[0] is None:
                 continue
             for b in group:
-                if b is a or judge(a.src, b.dst, kind, dropped)[0] or judge(b.src, a.dst, kind, dropped)[0]:
+                if b is a or judge(a.src, b.dst, features)[0] or judge(b.src, a.dst, features)[0]:
                     continue
                 a.dst, b.dst = b.dst, a.dst
                 break
 
 
-def judge(s: Item, d: Item, kind: str,
-          dropped: frozenset[str] = frozenset()) -> tuple[str | None, str | None]:
+def judge(s: Item, d: Item, features: StoreFeatures) -> tuple[str | None, str | None]:
     """Return (what differs or None, date note) for a pair (rule 4)."""
     out = []
-    sf = frozenset(f for f in s.flags if f.lower() not in dropped)
-    df = frozenset(f for f in d.flags if f.lower() not in dropped)
+    sf, df = comparable_flags(s.flags, features), comparable_flags(d.flags, features)
     if sf != df:
         out.append(f"flags {sorted(sf)} != {sorted(df)}")
     note = None
     if s.date and d.date:
-        tolerance = DATE_TOLERANCE.get(kind, DEFAULT_TOLERANCE)
-        off = abs((s.date - d.date).total_seconds())
-        if off > tolerance if kind == "graph" else off >= tolerance:
-            if kind == "graph" and s.header_date is not None and abs(
-                    (s.header_date - d.date).total_seconds()) <= tolerance:
+        tolerance = features.date_tolerance_s
+        if abs((s.date - d.date).total_seconds()) >= tolerance:
+            if features.dates_from_headers and s.header_date is not None and abs(
+                    (s.header_date - d.date).total_seconds()) < tolerance:
                 note = "from_headers"
-            elif kind == "graph" and s.header_date is None:
+            elif features.dates_from_headers and s.header_date is None:
                 note = "not_kept"
             else:
                 out.append(f"date {s.date.isoformat()} != {d.date.isoformat()}")

@@ -93,6 +93,7 @@ class EndpointBody(BaseModel):
     max_concurrent_migrations: int | None = None
     max_concurrent_incremental: int | None = None
     connections_per_mailbox: int | None = None
+    dav_url: str | None = Field(None, description="contacts/calendars server: https://HOST[:PORT]/PATH")
 
 
 class ProbeBody(BaseModel):

@@ -186,17 +186,19 @@ def endpoints_add(
     max_concurrent_migrations: Annotated[str, Form()] = "",
     max_concurrent_incremental: Annotated[str, Form()] = "",
     connections_per_mailbox: Annotated[str, Form()] = "",
+    dav_url: Annotated[str, Form()] = "",
 ) -> Response:
     check_form_csrf(s, csrf)
     form = {"name": name, "host": host, "port": port, "security": security, "ca_file": ca_file,
-            "preset": preset, "admin_format": admin_format, "admin_user": admin_user}
+            "preset": preset, "admin_format": admin_format, "admin_user": admin_user, "dav_url": dav_url}
     try:
         endpoint_service.create_endpoint(home_of(request), endpoint_service.EndpointInput(
             name=name.strip(), host=host.strip(), port=_int(port, "Port"), security=security, ca_file=ca_file.strip(),
             preset=preset, admin_format=admin_format, admin_user=admin_user.strip(), admin_password=admin_password,
             max_concurrent_migrations=_int(max_concurrent_migrations, "Initial syncs at once"),
             max_concurrent_incremental=_int(max_concurrent_incremental, "Incremental syncs at once"),
-            connections_per_mailbox=_int(connections_per_mailbox, "Connections per mailbox")))
+            connections_per_mailbox=_int(connections_per_mailbox, "Connections per mailbox"),
+            dav_url=dav_url.strip() or None))
     except MailtrekError as e:
         return endpoints_page(request, s, 400, endpoint_error=redact(str(e)), endpoint_form=form)
     return see(f"/endpoints?added={name.strip()}")

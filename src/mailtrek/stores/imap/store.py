@@ -4,20 +4,15 @@ Speed comes from pipelining, not from waiting: one LIST with STATUS for every fo
 UID FETCH in batches with several in flight, APPEND with LITERAL+ on a few connections
 at once. The source is only ever read: EXAMINE and BODY.PEEK.
 
-With ``ImapSettings.exchange`` (the m365+imap route) the destination is Exchange Online:
-messages are made acceptable first (``exchange``: long lines, read receipts), sent one
-APPEND each within an error budget (Exchange hangs up after 10 errors), \\Flagged is
-STOREd afterwards, mail-system keywords stay behind, refusals are per item, and a
-throttling answer's suggested back-off is honoured by every connection.
+Exchange Online's IMAP (the m365+imap route) is a store of its own built on this one:
+``exchange_store.ExchangeImapStore``; ``opener.imap_store`` picks the class.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -37,8 +32,8 @@ from mailtrek.model import (
     SpecialUse,
     portable_flags,
 )
-from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
-from mailtrek.stores.imap import exchange, verbs
+from mailtrek.stores.base import AppendResult, FlagChange, StoreDefaults, StoreFeatures
+from mailtrek.stores.imap import verbs
 from mailtrek.stores.imap.answers import answers, understood
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
@@ -76,12 +71,6 @@ FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's ban
 # UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
 # well inside a command's response budget and any server's command-line limit.
 LIST_CHUNK = 20_000
-# Exchange Online closes a connection after 10 errors (imapsync FAQ.Office365). Keep
-# errors so far + APPENDs in flight on a connection under this, so that even if every
-# APPEND in flight fails the connection is never hung up on; renew a connection that has
-# used most of its budget once it is idle.
-EXCHANGE_ERROR_BUDGET = 8
-EXCHANGE_RENEW_AT = 5
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
@@ -103,16 +92,20 @@ class ImapSettings:
     credentials: Credentials
     connections: int = 4
     readonly: bool = True  # a source: never write
-    # Exchange Online's IMAP (m365+imap): its refusals, throttling and quirks handled.
+    # Exchange Online's IMAP (m365+imap): ``opener.imap_store`` opens ``ExchangeImapStore``.
     exchange: bool = False
     # Exchange only: rename Disposition-Notification-To so Outlook sends no read receipts.
     disarm_read_receipts: bool = False
 
 
-class ImapStore:
+class ImapStore(StoreDefaults):
     """One mailbox on an IMAP server, reached over a small pool of connections."""
 
+    for_exchange = False  # ``ImapSettings.exchange`` needs the class that sets this
+
     def __init__(self, settings: ImapSettings, *, label: str = "imap") -> None:
+        if settings.exchange != self.for_exchange:
+            raise ValueError("Exchange settings need ExchangeImapStore: open with opener.imap_store()")
         self.settings = settings
         self.label = label
         self.features = StoreFeatures(kind="imap")
@@ -127,40 +120,15 @@ class ImapStore:
         self._names: dict[tuple[str, ...], bytes] = {}  # path -> encoded, quoted-ready name
         self._lock = asyncio.Lock()
         self._resume_at = 0.0  # loop time before which the server asked us not to come
-        self._appending: dict[int, int] = {}  # id(connection) -> APPENDs in flight
-        self._slot_freed = asyncio.Condition()
-        self._refused: dict[bytes, str] = {}  # digest of a message the server refused: why
-        self._size_ceiling: int | None = None  # smallest size the server refused as too big
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
-        # Exchange: keywords not sent (they would become categories), and on how many.
-        self.keywords_left: Counter[str] = Counter()
         self._leave_before_append = False  # set once the server refused APPEND (Courier)
-
-    @property
-    def exchange(self) -> bool:
-        """True when talking to Exchange Online (the ``m365+imap`` route)."""
-        return self.settings.exchange
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
         """Open and log in the first connection; the others open in the background."""
         first = await self._open_one(0)
         self._add(first)
-        caps = first.capabilities
-        self.features = StoreFeatures(
-            kind="imap",
-            exact_mime=True,
-            keywords=True,
-            uids="UIDPLUS" in caps,
-            condstore="CONDSTORE" in caps or "QRESYNC" in caps,
-            max_message_size=_append_limit(caps),
-            delimiter=self._delim,
-            # Exchange folds case and reserves ``Files``; the mapping renames it the
-            # Graph route's way and reports the rename.
-            reserved_names=exchange.reserved_names() if self.exchange else frozenset(),
-            case_insensitive_names=self.exchange,
-            dropped_flags=exchange.dropped_flags() if self.exchange else frozenset(),
-        )
+        self.features = self._features(first.capabilities)
         n = max(1, self.settings.connections)
         if n > 1:
             rest = await asyncio.gather(
@@ -172,6 +140,19 @@ class ImapStore:
                 else:  # the server may cap connections per user: go on with fewer
                     log.info("%s: extra connection refused (%s); using %d", self.label, c,
                              len(self._conns))
+
+    def _features(self, caps: set[str]) -> StoreFeatures:
+        """What this server can do, from its capabilities."""
+        return StoreFeatures(
+            kind="imap",
+            exact_mime=True,
+            keywords=True,
+            uids="UIDPLUS" in caps,
+            condstore="CONDSTORE" in caps or "QRESYNC" in caps,
+            max_message_size=_append_limit(caps),
+            delimiter=self._delim,
+            lists_named_uids=True,
+        )
 
     def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
         return self._path_locks.setdefault(path, asyncio.Lock())
@@ -237,8 +218,8 @@ class ImapStore:
             return self._conns[i]
 
     def _worn(self, conn: ImapConnection) -> bool:
-        """True for an idle Exchange connection that used most of its error budget."""
-        return self.exchange and conn.errors >= EXCHANGE_RENEW_AT and conn.in_flight == 0
+        """True for a connection to renew once idle (``ExchangeImapStore``: errors)."""
+        return False
 
     async def _live_conns(self) -> list[ImapConnection]:
         """Every usable connection; dead (and worn) ones are reopened first."""
@@ -465,13 +446,7 @@ class ImapStore:
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
-        """Return (creating when missing) the folder for ``path`` / ``special_use``.
-
-        On Exchange a reserved name (``Files``) becomes the Graph route's ``Files
-        (migrated)``; the folder mapping normally renamed it (and reported it) already.
-        """
-        if self.exchange:
-            path = tuple(exchange.safe_name(p) for p in path)
+        """Return (creating when missing) the folder for ``path`` / ``special_use``."""
         async with self._folder_lock(path):
             if not self._folders:
                 async with self._lock:
@@ -514,8 +489,6 @@ class ImapStore:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
             raise ProtocolError(f"{self.label} is a read-only source")
-        if self.exchange:
-            return await self._append_exchange(folder, message)
         name = quote(self._encode(folder.path))
         flags = [f.encode() for f in sorted(portable_flags(message.flags)) if _valid_flag(f)]
         date = format_internaldate(message.internaldate) if message.internaldate else None
@@ -618,124 +591,6 @@ class ImapStore:
                                  verbs.fetched_header(it), sent)
         return ""
 
-    async def _append_exchange(self, folder: FolderInfo, message: Message) -> AppendResult:
-        """APPEND to Exchange Online: one message per command, its quirks handled.
-
-        The message is made acceptable first (long lines, read receipts: see
-        ``exchange``); \\Flagged is STOREd after the APPEND; a refusal is remembered so a
-        retry costs no second error; throttling raises ThrottledError with Exchange's
-        suggested back-off. A refusal never ends the session (error budget, above).
-        """
-        prepared = exchange.prepare(message.raw,
-                                    disarm_read_receipts=self.settings.disarm_read_receipts)
-        data = prepared.raw
-        flags_to_send, flag_after = exchange.append_flags(portable_flags(message.flags))
-        self.keywords_left.update(portable_flags(message.flags) - flags_to_send - {"\\Flagged"})
-        flags = [f.encode() for f in sorted(flags_to_send) if _valid_flag(f)]
-        date = format_internaldate(message.internaldate) if message.internaldate else None
-        digest = hashlib.sha256(data).digest()
-        if digest in self._refused:
-            return AppendResult(error=self._refused[digest])
-        if self._size_ceiling is not None and len(data) >= self._size_ceiling:
-            return AppendResult(error=f"too large for the destination: {len(data):,} bytes, "
-                                      f"and it refused {self._size_ceiling:,}")
-        name = quote(self._encode(folder.path))
-        conn = await self._append_slot()
-        try:
-            res = await conn.append(name, flags, date, data)
-        except ProtocolError as e:
-            return AppendResult(error=str(e))
-        finally:
-            await self._free_slot(conn)
-        _throttle_check(res, f"{self.label}: APPEND")
-        if not res.ok:
-            refused = self._exchange_refusal(res, digest, len(data))
-            if prepared.notes and refused.error:
-                refused.error += f" (after it was changed for Exchange: {'; '.join(prepared.notes)})"
-                self._refused[digest] = refused.error
-            return refused
-        dest_id = _appenduids(res, 1)[0]
-        extra: dict[str, object] = {}
-        if flag_after and not await self._store_flagged(folder, dest_id):
-            # In, under a known UID, without its flag yet: a copy, not an item in doubt.
-            # The engine records the flags it has and sets \\Flagged on its next pass.
-            extra["flags_stored"] = portable_flags(message.flags) - {"\\Flagged"}
-        if prepared.notes:
-            note = "; ".join(prepared.notes)
-            extra |= {"note": f"changed for Exchange: {note}", "lossy": prepared.lossy}
-            self.rewrites.append(RewriteNote(folder.display, message.uid, note, prepared.lossy))
-            log.info("%s: message %d in %s changed for Exchange: %s", self.label, message.uid,
-                     folder.display, note)
-        return AppendResult(dest_id=dest_id, extra=extra)
-
-    def _exchange_refusal(self, res: Result, digest: bytes, size: int) -> AppendResult:
-        text = res.describe()
-        if exchange.size_refusal(res.text):
-            self._size_ceiling = min(self._size_ceiling or size, size)
-            why = f"too large for the destination mailbox ({size:,} bytes): {text}"
-        elif exchange.argument_error(res.text):
-            why = (f"Exchange refused the message ({text}): too large, over quota, or a line "
-                   "too long")
-        else:
-            why = f"destination refused the message: {text}"
-        self._refused[digest] = why
-        return AppendResult(error=why)
-
-    async def _store_flagged(self, folder: FolderInfo, dest_id: str | None) -> bool:
-        """Set \\Flagged on a just-appended message (Exchange forgets it on APPEND).
-
-        Returns False when the message is not visible for STORE yet (the caller leaves
-        the flag to the next pass); raises TransientError when it cannot be addressed.
-        """
-        if dest_id is None:
-            # No APPENDUID: cannot address it. In doubt: the re-plan adopts it by
-            # fingerprint and sets its flags with STORE.
-            raise TransientError(f"{self.label}: no UID for a flagged message in "
-                                 f"{folder.display}; its flag is set on the next pass")
-        # A UID the session does not see yet is silently skipped by UID STORE (RFC 3501),
-        # and a mailbox selected on another connection learns of the APPEND only at its
-        # next sync: so STORE without .SILENT, check the answer names the UID, and if
-        # not, sync with NOOP and try once more.
-        store = verbs.uid_store([int(dest_id)], ["\\Flagged"], op="+", silent=False)
-        for commands in ([store], [verbs.noop(), store]):
-            conn = await self._pick(folder.path)
-            futs = await self._in_folder(conn, folder.path, commands, readonly=False)
-            results = [_throttle_check(await f, "UID STORE") for f in futs]
-            res = results[-1]
-            if not res.ok:  # the message is in without its flag: let the re-plan fix it
-                raise TransientError(f"{self.label}: setting \\Flagged failed: {res.describe()}")
-            if any(verbs.fetched_uid(it) == int(dest_id) for r in results
-                   for it in verbs.fetch_responses(r)):
-                return True
-        log.info("%s: message %s in %s not visible for STORE yet; its flag is set on the "
-                 "next pass", self.label, dest_id, folder.display)
-        return False
-
-    async def _append_slot(self) -> ImapConnection:
-        """A connection with room in its error budget; wait for one when all are full."""
-        while True:
-            live = await self._live_conns()
-            room = [c for c in live if c.errors < EXCHANGE_RENEW_AT
-                    and c.errors + self._appending.get(id(c), 0) < EXCHANGE_ERROR_BUDGET]
-            if room:
-                conn = min(room, key=lambda c: (self._appending.get(id(c), 0), c.in_flight))
-                self._appending[id(conn)] = self._appending.get(id(conn), 0) + 1
-                return conn
-            async with self._slot_freed:
-                # Wake on a freed slot; poll too, since a worn connection is renewed by
-                # _live_conns only once it is idle.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), 0.2)
-
-    async def _free_slot(self, conn: ImapConnection) -> None:
-        n = self._appending.get(id(conn), 1) - 1
-        if n > 0:
-            self._appending[id(conn)] = n
-        else:
-            self._appending.pop(id(conn), None)
-        async with self._slot_freed:
-            self._slot_freed.notify_all()
-
     @answers("UID STORE")
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
@@ -743,9 +598,7 @@ class ImapStore:
             return
         groups: dict[frozenset[str], list[int]] = {}
         for ch in changes:
-            flags = portable_flags(ch.flags)
-            if self.exchange:
-                flags = exchange.exchange_flags(flags)
+            flags = self._storable(portable_flags(ch.flags))
             groups.setdefault(flags, []).append(int(ch.dest_id))
         conn = await self._pick(folder.path)
         # NOOP first: a connection that selected the folder earlier may not see messages
@@ -756,6 +609,10 @@ class ImapStore:
         futs = await self._in_folder(conn, folder.path, cmds, readonly=False)
         for r in await asyncio.gather(*futs):
             _check(r, "UID STORE")
+
+    def _storable(self, flags: frozenset[str]) -> frozenset[str]:
+        """The part of ``flags`` to STORE (``ExchangeImapStore`` leaves some out)."""
+        return flags
 
 
 async def _after(gate: asyncio.Future[None], fut: asyncio.Future[Result]) -> Result:

@@ -37,6 +37,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ from mailtrek.fingerprint import (
 )
 from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse
 from mailtrek.pacer import Pacer
-from mailtrek.stores.base import AppendResult, FlagChange, StoreFeatures
+from mailtrek.stores.base import AppendResult, FlagChange, StoreDefaults, StoreFeatures
 from mailtrek.stores.m365 import dates
 from mailtrek.stores.m365 import flags as flagmap
 from mailtrek.stores.m365.api import (
@@ -158,7 +159,7 @@ def fingerprint_of_item(item: dict[str, Any]) -> str | None:
     return fingerprint_fields(fields)
 
 
-class GraphStore:
+class GraphStore(StoreDefaults):
     """One Exchange Online mailbox as a DestinationStore (see module doc)."""
 
     def __init__(self, address: str, tenant: TenantConfig, *, client: GraphClient | None = None,
@@ -180,6 +181,10 @@ class GraphStore:
             delimiter="/",
             special_folders=frozenset(WELL_KNOWN),
             dropped_flags=flagmap.GRAPH_DROPPED,
+            # Received dates come back rounded to the second; the route promises +-2 s,
+            # both ends included. importMime dates an item by its headers.
+            date_tolerance_s=math.nextafter(2.0, math.inf),
+            dates_from_headers=True,
         )
         self._well_known: dict[str, dict[str, Any]] = {}
         self._children: dict[str, dict[str, dict[str, Any]]] = {}

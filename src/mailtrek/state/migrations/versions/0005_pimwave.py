@@ -1,5 +1,6 @@
 """Batch users carry contacts and calendars: what each moves (``items``) and the last
-contacts/calendars counts (``pim_json``).
+contacts/calendars counts (``pim_json``); an endpoint may say where its DAV server is
+(``dav_url``).
 
 The baseline creates tables from the current metadata, so a database made after this
 change already has the columns; only older ones get them added.
@@ -18,17 +19,20 @@ down_revision = "0004_dav"
 branch_labels = None
 depends_on = None
 
-COLUMNS = (("items", sa.Text()), ("pim_json", sa.Text()))
+COLUMNS = (("batch_users", "items", sa.Text()), ("batch_users", "pim_json", sa.Text()),
+           ("endpoints", "dav_url", sa.Text()))
 
 
 def upgrade() -> None:
-    have = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("batch_users")}
-    for name, kind in COLUMNS:
-        if name not in have:
-            op.add_column("batch_users", sa.Column(name, kind, nullable=True))
+    inspector = sa.inspect(op.get_bind())
+    for table, name, kind in COLUMNS:
+        if name not in {c["name"] for c in inspector.get_columns(table)}:
+            op.add_column(table, sa.Column(name, kind, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("batch_users") as t:  # SQLite drops columns by copying the table
-        for name, _ in reversed(COLUMNS):
-            t.drop_column(name)
+    for table in ("endpoints", "batch_users"):
+        with op.batch_alter_table(table) as t:  # SQLite drops columns by copying the table
+            for owner, name, _ in reversed(COLUMNS):
+                if owner == table:
+                    t.drop_column(name)
