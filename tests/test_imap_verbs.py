@@ -174,3 +174,28 @@ def test_probe_logs_in_as_the_migration_does_with_a_stored_admin(
     assert r.exit_code == 3 and "[FAILED] login" in r.output, r.output
     assert "Not-The-Admin-Pw" not in r.output
     assert migration_login("bad") == "refused"
+
+
+def test_probe_and_migration_agree_on_a_server_with_logindisabled() -> None:
+    """LOGINDISABLED with AUTH=PLAIN over plain text: the migration's client logs in with
+    AUTHENTICATE PLAIN. The probe used to stop at LOGINDISABLED (a failed endpoint test
+    for a server the migration could read); now both log in, and neither sends LOGIN."""
+    from mailtrek.devtools.hostile_imap import HostileImap
+    from mailtrek.orchestrate.endpoints import make_endpoint
+    from mailtrek.orchestrate.probe import probe_endpoint
+    from mailtrek.stores.imap.store import ImapSettings, ImapStore
+
+    with HostileImap("login-disabled") as srv:
+        ep = make_endpoint("plain", host="127.0.0.1", port=srv.port, security="none")
+        r = probe_endpoint(ep, "alice", "Alice-Pw-1", timeout=5)
+        assert r.ok, r.steps
+        assert "logged in as alice" in r.steps[-1].detail
+
+        async def migrate_list() -> list[tuple[str, ...]]:
+            settings = ImapSettings(ConnectParams("127.0.0.1", srv.port, "none"),
+                                    Credentials("alice", "Alice-Pw-1"), connections=1)
+            async with ImapStore(settings) as store:
+                return [f.path for f in await store.list_folders()]
+
+        assert asyncio.run(migrate_list()) == [("INBOX",)]
+        assert srv.saw(b"AUTHENTICATE PLAIN") and not srv.saw(b"LOGIN ")
