@@ -4,6 +4,7 @@ layer reaches stores only through their shared protocol (``stores.base``)."""
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,6 +19,7 @@ def _node(rel: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
+@functools.cache
 def _imports(path: Path) -> set[str]:
     rel = path.relative_to(SRC)
     package = ["mailtrek", *rel.parts[:-1]]
@@ -195,3 +197,14 @@ def test_no_import_loop_between_command_modules() -> None:
 def test_module_loop_finder_sees_function_level_imports() -> None:
     """The checker itself: cli/main.py's imports inside functions count as edges."""
     assert "mailtrek.cli.common" in _module_graph("cli")["mailtrek.cli.main"]
+
+
+def test_service_layer_knows_no_front_end() -> None:
+    """mailtrek.service neither prints (typer) nor speaks HTTP (fastapi, starlette)."""
+    found = set()
+    for f in (SRC / "service").rglob("*.py"):
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            names = ([a.name for a in n.names] if isinstance(n, ast.Import)
+                     else [n.module or ""] if isinstance(n, ast.ImportFrom) else [])
+            found |= {(f.name, m) for m in names if m.split(".")[0] in ("typer", "click", "fastapi", "starlette")}
+    assert found == set()

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,6 +29,9 @@ from mailtrek.cli.common import open_home_at as _home
 from mailtrek.cli.groups import batch_app, cutover_app, endpoint_app, tenant_app
 from mailtrek.errors import EXIT_INCOMPLETE, UsageError
 from mailtrek.secrets import read_secret_file, redact, remember
+
+if TYPE_CHECKING:
+    from mailtrek.service.batches import SourceEvent
 
 __all__ = ["register"]
 
@@ -112,8 +115,10 @@ def endpoint_presets() -> None:
 
     print_table([{"preset": p.name, "provider": p.title, "host": p.host or "(your host)",
              "port": p.port, "security": p.security, "conns/account": p.connections_per_account,
-             "MB/day": p.daily_download_mb} for p in PRESETS.values()],
-           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day"])
+             "MB/day": p.daily_download_mb,
+             "contacts/calendars": p.dav_preset.describe() if p.dav_preset else "(DNS)"}
+            for p in PRESETS.values()],
+           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day", "contacts/calendars"])
 
 
 @endpoint_app.command("list")
@@ -292,12 +297,13 @@ def batch_create(
     from mailtrek.service.batches import BatchRequest, DiscoverRequest, create_batch
 
     found = DiscoverRequest(nameserver=nameserver, ca_file=ca_path(ca_file), ispdb_url=ispdb_url,
-                            https_port=https_port, timeout=discover_timeout, allow_plain=allow_plain)
+                            https_port=https_port, timeout=discover_timeout,
+                            allow_plain=allow_plain) if discover else None
     req = BatchRequest(name, endpoint=endpoint, tenant=tenant, dest_endpoint=dest_endpoint,
                        exclude_folder=list(exclude_folder or []), since=since, before=before, max_size=max_size,
                        gmail_labels=gmail_labels, items=items, autostart=autostart, notify=list(notify or []),
                        incremental_interval=incremental_interval, allow_unknown_columns=allow_unknown_columns,
-                       start_at=start_at, discover=found if discover else None, dry_run=dry_run, cli=True)
+                       start_at=start_at, discover=found, dry_run=dry_run, cli=True)
     created = create_batch(_home(home), req, csv_file, on_source=_say_source)
     if dry_run:
         from mailtrek.cli.discovery_cmds import print_preflight
@@ -317,7 +323,7 @@ def batch_create(
     typer.echo(f"batch {name}: {len(created.users)} users, {b.status}" + ("" if autostart else later))
 
 
-def _say_source(event: Any) -> None:
+def _say_source(event: SourceEvent) -> None:
     """Print a step of ``batch create --discover``: what was found and where from, stored, removed."""
     from mailtrek.orchestrate.discovery import source_labels
 
@@ -468,17 +474,14 @@ def batch_show(name: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
 @handled
 def batch_list(json_out: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
     """List batches."""
-    from mailtrek.orchestrate.batches import list_batches, user_rows
+    from mailtrek.service.batches import list_view
 
-    h = _home(home)
-    rows = [{"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
-             "destination": b.tenant or b.dest_endpoint, "users": len(user_rows(h, b.name)),
-             "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None}
-            for b in list_batches(h)]
+    cols = ["name", "status", "endpoint", "destination", "users", "created"]
+    rows = [{c: b[c] for c in cols} for b in list_view(_home(home))]
     if json_out:
         print_json(rows)
     else:
-        print_table(rows, ["name", "status", "endpoint", "destination", "users", "created"])
+        print_table(rows, cols)
 
 
 @batch_app.command("report")

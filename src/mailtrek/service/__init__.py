@@ -7,10 +7,11 @@ are registered for redaction and only ever stored encrypted.
 
 - :mod:`.endpoints`: add, test an IMAP endpoint
 - :mod:`.tenants`: add, test a Microsoft 365 tenant
-- :mod:`.batches`: create a batch (with source discovery and clean-up), start/stop/resume
+- :mod:`.batches`: create a batch (with source discovery and clean-up), start/stop/resume, list
+- :mod:`.members`: one user's actions in a batch
 - :mod:`.completion`: complete a batch after the MX check, check a domain's cutover
 """
 
 from __future__ import annotations
 
-__all__ = ["batches", "completion", "endpoints", "tenants"]
+__all__ = ["batches", "completion", "endpoints", "members", "tenants"]

@@ -23,7 +23,8 @@ from mailtrek.orchestrate.home import Home
 from mailtrek.service.text import blank, label
 
 __all__ = ["BatchCreated", "BatchRequest", "DiscoverRequest", "SourceEvent", "create_batch",
-           "gmail_label_modes", "simple_action", "source_view"]
+           "gmail_label_modes", "list_view", "simple_action",
+           "source_view"]
 
 
 @dataclass(slots=True)
@@ -256,6 +257,21 @@ def _preflight(home: Home, users: list[UserRow], source: Any, tenant: str | None
     return asyncio.run(preflight_users(
         home, users, source=src, tenant=get_tenant(home, tenant) if tenant else None,
         dest_endpoint=get_endpoint(home, dest_endpoint) if dest_endpoint else None, options=options))
+
+
+def list_view(home: Home) -> list[dict[str, Any]]:
+    """Every batch with its status, source, destination, user counts by status and items synced."""
+    out = []
+    for b in batch_ops.list_batches(home):
+        users = batch_ops.user_rows(home, b.name)
+        counts: dict[str, int] = {}
+        for u in users:
+            counts[u["status"]] = counts.get(u["status"], 0) + 1
+        out.append({"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
+                    "destination": b.tenant or b.dest_endpoint, "users": len(users), "by_status": counts,
+                    "items_synced": sum(u["items_synced"] for u in users),
+                    "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None})
+    return out
 
 
 def simple_action(home: Home, name: str, action: str) -> dict[str, Any]:

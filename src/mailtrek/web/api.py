@@ -109,7 +109,8 @@ def endpoints_list(request: Request, _: Authed) -> list[dict[str, object]]:
 @router.get("/endpoint-presets", summary="Provider presets (`endpoint presets`)")
 def endpoint_presets(_: Authed) -> list[dict[str, object]]:
     return [{"name": p.name, "title": p.title, "host": p.host, "port": p.port, "security": p.security,
-             "connections_per_account": p.connections_per_account} for p in PRESETS.values()]
+             "connections_per_account": p.connections_per_account,
+             "dav": p.dav_preset.describe() if p.dav_preset else None} for p in PRESETS.values()]
 
 
 @router.post("/endpoints", status_code=201, summary="Add an endpoint (`endpoint add`)")
@@ -176,18 +177,7 @@ async def tenants_test(name: str, request: Request, _: Mutating) -> dict[str, An
 # -- batches -------------------------------------------------------------------------------
 @router.get("/batches", summary="List batches with status and counts (`batch list`)")
 def batches_list(request: Request, _: Authed) -> list[dict[str, Any]]:
-    home = home_of(request)
-    out = []
-    for b in batch_ops.list_batches(home):
-        users = batch_ops.user_rows(home, b.name)
-        counts: dict[str, int] = {}
-        for u in users:
-            counts[u["status"]] = counts.get(u["status"], 0) + 1
-        out.append({"name": b.name, "status": b.status.value, "endpoint": b.source_endpoint,
-                    "destination": b.tenant or b.dest_endpoint, "users": len(users), "by_status": counts,
-                    "items_synced": sum(u["items_synced"] for u in users),
-                    "created": b.created_at.isoformat(timespec="seconds") if b.created_at else None})
-    return out
+    return batch_service.list_view(home_of(request))
 
 
 @router.post("/batches", status_code=201, summary="Create a batch from a users CSV (`batch create`)")

@@ -1,6 +1,6 @@
 """Per-user control in the JSON API and the pages: retry, sync now, stop, resume, remove, move,
-export the failed users, schedules. The same service calls as the CLI
-(:mod:`mailtrek.orchestrate.members`, ``schedule``).
+export the failed users, schedules. The same calls as the CLI (:mod:`mailtrek.service.members`,
+:mod:`mailtrek.orchestrate.members`, ``schedule``).
 
 Both routers are included before the generic ``/batches/{name}/{action}`` routes, so
 their fixed paths win.
@@ -18,6 +18,7 @@ from mailtrek.orchestrate import members
 from mailtrek.orchestrate.csvfile import MAX_BYTES, parse_users_csv
 from mailtrek.orchestrate.schedule import set_schedule
 from mailtrek.secrets import redact, remember
+from mailtrek.service.members import USER_ACTIONS, user_action
 from mailtrek.web.deps import api_mutation, api_session, check_form_csrf, home_of, page_session
 
 api = APIRouter(prefix="/api", tags=["api"])
@@ -26,7 +27,6 @@ Authed = Annotated[Any, Depends(api_session)]
 Mutating = Annotated[Any, Depends(api_mutation)]
 Viewer = Annotated[Any, Depends(page_session)]
 CsrfField = Annotated[str | None, Form(alias="csrf")]
-USER_ACTIONS = ("sync", "stop", "resume", "retry", "remove", "move")
 
 
 def user_page_doc(request: Request, name: str, email: str) -> dict[str, Any]:
@@ -42,22 +42,9 @@ def user_page_doc(request: Request, name: str, email: str) -> dict[str, Any]:
 
 def _one(request: Request, name: str, email: str, action: str, *, password: str | None = None,
          username: str | None = None, to: str | None = None) -> members.Outcome:
-    home = home_of(request)
-    if action == "sync":
-        return members.sync_now(home, name, email)[0]
-    if action == "stop":
-        return members.stop_user(home, name, email)
-    if action == "resume":
-        return members.resume_user(home, name, email)
-    if action == "retry":
-        return members.retry_user(home, name, email, password=password or None, username=username or None)
-    if action == "remove":
-        return members.remove_user(home, name, email)
-    if action == "move":
-        if not to:
-            raise UsageError("choose the batch to move the user to")
-        return members.move_user(home, name, email, to)
-    raise HTTPException(404, f"unknown action {action}")
+    if action not in USER_ACTIONS:
+        raise HTTPException(404, f"unknown action {action}")
+    return user_action(home_of(request), name, email, action, password=password, username=username, to=to)
 
 
 def _failed_csv(request: Request, name: str, with_errors: bool) -> Response:
