@@ -13,11 +13,13 @@ from typer.testing import CliRunner
 from mailtrek.cli.main import app
 from mailtrek.devtools.dovecot import MASTER_USER, DovecotInstance
 from mailtrek.errors import AuthenticationError
-from mailtrek.orchestrate.endpoints import admin_credentials, get_endpoint
+from mailtrek.orchestrate.endpoints import get_endpoint
 from mailtrek.orchestrate.home import open_home
+from mailtrek.orchestrate.mover import MoveJob, imap_destination_spec
 from mailtrek.stores.imap import verbs
 from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
 from mailtrek.stores.imap.dial import DialStep
+from mailtrek.stores.registry import open_destination
 
 pytestmark = pytest.mark.timeout(60)
 SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
@@ -145,20 +147,21 @@ def test_probe_logs_in_as_the_migration_does_with_a_stored_admin(
     assert cli(home, *args_bad, env={"MAILTREK_ADMIN_PASSWORD": "Not-The-Admin-Pw"}).exit_code == 0
 
     def migration_login(name: str) -> str:
+        """Log in as a migration into endpoint ``name`` does: the mover's spec, the registry's store."""
         h = open_home(home)
         ep = get_endpoint(h, name)
-        creds = admin_credentials(h, ep, user)  # as mover.imap_destination_settings
+        job = MoveJob(batch=None, email=user, username=user, password="", user_root=None,  # type: ignore[arg-type]
+                      phase="initial", source=ep, dest_endpoint=ep)
+        store = open_destination(imap_destination_spec(h, job))
 
         async def go() -> str:
-            conn = ImapConnection(ConnectParams(ep.host, ep.port, ep.security, ca_file=ep.ca_file))
-            await conn.open()
             try:
-                await conn.login(creds)
+                await store.connect()
                 return "ok"
             except AuthenticationError:
                 return "refused"
             finally:
-                await conn.close()
+                await store.close()
 
         return asyncio.run(go())
 
