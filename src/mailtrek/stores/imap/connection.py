@@ -3,8 +3,10 @@
 ``ImapConnection.command`` writes a command at once (LITERAL+ where the server offers
 it) and returns when its tagged answer arrives; untagged responses that arrive while
 it is the oldest command in flight are handed back with it. One reader task owns the
-socket's read side. Lower-layer errors are translated here into mailtrek's errors:
-a lost connection fails every command in flight with ``TransientError``.
+socket's read side. Lower-layer errors are translated here into mailtrek's errors
+(connecting: ``dial.translate``): a lost connection fails every command in flight with
+``TransientError``. ``open`` reaches the server through ``dial`` and reports each step
+(dns, tcp, tls, and STARTTLS's tls) to ``on_step``.
 """
 
 from __future__ import annotations
