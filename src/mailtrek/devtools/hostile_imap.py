@@ -27,6 +27,8 @@ attack              what the server does
                     password too), as careless servers and proxies do
 ``login-disabled``  plain text with ``LOGINDISABLED AUTH=PLAIN``: refuses LOGIN, accepts
                     AUTHENTICATE PLAIN (RFC 3501 7.2.1 allows a server that)
+``serverbug-once``  refuses the first SELECT/EXAMINE with ``NO [SERVERBUG]``, as a
+                    loaded Dovecot does when an index lock races; later ones work
 ==================  ==============================================================
 
 Every line a client sends is kept in ``lines`` (a smuggled command shows up as a line of
@@ -56,7 +58,7 @@ INJECTED = b"Evil\r\nX1 DELETE INBOX\r\nX2 CREATE pwned"
 INJECTED_NOSELECT = b"Ghost\r\nX3 RENAME INBOX pwned2"  # a \Noselect parent without children
 ATTACKS = ("none", "huge-literal", "oversize-body", "list-flood", "fetch-flood", "drip",
            "deep-parens", "bad-quoted", "bad-uid", "inject-folder", "no-starttls",
-           "starttls-caps", "echo-login", "login-disabled")
+           "starttls-caps", "echo-login", "login-disabled", "serverbug-once")
 _DATE = b'"01-Jan-2024 10:00:00 +0000"'
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 
@@ -82,6 +84,7 @@ class HostileImap:
         self.port = 0
         self.lines: list[bytes] = []  # every command line received, in order
         self.connections = 0
+        self.refused_selects = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -208,6 +211,13 @@ class _Session:
             elif verb == b"STATUS":
                 name = args.rsplit(b" (", 1)[0]
                 self.send(b"* STATUS ", name, b" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 7)\r\n")
+            elif verb in (b"EXAMINE", b"SELECT") and self.s.attack == "serverbug-once" \
+                    and not self.s.refused_selects:
+                self.s.refused_selects += 1
+                self.send(tag, b" NO [SERVERBUG] Internal error occurred. Refer to server log "
+                          b"for more information.\r\n")
+                await self.w.drain()
+                continue
             elif verb in (b"EXAMINE", b"SELECT"):
                 self.send(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n")
             elif verb == b"ENABLE":

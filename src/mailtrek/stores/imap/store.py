@@ -74,6 +74,10 @@ LIST_CHUNK = 20_000
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
+# Response codes of a refusal that may pass if asked again (RFC 5530).
+_TRY_AGAIN = (b"UNAVAILABLE", b"SERVERBUG", b"INUSE")
+
+
 @dataclass(frozen=True, slots=True)
 class RewriteNote:
     """A message that had to be changed for the destination, and how."""
@@ -278,6 +282,11 @@ class ImapStore(StoreDefaults):
     async def _opened(self, sel: asyncio.Future[Result], path: tuple[str, ...]) -> None:
         res = await sel
         _throttle_check(res, "SELECT")
+        if not res.ok and (res.code or b"").upper().startswith(_TRY_AGAIN):
+            # RFC 5530: the folder is there but the server cannot open it just now
+            # (Dovecot says SERVERBUG when an index lock races under load): retry the pass.
+            raise TransientError(
+                f"{self.label}: cannot open folder {'/'.join(path)!r} for now: {res.describe()}")
         if not res.ok:
             raise FolderRejectedError(
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
