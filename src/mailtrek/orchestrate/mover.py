@@ -17,7 +17,7 @@ from mailtrek.errors import UsageError
 from mailtrek.orchestrate.batches import Batch, user_route
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant
 from mailtrek.orchestrate.home import Home
-from mailtrek.orchestrate.specs import endpoint_spec
+from mailtrek.orchestrate.specs import admin_spec, endpoint_spec
 from mailtrek.orchestrate.specs import tenant_config as tenant_config  # where callers found it
 from mailtrek.stores import registry
 from mailtrek.stores.base import DestinationStore
@@ -94,16 +94,11 @@ def imap_destination_spec(home: Home, job: MoveJob) -> ImapSpec:
     otherwise log in as the EmailAddress with the CSV password (servers whose passwords
     were carried over).
     """
-    from mailtrek.orchestrate.endpoints import admin_credentials
-
     ep = job.dest_endpoint
     assert ep is not None
     label = f"dest:{job.email}"
-    admin = admin_credentials(home, ep, job.email)  # shared with `endpoint test`
-    if admin is not None:
-        return endpoint_spec(ep, admin.user, password=admin.password, mechanism=admin.mechanism,
-                             authzid=admin.authzid, readonly=False, label=label)
-    return endpoint_spec(ep, job.email, password=job.password, readonly=False, label=label)
+    return admin_spec(home, ep, job.email, label=label) or endpoint_spec(
+        ep, job.email, password=job.password, readonly=False, label=label)
 
 
 def _settings_version(t: Tenant) -> int:
