@@ -116,9 +116,10 @@ async def execute_folder(
         except TransientError as e:
             out.note_transient(e)
         else:
-            state.update_flags(src_folder.path, uidv, [(uid, c.flags) for uid, c in plan.flags])
+            await state.call(state.update_flags, src_folder.path, uidv,
+                             [(uid, c.flags) for uid, c in plan.flags])
             out.flags_updated = len(plan.flags)
-    state.flush()
+    await state.aflush()
     return out
 
 
@@ -143,7 +144,7 @@ async def _copy(
     # before it looks (see engine._settle).
     state.record(src_folder.path, uidv, [
         MessageState(m.uid, None, None, m.size, frozenset(), status="in_doubt") for m in todo])
-    state.flush()
+    await state.aflush()
 
     async def append_one(msg: Message) -> None:
         try:
@@ -204,13 +205,14 @@ async def _copy(
     while pending:
         done = await asyncio.gather(*list(pending), return_exceptions=True)
         results.extend(done)
-    state.forget_messages(src_folder.path, uidv, [m.uid for m, _ in out.rejected])
+    await state.call(state.forget_messages, src_folder.path, uidv,
+                     [m.uid for m, _ in out.rejected])
     for r in results:
         if isinstance(r, BaseException):
             if isinstance(r, TransientError):
                 out.note_transient(r)
             else:
-                state.flush()
+                await state.aflush()
                 raise r
 
 
