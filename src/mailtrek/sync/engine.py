@@ -25,7 +25,7 @@ from mailtrek.errors import (
 from mailtrek.model import FolderInfo, MessageMeta
 from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.sync.executor import execute_folder
+from mailtrek.sync.executor import WINDOW_BYTES, ByteWindow, execute_folder
 from mailtrek.sync.filters import folder_selected
 from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings, visible
 from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
@@ -216,6 +216,7 @@ async def _pass(
     total = sum(w.plan.copy_bytes for w in todo) or 1
     width = max(1, options.connections)
     gate = asyncio.Semaphore(width)
+    window = ByteWindow(WINDOW_BYTES)  # one budget of bytes in flight for every folder
 
     async def run(w: _Work) -> None:
         async with gate:
@@ -226,7 +227,7 @@ async def _pass(
                 source, dest, w.source, w.dest, w.plan, state,
                 slices=max(1, min(width, share)),
                 on_message=lambda size: emit("message", size=size),
-                max_size=max_size,
+                max_size=max_size, window=window,
             )
         r = w.report
         r.copied += outcome.copied

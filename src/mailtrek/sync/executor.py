@@ -26,7 +26,9 @@ from mailtrek.sync.planner import FolderPlan
 
 log = logging.getLogger("mailtrek.sync")
 
-WINDOW_BYTES = 32 << 20  # bytes fetched but not yet confirmed by the destination
+# Bytes fetched but not yet confirmed by the destination, over all folders of one mailbox
+# (one window per copy, not per folder: four folders at once used to hold 4 x 32 MB).
+WINDOW_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -53,7 +55,7 @@ class FolderOutcome:
             self.transient_at = asyncio.get_running_loop().time()
 
 
-class _Window:
+class ByteWindow:
     """An async byte budget: acquire before fetching on, release when confirmed."""
 
     def __init__(self, limit: int) -> None:
@@ -84,8 +86,11 @@ async def execute_folder(
     slices: int = 4,
     on_message: Callable[[int], None] | None = None,
     max_size: int | None = None,
+    window: ByteWindow | None = None,
 ) -> FolderOutcome:
     """Run ``plan`` for one folder. Never raises for per-item or retryable problems.
+
+    ``window`` bounds the bytes in flight; the engine shares one over all folders.
 
     A message that arrives bigger than ``max_size`` (whatever the listing said) is
     skipped and reported like one the plan skipped. Raises QuotaExceededError (mailbox
@@ -109,7 +114,7 @@ async def execute_folder(
         out.adopted = len(plan.adopt)
     if plan.copy:
         await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
-                    on_message, max_size)
+                    on_message, max_size, window or ByteWindow(WINDOW_BYTES))
     if plan.flags and out.transient is None:
         try:
             await dest.set_flags(dest_folder, [c for _, c in plan.flags])
@@ -134,8 +139,9 @@ async def _copy(
     slices: int,
     on_message: Callable[[int], None] | None,
     max_size: int | None = None,
+    window: ByteWindow | None = None,
 ) -> None:
-    window = _Window(WINDOW_BYTES)
+    window = window or ByteWindow(WINDOW_BYTES)
     pending: set[asyncio.Task[None]] = set()
     stop = asyncio.Event()
     uidv = src_folder.uidvalidity
