@@ -42,6 +42,9 @@ def main() -> None:
     An exception no command handled is a bug: one line on stderr that names the log file
     holding its traceback, and exit 8, never a traceback that ends in exit 1.
     """
+    from mailtrek.malloc import release_freed_memory
+
+    release_freed_memory()  # many mailboxes in one process: RSS follows what is held
     try:
         app()
     except Exception as e:  # SystemExit/KeyboardInterrupt are not Exceptions: they pass

@@ -294,10 +294,13 @@ class Runner:
     async def _run_one(self, due: Due) -> None:
         heartbeat = None
         try:
-            job = self._job(due)
+            # Database calls run on worker threads: a slow database (a lock, a busy server)
+            # must not stall the event loop every other move's connections run on.
+            job = await asyncio.to_thread(self._job, due)
             key = (due.batch, due.email)
             self._route[key] = job.mailbox
-            self._base[key] = MailboxState(self.home.engine, job.mailbox).totals()
+            self._base[key] = await asyncio.to_thread(
+                MailboxState(self.home.engine, job.mailbox).totals)
             job.progress = self._progress_of(due)
             heartbeat = asyncio.create_task(self._heartbeat(due))
             report = await self._attempts(job)
@@ -305,12 +308,12 @@ class Runner:
             self._release(due)
             raise
         except MailtrekError as e:
-            self._record_failure(due, e)
+            await asyncio.to_thread(self._record_failure, due, e)
         except Exception as e:  # a bug must fail one mailbox, not the runner
             log.exception("%s/%s: unexpected error", due.batch, due.email)
-            self._record_failure(due, e)
+            await asyncio.to_thread(self._record_failure, due, e)
         else:
-            self._record_success(due, report)
+            await asyncio.to_thread(self._record_success, due, report)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
@@ -319,7 +322,7 @@ class Runner:
             for d in (self._copied, self._base, self._total, self._run_id, self._route):
                 d.pop(key, None)  # type: ignore[attr-defined]
             self._wake.set()
-        settle(self.home, due.batch)
+        settle(self.home, due.batch)  # synchronous: the run loop must see the batch settled
 
     async def _attempts(self, job: MoveJob) -> CopyReport:
         attempt = db_waits = 0
@@ -397,15 +400,8 @@ class Runner:
             if total is not None:
                 values["items_total"] = max(total, items)
             try:
-                with self.home.engine.begin() as c:
-                    n = c.execute(update(batch_users).where(
-                        u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
-                        u.status == PHASE_STATUS[due.phase]).values(**values)).rowcount
-                    run_id = self._run_id.get(key)
-                    if run_id is not None:
-                        c0, b0 = self._copied.get(key, (0, 0))
-                        c.execute(update(user_runs).where(user_runs.c.id == run_id).values(
-                            items_copied=c0, bytes_copied=b0))
+                n = await asyncio.to_thread(self._beat, due, values, self._run_id.get(key),
+                                            self._copied.get(key, (0, 0)))
             except Exception as e:
                 if not database_unavailable(e):
                     raise
@@ -416,6 +412,20 @@ class Runner:
                 if entry:
                     entry[0].cancel()
                 return
+
+    def _beat(self, due: Due, values: dict[str, Any], run_id: int | None,
+              copied: tuple[int, int]) -> int:
+        """Renew the lease and write the live counts (on a worker thread); return the rows
+        still ours (0: the lease is gone)."""
+        u = batch_users.c
+        with self.home.engine.begin() as c:
+            n = int(c.execute(update(batch_users).where(
+                u.batch == due.batch, u.email == due.email, u.lease_owner == self.owner,
+                u.status == PHASE_STATUS[due.phase]).values(**values)).rowcount)
+            if run_id is not None:
+                c.execute(update(user_runs).where(user_runs.c.id == run_id).values(
+                    items_copied=copied[0], bytes_copied=copied[1]))
+        return n
 
     def _why_lost(self, due: Due) -> str:
         """Say why our lease is gone: another runner took it over, or a command changed the user."""

@@ -4,16 +4,25 @@ Copy first, record second: the executor records a message only after the destina
 confirmed it. Writes are buffered and flushed in batches (``flush``), which is safe
 because anything on the destination that state does not know is found again by
 fingerprint on the next run.
+
+Database calls never run on the event loop: one writer thread per process takes every
+write of every mailbox in order (``record`` hands full batches to it without waiting),
+and coroutines reach the database with ``await state.call(method, ...)``, which runs the
+method there. A flush waiting for a lock (another process writing SQLite, a busy
+PostgreSQL) then holds up no pipelined connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -23,6 +32,25 @@ from mailtrek.errors import StateError
 from mailtrek.state.schema import folders, messages
 
 SEP = "\x1f"
+FLUSH_EVERY = 500  # buffered message rows handed to the writer at once
+WRITER_NAME = "mailtrek-state"
+T = TypeVar("T")
+
+_writer_lock = threading.Lock()
+_writer_pool: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The process's one state-writer thread (started on first use)."""
+    global _writer_pool
+    with _writer_lock:
+        if _writer_pool is None:
+            _writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_NAME)
+        return _writer_pool
+
+
+def _on_writer() -> bool:
+    return threading.current_thread().name.startswith(WRITER_NAME)
 
 
 def path_key(path: tuple[str, ...]) -> str:
@@ -156,6 +184,23 @@ class MailboxState:
         self.engine = engine
         self.mailbox = mailbox
         self._pending: list[dict[str, object]] = []
+        self._queued: Future[None] | None = None  # the newest write handed to the writer
+        self._error: StateError | None = None  # a handed-off write that failed
+
+    # -- off the event loop ----------------------------------------------------
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (a method of this state) on the writer thread and await it.
+
+        What coroutines use instead of calling the database themselves: the event loop
+        (and every connection it drives) keeps running while the database is slow.
+        """
+        if self._pending:
+            self._hand_off()  # rows buffered so far are written first
+        return await asyncio.wrap_future(_writer().submit(fn, *args))
+
+    async def aflush(self) -> None:
+        """``flush`` without blocking the event loop."""
+        await self.call(self.flush)
 
     # -- folders -------------------------------------------------------------
     def folder_states(self) -> dict[tuple[str, ...], FolderState]:
@@ -269,8 +314,8 @@ class MailboxState:
                     "status": m.status,
                 }
             )
-        if len(self._pending) >= 500:
-            self.flush()
+        if len(self._pending) >= FLUSH_EVERY:
+            self._hand_off()
 
     def update_flags(
         self, src_path: tuple[str, ...], uidvalidity: int | None, items: Iterable[tuple[int, frozenset[str]]]
@@ -296,11 +341,38 @@ class MailboxState:
             raise StateError(f"cannot write state: {e.__class__.__name__}: {e}") from e
 
     def flush(self) -> None:
-        """Write buffered message rows in one transaction."""
-        if not self._pending:
-            return
+        """Write buffered message rows in one transaction (and wait for handed-off ones).
+
+        Raises StateError for a write that failed, here or on the writer thread. On the
+        writer thread itself (inside ``call``) every earlier write is done already; the
+        buffer belongs to the caller's thread and is handed over before ``call`` runs.
+        """
+        if not _on_writer():
+            if self._pending:
+                self._hand_off()
+            queued = self._queued
+            if queued is not None:
+                queued.result()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _hand_off(self) -> None:
+        """Give the buffered rows to the writer thread; do not wait for them."""
         rows, self._pending = self._pending, []
-        self._upsert(messages, rows, ["mailbox", "src_path", "src_uidvalidity", "src_uid"])
+        if _on_writer():
+            self._write(rows)
+        else:
+            self._queued = _writer().submit(self._write, rows)
+
+    def _write(self, rows: list[dict[str, object]]) -> None:
+        """Upsert message rows; a failure is kept for the next ``flush`` to raise."""
+        if not rows:
+            return
+        try:
+            self._upsert(messages, rows, ["mailbox", "src_path", "src_uidvalidity", "src_uid"])
+        except StateError as e:
+            self._error = self._error or e
 
     def count(self) -> int:
         """Number of recorded messages of this mailbox."""

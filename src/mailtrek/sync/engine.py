@@ -25,7 +25,7 @@ from mailtrek.errors import (
 from mailtrek.model import FolderInfo, MessageMeta
 from mailtrek.state.db import FolderState, MailboxState
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.sync.executor import execute_folder
+from mailtrek.sync.executor import WINDOW_BYTES, ByteWindow, execute_folder
 from mailtrek.sync.filters import folder_selected
 from mailtrek.sync.mapping import FolderMapping, map_folders, placeholder_mappings, visible
 from mailtrek.sync.options import CopyOptions, CopyReport, FolderReport, SkippedItem
@@ -130,7 +130,7 @@ async def copy_mailbox(
             await asyncio.sleep(wait)
     else:
         report.errors.append(f"gave up after {ATTEMPTS} attempts: {last}")
-    state.flush()
+    await state.aflush()
     report.folders = list(reports.values())
     report.errors += [f"folder {f.source}: {f.error}" for f in report.folders if f.error]
     report.skipped = sorted(skipped.values(), key=lambda s: (s.folder, s.uid))
@@ -166,7 +166,7 @@ async def _pass(
     for m in [m for m in mappings if m.refused_because]:
         mappings.remove(m)
         reports[m.source.path] = _refused(m)
-    fstates = state.folder_states()
+    fstates = await state.call(state.folder_states)
     max_size = _min(options.max_size, dest.features.max_message_size)
 
     # Analyse folders concurrently (each needs a source connection for its listing).
@@ -177,7 +177,7 @@ async def _pass(
             return await _analyse(source, dest, state, m, fstates, dest_folders, options, max_size)
 
     works = list(await asyncio.gather(*(analyse(m) for m in mappings)))
-    recorded_total = state.count()
+    recorded_total = await state.call(state.count)
     limit_items([w.plan for w in works], options.max_items, recorded_total)
     for w in works:
         reports[w.source.path] = _merge(reports.get(w.source.path), w)
@@ -209,13 +209,14 @@ async def _pass(
     todo = []
     for w in works:
         if w.plan.empty and w.dest is not None:
-            _mark_complete(state, w)
+            await state.call(_mark_complete, state, w)
         elif not w.plan.empty:
             todo.append(w)
     todo = sorted((w for w in todo if w.dest is not None), key=lambda w: -w.plan.copy_bytes)
     total = sum(w.plan.copy_bytes for w in todo) or 1
     width = max(1, options.connections)
     gate = asyncio.Semaphore(width)
+    window = ByteWindow(WINDOW_BYTES)  # one budget of bytes in flight for every folder
 
     async def run(w: _Work) -> None:
         async with gate:
@@ -226,7 +227,7 @@ async def _pass(
                 source, dest, w.source, w.dest, w.plan, state,
                 slices=max(1, min(width, share)),
                 on_message=lambda size: emit("message", size=size),
-                max_size=max_size,
+                max_size=max_size, window=window,
             )
         r = w.report
         r.copied += outcome.copied
@@ -247,10 +248,10 @@ async def _pass(
         if outcome.transient is not None or outcome.in_doubt:
             unfinished.add(w.source.path)
         elif not outcome.rejected:
-            _mark_complete(state, w)
+            await state.call(_mark_complete, state, w)
 
     results = await asyncio.gather(*(run(w) for w in todo), return_exceptions=True)
-    state.flush()
+    await state.aflush()
     for res in results:
         if isinstance(res, BaseException):
             raise res
@@ -311,17 +312,17 @@ async def _analyse(
                           renamed=m.renamed_because)
     if fs.src_uidvalidity is not None and fs.src_uidvalidity != src.uidvalidity:
         # The folder was recreated on the source: match again by fingerprint.
-        state.forget_folder(src.path, fs.src_uidvalidity)
+        await state.call(state.forget_folder, src.path, fs.src_uidvalidity)
         fs = FolderState(src_path=src.path)
     if dest_folder and fs.dest_uidvalidity is not None and (
             dest_folder.uidvalidity != fs.dest_uidvalidity):
-        state.forget_folder(src.path)  # destination ids are void
+        await state.call(state.forget_folder, src.path)  # destination ids are void
         fs = FolderState(src_path=src.path)
     if _unchanged(fs, src, dest_folder, options):
         plan = FolderPlan(already=src.messages or 0, selected=src.messages or 0)
         return _Work(m, src, fs, dest_folder, plan, report)
 
-    recorded = state.messages_of(src.path, src.uidvalidity)
+    recorded = await state.call(state.messages_of, src.path, src.uidvalidity)
     if dest_folder is not None and any(r.status == "in_doubt" for r in recorded.values()):
         dest_folder = await _settle(dest, dest_folder)
     listing = await source.list_messages(src) if src.messages != 0 else []
@@ -329,7 +330,7 @@ async def _analyse(
     dest_unknown: list[MessageMeta] = []
     if pending and dest_folder is not None and dest_folder.messages != 0:
         dest_listing = await dest.list_messages(dest_folder)
-        known = _known_dest_ids(state, fstates, m, src, recorded)
+        known = await state.call(_known_dest_ids, state, fstates, m, src, recorded)
         unknown_ids = [d.uid for d in dest_listing if (d.store_id or str(d.uid)) not in known]
         if unknown_ids:
             if dest.features.lists_named_uids:

@@ -26,7 +26,9 @@ from mailtrek.sync.planner import FolderPlan
 
 log = logging.getLogger("mailtrek.sync")
 
-WINDOW_BYTES = 32 << 20  # bytes fetched but not yet confirmed by the destination
+# Bytes fetched but not yet confirmed by the destination, over all folders of one mailbox
+# (one window per copy, not per folder: four folders at once used to hold 4 x 32 MB).
+WINDOW_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -53,7 +55,7 @@ class FolderOutcome:
             self.transient_at = asyncio.get_running_loop().time()
 
 
-class _Window:
+class ByteWindow:
     """An async byte budget: acquire before fetching on, release when confirmed."""
 
     def __init__(self, limit: int) -> None:
@@ -84,8 +86,11 @@ async def execute_folder(
     slices: int = 4,
     on_message: Callable[[int], None] | None = None,
     max_size: int | None = None,
+    window: ByteWindow | None = None,
 ) -> FolderOutcome:
     """Run ``plan`` for one folder. Never raises for per-item or retryable problems.
+
+    ``window`` bounds the bytes in flight; the engine shares one over all folders.
 
     A message that arrives bigger than ``max_size`` (whatever the listing said) is
     skipped and reported like one the plan skipped. Raises QuotaExceededError (mailbox
@@ -109,16 +114,17 @@ async def execute_folder(
         out.adopted = len(plan.adopt)
     if plan.copy:
         await _copy(source, dest, src_folder, dest_folder, plan.copy, state, out, slices,
-                    on_message, max_size)
+                    on_message, max_size, window or ByteWindow(WINDOW_BYTES))
     if plan.flags and out.transient is None:
         try:
             await dest.set_flags(dest_folder, [c for _, c in plan.flags])
         except TransientError as e:
             out.note_transient(e)
         else:
-            state.update_flags(src_folder.path, uidv, [(uid, c.flags) for uid, c in plan.flags])
+            await state.call(state.update_flags, src_folder.path, uidv,
+                             [(uid, c.flags) for uid, c in plan.flags])
             out.flags_updated = len(plan.flags)
-    state.flush()
+    await state.aflush()
     return out
 
 
@@ -133,8 +139,9 @@ async def _copy(
     slices: int,
     on_message: Callable[[int], None] | None,
     max_size: int | None = None,
+    window: ByteWindow | None = None,
 ) -> None:
-    window = _Window(WINDOW_BYTES)
+    window = window or ByteWindow(WINDOW_BYTES)
     pending: set[asyncio.Task[None]] = set()
     stop = asyncio.Event()
     uidv = src_folder.uidvalidity
@@ -143,7 +150,7 @@ async def _copy(
     # before it looks (see engine._settle).
     state.record(src_folder.path, uidv, [
         MessageState(m.uid, None, None, m.size, frozenset(), status="in_doubt") for m in todo])
-    state.flush()
+    await state.aflush()
 
     async def append_one(msg: Message) -> None:
         try:
@@ -204,13 +211,14 @@ async def _copy(
     while pending:
         done = await asyncio.gather(*list(pending), return_exceptions=True)
         results.extend(done)
-    state.forget_messages(src_folder.path, uidv, [m.uid for m, _ in out.rejected])
+    await state.call(state.forget_messages, src_folder.path, uidv,
+                     [m.uid for m, _ in out.rejected])
     for r in results:
         if isinstance(r, BaseException):
             if isinstance(r, TransientError):
                 out.note_transient(r)
             else:
-                state.flush()
+                await state.aflush()
                 raise r
 
 
