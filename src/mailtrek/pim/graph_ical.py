@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from mailtrek.pim.graph_map import contact_to_graph, event_to_graph
+from mailtrek.pim.graph_map import TASK_STATUS, contact_to_graph, event_to_graph, todo_to_graph
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 INDEX = {"first": "1", "second": "2", "third": "3", "fourth": "4", "last": "-1"}
@@ -237,3 +237,38 @@ def project_event(body: bytes) -> bytes:
 def project_contact(body: bytes, uid: str) -> bytes:
     """What a vCard becomes in Graph, as a vCard (no network)."""
     return contact_vcard(uid, contact_to_graph(body).body)
+
+
+# -- tasks -------------------------------------------------------------------------------
+ICAL_STATUS = {v: k for k, v in TASK_STATUS.items()}
+
+
+def task_ical(uid: str, task: dict[str, Any]) -> bytes:
+    """One VTODO for a To Do ``todoTask``: SUMMARY, STATUS, DTSTART, DUE, COMPLETED,
+    PRIORITY, the RRULE of its ``patternedRecurrence`` (anchored at its start, else due)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//mailtrek//Graph readback//EN",
+             "BEGIN:VTODO", f"UID:{_escape(uid)}", "DTSTAMP:20000101T000000Z",
+             f"SUMMARY:{_escape(str(task.get('title') or ''))}",
+             f"STATUS:{ICAL_STATUS.get(str(task.get('status')), 'NEEDS-ACTION')}",
+             f"PRIORITY:{ {'high': 1, 'low': 9}.get(str(task.get('importance')), 5)}"]
+    start = when(task["startDateTime"]) if task.get("startDateTime") else None
+    due = when(task["dueDateTime"]) if task.get("dueDateTime") else None
+    if start is not None:
+        lines.append(_prop("DTSTART", start))
+    if due is not None:
+        lines.append(_prop("DUE", due))
+    if task.get("completedDateTime"):
+        lines.append(f"COMPLETED:{_fmt(when(task['completedDateTime']))}")
+    anchor = start or due
+    if task.get("recurrence") and anchor is not None:
+        rule = rrule_text(task["recurrence"], anchor)
+        if rule:
+            lines.append(f"RRULE:{rule}")
+    lines += ["END:VTODO", "END:VCALENDAR"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def project_task(body: bytes) -> bytes:
+    """What a VTODO becomes in To Do, as a VTODO (no network)."""
+    gt = todo_to_graph(body)
+    return task_ical(gt.uid, gt.body)

@@ -189,8 +189,10 @@ def _reminder(e: Any, body: dict[str, Any], lost: list[str], what: str) -> None:
 
 
 def _recurrence(rrule: Any, master: Any, start: dict[str, str],
-                lost: list[str]) -> dict[str, Any] | None:
-    """A ``patternedRecurrence`` for an RRULE, or None (with the reason in ``lost``)."""
+                lost: list[str], first: Any = None) -> dict[str, Any] | None:
+    """A ``patternedRecurrence`` for an RRULE, or None (with the reason in ``lost``).
+
+    ``first`` is the series' anchor (DTSTART unless given: a task's DUE)."""
     rule = {k.upper(): v for k, v in rrule.items()}
     text = rrule.to_ical().decode()
     unsupported = sorted(set(rule) - SUPPORTED_RULE_PARTS)
@@ -199,7 +201,8 @@ def _recurrence(rrule: Any, master: Any, start: dict[str, str],
         return None
     freq = str(rule["FREQ"][0]).upper()
     interval = int(rule.get("INTERVAL", [1])[0])
-    first = master.get("DTSTART").dt
+    if first is None:
+        first = master.get("DTSTART").dt
     byday = [str(d).upper() for d in rule.get("BYDAY", [])]
     monthdays = [int(d) for d in rule.get("BYMONTHDAY", [])]
     months = [int(m) for m in rule.get("BYMONTH", [])]
@@ -300,6 +303,144 @@ def _relative_day(byday: list[str], setpos: list[int]) -> tuple[str, list[str]] 
     except (ValueError, KeyError):
         return None
     return index, [DAYS[c] for c in codes]
+
+
+# -- tasks -------------------------------------------------------------------------------
+TASK_STATUS = {"NEEDS-ACTION": "notStarted", "IN-PROCESS": "inProgress",
+               "COMPLETED": "completed"}
+UNTITLED = "(untitled task)"
+
+
+@dataclass
+class GraphTask:
+    """A VTODO as a Microsoft To Do ``todoTask`` (learn.microsoft.com/graph/api/resources/todotask)."""
+
+    uid: str
+    body: dict[str, Any]
+    lost: list[str] = field(default_factory=list)
+
+
+def has_task(body: bytes) -> bool:
+    """True when the calendar object holds VTODOs and no VEVENT (a task, for To Do)."""
+    return b"BEGIN:VTODO" in body.upper() and b"BEGIN:VEVENT" not in body.upper()
+
+
+def importance(priority: Any) -> str:
+    """RFC 5545 §3.8.1.9 PRIORITY to a todoTask ``importance``: "1-4 HIGH, 5 MEDIUM,
+    6-9 LOW" for a three-level scale; 0 (undefined) and absent are ``normal``."""
+    try:
+        p = int(str(priority))
+    except (TypeError, ValueError):
+        return "normal"
+    return "high" if 1 <= p <= 4 else "low" if 6 <= p <= 9 else "normal"
+
+
+def todo_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphTask:
+    """Map one VTODO object resource to a todoTask (learn.microsoft.com/graph/api/todotasklist-post-tasks).
+
+    title (SUMMARY), body (DESCRIPTION), status (NEEDS-ACTION, IN-PROCESS, COMPLETED →
+    notStarted, inProgress, completed), importance (PRIORITY), startDateTime (DTSTART),
+    dueDateTime (DUE, or DTSTART + DURATION), completedDateTime (COMPLETED), categories,
+    reminderDateTime/isReminderOn (the first VALARM, as an instant) and recurrence (a
+    ``patternedRecurrence``, as for events, anchored at DTSTART or else DUE). What To Do
+    cannot hold is listed in ``lost``. BrokenObjectError without a VTODO or a UID.
+    """
+    import icalendar
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cal = icalendar.Calendar.from_ical(body)
+    except Exception as e:
+        raise BrokenObjectError(f"unreadable iCalendar: {e}") from None
+    todos = [c for c in cal.subcomponents if c.name == "VTODO"]
+    if not todos:
+        raise BrokenObjectError("no VTODO in it")
+    master = next((t for t in todos if t.get("RECURRENCE-ID") is None), todos[0])
+    if master.get("UID") is None:
+        raise BrokenObjectError("no UID")
+    lost: list[str] = []
+    out: dict[str, Any] = {}
+    title = str(master.get("SUMMARY", "")).strip()
+    if not title:
+        lost.append(f"no SUMMARY: To Do needs a title, {UNTITLED!r} given")
+    out["title"] = title or UNTITLED
+    if master.get("DESCRIPTION") is not None:
+        out["body"] = {"contentType": "text", "content": str(master.get("DESCRIPTION"))}
+    status = str(master.get("STATUS", "NEEDS-ACTION")).upper()
+    out["status"] = TASK_STATUS.get(status, "notStarted")
+    if status not in TASK_STATUS:
+        lost.append(f"STATUS {status}: To Do has no such state, kept as not started")
+    out["importance"] = importance(master.get("PRIORITY"))
+    start_prop, due_prop = master.get("DTSTART"), master.get("DUE")
+    start = start_prop.dt if start_prop is not None else None
+    if start_prop is not None and start is not None:
+        out["startDateTime"] = graph_datetime(start, start_prop.params.get("TZID"),
+                                              default_zone, lost, "start")
+    due, due_tz = None, None
+    if due_prop is not None:
+        due, due_tz = due_prop.dt, due_prop.params.get("TZID")
+    elif master.get("DURATION") is not None and start is not None:
+        due = start + master.get("DURATION").dt
+        due_tz = start_prop.params.get("TZID")
+    if due is not None:
+        out["dueDateTime"] = graph_datetime(due, due_tz, default_zone, lost, "due")
+    if master.get("COMPLETED") is not None:
+        out["completedDateTime"] = graph_datetime(master.get("COMPLETED").dt, None,
+                                                  default_zone, lost, "completed")
+    cats = [str(c) for p in _as_list(master.get("CATEGORIES")) for c in getattr(p, "cats", [p])]
+    if cats:
+        out["categories"] = cats
+    _task_reminder(master, start, due, out, default_zone, lost)
+    anchor = start if start is not None else due
+    rrule = master.get("RRULE")
+    if isinstance(rrule, list):
+        lost.append(f"{len(rrule)} RRULEs: only the first is kept")
+        rrule = rrule[0]
+    if rrule is not None:
+        if anchor is None:
+            lost.append("RRULE without DTSTART or DUE: To Do repeats from a date: not repeated")
+        else:
+            anchor_json = out.get("startDateTime") or out["dueDateTime"]
+            recurrence = _recurrence(rrule, master, anchor_json, lost, first=anchor)
+            if recurrence is not None:
+                out["recurrence"] = recurrence
+    for name in ("RDATE", "EXDATE"):
+        if master.get(name) is not None:
+            lost.append(f"{name}: a To Do recurrence cannot add or skip single dates")
+    changed = [t for t in todos if t is not master]
+    if changed:
+        lost.append(f"{len(changed)} changed occurrences: To Do keeps the series only")
+    return GraphTask(str(master.get("UID")), out, lost)
+
+
+def _task_reminder(todo: Any, start: Any, due: Any, out: dict[str, Any], default_zone: str,
+                   lost: list[str]) -> None:
+    """The first VALARM as ``reminderDateTime`` (To Do reminds at an instant)."""
+    alarms = [a for a in todo.subcomponents if a.name == "VALARM"]
+    if not alarms:
+        return
+    trigger = alarms[0].get("TRIGGER")
+    value = getattr(trigger, "dt", None)
+    at: Any = None
+    if isinstance(value, dt.timedelta):
+        related = str(trigger.params.get("RELATED", "START")).upper()
+        anchor = due if related == "END" else start
+        if anchor is None:
+            anchor = due if start is None else start
+        if anchor is not None:
+            if not isinstance(anchor, dt.datetime):
+                anchor = dt.datetime.combine(anchor, dt.time())
+            at = anchor + value
+    elif isinstance(value, dt.datetime):
+        at = value
+    if at is None:
+        lost.append("an alarm To Do cannot place (no start or due to count from)")
+        return
+    out["isReminderOn"] = True
+    out["reminderDateTime"] = graph_datetime(at, None, default_zone, [], "reminder")
+    if len(alarms) > 1:
+        lost.append(f"{len(alarms) - 1} more alarms: To Do keeps one reminder")
 
 
 # -- contacts ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ user-post-calendars) and contact folders (user-list-contactfolders,
 user-post-contactfolders), found or created by name. Objects are events
 (user-post-events, event-update, event-list-instances) and contacts
 (contactfolder-post-contacts, contact-update, profilephoto-update for the photo).
+A calendar's tasks (VTODO) go to the Microsoft To Do list of its name (``pim_tasks``).
 
 Exactly once: every object carries its source UID in a single-value extended property
 (``PROP_UID``, learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-post-singlevalueextendedproperties);
@@ -39,10 +40,17 @@ from mailtrek.pim.graph_ical import (
     event_ical,
     project_contact,
     project_event,
+    project_task,
     series_dates,
     when,
 )
-from mailtrek.pim.graph_map import GraphContact, GraphEvent, contact_to_graph, event_to_graph
+from mailtrek.pim.graph_map import (
+    GraphContact,
+    GraphEvent,
+    contact_to_graph,
+    event_to_graph,
+    has_task,
+)
 from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
 from mailtrek.stores.m365.api import (
     GraphClient,
@@ -51,6 +59,7 @@ from mailtrek.stores.m365.api import (
     InDoubtError,
 )
 from mailtrek.stores.m365.config import TenantConfig
+from mailtrek.stores.m365.pim_tasks import TodoTasks, is_task_href
 
 GUID = "{8a5c6f2e-0d1b-4f43-9b7e-6d2c1e3f4a70}"  # mailtrek's property set
 PROP_UID = f"String {GUID} Name mailtrekSourceUid"
@@ -114,6 +123,7 @@ class GraphPimStore:
         self._user = f"users/{quote(address, safe='@')}"
         self._cache: dict[str, dict[str, Any]] = {}  # item href -> resource as listed
         self._index: dict[str, dict[str, str]] = {}  # collection href -> {UID: item href}
+        self.tasks = TodoTasks(self._user, self._call, self._all)
 
     # -- plumbing ---------------------------------------------------------------------
     async def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -163,12 +173,21 @@ class GraphPimStore:
             if uid is not None:
                 index.setdefault(uid, href)
             refs.append(ItemRef(href, r.get("@odata.etag")))
+        if collection.kind == "calendar":  # its VTODOs live in the To Do list of its name
+            for t in await self.tasks.list_items(collection):
+                refs.append(ItemRef(t["href"], t.get("@odata.etag")))
         self._index[collection.href] = index
         return refs
 
     async def fetch(self, collection: Collection, hrefs: Sequence[str]) -> list[Item]:
         out = []
         for href in hrefs:
+            if is_task_href(href):
+                task = await self.tasks.fetch(href)
+                if task is not None:
+                    out.append(Item(href, (self.tasks.cache.get(href) or {}).get("@odata.etag"),
+                                    task))
+                continue
             r = self._cache.get(href)
             if r is None:
                 select = EVENT_SELECT if collection.kind == "calendar" else CONTACT_SELECT
@@ -252,19 +271,21 @@ class GraphPimStore:
     def projection(self, kind: Kind, body: bytes) -> bytes:
         """What ``body`` becomes in Graph, as iCalendar/vCard (BrokenObjectError if nothing)."""
         if kind == "calendar":
-            return project_event(body)
+            return project_task(body) if has_task(body) else project_event(body)
         return project_contact(body, read_object(body, kind).uid)
 
     async def put(self, collection: Collection, uid: str, body: bytes, *,
                   href: str | None = None) -> PutResult:
+        if collection.kind == "calendar" and has_task(body):  # a VTODO: To Do (pim_tasks)
+            return await self.tasks.put(collection, uid, body, href)
         try:
             mapped: GraphEvent | GraphContact = (event_to_graph(body) if collection.kind
                                                  == "calendar" else contact_to_graph(body))
         except BrokenObjectError as e:
             reason = e.reason
             if collection.kind == "calendar" and reason == "no VEVENT in it":
-                reason = "no VEVENT in it: Graph calendars hold events only (tasks and journal " \
-                         "entries are not copied)"
+                reason = "no VEVENT or VTODO in it: Graph calendars hold events and To Do " \
+                         "lists tasks (journal entries are not copied)"
             return PutResult(error=reason)
         notes = list(mapped.lost)
         json_body = dict(mapped.body)
