@@ -31,6 +31,19 @@ SUPPORTED_RULE_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHD
 MAX_EMAILS = 3  # Outlook contacts hold Email1..Email3
 
 
+MAX_EVENT_FILE = 3 * 1024 * 1024  # "limits the size of the attachment ... to under 3 MB"
+FILENAME_PARAMS = ("X-FILENAME", "FILENAME", "X-APPLE-FILENAME", "X-ORACLE-FILENAME")
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """An inline ATTACH as a Graph ``fileAttachment`` (name, contentType, the bytes)."""
+
+    name: str
+    content_type: str
+    content: bytes
+
+
 @dataclass
 class GraphEvent:
     """A series (or single event) as Graph JSON, with what must follow its creation."""
@@ -42,6 +55,8 @@ class GraphEvent:
     overrides: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     attendees: list[dict[str, Any]] = field(default_factory=list)
     organizer: dict[str, Any] | None = None
+    files: list[EventFile] = field(default_factory=list)  # inline ATTACH, to add after
+    links: list[str] = field(default_factory=list)  # ATTACH by URI, kept in the body
 
 
 @dataclass
@@ -107,6 +122,7 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
             out.lost.append(f"the occurrence of {when['dateTime']} has its own "
                             f"{', '.join(extra)}: an occurrence in Graph cannot")
         out.overrides.append((when, _event_body(override, default_zone, out.lost, "override")))
+    _attachments(master, out)
     out.organizer = _person(master.get("ORGANIZER"))
     for a in _as_list(master.get("ATTENDEE")):
         person = _person(a)
@@ -118,6 +134,40 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
                               else "required")
             out.attendees.append(person)
     return out
+
+
+def _attachments(master: Any, out: GraphEvent) -> None:
+    """Inline ATTACH (ENCODING=BASE64;VALUE=BINARY) → ``files`` for fileAttachments
+    (learn.microsoft.com/graph/api/event-post-attachments: "under 3 MB"; bigger ones are
+    listed in ``lost``); ATTACH by URI → ``links``, written into the event body."""
+    import base64
+    import binascii
+
+    for n, a in enumerate(_as_list(master.get("ATTACH")), 1):
+        params = getattr(a, "params", {})
+        binary = (str(params.get("VALUE", "")).upper() == "BINARY"
+                  or str(params.get("ENCODING", "")).upper() == "BASE64")
+        if not binary:
+            uri = str(a).strip()
+            if uri:
+                out.links.append(uri)
+                out.lost.append(f"attachment link {uri}: kept as a link in the event body")
+            continue
+        name = next((str(params[k]) for k in FILENAME_PARAMS if params.get(k)),
+                    f"attachment-{n}")
+        try:
+            raw = a.to_ical() if hasattr(a, "to_ical") else str(a).encode()
+            content = base64.b64decode(raw, validate=False)
+        except (binascii.Error, ValueError):
+            out.lost.append(f"attachment {name}: not valid base64: not copied")
+            continue
+        if len(content) >= MAX_EVENT_FILE:
+            out.lost.append(f"attachment {name} ({len(content)} bytes): Graph adds files of "
+                            "under 3 MB to an event (larger ones need an upload session, "
+                            "not used here): not copied")
+            continue
+        out.files.append(EventFile(name, str(params.get("FMTTYPE") or
+                                             "application/octet-stream"), content))
 
 
 def _as_list(value: Any) -> list[Any]:

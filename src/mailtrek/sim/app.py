@@ -64,6 +64,7 @@ def build_app(state: SimState) -> GraphGate:
     from mailtrek.sim.graph_batch import batch_router
     from mailtrek.sim.graph_calendar import calendar_router
     from mailtrek.sim.graph_contacts import contacts_router
+    from mailtrek.sim.graph_event_attachments import event_attachments_router
     from mailtrek.sim.graph_todo import todo_router
 
     for version, prefix in GRAPH_PREFIXES.items():
@@ -75,6 +76,7 @@ def build_app(state: SimState) -> GraphGate:
         app.include_router(calendar_router(state), prefix=prefix)
         app.include_router(contacts_router(state), prefix=prefix)
         app.include_router(todo_router(state), prefix=prefix)
+        app.include_router(event_attachments_router(state), prefix=prefix)
     gated = GraphGate(app, state)
     state.asgi_app = gated
     return gated

@@ -66,6 +66,7 @@ class PimItem:
     # series only: occurrence date (ISO) -> changed properties / cancelled
     exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # events' files
 
 
 class PimData:

@@ -26,6 +26,7 @@ becomes here, so the comparison is against what Graph can hold.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from mailtrek.pim.graph_ical import (
     when,
 )
 from mailtrek.pim.graph_map import (
+    EventFile,
     GraphContact,
     GraphEvent,
     contact_to_graph,
@@ -102,6 +104,10 @@ def _people_note(ge: GraphEvent) -> str:
     for a in ge.attendees:
         lines.append(f"Attendee ({a.get('type', 'required')}): {_who(a)}")
     return "\n".join(lines)
+
+
+def _links_note(links: Sequence[str]) -> str:
+    return "\n".join(["", "-- migrated by mailtrek: attachments given as links --", *links])
 
 
 def _who(person: dict[str, Any]) -> str:
@@ -290,6 +296,9 @@ class GraphPimStore:
         notes = list(mapped.lost)
         json_body = dict(mapped.body)
         ext = [{"id": PROP_UID, "value": uid}]
+        if isinstance(mapped, GraphEvent) and mapped.links:
+            text = (json_body.get("body") or {}).get("content", "") + _links_note(mapped.links)
+            json_body["body"] = {"contentType": "text", "content": text}
         if isinstance(mapped, GraphEvent) and (mapped.attendees or mapped.organizer):
             people = {"organizer": mapped.organizer, "attendees": mapped.attendees}
             ext.append({"id": PROP_PEOPLE, "value": json.dumps(people, ensure_ascii=False)})
@@ -320,10 +329,31 @@ class GraphPimStore:
         self._cache.pop(href, None)
         if isinstance(mapped, GraphEvent) and (mapped.overrides or mapped.cancelled):
             notes += await self._apply_instances(r, mapped)
+        if isinstance(mapped, GraphEvent) and mapped.files:
+            notes += await self._add_files(href, mapped.files)
         if isinstance(mapped, GraphContact) and mapped.photo:
             await self.client.request(self.address, "PUT", f"{self._user}/{href}/photo/$value",
                                       content=mapped.photo, headers={"Content-Type": "image/jpeg"})
         return PutResult(href=href, etag=r.get("@odata.etag"), notes=tuple(notes))
+
+    async def _add_files(self, href: str, files: Sequence[EventFile]) -> list[str]:
+        """Add the event's inline attachments it does not hold yet (by name and size) as
+        fileAttachments (learn.microsoft.com/graph/api/event-post-attachments)."""
+        path = f"{self._user}/{href}/attachments"
+        held = {(str(a.get("name")), int(a.get("size") or 0)) for a in await self._all(
+            f"{href}/attachments", {"$select": "id,name,size"})}
+        notes = []
+        for f in files:
+            if (f.name, len(f.content)) in held:
+                continue
+            try:
+                await self._call("POST", path, json_body={
+                    "@odata.type": "#microsoft.graph.fileAttachment", "name": f.name,
+                    "contentType": f.content_type,
+                    "contentBytes": base64.b64encode(f.content).decode()})
+            except StoreError as e:
+                notes.append(f"attachment {f.name}: refused ({e.message})")
+        return notes
 
     async def _apply_instances(self, series: dict[str, Any], ge: GraphEvent) -> list[str]:
         """Change the overridden occurrences and delete the cancelled ones (EXDATE)."""
