@@ -251,8 +251,8 @@ def task_ical(uid: str, task: dict[str, Any]) -> bytes:
              f"SUMMARY:{_escape(str(task.get('title') or ''))}",
              f"STATUS:{ICAL_STATUS.get(str(task.get('status')), 'NEEDS-ACTION')}",
              f"PRIORITY:{ {'high': 1, 'low': 9}.get(str(task.get('importance')), 5)}"]
-    start = when(task["startDateTime"]) if task.get("startDateTime") else None
-    due = when(task["dueDateTime"]) if task.get("dueDateTime") else None
+    start = _task_time(task.get("startDateTime"))
+    due = _task_time(task.get("dueDateTime"))
     if start is not None:
         lines.append(_prop("DTSTART", start))
     if due is not None:
@@ -266,6 +266,15 @@ def task_ical(uid: str, task: dict[str, Any]) -> bytes:
             lines.append(f"RRULE:{rule}")
     lines += ["END:VTODO", "END:VCALENDAR"]
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _task_time(value: dict[str, Any] | None) -> dt.datetime | dt.date | None:
+    """A task's start or due: midnight is a date (To Do's due dates are days, and a DATE
+    is sent as midnight, ``graph_time.graph_datetime``)."""
+    if not value:
+        return None
+    at = when(value)
+    return at.date() if at.timetz().replace(tzinfo=None) == dt.time() else at
 
 
 def project_task(body: bytes) -> bytes:

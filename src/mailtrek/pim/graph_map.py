@@ -435,6 +435,9 @@ def todo_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphTask:
         due_tz = start_prop.params.get("TZID")
     if due is not None:
         out["dueDateTime"] = graph_datetime(due, due_tz, default_zone, lost, "due")
+    for what, value in (("start", start), ("due", due)):
+        if isinstance(value, dt.datetime) and value.time() == dt.time():
+            lost.append(f"{what} at midnight: To Do holds it as a date")
     if master.get("COMPLETED") is not None:
         out["completedDateTime"] = graph_datetime(master.get("COMPLETED").dt, None,
                                                   default_zone, lost, "completed")
