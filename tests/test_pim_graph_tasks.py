@@ -20,6 +20,10 @@ from pim_graph_helpers import graph_store
 from pim_helpers import BERLIN, store, vcalendar, vevent
 
 UPN = "tasks@contoso.test"
+TASK_LIST = (b'<?xml version="1.0" encoding="utf-8"?><C:mkcalendar xmlns:D="DAV:" '
+             b'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Tasks'
+             b'</D:displayname><C:supported-calendar-component-set><C:comp name="VTODO"/>'
+             b'</C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>')
 
 
 def vtodo(uid: str, summary: str, *extra: str) -> str:
@@ -63,7 +67,9 @@ def source(radicale):  # type: ignore[no-untyped-def]
         for name, body in TODOS.items():
             assert load.put(home, f"{name}.ics", body, "calendar").status_code in (200, 201)
         assert load.put(home, "party.ics", EVENT, "calendar").status_code in (200, 201)
-        tasks = load.make_collection("Tasks", "calendar")
+        tasks = f"/{user}/inbox-tasks/"  # a task list: MKCALENDAR for VTODO only
+        r = load.client.request("MKCALENDAR", load.base_url + tasks, content=TASK_LIST)
+        assert r.status_code in (200, 201), r.text
         for name, body in INBOX.items():
             assert load.put(tasks, f"{name}.ics", body, "calendar").status_code in (200, 201)
     return user, password
@@ -105,9 +111,12 @@ async def test_tasks_once_rerun_adopt_verify(radicale, source, sim: Simulator,  
         assert done["completedDateTime"]["dateTime"] == "2024-05-20T10:15:00"
         assert "recurrence" not in _task(sim, "hourly@t").props
         # The source's "Tasks" went to the mailbox's default list; "Haushalt" got its own.
+        # A task-only source collection made no calendar.
         with graph_client(sim) as g:
             lists = g.get(f"/users/{UPN}/todo/lists").json()["value"]
+            calendars = g.get(f"/users/{UPN}/calendars").json()["value"]
         assert sorted(x["displayName"] for x in lists) == ["Haushalt", "Tasks"]
+        assert sorted(x["name"] for x in calendars) == ["Calendar", "Haushalt"]
         default = next(x for x in lists if x["wellknownListName"] == "defaultList")
         assert _task(sim, "call@t").folder_id == default["id"]
 

@@ -162,10 +162,16 @@ class GraphPimStore:
             path, name_field, _ = AREAS[kind]
             for r in await self._all(path, {"$top": PAGE}):
                 out.append(Collection(f"{path}/{r['id']}/", kind, str(r.get(name_field) or "")))
+            if kind == "calendar":  # To Do lists no calendar is named like: task calendars
+                names = {c.name.casefold() for c in out if c.kind == "calendar"}
+                out += [c for c in await self.tasks.lists() if c.name.casefold() not in names]
         return out
 
     async def list_items(self, collection: Collection) -> list[ItemRef]:
         """Every event (series masters and single events) or contact, with its etag."""
+        if is_task_href(collection.href):  # a To Do list: its tasks
+            return [ItemRef(t["href"], t.get("@odata.etag"))
+                    for t in await self.tasks.list_items(collection)]
         path, _, items = AREAS[collection.kind]
         select = EVENT_SELECT if collection.kind == "calendar" else CONTACT_SELECT
         found = await self._all(f"{path}/{self._id(collection)}/{items}",
@@ -243,7 +249,9 @@ class GraphPimStore:
     async def ensure_collection(self, like: Collection,
                                 known_href: str | None = None) -> Collection:
         path, name_field, _ = AREAS[like.kind]
-        existing = await self.collections([like.kind])
+        if like.kind == "calendar" and like.tasks_only:  # a task list: To Do (pim_tasks)
+            return await self.tasks.ensure_list(like, known_href)
+        existing = [c for c in await self.collections([like.kind]) if not is_task_href(c.href)]
         for c in existing:
             if c.href == known_href:
                 return c
@@ -254,7 +262,7 @@ class GraphPimStore:
             r = await self._call("POST", f"{self._user}/{path}", json_body={name_field: like.name})
         except GraphConflictError:  # made meanwhile (another run): take it
             for c in await self.collections([like.kind]):
-                if c.name.casefold() == like.name.casefold():
+                if c.name.casefold() == like.name.casefold() and not is_task_href(c.href):
                     return c
             raise
         made = Collection(f"{path}/{r['id']}/", like.kind, like.name)
@@ -284,6 +292,9 @@ class GraphPimStore:
                   href: str | None = None) -> PutResult:
         if collection.kind == "calendar" and has_task(body):  # a VTODO: To Do (pim_tasks)
             return await self.tasks.put(collection, uid, body, href)
+        if is_task_href(collection.href):
+            return PutResult(error="not a task, in a collection of tasks only (its To Do list "
+                             "holds tasks): not copied")
         try:
             mapped: GraphEvent | GraphContact = (event_to_graph(body) if collection.kind
                                                  == "calendar" else contact_to_graph(body))

@@ -64,8 +64,29 @@ class TodoTasks:
         self._index: dict[str, dict[str, str]] = {}  # calendar href -> {UID: task href}
         self.cache: dict[str, dict[str, Any]] = {}  # task href -> resource as listed
 
+    async def lists(self) -> list[Collection]:
+        """Every To Do list, as a calendar of tasks (``todo/lists/{id}/``)."""
+        return [Collection(f"todo/lists/{r['id']}/", "calendar", str(r.get("displayName") or ""),
+                           components=("VTODO",))
+                for r in await self._pages("todo/lists", {"$top": PAGE})]
+
+    async def ensure_list(self, like: Collection, known_href: str | None) -> Collection:
+        """The To Do list for a source collection of tasks only: ``known_href``, else the
+        list of its name, else a new one (learn.microsoft.com/graph/api/todo-post-lists)."""
+        existing = await self.lists()
+        for c in existing:
+            if c.href == known_href:
+                return c
+        for c in existing:
+            if c.name.casefold() == like.name.casefold():
+                return c
+        lid = await self._list_id(like, True)
+        return Collection(f"todo/lists/{lid}/", "calendar", like.name, components=("VTODO",))
+
     async def _list_id(self, calendar: Collection, create: bool) -> str | None:
         """The id of the To Do list named like ``calendar`` (created when asked)."""
+        if is_task_href(calendar.href):
+            return calendar.href.rstrip("/").rsplit("/", 1)[-1]
         known = self._lists.get(calendar.href)
         if known is not None:
             return known
