@@ -197,8 +197,7 @@ class GraphPimStore:
             if is_task_href(href):
                 task = await self.tasks.fetch(href)
                 if task is not None:
-                    out.append(Item(href, (self.tasks.cache.get(href) or {}).get("@odata.etag"),
-                                    task))
+                    out.append(Item(href, *task))
                 continue
             r = self._cache.get(href)
             if r is None:

@@ -125,7 +125,8 @@ class TodoTasks:
         self._index[calendar.href] = index
         return found
 
-    async def fetch(self, href: str) -> bytes | None:
+    async def fetch(self, href: str) -> tuple[str | None, bytes] | None:
+        """The task at ``href`` as (etag, VTODO), None when it is gone."""
         r = self.cache.get(href)
         if r is None:
             try:
@@ -133,7 +134,7 @@ class TodoTasks:
                                      params={"$expand": "linkedResources"})
             except GraphNotFoundError:
                 return None
-        return task_ical(linked_uid(r) or f"graph-{r['id']}", r)
+        return r.get("@odata.etag"), task_ical(linked_uid(r) or f"graph-{r['id']}", r)
 
     async def find(self, calendar: Collection, uid: str) -> str | None:
         if calendar.href not in self._index:
@@ -168,8 +169,10 @@ class TodoTasks:
             self._index.setdefault(calendar.href, {})[uid] = href
         else:
             for key in ("startDateTime", "dueDateTime", "completedDateTime", "recurrence",
-                        "reminderDateTime", "body"):
+                        "reminderDateTime"):
                 json_body.setdefault(key, None)  # gone from the source: gone here
+            json_body.setdefault("body", {"contentType": "text", "content": ""})
+            json_body.setdefault("categories", [])
             json_body.setdefault("isReminderOn", False)
             r = await self._call("PATCH", f"{self._user}/{href}", json_body=json_body)
         self.cache.pop(href, None)
