@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from mailtrek.devtools.dav_load import Loader
+from mailtrek.pim.memory import MemoryPimStore
 from mailtrek.pim.model import KINDS
 from mailtrek.pim.sync import copy_pim
 from mailtrek.pim.verify import verify_pim
@@ -20,6 +21,7 @@ from pim_graph_helpers import graph_store
 from pim_helpers import BERLIN, store, vcalendar, vevent
 
 UPN = "tasks@contoso.test"
+NODO = "nodo@contoso.test"
 TASK_LIST = (b'<?xml version="1.0" encoding="utf-8"?><C:mkcalendar xmlns:D="DAV:" '
              b'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Tasks'
              b'</D:displayname><C:supported-calendar-component-set><C:comp name="VTODO"/>'
@@ -54,7 +56,7 @@ INBOX = {"call": vcalendar(vtodo("call@t", "Call the bank", "DUE:20240102T100000
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
-    with Simulator(SimConfig(users=[UserSpec(UPN)])) as running:
+    with Simulator(SimConfig(users=[UserSpec(UPN), UserSpec(NODO)])) as running:
         yield running
 
 
@@ -154,4 +156,32 @@ async def test_tasks_once_rerun_adopt_verify(radicale, source, sim: Simulator,  
         assert not v2["ok"] and v2["problems"][0]["fields"] == ["series.status"], v2["problems"]
     finally:
         await src.close()
+        await dst.close()
+
+
+async def test_without_the_tasks_permission_each_task_is_reported_and_events_go_on(
+        sim: Simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """To Do answers 403 to an app without Tasks.ReadWrite.All: each task fails with that
+    reason, the calendar's events are copied, and once granted a re-run brings the tasks."""
+    src, dst = MemoryPimStore(), graph_store(sim, NODO)
+    cal = src.add_collection("/cal/", "calendar", "Work")
+    src.add(cal.href, "party.ics", EVENT)
+    src.add(cal.href, "plain.ics", TODOS["plain"])
+    await dst.connect()
+    state = PimState(open_engine(tmp_path / "s.db"), "nodo")
+    sim.deny_permission("Tasks.ReadWrite.All")
+    try:
+        report = await copy_pim(src, dst, state, KINDS)
+    finally:
+        sim.allow_permission("Tasks.ReadWrite.All")
+    try:
+        t = report.totals()
+        assert (t["copied"], t["failed"]) == (1, 1), report
+        [problem] = [p for e in report.collections for p in e.problems]
+        assert "Tasks.ReadWrite.All" in problem.reason, problem
+        assert len(sim.events(NODO)) == 1 and sim.tasks(NODO) == []
+        t2 = (await copy_pim(src, dst, state, KINDS)).totals()
+        assert (t2["copied"], t2["failed"]) == (1, 0), t2
+        assert [x.props["title"] for x in sim.tasks(NODO)] == ["Milch kaufen"]
+    finally:
         await dst.close()

@@ -29,13 +29,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mailtrek.errors import StoreError
 from mailtrek.pim.fields import BrokenObjectError
 from mailtrek.pim.graph_ical import task_ical
-from mailtrek.pim.graph_map import todo_to_graph
+from mailtrek.pim.graph_map import GraphTask, todo_to_graph
 from mailtrek.pim.model import Collection, PutResult
-from mailtrek.stores.m365.api import GraphConflictError, GraphNotFoundError, InDoubtError
+from mailtrek.stores.m365.api import (
+    GraphAccessDeniedError,
+    GraphConflictError,
+    GraphNotFoundError,
+    InDoubtError,
+)
 
 APP = "mailtrek"
+DENIED = "Microsoft To Do refused access (the app needs Tasks.ReadWrite.All): task not copied"
 PAGE = "100"
 Call = Callable[..., Awaitable[dict[str, Any]]]
 Pages = Callable[[str, dict[str, str]], Awaitable[list[dict[str, Any]]]]
@@ -63,17 +70,26 @@ class TodoTasks:
         self._lists: dict[str, str] = {}  # calendar href -> To Do list id
         self._index: dict[str, dict[str, str]] = {}  # calendar href -> {UID: task href}
         self.cache: dict[str, dict[str, Any]] = {}  # task href -> resource as listed
+        self.denied = False  # To Do answered 403 (no Tasks.ReadWrite.All)
 
     async def lists(self) -> list[Collection]:
-        """Every To Do list, as a calendar of tasks (``todo/lists/{id}/``)."""
+        """Every To Do list, as a calendar of tasks (``todo/lists/{id}/``); none when To
+        Do refuses the app (``denied`` is then set)."""
+        self.denied = False
+        try:
+            found = await self._pages("todo/lists", {"$top": PAGE})
+        except GraphAccessDeniedError:
+            self.denied = True
+            return []
         return [Collection(f"todo/lists/{r['id']}/", "calendar", str(r.get("displayName") or ""),
-                           components=("VTODO",))
-                for r in await self._pages("todo/lists", {"$top": PAGE})]
+                           components=("VTODO",)) for r in found]
 
     async def ensure_list(self, like: Collection, known_href: str | None) -> Collection:
         """The To Do list for a source collection of tasks only: ``known_href``, else the
         list of its name, else a new one (learn.microsoft.com/graph/api/todo-post-lists)."""
         existing = await self.lists()
+        if self.denied:
+            raise StoreError(DENIED.replace("task not copied", "no task list made"))
         for c in existing:
             if c.href == known_href:
                 return c
@@ -107,7 +123,17 @@ class TodoTasks:
         return str(r["id"])
 
     async def list_items(self, calendar: Collection) -> list[dict[str, Any]]:
-        """Every task of the paired list (none when there is no such list), indexed."""
+        """Every task of the paired list (none when there is no such list, or when To Do
+        refuses the app: then each task is reported by ``put``), indexed."""
+        try:
+            return await self._list_items(calendar)
+        except GraphAccessDeniedError:
+            if is_task_href(calendar.href):
+                raise
+            self._index[calendar.href] = {}
+            return []
+
+    async def _list_items(self, calendar: Collection) -> list[dict[str, Any]]:
         lid = await self._list_id(calendar, False)
         if lid is None:
             self._index[calendar.href] = {}
@@ -148,6 +174,13 @@ class TodoTasks:
             mapped = todo_to_graph(body)
         except BrokenObjectError as e:
             return PutResult(error=e.reason)
+        try:
+            return await self._put(calendar, uid, mapped, href)
+        except GraphAccessDeniedError:
+            return PutResult(error=DENIED)
+
+    async def _put(self, calendar: Collection, uid: str, mapped: GraphTask,
+                   href: str | None) -> PutResult:
         json_body = dict(mapped.body)
         if href is None or not is_task_href(href):
             existing = await self.find(calendar, uid)
