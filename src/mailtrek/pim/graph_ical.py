@@ -4,7 +4,8 @@ A Graph destination is read (to verify, and to adopt after a lost state) through
 ``read_object`` as any DAV store, so what Graph holds is written out as iCalendar: the
 series (start, end, subject, the RRULE of its ``patternedRecurrence``), one VEVENT per
 changed occurrence (RECURRENCE-ID from ``originalStart``) and an EXDATE per cancelled one;
-a contact as a vCard 3.0 (UID, FN, N, EMAIL).
+a contact as a vCard 3.0 (UID, FN, N, EMAIL); a To Do task as a VTODO (SUMMARY, STATUS,
+PRIORITY, DTSTART, DUE, COMPLETED, RRULE).
 
 ``project_event``/``project_contact`` give what a source object *becomes* in Graph
 (mapped by ``graph_map`` and written back here, no network): comparing that projection

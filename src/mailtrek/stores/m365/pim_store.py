@@ -6,6 +6,9 @@ user-post-contactfolders), found or created by name. Objects are events
 (user-post-events, event-update, event-list-instances) and contacts
 (contactfolder-post-contacts, contact-update, profilephoto-update for the photo).
 A calendar's tasks (VTODO) go to the Microsoft To Do list of its name (``pim_tasks``).
+Inline event attachments under 3 MB are added as fileAttachments after the event is
+written (event-post-attachments, "under 3 MB"; matched by name and size so none is added
+twice); attachments given by URI are kept as links in the body; both are noted per item.
 
 Exactly once: every object carries its source UID in a single-value extended property
 (``PROP_UID``, learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-post-singlevalueextendedproperties);
