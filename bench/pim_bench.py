@@ -7,7 +7,15 @@ ceiling": what any client pays to write them), then copies them with mailtrek in
 second user and prints objects/s, the no-change re-run time, the time to adopt
 everything after losing the state, and whether ``verify`` finds both sides equal.
 
-    .venv/bin/python bench/pim_bench.py --events 400 --contacts 200
+Then the same objects into Microsoft 365: the simulator in its own process (as
+``bench/m365_bench.py`` runs it) with Microsoft's per-mailbox limits (4 concurrent
+requests, 10,000 requests per 10 minutes, windows shrunk by ``--window-scale`` at the
+same rates) and realistic service latency; printed as one table row beside the mail
+figures of ``bench/m365_bench.py`` (``--mail-messages``: one mailbox of that many
+messages, 0 to leave it out): items/s, Graph requests per item, requests/s against the
+16.7/s ceiling, 429s, invitations sent (must be 0).
+
+    .venv/bin/python bench/pim_bench.py --events 400 --contacts 200 --mail-messages 300
 
 A script, not a test: the server (Radicale, pure Python) and the client share the
 machine's cores, and Radicale serialises writes, so the figures are the server's.
@@ -32,6 +40,7 @@ from mailtrek.state.pim import PimState
 from mailtrek.stores.dav import DavStore, parse_dav_address
 
 PER_CALENDAR = 100
+REQ_RATE = 10_000 / 600  # Microsoft's requests per second per mailbox (and app)
 
 
 def event(uid: str, n: int) -> bytes:
@@ -59,7 +68,7 @@ def load(inst: RadicaleInstance, user: str, password: str, events: int,
         for k in range(0, events, PER_CALENDAR):
             cal = put.make_collection(f"Kalender {k // PER_CALENDAR + 1}", "calendar")
             for n in range(k, min(events, k + PER_CALENDAR)):
-                put.put(cal, f"e{n}.ics", event(f"e{n}@bench", n), "calendar")
+                put.put(cal, f"e{n}.ics", event_with_people(f"e{n}@bench", n), "calendar")
         book = put.make_collection("Kontakte", "contacts")
         for n in range(contacts):
             put.put(book, f"c{n}.vcf", card(f"c{n}@bench", n), "contacts")
@@ -95,10 +104,83 @@ async def copy(inst: RadicaleInstance, root: Path) -> list[str]:
     return lines
 
 
+def event_with_people(uid: str, n: int) -> bytes:
+    """Every tenth event is a meeting: Graph must not invite its attendees."""
+    body = event(uid, n)
+    if n % 10:
+        return body
+    return body.replace(b"RRULE:", b"ORGANIZER;CN=Boss:mailto:boss@example.org\r\n"
+                        b"ATTENDEE;CN=Ann:mailto:ann@example.org\r\nRRULE:", 1)
+
+
+async def into_m365(inst: RadicaleInstance, root: Path, scale: float) -> str:
+    """Copy the source user into the simulator; one markdown table row."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from m365_bench import SimProcess
+
+    from mailtrek.pacer import Pacer, PacerLimits
+    from mailtrek.stores.m365 import GraphClient, TenantConfig
+    from mailtrek.stores.m365.pim_store import GraphPimStore
+
+    upn = "pim@contoso.test"
+    sim = SimProcess([upn], scale, root / "sim")
+    try:
+        tenant = TenantConfig(tenant_id=sim.tenant_id, client_id="bench", client_secret="x",
+                              authority=sim.authority(), graph_url=sim.graph_url,
+                              ca_file=Path(sim.ca_file))
+        limits = PacerLimits(requests_per_window=int(10_000 * scale),
+                             request_window=600 * scale)
+        client = GraphClient(tenant, pacer=Pacer(limits))
+        src = DavStore(parse_dav_address(inst.dav_url("src")), "pw-src",
+                       ca_file=str(inst.ca_file))
+        dst = GraphPimStore(upn, tenant, client=client)
+        await asyncio.gather(src.connect(), dst.connect())
+        before = sim.stats()["graph_requests"]
+        try:
+            r = await copy_pim(src, dst, PimState(open_engine(root / "m365.db"), "bench"), KINDS)
+        finally:
+            await asyncio.gather(src.close(), dst.close())
+            await client.close()
+        st = sim.stats()
+    finally:
+        sim.close()
+    t = r.totals()
+    reqs = st["graph_requests"] - before
+    held = st["users"][upn]
+    return (f"| contacts+calendars (Graph) | {t['copied']} items | {r.elapsed:.1f} | "
+            f"{t['copied'] / r.elapsed:.1f} items/s | {reqs / max(1, t['copied']):.2f} | "
+            f"{reqs / r.elapsed:.1f} ({reqs / r.elapsed / REQ_RATE:.0%}) | "
+            f"{st['statuses'].get('429', 0)} | {t['failed']} failed; "
+            f"{held['events']} events + {held['contacts']} contacts held; "
+            f"{st['invitations_sent']} invitations sent |")
+
+
+def mail_rows(messages: int, scale: float) -> list[str]:
+    """``bench/m365_bench.py`` for one mailbox: its table row, in this table's columns."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "m365_bench.py"),
+                          "--mailboxes", "1", "--messages", str(messages),
+                          "--window-scale", str(scale)], capture_output=True, text=True)
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| 1 |")]
+    if not rows:
+        return [f"| mail (Graph) | m365_bench failed: {out.stderr.strip()[-200:]} |"]
+    c = [x.strip() for x in rows[0].strip("|").split("|")]
+    wall, per_s, req_s, reqs, throttled = c[1], c[2], c[4], c[10], c[9]
+    return [f"| mail (Graph, m365_bench) | {messages} messages | {wall} | {per_s} msgs/s | "
+            f"{int(reqs) / messages:.2f} | {req_s} ({float(req_s) / REQ_RATE:.0%}) | "
+            f"{throttled} | lost {c[11]}, duplicated {c[12]} |"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=400)
     ap.add_argument("--contacts", type=int, default=200)
+    ap.add_argument("--window-scale", type=float, default=0.05,
+                    help="shrink Microsoft's windows and budgets alike (same rates)")
+    ap.add_argument("--mail-messages", type=int, default=300,
+                    help="run bench/m365_bench.py for one mailbox of this many messages "
+                         "beside the Graph figures (0: do not)")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mt-pim-bench-"))
     inst = RadicaleInstance(root / "radicale", tls=True)
@@ -112,6 +194,15 @@ def main() -> int:
               f"{took:.2f} s = {total / took:.1f} objects/s")
         for line in asyncio.run(copy(inst, root)):
             print(line)
+        print("\nInto Microsoft 365 (simulator process, Microsoft's limits, window scale "
+              f"{a.window_scale}):")
+        print("| route | items | wall s | items/s | Graph requests per item | requests/s "
+              "(of the 16.7/s ceiling) | 429s | notes |")
+        print("|---|---|---|---|---|---|---|---|")
+        print(asyncio.run(into_m365(inst, root, a.window_scale)), flush=True)
+        if a.mail_messages:
+            for row in mail_rows(a.mail_messages, a.window_scale):
+                print(row)
     finally:
         inst.remove()
     return 0

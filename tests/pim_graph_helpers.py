@@ -36,14 +36,22 @@ def occurrences(body: bytes, limit: int = 600) -> list[str] | None:
     from dateutil import rrule
 
     cal = icalendar.Calendar.from_ical(body)
-    master = next(c for c in cal.walk("VEVENT") if c.get("RECURRENCE-ID") is None)
-    if master.get("RRULE") is None:
+    master = next((c for c in cal.walk("VEVENT") if c.get("RECURRENCE-ID") is None), None)
+    if master is None or master.get("RRULE") is None:
         return None
     start = master["DTSTART"].dt
     first = start if isinstance(start, dt.datetime) else dt.datetime.combine(start, dt.time())
-    text = master["RRULE"].to_ical().decode()
+    rule = master["RRULE"]
+    until = (rule.get("UNTIL") or [None])[0]
+    text = ";".join(p for p in rule.to_ical().decode().split(";") if not p.startswith("UNTIL"))
+    if until is not None and not isinstance(until, dt.datetime):
+        until = dt.datetime.combine(until, dt.time(23, 59, 59))
+    if until is not None and (until.tzinfo is None) != (first.tzinfo is None):
+        until = until.replace(tzinfo=first.tzinfo)
     out: list[str] = []
     for when in rrule.rrulestr(text, dtstart=first):
+        if until is not None and when > until:
+            break
         out.append(when.astimezone(dt.UTC).isoformat() if when.tzinfo else when.isoformat())
         if len(out) >= limit:
             break

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imap_helpers import dump, load, store
-from mailtrek.devtools.hostile_imap import HostileImap
+from mailtrek.devtools.hostile_imap import MESSAGE, HostileImap
 from mailtrek.devtools.measure import Measured, run_measured
 from mailtrek.errors import ProtocolError
 from mailtrek.model import FolderInfo
@@ -78,6 +79,17 @@ def test_folder_names_smuggle_no_command(dovecot_dst, dst_user, tmp_path) -> Non
     folders = asyncio.run(dump(dovecot_dst, *dst_user))
     assert set(folders) == {("INBOX",), ("_..",)}  # INBOX intact, `..` renamed, no `pwned`
     assert len(folders[("INBOX",)]) == 1
+
+
+def test_a_folder_the_server_cannot_open_just_now_is_retried(dovecot_dst, dst_user, tmp_path) -> None:
+    """SELECT refused with [SERVERBUG] once (a loaded Dovecot): the pass is retried, nothing lost."""
+    with HostileImap("serverbug-once") as srv:
+        r = copy_from(srv, dovecot_dst, dst_user, tmp_path)
+        refused = srv.refused_selects
+    assert refused == 1
+    assert r.code == 0, r.stdout + r.stderr
+    [(digest, _flags, _date)] = asyncio.run(dump(dovecot_dst, *dst_user))[("INBOX",)]
+    assert digest == hashlib.sha256(MESSAGE).hexdigest()
 
 
 def test_quote_never_sends_a_line_break() -> None:

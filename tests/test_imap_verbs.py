@@ -13,11 +13,13 @@ from typer.testing import CliRunner
 from mailtrek.cli.main import app
 from mailtrek.devtools.dovecot import MASTER_USER, DovecotInstance
 from mailtrek.errors import AuthenticationError
-from mailtrek.orchestrate.endpoints import admin_credentials, get_endpoint
+from mailtrek.orchestrate.endpoints import get_endpoint
 from mailtrek.orchestrate.home import open_home
+from mailtrek.orchestrate.mover import MoveJob, imap_destination_spec
 from mailtrek.stores.imap import verbs
 from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
 from mailtrek.stores.imap.dial import DialStep
+from mailtrek.stores.registry import open_destination
 
 pytestmark = pytest.mark.timeout(60)
 SRC = Path(__file__).resolve().parent.parent / "src" / "mailtrek"
@@ -145,26 +147,29 @@ def test_probe_logs_in_as_the_migration_does_with_a_stored_admin(
     assert cli(home, *args_bad, env={"MAILTREK_ADMIN_PASSWORD": "Not-The-Admin-Pw"}).exit_code == 0
 
     def migration_login(name: str) -> str:
+        """Log in as a migration into endpoint ``name`` does: the mover's spec, the registry's store."""
         h = open_home(home)
         ep = get_endpoint(h, name)
-        creds = admin_credentials(h, ep, user)  # as mover.imap_destination_settings
+        job = MoveJob(batch=None, email=user, username=user, password="", user_root=None,  # type: ignore[arg-type]
+                      phase="initial", source=ep, dest_endpoint=ep)
+        store = open_destination(imap_destination_spec(h, job))
 
         async def go() -> str:
-            conn = ImapConnection(ConnectParams(ep.host, ep.port, ep.security, ca_file=ep.ca_file))
-            await conn.open()
             try:
-                await conn.login(creds)
+                await store.connect()
                 return "ok"
             except AuthenticationError:
                 return "refused"
             finally:
-                await conn.close()
+                await store.close()
 
         return asyncio.run(go())
 
     r = cli(home, "endpoint", "test", "dst", "--user", user, env={})
     assert r.exit_code == 0, r.output
     assert f"logged in as {user} (as {MASTER_USER})" in r.output
+    for step in ("dns", "tcp", "tls", "capabilities", "login"):  # each with its time
+        assert re.search(rf"^\[ok\] {step}: .* \(\d+ ms\)$", r.output, re.M), (step, r.output)
     assert dovecot_dst.master_password not in r.output
     assert migration_login("dst") == "ok"
 
@@ -172,3 +177,28 @@ def test_probe_logs_in_as_the_migration_does_with_a_stored_admin(
     assert r.exit_code == 3 and "[FAILED] login" in r.output, r.output
     assert "Not-The-Admin-Pw" not in r.output
     assert migration_login("bad") == "refused"
+
+
+def test_probe_and_migration_agree_on_a_server_with_logindisabled() -> None:
+    """LOGINDISABLED with AUTH=PLAIN over plain text: the migration's client logs in with
+    AUTHENTICATE PLAIN. The probe used to stop at LOGINDISABLED (a failed endpoint test
+    for a server the migration could read); now both log in, and neither sends LOGIN."""
+    from mailtrek.devtools.hostile_imap import HostileImap
+    from mailtrek.orchestrate.endpoints import make_endpoint
+    from mailtrek.orchestrate.probe import probe_endpoint
+    from mailtrek.stores.imap.store import ImapSettings, ImapStore
+
+    with HostileImap("login-disabled") as srv:
+        ep = make_endpoint("plain", host="127.0.0.1", port=srv.port, security="none")
+        r = probe_endpoint(ep, "alice", "Alice-Pw-1", timeout=5)
+        assert r.ok, r.steps
+        assert "logged in as alice" in r.steps[-1].detail
+
+        async def migrate_list() -> list[tuple[str, ...]]:
+            settings = ImapSettings(ConnectParams("127.0.0.1", srv.port, "none"),
+                                    Credentials("alice", "Alice-Pw-1"), connections=1)
+            async with ImapStore(settings) as store:
+                return [f.path for f in await store.list_folders()]
+
+        assert asyncio.run(migrate_list()) == [("INBOX",)]
+        assert srv.saw(b"AUTHENTICATE PLAIN") and not srv.saw(b"LOGIN ")

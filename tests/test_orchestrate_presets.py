@@ -102,3 +102,14 @@ def test_dav_presets_name_each_providers_services():
 
     asyncio.run(go())
     assert seen == ["Bearer tok0", "Bearer tok1"]
+
+
+def test_presets_list_says_where_contacts_and_calendars_are():
+    from typer.testing import CliRunner
+
+    from mailtrek.cli.main import app
+
+    out = CliRunner().invoke(app, ["endpoint", "presets"]).output
+    line = next(x for x in out.splitlines() if x.startswith("icloud "))
+    assert line.endswith("caldav.icloud.com, contacts.icloud.com")
+    assert "(your host)/remote.php/dav/" in out and "(OAuth)" in out

@@ -168,3 +168,34 @@ def test_simulator_sends_invitations_for_attendees_as_exchange_does(sim: Simulat
         bad = g.get(f"/users/{UPN}/calendars/{cal['id']}/events",
                     params={"$filter": "subject eq 's'"})
         assert bad.status_code == 400
+
+
+def test_calendar_and_contact_routes_are_throttled_like_mail(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Microsoft's per-mailbox request budget applies to these routes too: the simulator
+    answers 429 with Retry-After, the store's client waits and every contact arrives once."""
+    import asyncio
+    from dataclasses import replace
+
+    from mailtrek.sim import Limits
+
+    limits = replace(Limits(), requests_per_window=12, request_window_s=2.0)
+    with Simulator(SimConfig(users=[UserSpec(UPN)], limits=limits)) as small:
+        src = MemoryPimStore()
+        book = src.add_collection("/b/", "contacts", "Busy")
+        for n in range(15):
+            src.add(book.href, f"{n}.vcf", vcard(f"c{n}@t", f"Person {n}", f"p{n}@example.org"))
+
+        async def run() -> dict[str, int]:
+            dst = graph_store(small, UPN)
+            await dst.connect()
+            try:
+                return (await copy_pim(src, dst, PimState(open_engine(tmp_path / "t.db"), "t"),
+                                       KINDS)).totals()
+            finally:
+                await dst.close()
+
+        t = asyncio.run(run())
+        assert (t["copied"], t["failed"]) == (15, 0), t
+        assert small.throttled_count(UPN) > 0
+        assert sorted(c.ext[PROP_UID] for c in small.contacts(UPN)) == sorted(
+            f"c{n}@t" for n in range(15))

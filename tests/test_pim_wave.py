@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -75,7 +76,8 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     users = parse_users_csv((
         "EmailAddress,UserName,Password,Items\n"
         f"{both}@{DOMAIN},{both},{pw[both]},\n"
-        f"{only}@{DOMAIN},{only},{pw[only]},contacts\n").encode())
+        f"{only}@{DOMAIN},{only},{pw[only]},contacts\n"
+        f"nodav{tag}@{DOMAIN},nodav{tag},Pw-secret-{tag},contacts\n").encode())  # no DAV account
     create_batch(home, "w", endpoint="src", dest_endpoint="dst", users=users,
                  options=BatchOptions(items=["mail", "calendars", "contacts"]))
     start_batch(home, "w")
@@ -83,6 +85,10 @@ def test_batch_moves_mail_then_contacts_and_calendars_once(tmp_path, radicale, d
     got = users_by_name(home, "w")
     assert got[both]["status"] == "Synced" and got[both]["error"] is None, got[both]
     assert got[only]["status"] == "Synced" and got[only]["error"] is None, got[only]
+    nodav = got[f"nodav{tag}"]  # its contacts fail alone, with the reason and no password
+    assert nodav["status"] == "Synced" and "contacts/calendars: " in nodav["error"]
+    assert "refused the login" in nodav["error"] and f"Pw-secret-{tag}" not in nodav["error"]
+    assert nodav["pim"]["error"] and pim_summary(nodav["pim"]) == "error"
     a, b = got[both]["pim"]["by_kind"], got[only]["pim"]["by_kind"]
     assert (a["calendar"]["copied"], a["contacts"]["copied"]) == (3, 2)
     assert list(b) == ["contacts"] and b["contacts"]["copied"] == 4  # calendars not asked for
@@ -120,6 +126,8 @@ def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
         assert users[user]["pim_summary"] == summary and users[user]["pim"]["by_kind"]
         page = c.get(f"/batches/{batch}").text
         assert "<th>Contacts/calendars</th>" in page and summary in page
+        page = c.get(f"/batches/{batch}/preflight").text  # the pre-flight page counts them too
+        assert "<th>Contacts/calendars</th>" in page and "1 calendar(s): 3 objects" in page
         # An endpoint says where its DAV server is (API and dashboard form alike).
         c.headers["X-CSRF-Token"] = r.json()["csrf"]
         ok = c.post("/api/endpoints", json={"name": "nc", "host": "cloud.example.test", "preset": "nextcloud",
@@ -128,6 +136,14 @@ def shown(home, tmp_path, batch: str, user: str, summary: str) -> None:
         assert c.get("/api/endpoints/nc").json()["dav_url"] == "https://cloud.example.test/remote.php/dav"
         bad = c.post("/api/endpoints", json={"name": "x", "host": "h.test", "dav_url": "https://u@h.test/"})
         assert bad.status_code == 400 and "no user or password" in bad.text
+        # The dashboard's new-batch form: mail ticked by default; calendars and contacts chosen.
+        assert 'id="items-mail" checked' in c.get("/batches/new").text
+        form = {"csrf": r.json()["csrf"], "name": "viaform", "endpoint": "nc", "destination": "endpoint:nc",
+                "items": ["calendars", "contacts"]}
+        made = c.post("/batches", data=form, follow_redirects=False, files={"csv": (
+            "u.csv", b"EmailAddress,UserName,Password\nf@contoso.test,f,pw\n", "text/csv")})
+        assert made.status_code == 303, made.text
+        assert c.get("/api/batches/viaform").json()["options"]["items"] == ["calendars", "contacts"]
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +243,43 @@ def test_without_dav_url_or_preset_the_users_domain_is_asked(tmp_path, radicale,
     u = users_by_name(home, "s")[user]
     assert u["status"] == "Synced" and u["error"] is None, u
     assert (u["pim"]["copied"], u["pim"]["failed"]) == (3, 0), u["pim"]
+
+
+def test_google_service_account_asks_for_the_dav_scopes_per_user(tmp_path, radicale):
+    """A Workspace endpoint logs each user in with a token delegated for Calendar and
+    CardDAV (Bearer); Radicale, which takes no tokens, refuses: a finding, not a crash."""
+    from mailtrek.orchestrate.csvfile import UserRow
+    from mailtrek.orchestrate.endpoints import attach_service_account, get_endpoint
+    from mailtrek.orchestrate.preflight import preflight_users
+    from mailtrek.stores.dav.presets import GOOGLE_CALENDAR_SCOPE, GOOGLE_CONTACTS_SCOPE
+    from test_gmail_auth import TokenEndpoint
+
+    class DavScopes(TokenEndpoint):
+        def answer(self, form):
+            import jwt
+
+            claims = jwt.decode(form["assertion"][0], self.key.public_key(), algorithms=["RS256"],
+                                audience="https://oauth2.googleapis.com/token")
+            self.requests.append(claims)
+            return 200, {"access_token": "ya29.dav", "expires_in": 600, "token_type": "Bearer"}
+
+    google = DavScopes(tmp_path)
+    try:
+        bundle = tmp_path / "cas.pem"
+        bundle.write_bytes(Path(google.ca_file).read_bytes() + radicale.ca_file.read_bytes())
+        home = open_home(tmp_path / "home")
+        ep = make_endpoint("ws", host="127.0.0.1", port=1, preset="google-workspace", ca_file=str(bundle),
+                           dav_url=radicale.base_url)
+        attach_service_account(home, ep, google.info())
+        add_endpoint(home, ep)
+        report = asyncio.run(preflight_users(
+            home, [UserRow(2, f"ann@{DOMAIN}", f"ann@{DOMAIN}", "", items=("calendars",))],
+            source=get_endpoint(home, "ws"), options=BatchOptions()))
+    finally:
+        google.server.shutdown()
+        google.server.server_close()
+    [claims] = google.requests
+    assert claims["sub"] == f"ann@{DOMAIN}"
+    assert claims["scope"].split() == [GOOGLE_CALENDAR_SCOPE, GOOGLE_CONTACTS_SCOPE]
+    [finding] = report.users[0].findings
+    assert finding.kind == "pim" and "refused the login" in finding.reason

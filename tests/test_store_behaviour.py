@@ -3,7 +3,8 @@
 The in-memory store is the reference. The same behaviour is asked of Dovecot, Cyrus and
 Courier through mailtrek's IMAP store (pipelined connection, mUTF-7 names, APPENDUID,
 flags, dates), of Exchange Online's IMAP (``ExchangeImapStore`` through the
-Exchange-like front), of a Gmail-like server (the X-GM-EXT-1 front), and of Microsoft
+Exchange-like front), of a Gmail-like server (the X-GM-EXT-1 front: written through the
+IMAP store, read back through the Gmail view, X-GM-MSGID identity), and of Microsoft
 Graph on the simulator. Where a store legitimately differs, the test reads what the
 store declares (``StoreFeatures``, and whether it is a source at all), never its kind.
 """
@@ -97,13 +98,40 @@ async def mailbox(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         return
     if kind == "gmail":
         from mailtrek.devtools.gmail_front import GmailFront
+        from mailtrek.stores.gmail import GmailSource
+        from mailtrek.stores.gmail.store import has_gmail_extensions
 
         async with GmailFront("127.0.0.1", server.port, login, pw) as front, _connected(
                 store(server, login, pw, readonly=False, port=front.port)) as s:
-            yield s
+            assert has_gmail_extensions(s)  # so the view goes by X-GM-MSGID
+            yield _ReadThroughGmail(s, GmailSource(s))
         return
     async with _connected(store(server, login, pw, readonly=False)) as s:
         yield s
+
+
+class _ReadThroughGmail:
+    """Gmail: written through the IMAP store, read back through the Gmail view over it
+    (X-GM-MSGID identity, labels), as a migration from Gmail reads it."""
+
+    def __init__(self, inner: Any, view: Any) -> None:
+        self.inner, self.view = inner, view
+        self.features = inner.features
+        self.connect, self.close = inner.connect, inner.close
+        self.ensure_folder, self.append = inner.ensure_folder, inner.append
+        self.set_flags, self.canonical_bytes = inner.set_flags, inner.canonical_bytes
+
+    async def list_folders(self) -> list[Any]:
+        return await self.view.list_folders()
+
+    async def list_messages(self, folder: Any, **kw: Any) -> list[MessageMeta]:
+        await self.view.list_folders()  # the view follows what was written since
+        return await self.view.list_messages(folder, **kw)
+
+    async def fetch(self, folder: Any, uids: Any, sizes: Any = None, **kw: Any) -> AsyncIterator[Message]:
+        await self.view.list_folders()
+        async for m in self.view.fetch(folder, uids, sizes, **kw):
+            yield m
 
 
 class _connected:

@@ -192,6 +192,18 @@ def test_the_registry_is_the_only_place_stores_are_built() -> None:
         if built - ALLOWED.get(str(rel), set()):
             found[str(rel)] = sorted(built)
     assert found == {}
+    # nor through a backend's own factory functions, imported around the registry
+    factories = {"open_graph_store", "open_pim_store", "gmail_view"}
+    around = set()
+    for f in SRC.rglob("*.py"):
+        rel = f.relative_to(SRC)
+        if rel.parts[0] in ("stores", "sim"):
+            continue
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("mailtrek.stores.")
+                    and n.module != "mailtrek.stores.registry"):
+                around |= {f"{rel}: {a.name}" for a in n.names if a.name in factories}
+    assert around == set()
     # the Gmail view: applied by the registry alone
     users = {str(f.relative_to(SRC)) for f in (SRC / "stores").rglob("*.py")
              if "gmail_view" in _calls(ast.parse(f.read_text(encoding="utf-8")))}

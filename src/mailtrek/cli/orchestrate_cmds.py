@@ -115,8 +115,10 @@ def endpoint_presets() -> None:
 
     print_table([{"preset": p.name, "provider": p.title, "host": p.host or "(your host)",
              "port": p.port, "security": p.security, "conns/account": p.connections_per_account,
-             "MB/day": p.daily_download_mb} for p in PRESETS.values()],
-           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day"])
+             "MB/day": p.daily_download_mb,
+             "contacts/calendars": p.dav_preset.describe() if p.dav_preset else "(DNS)"}
+            for p in PRESETS.values()],
+           ["preset", "provider", "host", "port", "security", "conns/account", "MB/day", "contacts/calendars"])
 
 
 @endpoint_app.command("list")

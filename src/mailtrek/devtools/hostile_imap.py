@@ -25,6 +25,10 @@ attack              what the server does
                     ``X-BEFORE-TLS``, the one after the upgrade ``X-AFTER-TLS``
 ``echo-login``      refuses every LOGIN with a NO that repeats its arguments (the
                     password too), as careless servers and proxies do
+``login-disabled``  plain text with ``LOGINDISABLED AUTH=PLAIN``: refuses LOGIN, accepts
+                    AUTHENTICATE PLAIN (RFC 3501 7.2.1 allows a server that)
+``serverbug-once``  refuses the first SELECT/EXAMINE with ``NO [SERVERBUG]``, as a
+                    loaded Dovecot does when an index lock races; later ones work
 ==================  ==============================================================
 
 Every line a client sends is kept in ``lines`` (a smuggled command shows up as a line of
@@ -54,7 +58,7 @@ INJECTED = b"Evil\r\nX1 DELETE INBOX\r\nX2 CREATE pwned"
 INJECTED_NOSELECT = b"Ghost\r\nX3 RENAME INBOX pwned2"  # a \Noselect parent without children
 ATTACKS = ("none", "huge-literal", "oversize-body", "list-flood", "fetch-flood", "drip",
            "deep-parens", "bad-quoted", "bad-uid", "inject-folder", "no-starttls",
-           "starttls-caps", "echo-login")
+           "starttls-caps", "echo-login", "login-disabled", "serverbug-once")
 _DATE = b'"01-Jan-2024 10:00:00 +0000"'
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 
@@ -80,6 +84,7 @@ class HostileImap:
         self.port = 0
         self.lines: list[bytes] = []  # every command line received, in order
         self.connections = 0
+        self.refused_selects = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -160,6 +165,8 @@ class _Session:
             caps += b" STARTTLS"
         if self.attack == "starttls-caps":
             caps += b" X-AFTER-TLS" if tls else b" X-BEFORE-TLS"
+        if self.attack == "login-disabled":
+            caps += b" LOGINDISABLED AUTH=PLAIN"
         return caps
 
     def send(self, *parts: bytes) -> None:
@@ -194,6 +201,9 @@ class _Session:
                 self.send(tag, b" NO [AUTHENTICATIONFAILED] LOGIN ", args, b" rejected\r\n")
                 await self.w.drain()
                 continue
+            if self.s.attack == "login-disabled" and verb in (b"LOGIN", b"AUTHENTICATE"):
+                await self.login_disabled(tag, verb, args)
+                continue
             if verb == b"CAPABILITY":
                 self.send(b"* CAPABILITY ", self.caps(tls), b"\r\n")
             elif verb == b"LIST" and await self.list():
@@ -201,6 +211,13 @@ class _Session:
             elif verb == b"STATUS":
                 name = args.rsplit(b" (", 1)[0]
                 self.send(b"* STATUS ", name, b" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 7)\r\n")
+            elif verb in (b"EXAMINE", b"SELECT") and self.s.attack == "serverbug-once" \
+                    and not self.s.refused_selects:
+                self.s.refused_selects += 1
+                self.send(tag, b" NO [SERVERBUG] Internal error occurred. Refer to server log "
+                          b"for more information.\r\n")
+                await self.w.drain()
+                continue
             elif verb in (b"EXAMINE", b"SELECT"):
                 self.send(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n")
             elif verb == b"ENABLE":
@@ -209,6 +226,20 @@ class _Session:
                 return
             self.send(tag, b" OK ", verb, b" done\r\n")
             await self.w.drain()
+
+    async def login_disabled(self, tag: bytes, verb: bytes, args: bytes) -> None:
+        """Refuse LOGIN; accept AUTHENTICATE PLAIN (asking for the response if not sent)."""
+        if verb == b"LOGIN":
+            self.send(tag, b" NO [PRIVACYREQUIRED] LOGIN is disabled on this connection\r\n")
+        elif args.upper().split(b" ")[0] != b"PLAIN":
+            self.send(tag, b" NO [CANNOT] only PLAIN\r\n")
+        else:
+            if b" " not in args.strip():  # no initial response: ask for it
+                self.send(b"+ \r\n")
+                await self.w.drain()
+                self.s.lines.append((await self.r.readline()).rstrip(b"\r\n"))
+            self.send(tag, b" OK authenticated\r\n")
+        await self.w.drain()
 
     async def read_command(self) -> bytes | None:
         """One command line (literals inlined as they came); None at the end."""

@@ -12,8 +12,9 @@ go to the resolved addresses, each tried in order until one answers, while TLS c
 certificate against the host name. So ``--nameserver`` decides every address mailtrek talks
 to, and tests never leave the loopback interface.
 
-A probe is TCP, TLS with certificate verification, and CAPABILITY; it logs in only when
-a user is given. A certificate that does not verify marks the candidate failed, never
+A probe is TCP, TLS with certificate verification, and CAPABILITY, made by the product's
+own IMAP client (``ImapConnection``, told the resolved addresses); it logs in only when a
+user is given. A certificate that does not verify marks the candidate failed, never
 accepted. Candidates are ranked: working before failing, implicit TLS before STARTTLS
 before plain text, then by the most trusted source. A plain-text candidate is probed and
 shown but never chosen unless the admin allows it (``allow_plain``, ``--allow-plain``):

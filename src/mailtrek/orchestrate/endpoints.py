@@ -188,18 +188,6 @@ def service_account_key(home: Home, ep: Endpoint) -> dict[str, Any]:
     return info
 
 
-def admin_credentials(home: Home, ep: Endpoint, mailbox: str) -> Any:
-    """The login that opens ``mailbox`` on ``ep`` with its stored admin: SASL PLAIN as the
-    admin with ``mailbox`` as authzid (``stores.imap.connection.Credentials``), or None
-    when ``ep`` stores no admin. Migrations into ``ep`` and `endpoint test` both use it."""
-    from mailtrek.stores.imap.connection import Credentials
-
-    if not (ep.admin_user and ep.admin_password_enc):
-        return None
-    return Credentials(user=ep.admin_user, password=remember(home.box.decrypt(ep.admin_password_enc)),
-                       mechanism="plain", authzid=mailbox)
-
-
 def needs_no_passwords(home: Home, name: str | None) -> bool:
     """True when the stored endpoint ``name`` logs users in without CSV passwords (False if absent)."""
     if name is None:

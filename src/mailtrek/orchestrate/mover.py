@@ -17,7 +17,7 @@ from mailtrek.errors import UsageError
 from mailtrek.orchestrate.batches import Batch, user_route
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant
 from mailtrek.orchestrate.home import Home
-from mailtrek.orchestrate.specs import endpoint_spec
+from mailtrek.orchestrate.specs import admin_spec, endpoint_spec
 from mailtrek.orchestrate.specs import tenant_config as tenant_config  # where callers found it
 from mailtrek.stores import registry
 from mailtrek.stores.base import DestinationStore
@@ -97,10 +97,8 @@ def imap_destination_spec(home: Home, job: MoveJob) -> ImapSpec:
     ep = job.dest_endpoint
     assert ep is not None
     label = f"dest:{job.email}"
-    if ep.admin_user and ep.admin_password_enc:
-        return endpoint_spec(ep, ep.admin_user, password=home.box.decrypt(ep.admin_password_enc),
-                             mechanism="plain", authzid=job.email, readonly=False, label=label)
-    return endpoint_spec(ep, job.email, password=job.password, readonly=False, label=label)
+    return admin_spec(home, ep, job.email, label=label) or endpoint_spec(
+        ep, job.email, password=job.password, readonly=False, label=label)
 
 
 def _settings_version(t: Tenant) -> int:

@@ -8,7 +8,7 @@ for ``batch create --discover``); the login is the user's own (UserName and Pass
 of the CSV), or a token of the endpoint's service account (Google Workspace). A DAV
 destination is found the same way from the destination endpoint, logging in as the
 EmailAddress. Into Microsoft 365 they go through the Graph PIM store
-(``stores/m365/pim_store.open_pim_store``) on the tenant's shared app pool, as mail does.
+(a ``GraphPimSpec`` opened by ``stores.registry``) on the tenant's shared app pool, as mail does.
 
 Exactly once like mail: the PIM state is keyed by the user's route, so re-runs copy
 nothing and a lost state adopts (``mailtrek.pim.sync``). The counts land in
@@ -172,13 +172,14 @@ def _open_destination(home: Home, job: Any, kinds: tuple[Kind, ...]) -> tuple[An
     """
     if job.tenant is not None:
         from mailtrek.orchestrate.mover import destination_spec
-        from mailtrek.stores.m365.pim_store import open_pim_store
-        from mailtrek.stores.spec import GraphSpec
+        from mailtrek.stores import registry
+        from mailtrek.stores.spec import GraphPimSpec, GraphSpec
 
         spec = destination_spec(home, job)
         assert isinstance(spec, GraphSpec)
-        return (open_pim_store(job.email, spec.tenant, client=spec.client),
-                spec.on_close or (lambda: None))
+        pim = GraphPimSpec(mailbox=job.email, tenant=spec.tenant, client=spec.client,
+                           label=spec.label)
+        return registry.open_pim_store(pim), spec.on_close or (lambda: None)
     if job.dest_endpoint is None:
         raise UsageError("contacts/calendars need a destination endpoint or tenant")
     from mailtrek.stores import registry

@@ -19,7 +19,9 @@ from mailtrek.orchestrate.endpoints import Endpoint
 from mailtrek.secrets import redact, remember
 from mailtrek.stores.imap.connection import LOGIN_HINT, ConnectParams, Credentials, ImapConnection
 from mailtrek.stores.imap.dial import DialStep
+from mailtrek.stores.imap.opener import settings_of
 from mailtrek.stores.imap.verbs import list_mailboxes
+from mailtrek.stores.spec import ImapSpec
 
 TIMEOUT = 15.0
 NOTABLE = ("CONDSTORE", "QRESYNC", "UIDPLUS", "SPECIAL-USE", "IDLE", "MOVE")
@@ -50,15 +52,17 @@ class ProbeResult:
 
 def probe_endpoint(ep: Endpoint, user: str | None = None, password: str | None = None,
                    *, token: Callable[[], str] | None = None, timeout: float = TIMEOUT,
-                   credentials: Credentials | None = None) -> ProbeResult:
+                   login: ImapSpec | None = None) -> ProbeResult:
     """Run every check against ``ep`` and return the steps (never raises for server trouble).
 
     With ``token`` (a service-account endpoint) the login step fetches an access token for
     ``user`` first (a "token" step; a MailtrekError from it is that step's failure) and
-    logs in over XOAUTH2 instead of with ``password``. ``credentials`` (e.g. an admin
-    logging in for ``user``) replace ``user``/``password`` for the login.
+    logs in over XOAUTH2 instead of with ``password``. ``login``, a migration's spec of
+    the mailbox (e.g. ``specs.admin_spec``: an admin logging in for ``user``), replaces
+    ``user``/``password``: the probe then logs in with exactly its credentials.
     """
     remember(password)
+    credentials = settings_of(login).credentials if login is not None else None
     return asyncio.run(_probe(ep, user, password, token, timeout, credentials))
 
 
@@ -75,7 +79,11 @@ async def _probe(ep: Endpoint, user: str | None, password: str | None,
     conn = ImapConnection(ConnectParams(ep.host, ep.port, ep.security, ca_file=ep.ca_file,
                                         timeout=timeout, connect_timeout=timeout),
                           label="probe")
-    conn.on_step = lambda s: step(s.name, s.ok, _detail(ep, s), _advice(ep, s), s.seconds)
+
+    def connect_step(s: DialStep) -> None:
+        step(s.name, s.ok, _detail(ep, s), _advice(ep, s), s.seconds)
+
+    conn.on_step = connect_step
     t0 = time.monotonic()
     try:
         try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailtrek.orchestrate.endpoints import Endpoint, Tenant
 from mailtrek.orchestrate.home import Home
+from mailtrek.secrets import remember
 from mailtrek.stores.spec import ImapSpec, TokenFn
 
 if TYPE_CHECKING:
@@ -27,6 +28,18 @@ def endpoint_spec(ep: Endpoint, user: str, *, password: str | None = None,
                     password=password, mechanism=mechanism, authzid=authzid, token=token,
                     ca_file=ep.ca_file, connections=ep.connections_per_mailbox,
                     readonly=readonly, label=label)
+
+
+def admin_spec(home: Home, ep: Endpoint, mailbox: str, *, label: str = "store") -> ImapSpec | None:
+    """Return the spec that opens ``mailbox`` on ``ep`` as its stored admin (SASL PLAIN with
+    ``mailbox`` as authzid), or None when ``ep`` stores no admin.
+
+    Migrations into ``ep`` log in this way, and so does `endpoint test` (no password given).
+    """
+    if not (ep.admin_user and ep.admin_password_enc):
+        return None
+    return endpoint_spec(ep, ep.admin_user, password=remember(home.box.decrypt(ep.admin_password_enc)),
+                         mechanism="plain", authzid=mailbox, readonly=False, label=label)
 
 
 def tenant_config(home: Home, t: Tenant) -> TenantConfig:

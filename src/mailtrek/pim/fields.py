@@ -99,6 +99,8 @@ def _component_fields(c: Any) -> dict[str, Any]:
             end = c.get("DUE").dt
         elif c.get("DURATION") is not None and start is not None:
             end = start + c.get("DURATION").dt
+        elif c.name == "VEVENT" and start is not None:  # RFC 5545 §3.6.1: implied end
+            end = start if isinstance(start, dt.datetime) else start + dt.timedelta(days=1)
         if c.name == "VEVENT" and start is None:
             raise BrokenObjectError("VEVENT without DTSTART")
         return {

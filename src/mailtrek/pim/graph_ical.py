@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from mailtrek.pim.graph_map import contact_to_graph, event_to_graph
@@ -25,6 +26,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 INDEX = {"first": "1", "second": "2", "third": "3", "fourth": "4", "last": "-1"}
 
 
+@cache
 def zone(name: str | None) -> dt.tzinfo:
     """A tzinfo for a Graph ``timeZone`` (Windows or IANA name); UTC when unknown."""
     if not name or name.upper() in ("UTC", "Z", "ETC/UTC"):
@@ -74,8 +76,12 @@ def _times(ev: dict[str, Any]) -> tuple[dt.datetime | dt.date, dt.datetime | dt.
     return start, end
 
 
-def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date) -> str | None:
-    """The RRULE meaning the same as a ``patternedRecurrence`` (None for an unknown type)."""
+def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date,
+               local_until: bool = False) -> str | None:
+    """The RRULE meaning the same as a ``patternedRecurrence`` (None for an unknown type).
+
+    ``local_until`` writes UNTIL as a floating wall-clock time (for expanding the rule
+    from a naive start, which is much faster than with time zones)."""
     pattern, rng = recurrence.get("pattern") or {}, recurrence.get("range") or {}
     ptype = str(pattern.get("type", ""))
     parts = {"daily": ["FREQ=DAILY"], "weekly": ["FREQ=WEEKLY"],
@@ -103,6 +109,9 @@ def rrule_text(recurrence: dict[str, Any], start: dt.datetime | dt.date) -> str 
         parts.append(f"COUNT={int(rng.get('numberOfOccurrences') or 1)}")
     elif rng.get("type") == "endDate" and rng.get("endDate"):
         last = dt.date.fromisoformat(str(rng["endDate"])[:10])
+        if local_until and isinstance(start, dt.datetime):
+            parts.append(f"UNTIL={last.strftime('%Y%m%d')}T235959")
+            return ";".join(parts)
         if isinstance(start, dt.datetime):
             tz = zone(rng.get("recurrenceTimeZone")) if rng.get("recurrenceTimeZone") \
                 else start.tzinfo
@@ -167,20 +176,62 @@ def _instant(value: dict[str, str], master: dict[str, Any]) -> dt.datetime | dt.
     return at.date() if master.get("isAllDay") else at
 
 
+MAX_OCCURRENCES = 2000  # how far a series without end is read (as the simulator does)
+
+
+def series_dates(master: dict[str, Any]) -> list[dt.date]:
+    """The dates of a Graph series' occurrences (at most ``MAX_OCCURRENCES``)."""
+    from dateutil import rrule
+
+    # Wall-clock expansion (naive): the series' local dates, whatever the DST offsets.
+    start = when(master["start"])
+    local = start.replace(tzinfo=None)
+    if master.get("isAllDay"):
+        local = dt.datetime.combine(start.date(), dt.time())
+    text = rrule_text(master.get("recurrence") or {}, local, local_until=True)
+    if text is None:
+        return []
+    out = []
+    for n, occurrence in enumerate(rrule.rrulestr(text, dtstart=local)):
+        if n >= MAX_OCCURRENCES:
+            break
+        out.append(occurrence.date())
+    return out
+
+
+def occurs(master: dict[str, Any], at: dt.datetime | dt.date,
+           dates: list[dt.date] | None = None) -> bool:
+    """True when the series has an occurrence starting at ``at`` (its date, all-day)."""
+    dates = series_dates(master) if dates is None else dates
+    if master.get("isAllDay") or not isinstance(at, dt.datetime):
+        day = at if not isinstance(at, dt.datetime) else at.date()
+        return day in dates
+    first = when(master["start"])
+    local = at.astimezone(first.tzinfo)
+    return local.date() in dates and local.timetz().replace(tzinfo=None) == \
+        first.timetz().replace(tzinfo=None)
+
+
 def project_event(body: bytes) -> bytes:
     """What a calendar object resource becomes in Graph, as iCalendar (no network).
 
-    Raises BrokenObjectError for what ``event_to_graph`` cannot map at all.
+    Overrides and EXDATEs of no occurrence of the series are left out (the store cannot
+    apply them, and says so). Raises BrokenObjectError for what ``event_to_graph`` cannot
+    map at all.
     """
     ge = event_to_graph(body)
+    dates = series_dates(ge.body) if ge.body.get("recurrence") else []
     exceptions = []
     for rid, changed in ge.overrides:
         at = _instant(rid, ge.body)
+        if not occurs(ge.body, at, dates):
+            continue
         start = at if isinstance(at, dt.datetime) else dt.datetime.combine(at, dt.time(), dt.UTC)
         exceptions.append({**changed, "originalStart": start.astimezone(dt.UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ")})
-    return event_ical(ge.uid, ge.body, exceptions,
-                      [_instant(c, ge.body) for c in ge.cancelled])
+    cancelled = [at for at in (_instant(c, ge.body) for c in ge.cancelled)
+                 if occurs(ge.body, at, dates)]
+    return event_ical(ge.uid, ge.body, exceptions, cancelled)
 
 
 def project_contact(body: bytes, uid: str) -> bytes:

@@ -78,6 +78,9 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
         raise BrokenObjectError("no UID")
     out = GraphEvent(str(uid), {})
     out.body = _event_body(master, default_zone, out.lost, "event")
+    if master.get("RECURRENCE-ID") is not None:
+        out.lost.append("only changed occurrences, without their series: the first is kept "
+                        "as a single event")
     rrule = master.get("RRULE")
     if isinstance(rrule, list):
         out.lost.append(f"{len(rrule)} RRULEs: only the first is kept")
@@ -99,6 +102,10 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
             continue
         when = graph_datetime(rid.dt, rid.params.get("TZID"), default_zone, out.lost,
                               "RECURRENCE-ID")
+        extra = [p for p in ("RRULE", "RDATE", "EXDATE") if override.get(p) is not None]
+        if extra:
+            out.lost.append(f"the occurrence of {when['dateTime']} has its own "
+                            f"{', '.join(extra)}: an occurrence in Graph cannot")
         out.overrides.append((when, _event_body(override, default_zone, out.lost, "override")))
     out.organizer = _person(master.get("ORGANIZER"))
     for a in _as_list(master.get("ATTENDEE")):
@@ -253,23 +260,24 @@ def _last_date(text: str, first: Any, until: Any) -> str:
     instant: the UNTIL date itself would add the occurrence after UNTIL on that day.
     """
     if isinstance(until, dt.datetime) and isinstance(first, dt.datetime) and first.tzinfo:
-        until = until.astimezone(first.tzinfo)
+        until = until.astimezone(first.tzinfo) if until.tzinfo else until.replace(
+            tzinfo=first.tzinfo)
     fallback = (until.date() if isinstance(until, dt.datetime) else until).isoformat()
     try:
         from dateutil import rrule as du
 
         start = first if isinstance(first, dt.datetime) else dt.datetime.combine(first, dt.time())
-        rule = du.rrulestr(text, dtstart=start)
+        if not isinstance(until, dt.datetime):  # a DATE: the whole day
+            until = dt.datetime.combine(until, dt.time(23, 59, 59), start.tzinfo)
+        elif (until.tzinfo is None) != (start.tzinfo is None):
+            until = until.replace(tzinfo=start.tzinfo)
+        open_ended = ";".join(p for p in text.split(";") if not p.upper().startswith("UNTIL="))
         last = None
-        for n, occurrence in enumerate(rule):
+        for n, occurrence in enumerate(du.rrulestr(open_ended, dtstart=start)):
+            if occurrence > until or n > 100_000:
+                break
             last = occurrence
-            if n > 100_000:
-                return fallback
-        if last is None:
-            return fallback
-        if isinstance(first, dt.datetime) and first.tzinfo:
-            last = last.astimezone(first.tzinfo)
-        return last.date().isoformat()
+        return fallback if last is None else last.date().isoformat()
     except (ValueError, TypeError, OverflowError):
         return fallback
 

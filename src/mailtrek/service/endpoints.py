@@ -13,13 +13,13 @@ from mailtrek.orchestrate.editing import port_security_problem
 from mailtrek.orchestrate.endpoints import (
     Endpoint,
     add_endpoint,
-    admin_credentials,
     attach_service_account,
     get_endpoint,
     make_endpoint,
 )
 from mailtrek.orchestrate.home import Home
 from mailtrek.orchestrate.probe import ProbeResult, probe_endpoint
+from mailtrek.orchestrate.specs import admin_spec
 from mailtrek.secrets import redact, remember
 from mailtrek.service.text import blank
 
@@ -89,9 +89,10 @@ def store_endpoint(home: Home, built: EndpointCreated, inp: EndpointInput) -> En
         attach_service_account(home, ep, inp.service_account)
     admin_user = blank(inp.admin_user)
     if admin_user:
-        if not blank(inp.admin_password):
+        admin_password = blank(inp.admin_password)
+        if not admin_password:
             raise UsageError("an admin user needs a password")
-        ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(inp.admin_password)
+        ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(admin_password)
     add_endpoint(home, ep)
     return built
 
@@ -121,8 +122,8 @@ def probe(home: Home, name: str, user: str | None, password: str | None, *,
         ep.ca_file = ca_file
     if ep.uses_service_account:
         return probe_endpoint(ep, user, token=_token_for(home, ep, user) if user else None)
-    admin = admin_credentials(home, ep, user) if user and password is None else None
-    return probe_endpoint(ep, user, password if user else None, credentials=admin)
+    admin = admin_spec(home, ep, user, label="probe") if user and password is None else None
+    return probe_endpoint(ep, user, password if user else None, login=admin)
 
 
 def probe_view(name: str, user: str | None, result: ProbeResult) -> dict[str, Any]:

@@ -54,7 +54,10 @@ def build_app(state: SimState) -> GraphGate:
             "token_requests": state.token_requests,
             "statuses": statuses,
             "users": {u.upn: {"messages": len(state.store.messages(u.id)) if u.has_mailbox else 0,
+                              "events": len(state.pim.events(u.id)),
+                              "contacts": len(state.pim.contacts(u.id)),
                               "throttled": throttled.get(u.id, 0)} for u in users},
+            "invitations_sent": len(state.pim.outbox),
         }
     from mailtrek.sim.graph_attachments import attachments_router
     from mailtrek.sim.graph_batch import batch_router

@@ -72,11 +72,6 @@ def _utc(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _occurrence_start(master: PimItem, day: dt.date) -> dt.datetime:
-    first = local_start(master.props)
-    return dt.datetime.combine(day, first.timetz().replace(tzinfo=None), first.tzinfo)
-
-
 def _shift(value: dict[str, Any], day: dt.date) -> dict[str, Any]:
     return {**value, "dateTime": day.isoformat() + value["dateTime"][10:]}
 
@@ -87,7 +82,8 @@ def calendar_resource(f: PimFolder) -> dict[str, Any]:
             "changeKey": f.id[-8:], "color": "auto"}
 
 
-def event_resource(item: PimItem, request: Request) -> dict[str, Any]:
+def event_resource(item: PimItem, request: Request, selected: bool = True) -> dict[str, Any]:
+    """An event as Graph renders it (``$select`` applied unless ``selected`` is False)."""
     p = item.props
     body: dict[str, Any] = {
         "@odata.etag": _etag(item), "id": item.id, "changeKey": _etag(item)[3:-1],
@@ -104,18 +100,24 @@ def event_resource(item: PimItem, request: Request) -> dict[str, Any]:
         "attendees": p.get("attendees") or [], "isOrganizer": True,
         "organizer": {"emailAddress": {"address": item.mailbox}},
     }
-    return select(with_extended(body, item.ext, request), request)
+    body = with_extended(body, item.ext, request)
+    return select(body, request) if selected else body
 
 
-def _instance(master: PimItem, day: dt.date, request: Request) -> dict[str, Any]:
-    out = event_resource(master, request)
+def _instance(master: PimItem, day: dt.date, request: Request,
+              base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An occurrence (or exception) of ``master`` on ``day``; ``base``: the master's
+    resource, when the caller renders many."""
+    out = dict(base if base is not None else event_resource(master, request, selected=False))
     changed = master.exceptions.get(day.isoformat())
+    first = local_start(master.props)
     out.update(id=f"{master.id}{OCCURRENCE_SEP}{day.strftime('%Y%m%d')}",
                type="exception" if changed is not None else "occurrence",
                seriesMasterId=master.id, recurrence=None,
-               originalStart=_utc(_occurrence_start(master, day)))
+               originalStart=_utc(dt.datetime.combine(day, first.timetz().replace(tzinfo=None),
+                                                      first.tzinfo)))
     out.pop("singleValueExtendedProperties", None)
-    offset = day - local_start(master.props).date()
+    offset = day - first.date()
     out["start"] = _shift(master.props["start"], day)
     end_day = dt.date.fromisoformat(master.props["end"]["dateTime"][:10]) + offset
     out["end"] = _shift(master.props["end"], end_day)
@@ -265,15 +267,18 @@ def calendar_router(state: SimState) -> APIRouter:
         out: list[dict[str, Any]] = []
         if day is None and item.props.get("recurrence"):
             length = _length(item)
+            base = event_resource(item, request, selected=False)
+            first = local_start(item.props)
+            wall, tz = first.timetz().replace(tzinfo=None), first.tzinfo
             for d in occurrence_dates(item.props):
                 if d.isoformat() in item.cancelled:
                     continue
-                start = _occurrence_start(item, d)
+                start = dt.datetime.combine(d, wall, tz)
                 changed = item.exceptions.get(d.isoformat()) or {}
                 if "start" in changed:
                     start = local_start(changed)
                 if start < hi and start + length > lo:
-                    out.append(_instance(item, d, request))
+                    out.append(_instance(item, d, request, base))
         return JSONResponse(page(out, request, state.base_url, 10,
                                  context=context_url(request, user_key, "events")))
 

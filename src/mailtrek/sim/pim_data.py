@@ -19,6 +19,7 @@ import datetime as dt
 import threading
 import zoneinfo
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from mailtrek.sim.store import new_id
@@ -141,6 +142,7 @@ class PimData:
 
 
 # -- recurrence ---------------------------------------------------------------------------
+@cache
 def zone(name: str | None) -> dt.tzinfo:
     """A tzinfo for a Graph time zone name (Windows or IANA); UTC when unknown."""
     if not name or name.upper() in ("UTC", "Z"):

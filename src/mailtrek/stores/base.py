@@ -22,7 +22,7 @@ from mailtrek.model import FolderInfo, Message, MessageMeta, SpecialUse
 class StoreFeatures:
     """What a store can do; the planner and executor read these, never guess."""
 
-    kind: str  # "imap", "graph", "memory"
+    kind: str  # "imap", "graph", "memory": for reports and logs; sync never branches on it
     exact_mime: bool = True  # append keeps the bytes exactly
     keywords: bool = True  # arbitrary keywords survive an append
     uids: bool = True  # append reports the new item's id (APPENDUID / Graph id)

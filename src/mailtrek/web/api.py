@@ -109,7 +109,8 @@ def endpoints_list(request: Request, _: Authed) -> list[dict[str, object]]:
 @router.get("/endpoint-presets", summary="Provider presets (`endpoint presets`)")
 def endpoint_presets(_: Authed) -> list[dict[str, object]]:
     return [{"name": p.name, "title": p.title, "host": p.host, "port": p.port, "security": p.security,
-             "connections_per_account": p.connections_per_account} for p in PRESETS.values()]
+             "connections_per_account": p.connections_per_account,
+             "dav": p.dav_preset.describe() if p.dav_preset else None} for p in PRESETS.values()]
 
 
 @router.post("/endpoints", status_code=201, summary="Add an endpoint (`endpoint add`)")

@@ -292,6 +292,7 @@ async def batch_create(
     destination: Annotated[str, Form()] = "", exclude_folder: Annotated[str, Form()] = "",
     since: Annotated[str, Form()] = "", before: Annotated[str, Form()] = "",
     max_size: Annotated[str, Form()] = "", gmail_labels: Annotated[str, Form()] = "auto",
+    items: Annotated[list[str] | None, Form()] = None,
     autostart: Annotated[bool, Form()] = False,
     notify: Annotated[str, Form()] = "", incremental_interval: Annotated[str, Form()] = "24",
     nameserver: Annotated[str, Form()] = "", ca_file: Annotated[str, Form()] = "",
@@ -300,7 +301,7 @@ async def batch_create(
     check_form_csrf(s, csrf)
     form = {"name": name, "endpoint": endpoint, "destination": destination, "exclude_folder": exclude_folder,
             "since": since, "before": before, "max_size": max_size, "gmail_labels": gmail_labels,
-            "autostart": autostart, "notify": notify, "incremental_interval": incremental_interval,
+            "items": items or ["mail"], "autostart": autostart, "notify": notify, "incremental_interval": incremental_interval,
             "nameserver": nameserver, "ca_file": ca_file, "allow_plain": allow_plain}
     kind, _, dest = destination.partition(":")
     discover = endpoint == DISCOVER  # the source select's first choice: find it from the CSV's domains
@@ -316,7 +317,8 @@ async def batch_create(
             name=name.strip(), endpoint=None if discover else endpoint, tenant=dest if kind == "tenant" else None,
             dest_endpoint=dest if kind == "endpoint" else None,
             exclude_folder=exclude_folder.split(","), since=since, before=before, max_size=max_size,
-            gmail_labels=gmail_labels, autostart=autostart, notify=notify.split(","), incremental_interval=hours,
+            gmail_labels=gmail_labels, items=",".join(items or []) or None, autostart=autostart,
+            notify=notify.split(","), incremental_interval=hours,
             discover=batch_service.DiscoverRequest(nameserver=nameserver, ca_file=ca_file,
                                                    allow_plain=allow_plain) if discover else None)
         created = await asyncio.to_thread(batch_service.create_batch, home_of(request), req, data)

@@ -52,6 +52,12 @@ class DavPreset:
         path = s.path.replace("{user}", quote(user, safe="@"))
         return DavAddress("https", user, where, 443, path if path.endswith("/") else path + "/")
 
+    def describe(self) -> str:
+        """``caldav.icloud.com, contacts.icloud.com`` or ``(your host)/remote.php/dav/``."""
+        where = [f"{s.host or '(your host)'}{s.path if s.path != '/' else ''}"
+                 for s in (self.calendar, self.contacts)]
+        return ", ".join(dict.fromkeys(where)) + (" (OAuth)" if self.auth == "oauth" else "")
+
     def origins(self, kinds: tuple[Kind, ...]) -> bool:
         """True when ``kinds`` live on more than one host (a store per kind is needed)."""
         return len({self.service(k).host for k in kinds}) > 1

@@ -3,8 +3,10 @@
 ``ImapConnection.command`` writes a command at once (LITERAL+ where the server offers
 it) and returns when its tagged answer arrives; untagged responses that arrive while
 it is the oldest command in flight are handed back with it. One reader task owns the
-socket's read side. Lower-layer errors are translated here into mailtrek's errors:
-a lost connection fails every command in flight with ``TransientError``.
+socket's read side. Lower-layer errors are translated here into mailtrek's errors
+(connecting: ``dial.translate``): a lost connection fails every command in flight with
+``TransientError``. ``open`` reaches the server through ``dial`` and reports each step
+(dns, tcp, tls, and STARTTLS's tls) to ``on_step``.
 """
 
 from __future__ import annotations
@@ -235,10 +237,10 @@ class ImapConnection:
                 self._writer.start_tls(ctx, server_hostname=p.host), p.connect_timeout
             )
         except BaseException as e:
-            err = translate(e, p.host, p.port, p.connect_timeout)
+            failed = translate(e, p.host, p.port, p.connect_timeout)
             self._report(DialStep("tls", False, time.monotonic() - t0, starttls=True,
-                                  problem=tls_problem(e), error=err))
-            raise err from e
+                                  problem=tls_problem(e), error=failed))
+            raise failed from e
         self._report(DialStep("tls", True, time.monotonic() - t0,
                               **tls_facts(self._writer, starttls=True)))
         # What was said in clear may have been forged: ask again (RFC 3501 6.2.1).

@@ -98,8 +98,8 @@ async def dial(host: str, port: int, *, security: str, ctx: ssl.SSLContext | Non
             report(DialStep("dns", False, time.monotonic() - t0, problem="resolve", error=err))
             raise err from e
         seen: dict[str, tuple[int, Any]] = {}
-        for family, _, _, _, sockaddr in found:
-            seen.setdefault(str(sockaddr[0]), (family, sockaddr))
+        for fam, _, _, _, sockaddr in found:
+            seen.setdefault(str(sockaddr[0]), (int(fam), sockaddr))
         infos = list(seen.items())
         report(DialStep("dns", True, time.monotonic() - t0, addresses=tuple(seen)))
 

@@ -23,13 +23,13 @@ from mailtrek.errors import ProtocolError, TransientError
 from mailtrek.model import FolderInfo, Message, SpecialUse, portable_flags
 from mailtrek.stores.base import AppendResult, StoreFeatures
 from mailtrek.stores.imap import exchange, verbs
+from mailtrek.stores.imap.answers import answers
 from mailtrek.stores.imap.appender import _appenduids
 from mailtrek.stores.imap.connection import ImapConnection, Result
 from mailtrek.stores.imap.store import (
     ImapSettings,
     ImapStore,
     RewriteNote,
-    _answers,
     _throttle_check,
     _valid_flag,
 )
@@ -85,7 +85,7 @@ class ExchangeImapStore(ImapStore):
         return await super().ensure_folder(tuple(exchange.safe_name(p) for p in path),
                                            special_use)
 
-    @_answers("APPEND")
+    @answers("APPEND")
     async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND to Exchange Online: one message per command, its quirks handled.
 

@@ -50,3 +50,22 @@ def _odd_header(block: bytes) -> bool:
 def loosen(value: bytes) -> bytes:
     """A header value with every 8-bit byte read as ``X`` (what Cyrus stores)."""
     return _EIGHT_BIT.sub(b"X", value)
+
+
+def stored_change(size: int, header: bytes, sent: bytes) -> str:
+    """What a server changed in a message it stored ("" when nothing seen), from the
+    stored copy's ``size`` and ``header`` block against the bytes ``sent``."""
+    want = crlf(header_block(sent))
+    notes = []
+    if header.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
+        eight = any(b > 127 for b in want)
+        notes.append("changed by the server: " + (
+            "8-bit header bytes replaced" if eight and len(header) == len(want)
+            else "header rewritten"))
+    if size != len(sent):
+        fixed = crlf(sent)
+        why = (" (line endings made CRLF)" if size == len(fixed) else
+               " (CRLF added at the end)" if size == len(fixed) + 2
+               and not fixed.endswith(b"\r\n") else "")
+        notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}" + why)
+    return "; ".join(notes)

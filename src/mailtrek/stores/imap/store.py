@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
 
 from imapclient import imap_utf7
 
@@ -27,13 +25,6 @@ from mailtrek.errors import (
     QuotaExceededError,
     TransientError,
 )
-from mailtrek.fingerprint import (
-    FINGERPRINT_FIELDS,
-    ORIGIN_FIELD,
-    fingerprint_fields,
-    parse_header_fields,
-    parse_origin,
-)
 from mailtrek.model import (
     FolderInfo,
     Message,
@@ -43,6 +34,7 @@ from mailtrek.model import (
 )
 from mailtrek.stores.base import AppendResult, FlagChange, StoreDefaults, StoreFeatures
 from mailtrek.stores.imap import verbs
+from mailtrek.stores.imap.answers import answers, understood
 from mailtrek.stores.imap.appender import FolderAppender, _appenduids
 from mailtrek.stores.imap.connection import (
     BIG_WRITE,
@@ -51,82 +43,39 @@ from mailtrek.stores.imap.connection import (
     ImapConnection,
     Result,
 )
+from mailtrek.stores.imap.fetching import (
+    BODY_ITEMS,
+    DEST_HEADER_ITEM,
+    HEADER_ITEM,
+    LISTING_ITEMS,
+    SPECIAL,
+    USE_ATTR,
+    batches,
+    message_of,
+    meta_of,
+)
 from mailtrek.stores.imap.limits import MAX_LITERAL
 from mailtrek.stores.imap.rewrites import (
     crlf,
     has_bare_lf,
-    header_block,
-    loosen,
     may_be_rewritten,
+    stored_change,
 )
 from mailtrek.stores.imap.wire import (
-    MalformedResponse,
-    OversizedLiteral,
     format_internaldate,
-    number,
     quote,
 )
 
 log = logging.getLogger("mailtrek.imap")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-# What misreading a server's answer raises in our code: a response of an unexpected
-# shape (``UID abc``, a list where an atom belongs, a name that is not UTF-8).
-_MISREAD = (ValueError, IndexError, KeyError, TypeError, OverflowError)
-
-
-@contextlib.contextmanager
-def _understood(host: str, what: str) -> Iterator[None]:
-    """Turn a misread answer into ProtocolError naming the server and the command."""
-    hint = "the server sent what IMAP does not allow; leave this mailbox out or ask its admin"
-    try:
-        yield
-    except MalformedResponse as e:
-        raise ProtocolError(f"{host} sent a malformed answer to {what}: {e.message}",
-                            hint=hint) from e
-    except _MISREAD as e:
-        raise ProtocolError(f"cannot understand {host}'s answer to {what}: "
-                            f"{e.__class__.__name__}: {str(e)[:200]}", hint=hint) from e
-
-
-def _answers(what: str) -> Callable[[F], F]:
-    """Decorate a store method so a misread answer surfaces as ProtocolError, not a crash."""
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def method(self: ImapStore, *args: Any, **kwargs: Any) -> Any:
-            with _understood(self.settings.params.host, what):
-                return await fn(self, *args, **kwargs)
-        return method  # type: ignore[return-value]
-    return wrap
-
-_SPECIAL = {
-    b"\\SENT": SpecialUse.SENT,
-    b"\\DRAFTS": SpecialUse.DRAFTS,
-    b"\\TRASH": SpecialUse.TRASH,
-    b"\\JUNK": SpecialUse.JUNK,
-    b"\\ARCHIVE": SpecialUse.ARCHIVE,
-    b"\\ALL": SpecialUse.ALL,
-    b"\\FLAGGED": SpecialUse.FLAGGED,
-    b"\\IMPORTANT": SpecialUse.IMPORTANT,
-}
-_USE_ATTR = {
-    SpecialUse.SENT: "\\Sent",
-    SpecialUse.DRAFTS: "\\Drafts",
-    SpecialUse.TRASH: "\\Trash",
-    SpecialUse.JUNK: "\\Junk",
-    SpecialUse.ARCHIVE: "\\Archive",
-}
-BODY_ITEMS = (b"UID", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[]")
-HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(FINGERPRINT_FIELDS).encode() + b")]"
-# A destination is also asked for the origin stamp of copies we had to change.
-DEST_HEADER_ITEM = (b"BODY.PEEK[HEADER.FIELDS ("
-                    + " ".join((*FINGERPRINT_FIELDS, ORIGIN_FIELD)).encode() + b")]")
-FETCH_BATCH = 64  # UIDs per FETCH command
-FETCH_BATCH_BYTES = 2 << 20  # and at most this many bytes per command
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
 # UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
 # well inside a command's response budget and any server's command-line limit.
 LIST_CHUNK = 20_000
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
+
+
+# Response codes of a refusal that may pass if asked again (RFC 5530).
+_TRY_AGAIN = (b"UNAVAILABLE", b"SERVERBUG", b"INUSE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +282,11 @@ class ImapStore(StoreDefaults):
     async def _opened(self, sel: asyncio.Future[Result], path: tuple[str, ...]) -> None:
         res = await sel
         _throttle_check(res, "SELECT")
+        if not res.ok and (res.code or b"").upper().startswith(_TRY_AGAIN):
+            # RFC 5530: the folder is there but the server cannot open it just now
+            # (Dovecot says SERVERBUG when an index lock races under load): retry the pass.
+            raise TransientError(
+                f"{self.label}: cannot open folder {'/'.join(path)!r} for now: {res.describe()}")
         if not res.ok:
             raise FolderRejectedError(
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
@@ -364,7 +318,7 @@ class ImapStore(StoreDefaults):
         return parts
 
     # -- listing -------------------------------------------------------------------------
-    @_answers("LIST")
+    @answers("LIST")
     async def list_folders(self) -> list[FolderInfo]:
         """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined.
 
@@ -388,7 +342,7 @@ class ImapStore(StoreDefaults):
         self._folders.clear()
         for m in found.mailboxes:
             path = self._decode(m.name, m.delimiter)
-            use = next((_SPECIAL[a] for a in m.attributes if a in _SPECIAL), None)
+            use = next((SPECIAL[a] for a in m.attributes if a in SPECIAL), None)
             if path == ("INBOX",):
                 use = SpecialUse.INBOX
             st = found.statuses.get(m.name, {})
@@ -408,7 +362,7 @@ class ImapStore(StoreDefaults):
             self._prefix) and self._prefix.upper() == b"INBOX" + self._delim.encode())
         return folders
 
-    @_answers("UID FETCH")
+    @answers("UID FETCH")
     async def list_messages(
         self,
         folder: FolderInfo,
@@ -437,7 +391,7 @@ class ImapStore(StoreDefaults):
                 for i in range(0, len(ordered), LIST_CHUNK)))
             return [m for part in parts for m in part]
         conn = await self._pick(folder.path)
-        items = [b"UID", b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"]
+        items = list(LISTING_ITEMS)
         cs = changed_since is not None and conn.has("CONDSTORE")
         if cs:
             items.append(b"MODSEQ")
@@ -446,34 +400,9 @@ class ImapStore(StoreDefaults):
         cmd = verbs.uid_fetch(uids, items, changed_since=changed_since if cs else None)
         [fut] = await self._in_folder(conn, folder.path, [cmd], readonly=True)
         res = _check(await fut, "UID FETCH")
-        out = []
-        for it in verbs.fetch_responses(res):
-            if b"UID" not in it or b"RFC822.SIZE" not in it:
-                continue  # an unsolicited flag update, not our answer
-            meta = MessageMeta(
-                uid=verbs.fetched_number(it, b"UID"),
-                size=verbs.fetched_number(it, b"RFC822.SIZE"),
-                flags=verbs.fetched_flags(it),
-                internaldate=verbs.fetched_date(it),
-            )
-            if b"MODSEQ" in it:
-                ms = it[b"MODSEQ"]
-                meta.modseq = number(ms[0], "MODSEQ") if isinstance(ms, list) and ms else None
-            if fingerprints:
-                fields = parse_header_fields(verbs.fetched_header(it))
-                meta.fingerprint = fingerprint_fields(fields)
-                meta.loose_fingerprint = fingerprint_fields(
-                    {k: loosen(v) for k, v in fields.items()})
-                origin = None if self.settings.readonly else parse_origin(
-                    fields.get(ORIGIN_FIELD))
-                if origin is not None:  # a copy we had to change: match it as its source
-                    meta.fingerprint, meta.size = origin
-                mid = fields.get("MESSAGE-ID")
-                meta.message_id = mid.decode("utf-8", "replace") if mid else None
-                subj = fields.get("SUBJECT")
-                meta.subject = subj.decode("utf-8", "replace") if subj else None
-            out.append(meta)
-        return out
+        metas = (meta_of(it, fingerprints=fingerprints, destination=not self.settings.readonly)
+                 for it in verbs.fetch_responses(res))
+        return [m for m in metas if m is not None]
 
     # -- reading bodies ------------------------------------------------------------------
     async def fetch(
@@ -490,9 +419,9 @@ class ImapStore(StoreDefaults):
         if not uids:
             return
         conn = await self._pick()
-        batches = _batches(uids, sizes)
+        plan = batches(uids, sizes)
         queue: list[asyncio.Future[Result]] = []
-        it = iter(batches)
+        it = iter(plan)
         limit = min(max_size, MAX_LITERAL) if max_size is not None else MAX_LITERAL
 
         async def launch() -> None:
@@ -509,9 +438,9 @@ class ImapStore(StoreDefaults):
                 res = _check(await queue.pop(0), "UID FETCH")
                 await launch()
                 messages = []
-                with _understood(self.settings.params.host, "UID FETCH"):
+                with understood(self.settings.params.host, "UID FETCH"):
                     for u in res.untagged:
-                        msg = _fetched(u)
+                        msg = message_of(u)
                         if msg is not None:
                             messages.append(msg)
                 res.untagged.clear()
@@ -522,7 +451,7 @@ class ImapStore(StoreDefaults):
                 f.cancel()
 
     # -- writing ---------------------------------------------------------------------------
-    @_answers("CREATE")
+    @answers("CREATE")
     async def ensure_folder(
         self, path: tuple[str, ...], special_use: SpecialUse | None = None
     ) -> FolderInfo:
@@ -541,7 +470,7 @@ class ImapStore(StoreDefaults):
                 return existing
             conn = await self._pick()
             name = self._encode(path)
-            use = _USE_ATTR.get(special_use) if special_use is not None else None
+            use = USE_ATTR.get(special_use) if special_use is not None else None
             res, status = await verbs.create_with_status(conn, name, use=use)
             _throttle_check(res, f"{self.label}: CREATE")
             if not res.ok and not (res.code and res.code.upper().startswith(b"ALREADYEXISTS")):
@@ -564,7 +493,7 @@ class ImapStore(StoreDefaults):
                 return replace(self._folders[p], path=path)
         return None
 
-    @_answers("APPEND")
+    @answers("APPEND")
     async def append(self, folder: FolderInfo, message: Message) -> AppendResult:
         """APPEND pipelined on the least busy connection; refusals become results."""
         if self.settings.readonly:
@@ -667,26 +596,11 @@ class ImapStore(StoreDefaults):
         for it in verbs.fetch_responses(res):
             if b"RFC822.SIZE" not in it:
                 continue
-            size = verbs.fetched_number(it, b"RFC822.SIZE")
-            got = verbs.fetched_header(it)
-            want = crlf(header_block(sent))
-            notes = []
-            if got.rstrip(b"\r\n") != want.rstrip(b"\r\n"):
-                eight = any(b > 127 for b in want)
-                notes.append("changed by the server: " + (
-                    "8-bit header bytes replaced" if eight and len(got) == len(want)
-                    else "header rewritten"))
-            if size != len(sent):
-                fixed = crlf(sent)
-                why = (" (line endings made CRLF)" if size == len(fixed) else
-                       " (CRLF added at the end)" if size == len(fixed) + 2
-                       and not fixed.endswith(b"\r\n") else "")
-                notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}"
-                             + why)
-            return "; ".join(notes)
+            return stored_change(verbs.fetched_number(it, b"RFC822.SIZE"),
+                                 verbs.fetched_header(it), sent)
         return ""
 
-    @_answers("UID STORE")
+    @answers("UID STORE")
     async def set_flags(self, folder: FolderInfo, changes: Sequence[FlagChange]) -> None:
         """UID STORE FLAGS, grouped by flag set, pipelined on one selected connection."""
         if not changes:
@@ -720,42 +634,8 @@ async def _after(gate: asyncio.Future[None], fut: asyncio.Future[Result]) -> Res
     return await fut
 
 
-def _batches(uids: Sequence[int], sizes: Mapping[int, int] | None) -> list[list[int]]:
-    """Cut UIDs into FETCH commands of at most FETCH_BATCH UIDs and FETCH_BATCH_BYTES."""
-    out: list[list[int]] = []
-    cur: list[int] = []
-    weight = 0
-    for uid in uids:
-        size = sizes.get(uid, 0) if sizes else 0
-        if cur and (len(cur) >= FETCH_BATCH or weight + size > FETCH_BATCH_BYTES):
-            out.append(cur)
-            cur, weight = [], 0
-        cur.append(uid)
-        weight += size
-    if cur:
-        out.append(cur)
-    return out
-
-
 _throttle_check = verbs.throttle_check
 _check = verbs.check
-
-
-def _fetched(resp: Any) -> Message | None:
-    """The message a ``* n FETCH (UID .. BODY[] ..)`` response carries; None for others."""
-    items = verbs.fetch_of(resp)
-    body = items.get(b"BODY[]")
-    if b"UID" not in items or not isinstance(body, (bytes, bytearray, OversizedLiteral)):
-        return None  # an unsolicited flag update, not our answer
-    msg = Message(
-        uid=verbs.fetched_number(items, b"UID"),
-        raw=b"" if isinstance(body, OversizedLiteral) else body,  # type: ignore[arg-type]
-        flags=verbs.fetched_flags(items),
-        internaldate=verbs.fetched_date(items),
-    )
-    if isinstance(body, OversizedLiteral):
-        msg.extra["too_large"] = body.size
-    return msg
 
 
 def _valid_flag(flag: str) -> bool:

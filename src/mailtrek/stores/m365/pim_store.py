@@ -39,7 +39,7 @@ from mailtrek.pim.graph_ical import (
     event_ical,
     project_contact,
     project_event,
-    rrule_text,
+    series_dates,
     when,
 )
 from mailtrek.pim.graph_map import GraphContact, GraphEvent, contact_to_graph, event_to_graph
@@ -56,6 +56,7 @@ GUID = "{8a5c6f2e-0d1b-4f43-9b7e-6d2c1e3f4a70}"  # mailtrek's property set
 PROP_UID = f"String {GUID} Name mailtrekSourceUid"
 PROP_PEOPLE = f"String {GUID} Name mailtrekAttendees"
 PAGE = "100"
+MOVED = dt.timedelta(days=366)
 EVENT_SELECT = ("id,subject,start,end,isAllDay,recurrence,type,originalStart,body,"
                 "location,categories")
 CONTACT_SELECT = "id,displayName,givenName,surname,middleName,title,generation,emailAddresses"
@@ -189,12 +190,14 @@ class GraphPimStore:
         """The series as iCalendar: exceptions and cancelled occurrences from its instances."""
         if not r.get("recurrence"):
             return event_ical(uid, r)
-        dates = _occurrences(r)
+        dates = series_dates(r)
         if not dates:
             return event_ical(uid, r)
         first = when(r["start"])
-        lo = dt.datetime.combine(dates[0], dt.time(), first.tzinfo) - dt.timedelta(days=1)
-        hi = dt.datetime.combine(dates[-1], dt.time(), first.tzinfo) + dt.timedelta(days=2)
+        # Instances are found by the time they are at now: a changed occurrence may have
+        # moved (by up to a year here) outside the series' own span.
+        lo = dt.datetime.combine(dates[0], dt.time(), first.tzinfo) - MOVED
+        hi = dt.datetime.combine(dates[-1], dt.time(), first.tzinfo) + MOVED
         seen: set[dt.date] = set()
         exceptions = []
         for inst in await self._all(f"events/{r['id']}/instances", {
@@ -339,28 +342,6 @@ class GraphPimStore:
 
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _occurrences(r: dict[str, Any]) -> list[dt.date]:
-    """The dates of a Graph series' occurrences (at most 2000), from its RRULE."""
-    from dateutil import rrule
-
-    start = when(r["start"])
-    first: dt.datetime | dt.date = start.date() if r.get("isAllDay") else start
-    text = rrule_text(r["recurrence"], first)
-    if text is None:
-        return []
-    if isinstance(first, dt.datetime):  # UNTIL is UTC: dateutil compares it with the start
-        rule = rrule.rrulestr(text, dtstart=start)
-    else:
-        rule = rrule.rrulestr(text, dtstart=dt.datetime.combine(first, dt.time()))
-    out = []
-    for n, occurrence in enumerate(rule):
-        if n >= 2000:
-            break
-        out.append(occurrence.astimezone(start.tzinfo).date() if isinstance(first, dt.datetime)
-                   else occurrence.date())
-    return out
 
 
 def open_pim_store(address: str, tenant: TenantConfig, *,
