@@ -1,6 +1,7 @@
 """Event attachments from Radicale into Microsoft 365 (the simulator): an inline ATTACH
-becomes a fileAttachment once (re-runs, a lost state and a changed event add none), a
-link is kept in the body and listed, and one over Graph's 3 MB is listed with its reason."""
+becomes a fileAttachment once (re-runs, a lost state and a changed event add none), one
+of 3 MB or more goes through an upload session, a link is kept in the body and listed, and
+one over Graph's 150 MB is listed with its reason."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from mailtrek.devtools.dav_load import Loader
 from mailtrek.pim.graph_map import event_to_graph
+from mailtrek.pim.memory import MemoryPimStore
 from mailtrek.pim.model import KINDS
 from mailtrek.pim.sync import copy_pim
 from mailtrek.pim.verify import verify_pim
@@ -22,6 +24,7 @@ from pim_graph_helpers import graph_store
 from pim_helpers import store, vcalendar, vevent
 
 UPN = "files@contoso.test"
+BIG_UPN = "big@contoso.test"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64
 BIG = bytes(3 * 1024 * 1024 + 10)
 
@@ -43,7 +46,7 @@ EVENTS = {
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
-    with Simulator(SimConfig(users=[UserSpec(UPN)])) as running:
+    with Simulator(SimConfig(users=[UserSpec(UPN), UserSpec(BIG_UPN)])) as running:
         yield running
 
 
@@ -113,11 +116,41 @@ async def test_event_attachments_once_rerun_adopt_verify(radicale, source,  # ty
         await dst.close()
 
 
-def test_an_attachment_of_3_mb_or_more_is_listed_with_its_reason() -> None:
-    """Graph adds files "under 3 MB" to an event; a bigger one is not sent, but reported."""
+async def test_a_file_of_3_mb_or_more_goes_through_an_upload_session_once(
+        sim: Simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Graph adds files "under 3 MB" with one POST; a bigger one through an upload session
+    (ranges to the Outlook host), once: a re-run and a lost state add none."""
+    src, dst = MemoryPimStore(), graph_store(sim, BIG_UPN)
+    cal = src.add_collection("/c/", "calendar", "Videos")
+    src.add(cal.href, "big.ics", vcalendar(vevent(
+        "big@t", "Video review", ":20240904T090000Z", ":20240904T100000Z",
+        _inline(BIG, "clip.mp4", "video/mp4"), _inline(b"notes", "n.txt", "text/plain"))))
+    await dst.connect()
+    try:
+        state = PimState(open_engine(tmp_path / "s.db"), "big")
+        report = await copy_pim(src, dst, state, KINDS)
+        assert report.totals()["copied"] == 1 and report.totals()["failed"] == 0, report
+        [event] = sim.events(BIG_UPN)
+        assert sorted((a["name"], a["size"]) for a in event.attachments) == [
+            ("clip.mp4", len(BIG)), ("n.txt", 5)]
+        assert next(a for a in event.attachments if a["name"] == "clip.mp4")["content"] == BIG
+        lost = (await copy_pim(src, dst, PimState(open_engine(tmp_path / "l.db"), "big"),
+                               KINDS)).totals()
+        assert lost["adopted"] == 1, lost
+        assert len(sim.events(BIG_UPN)[0].attachments) == 2
+    finally:
+        await dst.close()
+
+
+def test_a_file_over_150_mb_is_listed_with_its_reason(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Graph attaches up to 150 MB to an event; a bigger file is not sent, but reported
+    (the limit shrunk here, so the test need not build 150 MB)."""
+    from mailtrek.pim import graph_map
+
+    monkeypatch.setattr(graph_map, "MAX_EVENT_FILE", 1000)
     ge = event_to_graph(vcalendar(vevent("big@t", "Video review", ":20240904T090000Z",
-                                         ":20240904T100000Z", _inline(BIG, "clip.mp4",
+                                         ":20240904T100000Z", _inline(bytes(1001), "clip.mp4",
                                                                       "video/mp4"),
                                          _inline(b"notes", "n.txt", "text/plain"))))
     assert [(f.name, f.content) for f in ge.files] == [("n.txt", b"notes")]
-    assert any("clip.mp4" in x and "3 MB" in x for x in ge.lost), ge.lost
+    assert any("clip.mp4" in x and "150 MB" in x for x in ge.lost), ge.lost

@@ -31,7 +31,8 @@ SUPPORTED_RULE_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHD
 MAX_EMAILS = 3  # Outlook contacts hold Email1..Email3
 
 
-MAX_EVENT_FILE = 3 * 1024 * 1024  # "limits the size of the attachment ... to under 3 MB"
+INLINE_EVENT_FILE = 3 * 1024 * 1024  # "limits the size of the attachment ... to under 3 MB"
+MAX_EVENT_FILE = 150 * 1024 * 1024  # upload sessions: "between 3 MB and 150 MB"
 FILENAME_PARAMS = ("X-FILENAME", "FILENAME", "X-APPLE-FILENAME", "X-ORACLE-FILENAME")
 
 
@@ -138,8 +139,10 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
 
 def _attachments(master: Any, out: GraphEvent) -> None:
     """Inline ATTACH (ENCODING=BASE64;VALUE=BINARY) → ``files`` for fileAttachments
-    (learn.microsoft.com/graph/api/event-post-attachments: "under 3 MB"; bigger ones are
-    listed in ``lost``); ATTACH by URI → ``links``, written into the event body."""
+    (learn.microsoft.com/graph/api/event-post-attachments: "under 3 MB"; from 3 MB to
+    150 MB through an upload session, learn.microsoft.com/graph/api/resources/attachment;
+    bigger ones are listed in ``lost``); ATTACH by URI → ``links``, written into the
+    event body."""
     import base64
     import binascii
 
@@ -161,10 +164,9 @@ def _attachments(master: Any, out: GraphEvent) -> None:
         except (binascii.Error, ValueError):
             out.lost.append(f"attachment {name}: not valid base64: not copied")
             continue
-        if len(content) >= MAX_EVENT_FILE:
-            out.lost.append(f"attachment {name} ({len(content)} bytes): Graph adds files of "
-                            "under 3 MB to an event (larger ones need an upload session, "
-                            "not used here): not copied")
+        if len(content) > MAX_EVENT_FILE:
+            out.lost.append(f"attachment {name} ({len(content)} bytes): Graph attaches files "
+                            "of up to 150 MB to an event: not copied")
             continue
         out.files.append(EventFile(name, str(params.get("FMTTYPE") or
                                              "application/octet-stream"), content))

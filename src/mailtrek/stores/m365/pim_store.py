@@ -6,9 +6,9 @@ user-post-contactfolders), found or created by name. Objects are events
 (user-post-events, event-update, event-list-instances) and contacts
 (contactfolder-post-contacts, contact-update, profilephoto-update for the photo).
 A calendar's tasks (VTODO) go to the Microsoft To Do list of its name (``pim_tasks``).
-Inline event attachments under 3 MB are added as fileAttachments after the event is
-written (event-post-attachments, "under 3 MB"; matched by name and size so none is added
-twice); attachments given by URI are kept as links in the body; both are noted per item.
+Inline event attachments are added as fileAttachments after the event is written
+(event-post-attachments, "under 3 MB"; 3 MB to 150 MB through an upload session; matched
+by name and size so none is added twice); attachments given by URI are kept as links in the body; both are noted per item.
 
 Exactly once: every object carries its source UID in a single-value extended property
 (``PROP_UID``, learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-post-singlevalueextendedproperties);
@@ -49,6 +49,7 @@ from mailtrek.pim.graph_ical import (
     when,
 )
 from mailtrek.pim.graph_map import (
+    INLINE_EVENT_FILE,
     EventFile,
     GraphContact,
     GraphEvent,
@@ -70,6 +71,7 @@ GUID = "{8a5c6f2e-0d1b-4f43-9b7e-6d2c1e3f4a70}"  # mailtrek's property set
 PROP_UID = f"String {GUID} Name mailtrekSourceUid"
 PROP_PEOPLE = f"String {GUID} Name mailtrekAttendees"
 PAGE = "100"
+UPLOAD_CHUNK = 3200 * 1024  # a multiple of 320 KiB, under the 4 MB a range may carry
 MOVED = dt.timedelta(days=366)
 EVENT_SELECT = ("id,subject,start,end,isAllDay,recurrence,type,originalStart,body,"
                 "location,categories")
@@ -360,13 +362,34 @@ class GraphPimStore:
             if (f.name, len(f.content)) in held:
                 continue
             try:
-                await self._call("POST", path, json_body={
-                    "@odata.type": "#microsoft.graph.fileAttachment", "name": f.name,
-                    "contentType": f.content_type,
-                    "contentBytes": base64.b64encode(f.content).decode()})
+                if len(f.content) < INLINE_EVENT_FILE:
+                    await self._call("POST", path, json_body={
+                        "@odata.type": "#microsoft.graph.fileAttachment", "name": f.name,
+                        "contentType": f.content_type,
+                        "contentBytes": base64.b64encode(f.content).decode()})
+                else:
+                    await self._upload(path, f)
             except StoreError as e:
                 notes.append(f"attachment {f.name}: refused ({e.message})")
         return notes
+
+    async def _upload(self, path: str, f: EventFile) -> None:
+        """A file of 3 MB or more through an upload session: ranges of at most 4 MB PUT
+        to the pre-authenticated ``uploadUrl`` (learn.microsoft.com/graph/api/attachment-createuploadsession,
+        learn.microsoft.com/graph/outlook-large-attachments)."""
+        session = await self._call("POST", f"{path}/createUploadSession", json_body={
+            "AttachmentItem": {"attachmentType": "file", "name": f.name,
+                               "size": len(f.content), "contentType": f.content_type}})
+        url = session.get("uploadUrl")
+        if not url:
+            raise StoreError("Graph created an upload session without an uploadUrl")
+        size = len(f.content)
+        for start in range(0, size, UPLOAD_CHUNK):
+            chunk = f.content[start:start + UPLOAD_CHUNK]
+            await self.client.request(
+                self.address, "PUT", url, absolute=True, authenticated=False, content=chunk,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{size}"})
 
     async def _apply_instances(self, series: dict[str, Any], ge: GraphEvent) -> list[str]:
         """Change the overridden occurrences and delete the cancelled ones (EXDATE)."""
