@@ -19,9 +19,11 @@ carrying the UID is answered as ``existing`` (adopted by the shared sync), also 
 POST whose answer was lost. Graph has no ``$filter`` on linked resources, so the lookup
 reads the list once per run and keeps an index.
 
-Permissions: To Do's pages list delegated ``Tasks.ReadWrite`` and, for an application
-acting on other users, ``Tasks.ReadWrite.All``; a tenant whose app lacks it answers 403,
-and each task is reported with that error while events and contacts go on.
+Permissions: To Do's pages list delegated ``Tasks.ReadWrite``; application permissions
+(``Tasks.ReadWrite.All``, admin consent) reached To Do in Graph v1.0 in February 2023
+(devblogs.microsoft.com/microsoft365dev/new-capabilities-available-in-microsoft-graph-to-do-apis),
+though some older permission tables still say "Not supported". A tenant whose app lacks it
+answers 403, and each task is reported with that error while events and contacts go on.
 """
 
 from __future__ import annotations
