@@ -21,6 +21,7 @@ from imapclient import imap_utf7
 from mailtrek.errors import (
     ConnectionFailedError,
     FolderRejectedError,
+    LoginUnavailableError,
     ProtocolError,
     QuotaExceededError,
     TransientError,
@@ -75,6 +76,7 @@ LIST_CHUNK = 20_000
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
+LOGIN_RETRY_WAITS = (1.0, 3.0)  # seconds before asking again after a login refused for now
 # Response codes of a refusal that may pass if asked again (RFC 5530).
 _TRY_AGAIN = (b"UNAVAILABLE", b"SERVERBUG", b"INUSE")
 
@@ -130,8 +132,20 @@ class ImapStore(StoreDefaults):
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        """Open and log in the first connection; the others open in the background."""
-        first = await self._open_one(0)
+        """Open and log in the first connection; the others open in the background.
+
+        A login the server refuses only for now ([UNAVAILABLE], e.g. Dovecot's busy auth
+        process) is asked again after 1, then 3 seconds before the error stands.
+        """
+        for wait in (*LOGIN_RETRY_WAITS, None):
+            try:
+                first = await self._open_one(0)
+                break
+            except LoginUnavailableError as e:
+                if wait is None:
+                    raise
+                log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
+                await asyncio.sleep(wait)
         self._add(first)
         self.features = self._features(first.capabilities)
         n = max(1, self.settings.connections)
