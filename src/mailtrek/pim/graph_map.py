@@ -70,13 +70,9 @@ class GraphContact:
     photo: bytes | None = None
 
 
-# -- events ------------------------------------------------------------------------------
-def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
-    """Map one calendar object resource (a VEVENT series with its overrides).
-
-    Raises BrokenObjectError when it holds no VEVENT or no UID; everything else that
-    Graph cannot express is listed in ``lost``.
-    """
+def _components(body: bytes, name: str) -> tuple[list[Any], Any]:
+    """Return the ``name`` components of an iCalendar object and its master (the one
+    without RECURRENCE-ID); BrokenObjectError when unreadable or holding none."""
     import icalendar
 
     try:
@@ -85,10 +81,20 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
             cal = icalendar.Calendar.from_ical(body)
     except Exception as e:
         raise BrokenObjectError(f"unreadable iCalendar: {e}") from None
-    events = [c for c in cal.subcomponents if c.name == "VEVENT"]
-    if not events:
-        raise BrokenObjectError("no VEVENT in it")
-    master = next((e for e in events if e.get("RECURRENCE-ID") is None), events[0])
+    found = [c for c in cal.subcomponents if c.name == name]
+    if not found:
+        raise BrokenObjectError(f"no {name} in it")
+    return found, next((c for c in found if c.get("RECURRENCE-ID") is None), found[0])
+
+
+# -- events ------------------------------------------------------------------------------
+def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
+    """Map one calendar object resource (a VEVENT series with its overrides).
+
+    Raises BrokenObjectError when it holds no VEVENT or no UID; everything else that
+    Graph cannot express is listed in ``lost``.
+    """
+    events, master = _components(body, "VEVENT")
     uid = master.get("UID")
     if uid is None:
         raise BrokenObjectError("no UID")
@@ -397,18 +403,7 @@ def todo_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphTask:
     ``patternedRecurrence``, as for events, anchored at DTSTART or else DUE). What To Do
     cannot hold is listed in ``lost``. BrokenObjectError without a VTODO or a UID.
     """
-    import icalendar
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cal = icalendar.Calendar.from_ical(body)
-    except Exception as e:
-        raise BrokenObjectError(f"unreadable iCalendar: {e}") from None
-    todos = [c for c in cal.subcomponents if c.name == "VTODO"]
-    if not todos:
-        raise BrokenObjectError("no VTODO in it")
-    master = next((t for t in todos if t.get("RECURRENCE-ID") is None), todos[0])
+    todos, master = _components(body, "VTODO")
     if master.get("UID") is None:
         raise BrokenObjectError("no UID")
     lost: list[str] = []
