@@ -43,8 +43,10 @@ def main() -> None:
     holding its traceback, and exit 8, never a traceback that ends in exit 1.
     """
     from mailtrek.malloc import release_freed_memory
+    from mailtrek.state import migrate
 
     release_freed_memory()  # many mailboxes in one process: RSS follows what is held
+    migrate.MIGRATE_APART = True  # Alembic (~11 MB) stays out of this process
     try:
         app()
     except Exception as e:  # SystemExit/KeyboardInterrupt are not Exceptions: they pass

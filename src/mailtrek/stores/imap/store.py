@@ -70,6 +70,34 @@ from mailtrek.stores.imap.wire import (
 log = logging.getLogger("mailtrek.imap")
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
 FETCH_AHEAD_BYTES = 4 << 20  # and the bytes they ask for (one command always goes)
+# Bytes fetched and not yet handed on, over all readers of one store: four readers each
+# pulling a 10 MB attachment at once is what set a copy's peak (tracemalloc).
+FETCHED_BYTES = 8 << 20
+
+
+class _Budget:
+    """Bytes held by the readers of one store; a command bigger than it goes alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    def try_take(self, n: int) -> bool:
+        if self.used and self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    async def take(self, n: int) -> None:
+        while not self.try_take(n):
+            self._freed.clear()
+            await self._freed.wait()
+
+    def give(self, n: int) -> None:
+        if n:
+            self.used -= n
+            self._freed.set()
 # UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
 # well inside a command's response budget and any server's command-line limit.
 LIST_CHUNK = 20_000
@@ -121,6 +149,7 @@ class ImapStore(StoreDefaults):
         self._affinity: dict[tuple[str, ...], int] = {}  # folder -> its usual connection
         self._path_locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._appenders: dict[tuple[str, ...], FolderAppender] = {}
+        self._fetched = _Budget(FETCHED_BYTES)
         self._prefix = b""
         self._delim = "/"
         self._folders: dict[tuple[str, ...], FolderInfo] = {}
@@ -438,27 +467,37 @@ class ImapStore(StoreDefaults):
         weights = [sum(sizes.get(u, 0) for u in b) if sizes else 0 for b in plan]
         queue: list[asyncio.Future[Result]] = []
         ahead: list[int] = []  # the listed bytes each queued command asks for
+        holding = 0  # the listed bytes of the answer being handed on
         nxt = 0
         limit = min(max_size, MAX_LITERAL) if max_size is not None else MAX_LITERAL
 
         async def launch() -> None:
             # Ahead by bytes, not only by count: two 10 MB attachments are not fetched
-            # ahead of a reader that is still handing on a third.
+            # ahead of a reader that is still handing on a third (the bytes being handed
+            # on count too: the caller may wait for room before it takes them).
             nonlocal nxt
-            while nxt < len(plan) and len(queue) < FETCH_AHEAD and (
-                    not queue or sum(ahead) + weights[nxt] <= FETCH_AHEAD_BYTES):
+            while nxt < len(plan) and len(queue) < FETCH_AHEAD:
+                if not queue and not holding:
+                    await self._fetched.take(weights[nxt])  # this reader holds nothing
+                elif (holding + sum(ahead) + weights[nxt] > FETCH_AHEAD_BYTES
+                      or not self._fetched.try_take(weights[nxt])):
+                    break
                 cmd = verbs.uid_fetch(plan[nxt], BODY_ITEMS)
-                futs = await self._in_folder(conn, folder.path, [cmd], readonly=True,
-                                             max_literal=limit)
+                try:
+                    futs = await self._in_folder(conn, folder.path, [cmd], readonly=True,
+                                                 max_literal=limit)
+                except BaseException:
+                    self._fetched.give(weights[nxt])
+                    raise
                 queue.extend(futs)
-                ahead.extend([weights[nxt]] * len(futs))
+                ahead.extend([weights[nxt]] + [0] * (len(futs) - 1))
                 nxt += 1
 
         await launch()
         try:
             while queue:
                 res = _check(await queue.pop(0), "UID FETCH")
-                ahead.pop(0)
+                holding = ahead.pop(0)  # still taken from self._fetched
                 await launch()
                 messages = []
                 with understood(self.settings.params.host, "UID FETCH"):
@@ -467,11 +506,16 @@ class ImapStore(StoreDefaults):
                         if msg is not None:
                             messages.append(msg)
                 res.untagged.clear()
-                for msg in messages:
-                    yield msg
+                del res
+                while messages:
+                    yield messages.pop(0)  # handed on: this reader keeps no reference
+                self._fetched.give(holding)
+                holding = 0
+                await launch()
         finally:
             for f in queue:
                 f.cancel()
+            self._fetched.give(holding + sum(ahead))
 
     # -- writing ---------------------------------------------------------------------------
     @answers("CREATE")
