@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import os
 import shutil
@@ -54,10 +55,13 @@ def dovecot_dst() -> Iterator[DovecotInstance]:
 
 def _debian_server(kind: str) -> None:
     """Skip (with the reason) only when Debian's packages truly cannot be had here."""
-    try:
-        debroot.ensure(kind)
-    except debroot.DebrootError as exc:
-        pytest.skip(f"{kind} packages unavailable: {exc}")
+    # pytest-xdist workers may get here at once: one unpacks, the others wait and look.
+    with open(Path(tempfile.gettempdir()) / "mailtrek-debroot.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            debroot.ensure(kind)
+        except debroot.DebrootError as exc:
+            pytest.skip(f"{kind} packages unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
