@@ -28,6 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("MAILTREK_CORPUS") or REPO.parent / "shared" / "corpus")
 
 
+# Files that take a minute or more, slowest first. They run first, so that under pytest-xdist
+# (scripts/test runs two workers, a whole file each) no worker starts one of them last.
+SLOW_FILES = ("test_orchestrate_e2e.py", "test_workers_e2e.py", "test_pim_corpus.py",
+              "test_batch_members.py", "test_postgres_state.py", "test_m365_corpus.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the slow files to the front; the order within each file is kept."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
+
+
 def _instance(name: str) -> Iterator[DovecotInstance]:
     if shutil.which("dovecot") is None:
         pytest.skip("dovecot is not installed (scripts/test installs it)")
