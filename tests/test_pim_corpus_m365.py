@@ -111,6 +111,7 @@ async def test_corpus_into_m365_once_rerun_adopt_verify_nobody_invited(
         assert by_uid[o.uid] >= 1, href
         graph_body = held[(name, o.uid)]
         theirs = read_object(graph_body, kind)
+        assert theirs.title == o.title, href  # a title is never lost, notes or not
         if kind == "contacts":
             diff = [] if theirs.fields == o.fields else ["emails"]
         else:

@@ -16,6 +16,7 @@ from mailtrek.cli.progress import ProgressView
 from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
 from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, route_key
+from mailtrek.secrets import redact
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
@@ -402,6 +403,6 @@ def _finish(report: CopyReport, json_report: Path | None) -> None:
         if len(changed) > 20:
             typer.echo(f"  ... and {len(changed) - 20} more (see --json-report)")
     for e in report.errors:
-        typer.echo(f"  error: {e}")
+        typer.echo(redact(f"  error: {e}"))
     for w in report.warnings:
         typer.echo(f"  warning: {w}")

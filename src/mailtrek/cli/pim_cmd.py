@@ -21,6 +21,7 @@ from mailtrek.cli.common import ca_path, fail_on_error, home_dir, read_secret
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, UsageError
 from mailtrek.pim.model import KINDS, Kind
 from mailtrek.pim.report import report_dict, summary_line
+from mailtrek.secrets import redact
 from mailtrek.stores.dav import DavStore, is_dav_address, parse_dav_address
 from mailtrek.stores.registry import open_pim_store, open_store
 from mailtrek.stores.spec import DavSpec
@@ -148,7 +149,7 @@ def copy_dav(source: str, dest: str, *, items: str | None, state: Path | None,
         if len(changed) > 20:
             typer.echo(f"  ... and {len(changed) - 20} more changed (see --json-report)")
         for e in report.errors:
-            typer.echo(f"  error: {e}")
+            typer.echo(redact(f"  error: {e}"))
         raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
 
 

@@ -148,10 +148,10 @@ def event_ical(uid: str, master: dict[str, Any], exceptions: Iterable[dict[str, 
 
     vevent(master, None)
     for ex in exceptions:
-        rid: dt.datetime | dt.date = dt.datetime.fromisoformat(
-            str(ex["originalStart"]).replace("Z", "+00:00"))
+        start = dt.datetime.fromisoformat(str(ex["originalStart"]).replace("Z", "+00:00"))
+        rid: dt.datetime | dt.date = start
         if master.get("isAllDay"):
-            rid = rid.astimezone(when(master["start"]).tzinfo).date()
+            rid = start.astimezone(when(master["start"]).tzinfo).date()
         vevent(ex, rid)
     lines.append("END:VCALENDAR")
     return ("\r\n".join(lines) + "\r\n").encode()

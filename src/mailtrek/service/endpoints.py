@@ -89,9 +89,10 @@ def store_endpoint(home: Home, built: EndpointCreated, inp: EndpointInput) -> En
         attach_service_account(home, ep, inp.service_account)
     admin_user = blank(inp.admin_user)
     if admin_user:
-        if not blank(inp.admin_password):
+        admin_password = blank(inp.admin_password)
+        if not admin_password:
             raise UsageError("an admin user needs a password")
-        ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(inp.admin_password)
+        ep.admin_user, ep.admin_password_enc = admin_user, home.box.encrypt(admin_password)
     add_endpoint(home, ep)
     return built
 

@@ -30,7 +30,8 @@ def user_action(home: Home, name: str, email: str, action: str, *, password: str
     if action == "remove":
         return members.remove_user(home, name, email)
     if action == "move":
-        if not blank(to):
+        target = blank(to)
+        if not target:
             raise UsageError("choose the batch to move the user to")
-        return members.move_user(home, name, email, to)
+        return members.move_user(home, name, email, target)
     raise UsageError(f"unknown action {action!r}", hint=f"one of: {', '.join(USER_ACTIONS)}")
