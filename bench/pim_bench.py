@@ -61,14 +61,29 @@ def card(uid: str, n: int) -> bytes:
             "END:VCARD\r\n").encode()
 
 
+def task(uid: str, n: int) -> bytes:
+    """A VTODO (to a Microsoft To Do list): due in Berlin, every third done, some monthly."""
+    status = "COMPLETED" if n % 3 == 0 else "NEEDS-ACTION"
+    rule = "RRULE:FREQ=MONTHLY;COUNT=6\r\n" if n % 4 == 0 else ""
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailtrek bench//EN\r\n"
+            f"BEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\n"
+            f"SUMMARY:Aufgabe {n} – 任务\r\nDUE;TZID=Europe/Berlin:20240301T170000\r\n"
+            f"STATUS:{status}\r\nPRIORITY:{n % 10}\r\n{rule}END:VTODO\r\n"
+            "END:VCALENDAR\r\n").encode()
+
+
 def load(inst: RadicaleInstance, user: str, password: str, events: int,
-         contacts: int) -> float:
+         contacts: int, tasks: int = 0) -> float:
     started = time.monotonic()
     with Loader(inst.base_url, user, password, verify=inst.ssl_context()) as put:
         for k in range(0, events, PER_CALENDAR):
             cal = put.make_collection(f"Kalender {k // PER_CALENDAR + 1}", "calendar")
             for n in range(k, min(events, k + PER_CALENDAR)):
                 put.put(cal, f"e{n}.ics", event_with_people(f"e{n}@bench", n), "calendar")
+        if tasks:
+            todo = put.make_collection("Aufgaben", "calendar")
+            for n in range(tasks):
+                put.put(todo, f"t{n}.ics", task(f"t{n}@bench", n), "calendar")
         book = put.make_collection("Kontakte", "contacts")
         for n in range(contacts):
             put.put(book, f"c{n}.vcf", card(f"c{n}@bench", n), "contacts")
@@ -151,7 +166,8 @@ async def into_m365(inst: RadicaleInstance, root: Path, scale: float) -> str:
             f"{t['copied'] / r.elapsed:.1f} items/s | {reqs / max(1, t['copied']):.2f} | "
             f"{reqs / r.elapsed:.1f} ({reqs / r.elapsed / REQ_RATE:.0%}) | "
             f"{st['statuses'].get('429', 0)} | {t['failed']} failed; "
-            f"{held['events']} events + {held['contacts']} contacts held; "
+            f"{held['events']} events + {held['contacts']} contacts + "
+            f"{held.get('tasks', 0)} tasks held; "
             f"{st['invitations_sent']} invitations sent |")
 
 
@@ -176,6 +192,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=400)
     ap.add_argument("--contacts", type=int, default=200)
+    ap.add_argument("--tasks", type=int, default=0,
+                    help="VTODOs in a calendar of their own (into Graph: a To Do list)")
     ap.add_argument("--window-scale", type=float, default=0.05,
                     help="shrink Microsoft's windows and budgets alike (same rates)")
     ap.add_argument("--mail-messages", type=int, default=300,
@@ -188,8 +206,8 @@ def main() -> int:
         inst.start()
         for user in ("src", "dst"):
             inst.add_user(user, "pw-" + user)
-        took = load(inst, "src", "pw-src", a.events, a.contacts)
-        total = a.events + a.contacts
+        took = load(inst, "src", "pw-src", a.events, a.contacts, a.tasks)
+        total = a.events + a.contacts + a.tasks
         print(f"raw PUT ceiling (sequential PUTs of the generated objects): {total} in "
               f"{took:.2f} s = {total / took:.1f} objects/s")
         for line in asyncio.run(copy(inst, root)):

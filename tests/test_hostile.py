@@ -81,6 +81,16 @@ def test_folder_names_smuggle_no_command(dovecot_dst, dst_user, tmp_path) -> Non
     assert len(folders[("INBOX",)]) == 1
 
 
+def test_a_login_refused_for_now_is_asked_again(dovecot_dst, dst_user, tmp_path) -> None:
+    """LOGIN answered NO [UNAVAILABLE] once (Dovecot's busy auth process): logged in again."""
+    with HostileImap("unavailable-once") as srv:
+        r = copy_from(srv, dovecot_dst, dst_user, tmp_path)
+        refused = srv.refused_logins
+    assert refused == 1
+    assert r.code == 0, r.stdout + r.stderr
+    assert len(asyncio.run(dump(dovecot_dst, *dst_user))[("INBOX",)]) == 1
+
+
 def test_a_folder_the_server_cannot_open_just_now_is_retried(dovecot_dst, dst_user, tmp_path) -> None:
     """SELECT refused with [SERVERBUG] once (a loaded Dovecot): the pass is retried, nothing lost."""
     with HostileImap("serverbug-once") as srv:

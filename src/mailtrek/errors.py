@@ -6,6 +6,7 @@
     │   └── ConflictError              exit 2   the name is taken, in use or busy (HTTP 409)
     ├── ConfigError                    exit 2   bad settings file / endpoint / tenant
     ├── AuthenticationError            exit 3   the server refused the credentials
+    │   └── LoginUnavailableError      exit 3   refused for now ([UNAVAILABLE]): retried
     ├── ConnectionFailedError          exit 4   DNS, TCP, TLS handshake, certificate
     │   └── CertificateError           exit 4
     ├── ProtocolError                  exit 5   the server said something we cannot use
@@ -70,6 +71,12 @@ class ConfigError(MailtrekError):
 class AuthenticationError(MailtrekError):
     exit_code = 3
     http_status = 502  # the mail server refused: a bad gateway from the API's point of view
+
+
+class LoginUnavailableError(AuthenticationError):
+    """The server cannot log the mailbox in just now (RFC 5530 ``UNAVAILABLE``): ask again."""
+
+    retryable = True
 
 
 class ConnectionFailedError(MailtrekError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import dns.exception
 import dns.resolver
 
 
@@ -23,3 +26,19 @@ def resolver_for(nameserver: str | None, timeout: float = 5.0) -> dns.resolver.R
     r.lifetime = timeout
     r.timeout = timeout
     return r
+
+
+def query(resolver: dns.resolver.Resolver, name: str, rtype: str) -> tuple[list[Any], str | None]:
+    """Return ``name``'s ``rtype`` records, or no records and the reason (never raises)."""
+    try:
+        return list(resolver.resolve(name, rtype)), None
+    except dns.resolver.NXDOMAIN:
+        return [], f"{name} does not exist"
+    except dns.resolver.NoAnswer:
+        return [], f"no {rtype} record for {name}"
+    except dns.resolver.NoNameservers:
+        return [], f"no name server answered for {name} {rtype}"
+    except dns.exception.Timeout:
+        return [], f"DNS timeout for {name} {rtype}"
+    except dns.exception.DNSException as e:
+        return [], f"DNS error for {name} {rtype}: {e.__class__.__name__}: {e}"

@@ -29,6 +29,9 @@ attack              what the server does
                     AUTHENTICATE PLAIN (RFC 3501 7.2.1 allows a server that)
 ``serverbug-once``  refuses the first SELECT/EXAMINE with ``NO [SERVERBUG]``, as a
                     loaded Dovecot does when an index lock races; later ones work
+``unavailable-once`` refuses the first LOGIN with ``NO [UNAVAILABLE] Temporary
+                    authentication failure.`` (a loaded Dovecot's auth process); later
+                    ones work
 ==================  ==============================================================
 
 Every line a client sends is kept in ``lines`` (a smuggled command shows up as a line of
@@ -58,7 +61,8 @@ INJECTED = b"Evil\r\nX1 DELETE INBOX\r\nX2 CREATE pwned"
 INJECTED_NOSELECT = b"Ghost\r\nX3 RENAME INBOX pwned2"  # a \Noselect parent without children
 ATTACKS = ("none", "huge-literal", "oversize-body", "list-flood", "fetch-flood", "drip",
            "deep-parens", "bad-quoted", "bad-uid", "inject-folder", "no-starttls",
-           "starttls-caps", "echo-login", "login-disabled", "serverbug-once")
+           "starttls-caps", "echo-login", "login-disabled", "serverbug-once",
+           "unavailable-once")
 _DATE = b'"01-Jan-2024 10:00:00 +0000"'
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 
@@ -85,6 +89,7 @@ class HostileImap:
         self.lines: list[bytes] = []  # every command line received, in order
         self.connections = 0
         self.refused_selects = 0
+        self.refused_logins = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -199,6 +204,11 @@ class _Session:
                 continue
             if verb == b"LOGIN" and self.s.attack == "echo-login":
                 self.send(tag, b" NO [AUTHENTICATIONFAILED] LOGIN ", args, b" rejected\r\n")
+                await self.w.drain()
+                continue
+            if verb == b"LOGIN" and self.s.attack == "unavailable-once" and not self.s.refused_logins:
+                self.s.refused_logins += 1
+                self.send(tag, b" NO [UNAVAILABLE] Temporary authentication failure.\r\n")
                 await self.w.drain()
                 continue
             if self.s.attack == "login-disabled" and verb in (b"LOGIN", b"AUTHENTICATE"):

@@ -155,15 +155,20 @@ def check_new_batch(
     _check_destination_and_interval(home, tenant, dest_endpoint, incremental_hours)
 
 
-def _check_destination_and_interval(home: Home, tenant: str | None, dest_endpoint: str | None,
-                                    incremental_hours: float) -> None:
-    """Raise UsageError unless exactly one stored destination and a positive interval."""
+def check_destination(home: Home, tenant: str | None, dest_endpoint: str | None) -> None:
+    """Raise UsageError unless exactly one destination is given, NotFoundError unless stored."""
     if (tenant is None) == (dest_endpoint is None):
         raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
     if tenant:
         get_tenant(home, tenant)
     if dest_endpoint:
         get_endpoint(home, dest_endpoint)
+
+
+def _check_destination_and_interval(home: Home, tenant: str | None, dest_endpoint: str | None,
+                                    incremental_hours: float) -> None:
+    """Raise UsageError unless exactly one stored destination and a positive interval."""
+    check_destination(home, tenant, dest_endpoint)
     if incremental_hours <= 0:
         raise UsageError("--incremental-interval must be positive")
 

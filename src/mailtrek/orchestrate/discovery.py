@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import dns.exception
-import dns.resolver
 import httpx
 
 from mailtrek.errors import (
@@ -53,7 +51,7 @@ from mailtrek.errors import (
 from mailtrek.orchestrate.csvfile import is_address
 from mailtrek.orchestrate.presets import PRESETS
 from mailtrek.orchestrate.provider_domains import preset_for_domain
-from mailtrek.resolver import resolver_for
+from mailtrek.resolver import query, resolver_for
 from mailtrek.secrets import redact, remember
 from mailtrek.stores.imap.connection import ConnectParams, Credentials, ImapConnection
 from mailtrek.stores.imap.dial import DialStep, hostport
@@ -186,18 +184,7 @@ class Lookup:
         self.system = not config.nameserver
 
     def query(self, name: str, rtype: str) -> tuple[list[Any], str | None]:
-        try:
-            return list(self.resolver.resolve(name, rtype)), None
-        except dns.resolver.NXDOMAIN:
-            return [], f"{name} does not exist"
-        except dns.resolver.NoAnswer:
-            return [], f"no {rtype} record for {name}"
-        except dns.resolver.NoNameservers:
-            return [], f"no name server answered for {name} {rtype}"
-        except dns.exception.Timeout:
-            return [], f"DNS timeout for {name} {rtype}"
-        except dns.exception.DNSException as e:
-            return [], f"DNS error for {name} {rtype}: {e}"
+        return query(self.resolver, name, rtype)
 
     def addresses(self, host: str) -> tuple[list[str], str | None]:
         """Return the addresses of ``host`` in connection order (an IP literal is its own).

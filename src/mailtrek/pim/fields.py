@@ -3,7 +3,7 @@
 Calendars are read with ``icalendar``, contacts with ``vobject``. What is compared
 (``ObjectFields.fields``): per component (the series and each overridden instance, keyed
 by RECURRENCE-ID) its type, summary, start and end as instants (UTC; dates stay dates,
-floating times are marked), RRULE, RDATE and EXDATE; for a contact FN and the e-mail
+floating times are marked), RRULE, RDATE and EXDATE (and a task's STATUS); for a contact FN and the e-mail
 addresses. An object that cannot be read, has no UID, or holds several UIDs raises
 ``BrokenObjectError`` with the reason, and the caller reports it and goes on.
 """
@@ -103,7 +103,7 @@ def _component_fields(c: Any) -> dict[str, Any]:
             end = start if isinstance(start, dt.datetime) else start + dt.timedelta(days=1)
         if c.name == "VEVENT" and start is None:
             raise BrokenObjectError("VEVENT without DTSTART")
-        return {
+        out = {
             "type": c.name,
             "summary": str(c.get("SUMMARY", "")),
             "start": instant(start) if start is not None else None,
@@ -112,6 +112,9 @@ def _component_fields(c: Any) -> dict[str, Any]:
             "rdate": _values(c.get("RDATE", [])),
             "exdate": _values(c.get("EXDATE", [])),
         }
+        if c.name == "VTODO":  # a task's progress (RFC 5545 §3.8.1.11)
+            out["status"] = str(c.get("STATUS", "NEEDS-ACTION")).upper()
+        return out
     except BrokenObjectError:
         raise
     except Exception as e:  # a library error on odd input: this object only

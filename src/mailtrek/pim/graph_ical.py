@@ -4,7 +4,8 @@ A Graph destination is read (to verify, and to adopt after a lost state) through
 ``read_object`` as any DAV store, so what Graph holds is written out as iCalendar: the
 series (start, end, subject, the RRULE of its ``patternedRecurrence``), one VEVENT per
 changed occurrence (RECURRENCE-ID from ``originalStart``) and an EXDATE per cancelled one;
-a contact as a vCard 3.0 (UID, FN, N, EMAIL).
+a contact as a vCard 3.0 (UID, FN, N, EMAIL); a To Do task as a VTODO (SUMMARY, STATUS,
+PRIORITY, DTSTART, DUE, COMPLETED, RRULE).
 
 ``project_event``/``project_contact`` give what a source object *becomes* in Graph
 (mapped by ``graph_map`` and written back here, no network): comparing that projection
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from mailtrek.pim.graph_map import contact_to_graph, event_to_graph
+from mailtrek.pim.graph_map import TASK_STATUS, contact_to_graph, event_to_graph, todo_to_graph
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 INDEX = {"first": "1", "second": "2", "third": "3", "fourth": "4", "last": "-1"}
@@ -237,3 +238,47 @@ def project_event(body: bytes) -> bytes:
 def project_contact(body: bytes, uid: str) -> bytes:
     """What a vCard becomes in Graph, as a vCard (no network)."""
     return contact_vcard(uid, contact_to_graph(body).body)
+
+
+# -- tasks -------------------------------------------------------------------------------
+ICAL_STATUS = {v: k for k, v in TASK_STATUS.items()}
+
+
+def task_ical(uid: str, task: dict[str, Any]) -> bytes:
+    """One VTODO for a To Do ``todoTask``: SUMMARY, STATUS, DTSTART, DUE, COMPLETED,
+    PRIORITY, the RRULE of its ``patternedRecurrence`` (anchored at its start, else due)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//mailtrek//Graph readback//EN",
+             "BEGIN:VTODO", f"UID:{_escape(uid)}", "DTSTAMP:20000101T000000Z",
+             f"SUMMARY:{_escape(str(task.get('title') or ''))}",
+             f"STATUS:{ICAL_STATUS.get(str(task.get('status')), 'NEEDS-ACTION')}",
+             f"PRIORITY:{ {'high': 1, 'low': 9}.get(str(task.get('importance')), 5)}"]
+    start = _task_time(task.get("startDateTime"))
+    due = _task_time(task.get("dueDateTime"))
+    if start is not None:
+        lines.append(_prop("DTSTART", start))
+    if due is not None:
+        lines.append(_prop("DUE", due))
+    if task.get("completedDateTime"):
+        lines.append(f"COMPLETED:{_fmt(when(task['completedDateTime']))}")
+    anchor = start or due
+    if task.get("recurrence") and anchor is not None:
+        rule = rrule_text(task["recurrence"], anchor)
+        if rule:
+            lines.append(f"RRULE:{rule}")
+    lines += ["END:VTODO", "END:VCALENDAR"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _task_time(value: dict[str, Any] | None) -> dt.datetime | dt.date | None:
+    """A task's start or due: midnight is a date (To Do's due dates are days, and a DATE
+    is sent as midnight, ``graph_time.graph_datetime``)."""
+    if not value:
+        return None
+    at = when(value)
+    return at.date() if at.timetz().replace(tzinfo=None) == dt.time() else at
+
+
+def project_task(body: bytes) -> bytes:
+    """What a VTODO becomes in To Do, as a VTODO (no network)."""
+    gt = todo_to_graph(body)
+    return task_ical(gt.uid, gt.body)

@@ -31,6 +31,20 @@ SUPPORTED_RULE_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHD
 MAX_EMAILS = 3  # Outlook contacts hold Email1..Email3
 
 
+INLINE_EVENT_FILE = 3 * 1024 * 1024  # "limits the size of the attachment ... to under 3 MB"
+MAX_EVENT_FILE = 150 * 1024 * 1024  # upload sessions: "between 3 MB and 150 MB"
+FILENAME_PARAMS = ("X-FILENAME", "FILENAME", "X-APPLE-FILENAME", "X-ORACLE-FILENAME")
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """An inline ATTACH as a Graph ``fileAttachment`` (name, contentType, the bytes)."""
+
+    name: str
+    content_type: str
+    content: bytes
+
+
 @dataclass
 class GraphEvent:
     """A series (or single event) as Graph JSON, with what must follow its creation."""
@@ -42,6 +56,8 @@ class GraphEvent:
     overrides: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     attendees: list[dict[str, Any]] = field(default_factory=list)
     organizer: dict[str, Any] | None = None
+    files: list[EventFile] = field(default_factory=list)  # inline ATTACH, to add after
+    links: list[str] = field(default_factory=list)  # ATTACH by URI, kept in the body
 
 
 @dataclass
@@ -54,13 +70,9 @@ class GraphContact:
     photo: bytes | None = None
 
 
-# -- events ------------------------------------------------------------------------------
-def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
-    """Map one calendar object resource (a VEVENT series with its overrides).
-
-    Raises BrokenObjectError when it holds no VEVENT or no UID; everything else that
-    Graph cannot express is listed in ``lost``.
-    """
+def _components(body: bytes, name: str) -> tuple[list[Any], Any]:
+    """Return the ``name`` components of an iCalendar object and its master (the one
+    without RECURRENCE-ID); BrokenObjectError when unreadable or holding none."""
     import icalendar
 
     try:
@@ -69,10 +81,20 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
             cal = icalendar.Calendar.from_ical(body)
     except Exception as e:
         raise BrokenObjectError(f"unreadable iCalendar: {e}") from None
-    events = [c for c in cal.subcomponents if c.name == "VEVENT"]
-    if not events:
-        raise BrokenObjectError("no VEVENT in it")
-    master = next((e for e in events if e.get("RECURRENCE-ID") is None), events[0])
+    found = [c for c in cal.subcomponents if c.name == name]
+    if not found:
+        raise BrokenObjectError(f"no {name} in it")
+    return found, next((c for c in found if c.get("RECURRENCE-ID") is None), found[0])
+
+
+# -- events ------------------------------------------------------------------------------
+def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
+    """Map one calendar object resource (a VEVENT series with its overrides).
+
+    Raises BrokenObjectError when it holds no VEVENT or no UID; everything else that
+    Graph cannot express is listed in ``lost``.
+    """
+    events, master = _components(body, "VEVENT")
     uid = master.get("UID")
     if uid is None:
         raise BrokenObjectError("no UID")
@@ -107,6 +129,7 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
             out.lost.append(f"the occurrence of {when['dateTime']} has its own "
                             f"{', '.join(extra)}: an occurrence in Graph cannot")
         out.overrides.append((when, _event_body(override, default_zone, out.lost, "override")))
+    _attachments(master, out)
     out.organizer = _person(master.get("ORGANIZER"))
     for a in _as_list(master.get("ATTENDEE")):
         person = _person(a)
@@ -118,6 +141,41 @@ def event_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphEvent:
                               else "required")
             out.attendees.append(person)
     return out
+
+
+def _attachments(master: Any, out: GraphEvent) -> None:
+    """Inline ATTACH (ENCODING=BASE64;VALUE=BINARY) → ``files`` for fileAttachments
+    (learn.microsoft.com/graph/api/event-post-attachments: "under 3 MB"; from 3 MB to
+    150 MB through an upload session, learn.microsoft.com/graph/api/resources/attachment;
+    bigger ones are listed in ``lost``); ATTACH by URI → ``links``, written into the
+    event body."""
+    import base64
+    import binascii
+
+    for n, a in enumerate(_as_list(master.get("ATTACH")), 1):
+        params = getattr(a, "params", {})
+        binary = (str(params.get("VALUE", "")).upper() == "BINARY"
+                  or str(params.get("ENCODING", "")).upper() == "BASE64")
+        if not binary:
+            uri = str(a).strip()
+            if uri:
+                out.links.append(uri)
+                out.lost.append(f"attachment link {uri}: kept as a link in the event body")
+            continue
+        name = next((str(params[k]) for k in FILENAME_PARAMS if params.get(k)),
+                    f"attachment-{n}")
+        try:
+            raw = a.to_ical() if hasattr(a, "to_ical") else str(a).encode()
+            content = base64.b64decode(raw, validate=False)
+        except (binascii.Error, ValueError):
+            out.lost.append(f"attachment {name}: not valid base64: not copied")
+            continue
+        if len(content) > MAX_EVENT_FILE:
+            out.lost.append(f"attachment {name} ({len(content)} bytes): Graph attaches files "
+                            "of up to 150 MB to an event: not copied")
+            continue
+        out.files.append(EventFile(name, str(params.get("FMTTYPE") or
+                                             "application/octet-stream"), content))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -189,8 +247,10 @@ def _reminder(e: Any, body: dict[str, Any], lost: list[str], what: str) -> None:
 
 
 def _recurrence(rrule: Any, master: Any, start: dict[str, str],
-                lost: list[str]) -> dict[str, Any] | None:
-    """A ``patternedRecurrence`` for an RRULE, or None (with the reason in ``lost``)."""
+                lost: list[str], first: Any = None) -> dict[str, Any] | None:
+    """A ``patternedRecurrence`` for an RRULE, or None (with the reason in ``lost``).
+
+    ``first`` is the series' anchor (DTSTART unless given: a task's DUE)."""
     rule = {k.upper(): v for k, v in rrule.items()}
     text = rrule.to_ical().decode()
     unsupported = sorted(set(rule) - SUPPORTED_RULE_PARTS)
@@ -199,7 +259,8 @@ def _recurrence(rrule: Any, master: Any, start: dict[str, str],
         return None
     freq = str(rule["FREQ"][0]).upper()
     interval = int(rule.get("INTERVAL", [1])[0])
-    first = master.get("DTSTART").dt
+    if first is None:
+        first = master.get("DTSTART").dt
     byday = [str(d).upper() for d in rule.get("BYDAY", [])]
     monthdays = [int(d) for d in rule.get("BYMONTHDAY", [])]
     months = [int(m) for m in rule.get("BYMONTH", [])]
@@ -300,6 +361,136 @@ def _relative_day(byday: list[str], setpos: list[int]) -> tuple[str, list[str]] 
     except (ValueError, KeyError):
         return None
     return index, [DAYS[c] for c in codes]
+
+
+# -- tasks -------------------------------------------------------------------------------
+TASK_STATUS = {"NEEDS-ACTION": "notStarted", "IN-PROCESS": "inProgress",
+               "COMPLETED": "completed"}
+UNTITLED = "(untitled task)"
+
+
+@dataclass
+class GraphTask:
+    """A VTODO as a Microsoft To Do ``todoTask`` (learn.microsoft.com/graph/api/resources/todotask)."""
+
+    uid: str
+    body: dict[str, Any]
+    lost: list[str] = field(default_factory=list)
+
+
+def has_task(body: bytes) -> bool:
+    """True when the calendar object holds VTODOs and no VEVENT (a task, for To Do)."""
+    return b"BEGIN:VTODO" in body.upper() and b"BEGIN:VEVENT" not in body.upper()
+
+
+def importance(priority: Any) -> str:
+    """RFC 5545 §3.8.1.9 PRIORITY to a todoTask ``importance``: "1-4 HIGH, 5 MEDIUM,
+    6-9 LOW" for a three-level scale; 0 (undefined) and absent are ``normal``."""
+    try:
+        p = int(str(priority))
+    except (TypeError, ValueError):
+        return "normal"
+    return "high" if 1 <= p <= 4 else "low" if 6 <= p <= 9 else "normal"
+
+
+def todo_to_graph(body: bytes, *, default_zone: str = UTC_NAME) -> GraphTask:
+    """Map one VTODO object resource to a todoTask (learn.microsoft.com/graph/api/todotasklist-post-tasks).
+
+    title (SUMMARY), body (DESCRIPTION), status (NEEDS-ACTION, IN-PROCESS, COMPLETED →
+    notStarted, inProgress, completed), importance (PRIORITY), startDateTime (DTSTART),
+    dueDateTime (DUE, or DTSTART + DURATION), completedDateTime (COMPLETED), categories,
+    reminderDateTime/isReminderOn (the first VALARM, as an instant) and recurrence (a
+    ``patternedRecurrence``, as for events, anchored at DTSTART or else DUE). What To Do
+    cannot hold is listed in ``lost``. BrokenObjectError without a VTODO or a UID.
+    """
+    todos, master = _components(body, "VTODO")
+    if master.get("UID") is None:
+        raise BrokenObjectError("no UID")
+    lost: list[str] = []
+    out: dict[str, Any] = {}
+    title = str(master.get("SUMMARY", "")).strip()
+    if not title:
+        lost.append(f"no SUMMARY: To Do needs a title, {UNTITLED!r} given")
+    out["title"] = title or UNTITLED
+    if master.get("DESCRIPTION") is not None:
+        out["body"] = {"contentType": "text", "content": str(master.get("DESCRIPTION"))}
+    status = str(master.get("STATUS", "NEEDS-ACTION")).upper()
+    out["status"] = TASK_STATUS.get(status, "notStarted")
+    if status not in TASK_STATUS:
+        lost.append(f"STATUS {status}: To Do has no such state, kept as not started")
+    out["importance"] = importance(master.get("PRIORITY"))
+    start_prop, due_prop = master.get("DTSTART"), master.get("DUE")
+    start = start_prop.dt if start_prop is not None else None
+    if start_prop is not None and start is not None:
+        out["startDateTime"] = graph_datetime(start, start_prop.params.get("TZID"),
+                                              default_zone, lost, "start")
+    due, due_tz = None, None
+    if due_prop is not None:
+        due, due_tz = due_prop.dt, due_prop.params.get("TZID")
+    elif master.get("DURATION") is not None and start is not None:
+        due = start + master.get("DURATION").dt
+        due_tz = start_prop.params.get("TZID")
+    if due is not None:
+        out["dueDateTime"] = graph_datetime(due, due_tz, default_zone, lost, "due")
+    for what, value in (("start", start), ("due", due)):
+        if isinstance(value, dt.datetime) and value.time() == dt.time():
+            lost.append(f"{what} at midnight: To Do holds it as a date")
+    if master.get("COMPLETED") is not None:
+        out["completedDateTime"] = graph_datetime(master.get("COMPLETED").dt, None,
+                                                  default_zone, lost, "completed")
+    cats = [str(c) for p in _as_list(master.get("CATEGORIES")) for c in getattr(p, "cats", [p])]
+    if cats:
+        out["categories"] = cats
+    _task_reminder(master, start, due, out, default_zone, lost)
+    anchor = start if start is not None else due
+    rrule = master.get("RRULE")
+    if isinstance(rrule, list):
+        lost.append(f"{len(rrule)} RRULEs: only the first is kept")
+        rrule = rrule[0]
+    if rrule is not None:
+        if anchor is None:
+            lost.append("RRULE without DTSTART or DUE: To Do repeats from a date: not repeated")
+        else:
+            anchor_json = out.get("startDateTime") or out["dueDateTime"]
+            recurrence = _recurrence(rrule, master, anchor_json, lost, first=anchor)
+            if recurrence is not None:
+                out["recurrence"] = recurrence
+    for name in ("RDATE", "EXDATE"):
+        if master.get(name) is not None:
+            lost.append(f"{name}: a To Do recurrence cannot add or skip single dates")
+    changed = [t for t in todos if t is not master]
+    if changed:
+        lost.append(f"{len(changed)} changed occurrences: To Do keeps the series only")
+    return GraphTask(str(master.get("UID")), out, lost)
+
+
+def _task_reminder(todo: Any, start: Any, due: Any, out: dict[str, Any], default_zone: str,
+                   lost: list[str]) -> None:
+    """The first VALARM as ``reminderDateTime`` (To Do reminds at an instant)."""
+    alarms = [a for a in todo.subcomponents if a.name == "VALARM"]
+    if not alarms:
+        return
+    trigger = alarms[0].get("TRIGGER")
+    value = getattr(trigger, "dt", None)
+    at: Any = None
+    if isinstance(value, dt.timedelta):
+        related = str(trigger.params.get("RELATED", "START")).upper()
+        anchor = due if related == "END" else start
+        if anchor is None:
+            anchor = due if start is None else start
+        if anchor is not None:
+            if not isinstance(anchor, dt.datetime):
+                anchor = dt.datetime.combine(anchor, dt.time())
+            at = anchor + value
+    elif isinstance(value, dt.datetime):
+        at = value
+    if at is None:
+        lost.append("an alarm To Do cannot place (no start or due to count from)")
+        return
+    out["isReminderOn"] = True
+    out["reminderDateTime"] = graph_datetime(at, None, default_zone, [], "reminder")
+    if len(alarms) > 1:
+        lost.append(f"{len(alarms) - 1} more alarms: To Do keeps one reminder")
 
 
 # -- contacts ----------------------------------------------------------------------------

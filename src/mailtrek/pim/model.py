@@ -24,6 +24,14 @@ class Collection:
     kind: Kind
     name: str  # display name (the last path segment when the server has none)
     sync_token: str | None = None  # RFC 6578 DAV:sync-token, or CalendarServer getctag
+    # RFC 4791 §5.2.3 supported-calendar-component-set ("VEVENT", "VTODO"...); empty:
+    # not said (any component), or not a calendar
+    components: tuple[str, ...] = ()
+
+    @property
+    def tasks_only(self) -> bool:
+        """A calendar that holds tasks and no events (a task list, RFC 4791 §5.2.3)."""
+        return "VTODO" in self.components and "VEVENT" not in self.components
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,7 +171,7 @@ def create_batch(home: Home, req: BatchRequest, csv: bytes | Path, *,
     if req.discover is not None:
         # Everything that would refuse the batch anyway is checked before the network is.
         if req.dry_run:
-            _check_destination(home, tenant, dest)
+            batch_ops.check_destination(home, tenant, dest)
         else:
             batch_ops.check_new_batch(home, req.name, tenant=tenant, dest_endpoint=dest,
                                       incremental_hours=req.incremental_interval)
@@ -234,25 +234,13 @@ def discover_source(home: Home, emails: list[str], req: DiscoverRequest,
     return source_endpoint(home, discover_domains(emails, config), ca)
 
 
-def _check_destination(home: Home, tenant: str | None, dest_endpoint: str | None) -> None:
-    """Raise unless exactly one destination is given and stored."""
-    from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
-
-    if (tenant is None) == (dest_endpoint is None):
-        raise UsageError("a batch needs exactly one destination", hint="give --tenant T or --dest-endpoint E")
-    if tenant:
-        get_tenant(home, tenant)
-    if dest_endpoint:
-        get_endpoint(home, dest_endpoint)
-
-
 def _preflight(home: Home, users: list[UserRow], source: Any, tenant: str | None, dest_endpoint: str | None,
                options: batch_ops.BatchOptions) -> Any:
     """Pre-flight ``users`` against a source endpoint (stored name, or a discovered one not stored)."""
     from mailtrek.orchestrate.endpoints import get_endpoint, get_tenant
     from mailtrek.orchestrate.preflight import preflight_users
 
-    _check_destination(home, tenant, dest_endpoint)
+    batch_ops.check_destination(home, tenant, dest_endpoint)
     src = get_endpoint(home, source) if isinstance(source, str) else source
     return asyncio.run(preflight_users(
         home, users, source=src, tenant=get_tenant(home, tenant) if tenant else None,

@@ -56,6 +56,7 @@ def build_app(state: SimState) -> GraphGate:
             "users": {u.upn: {"messages": len(state.store.messages(u.id)) if u.has_mailbox else 0,
                               "events": len(state.pim.events(u.id)),
                               "contacts": len(state.pim.contacts(u.id)),
+                              "tasks": len(state.pim.tasks(u.id)),
                               "throttled": throttled.get(u.id, 0)} for u in users},
             "invitations_sent": len(state.pim.outbox),
         }
@@ -63,6 +64,8 @@ def build_app(state: SimState) -> GraphGate:
     from mailtrek.sim.graph_batch import batch_router
     from mailtrek.sim.graph_calendar import calendar_router
     from mailtrek.sim.graph_contacts import contacts_router
+    from mailtrek.sim.graph_event_attachments import event_attachments_router
+    from mailtrek.sim.graph_todo import todo_router
 
     for version, prefix in GRAPH_PREFIXES.items():
         app.include_router(users_router(state), prefix=prefix)
@@ -72,6 +75,8 @@ def build_app(state: SimState) -> GraphGate:
         app.include_router(batch_router(state), prefix=prefix)
         app.include_router(calendar_router(state), prefix=prefix)
         app.include_router(contacts_router(state), prefix=prefix)
+        app.include_router(todo_router(state), prefix=prefix)
+        app.include_router(event_attachments_router(state), prefix=prefix)
     gated = GraphGate(app, state)
     state.asgi_app = gated
     return gated

@@ -27,6 +27,7 @@ DEFAULT_GRAPH_ROLES = (
     "MailboxSettings.Read",
     "Calendars.ReadWrite",
     "Contacts.ReadWrite",
+    "Tasks.ReadWrite.All",
 )
 IMAP_ROLE = "IMAP.AccessAsApp"
 CONCURRENCY_SCOPES = ("app", "mailbox")

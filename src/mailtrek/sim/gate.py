@@ -188,11 +188,15 @@ def _permission_for(segments: list[str], method: str) -> set[str]:
     domain-list-serviceconfigurationrecords (Domain.Read.All), mail reads and writes
     (Mail.ReadWrite; reads also Mail.Read / Mail.ReadBasic.All); calendars and events
     (Calendars.ReadWrite, reads also Calendars.Read: user-list-calendars, user-post-events),
-    contact folders and contacts (Contacts.ReadWrite, reads also Contacts.Read).
+    contact folders and contacts (Contacts.ReadWrite, reads also Contacts.Read), To Do
+    lists and tasks (Tasks.ReadWrite.All, reads also Tasks.Read.All: todo-list-lists).
     """
     if segments[0] == "users":
         if len(segments) <= 2:
             return {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}
+        if segments[2] == "todo":
+            return {"Tasks.ReadWrite.All", "Tasks.Read.All"} if method == "GET" else {
+                "Tasks.ReadWrite.All"}
         for area, perm in (({"calendars", "events", "calendar"}, "Calendars"),
                            ({"contactFolders", "contacts"}, "Contacts")):
             if segments[2] in area:

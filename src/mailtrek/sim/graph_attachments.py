@@ -192,6 +192,12 @@ def attachments_router(state: SimState) -> APIRouter:
                 "nextExpectedRanges": [str(len(session.received))],
             })
         del state.uploads[session_id]
+        if session.item_kind == "Events":  # an event's file (graph_event_attachments)
+            from mailtrek.sim.graph_event_attachments import attach_uploaded
+
+            attachment_id = attach_uploaded(state, session)
+            return Response(status_code=201, headers={
+                "Location": attachment_location(state, session, attachment_id)})
         message = state.store.message(session.mailbox, session.message_id)
         if message is None:
             raise item_not_found()

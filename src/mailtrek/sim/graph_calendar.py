@@ -98,6 +98,7 @@ def event_resource(item: PimItem, request: Request, selected: bool = True) -> di
         "sensitivity": p.get("sensitivity", "normal"), "isReminderOn": p.get("isReminderOn", True),
         "reminderMinutesBeforeStart": p.get("reminderMinutesBeforeStart", 15),
         "attendees": p.get("attendees") or [], "isOrganizer": True,
+        "hasAttachments": bool(item.attachments),
         "organizer": {"emailAddress": {"address": item.mailbox}},
     }
     body = with_extended(body, item.ext, request)

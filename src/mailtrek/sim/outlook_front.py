@@ -27,7 +27,8 @@ from mailtrek.sim.errors import graph_error_body
 from mailtrek.sim.state import SimState, UploadSession
 
 _SESSION = re.compile(
-    r"^/api/v2\.0/Users\('([^']+)'\)/Messages\('([^']+)'\)/AttachmentSessions\('([^']+)'\)$",
+    r"^/api/v2\.0/Users\('([^']+)'\)/(?:Messages|Events)\('([^']+)'\)/AttachmentSessions"
+    r"\('([^']+)'\)$",
     re.IGNORECASE)
 FRONT_SCOPE_KEY = "sim.outlook_front"
 
@@ -35,14 +36,14 @@ FRONT_SCOPE_KEY = "sim.outlook_front"
 def upload_url(state: SimState, session: UploadSession) -> str:
     """Return the session's pre-authenticated upload URL on the Outlook host."""
     return (f"{state.front_url}/api/v2.0/Users('{_user(state, session.mailbox)}')/"
-            f"Messages('{session.message_id}')/AttachmentSessions('{session.id}')"
+            f"{session.item_kind}('{session.message_id}')/AttachmentSessions('{session.id}')"
             f"?authtoken={quote(session.authtoken, safe='')}")
 
 
 def attachment_location(state: SimState, session: UploadSession, attachment_id: str) -> str:
     """Return the ``Location`` of an uploaded attachment, in Outlook's form."""
     return (f"{state.front_url}/api/v2.0/Users('{_user(state, session.mailbox)}')/"
-            f"Messages('{session.message_id}')/Attachments('{attachment_id}')")
+            f"{session.item_kind}('{session.message_id}')/Attachments('{attachment_id}')")
 
 
 def _user(state: SimState, mailbox: str) -> str:

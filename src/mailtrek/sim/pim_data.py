@@ -46,7 +46,7 @@ class PimFolder:
 
     id: str
     mailbox: str
-    kind: str  # "calendar" | "contacts"
+    kind: str  # "calendar" | "contacts" | "todo"
     name: str
     is_default: bool = False
     ext: dict[str, str] = field(default_factory=dict)
@@ -59,13 +59,14 @@ class PimItem:
     id: str
     mailbox: str
     folder_id: str
-    kind: str  # "event" | "contact"
+    kind: str  # "event" | "contact" | "task"
     props: dict[str, Any]
     ext: dict[str, str] = field(default_factory=dict)  # singleValueExtendedProperties
     version: int = 1
     # series only: occurrence date (ISO) -> changed properties / cancelled
     exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # events' files
 
 
 class PimData:
@@ -79,12 +80,15 @@ class PimData:
 
     # -- folders ----------------------------------------------------------------------
     def ensure_defaults(self, mailbox: str) -> None:
-        """Every mailbox has a default calendar "Calendar" (learn.microsoft.com/graph/api/user-list-calendars)."""
+        """Every mailbox has a default calendar "Calendar" (learn.microsoft.com/graph/api/user-list-calendars)
+        and a default To Do list "Tasks" (learn.microsoft.com/graph/api/resources/todotasklist:
+        ``wellknownListName`` ``defaultList``)."""
         with self.lock:
-            if not any(f.mailbox == mailbox and f.is_default and f.kind == "calendar"
-                       for f in self.folders.values()):
-                f = PimFolder(new_id("calendar"), mailbox, "calendar", "Calendar", True)
-                self.folders[f.id] = f
+            for kind, name in (("calendar", "Calendar"), ("todo", "Tasks")):
+                if not any(f.mailbox == mailbox and f.is_default and f.kind == kind
+                           for f in self.folders.values()):
+                    f = PimFolder(new_id(kind), mailbox, kind, name, True)
+                    self.folders[f.id] = f
 
     def list_folders(self, mailbox: str, kind: str) -> list[PimFolder]:
         self.ensure_defaults(mailbox)
@@ -134,6 +138,12 @@ class PimData:
         with self.lock:
             return [copy.deepcopy(i) for i in self.items.values()
                     if i.mailbox == mailbox and i.kind == "contact"]
+
+    def tasks(self, mailbox: str) -> list[PimItem]:
+        """Every To Do task of a mailbox (tests)."""
+        with self.lock:
+            return [copy.deepcopy(i) for i in self.items.values()
+                    if i.mailbox == mailbox and i.kind == "task"]
 
     def send_invitations(self, item: PimItem, recipients: list[str], kind: str) -> None:
         with self.lock:

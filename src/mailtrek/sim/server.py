@@ -259,6 +259,10 @@ class Simulator:
         """Return copies of the mailbox's contacts."""
         return self.state.pim.contacts(self.user(upn).id)
 
+    def tasks(self, upn: str) -> list[PimItem]:
+        """Return copies of the mailbox's To Do tasks (graph_todo)."""
+        return self.state.pim.tasks(self.user(upn).id)
+
     def outbox(self) -> list[Invitation]:
         """Return every meeting invitation the simulated Exchange has sent (graph_calendar)."""
         with self.state.pim.lock:

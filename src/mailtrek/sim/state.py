@@ -67,6 +67,7 @@ class UploadSession:
     content_id: str | None
     received: bytearray = field(default_factory=bytearray)
     authtoken: str = ""  # the secret in the pre-authenticated upload URL
+    item_kind: str = "Messages"  # or "Events": what ``message_id`` names (Outlook's URL)
 
 
 class SimState:

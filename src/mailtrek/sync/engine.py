@@ -221,7 +221,7 @@ async def _pass(
     async def run(w: _Work) -> None:
         async with gate:
             emit("folder", name=w.source.display, messages=len(w.plan.copy))
-            share = round(width * 2 * w.plan.copy_bytes / total)
+            share = round(width * w.plan.copy_bytes / total)  # about width readers in all
             assert w.dest is not None
             outcome = await execute_folder(
                 source, dest, w.source, w.dest, w.plan, state,

@@ -32,7 +32,8 @@ from mailtrek.stores.dav.xml import (
 )
 
 REDIRECTS = (301, 302, 303, 307, 308)
-COLLECTION_PROPS = propfind("D:resourcetype", "D:displayname", "D:sync-token", "CS:getctag")
+COLLECTION_PROPS = propfind("D:resourcetype", "D:displayname", "D:sync-token", "CS:getctag",
+                            "C:supported-calendar-component-set")
 
 
 @dataclass(slots=True)
@@ -63,7 +64,10 @@ def collection_of(r: Response) -> Collection | None:
     href = as_dir(to_path(r.href))
     name = r.text(tag(DAV, "displayname")) or href.rstrip("/").rsplit("/", 1)[-1]
     token = r.text(tag(DAV, "sync-token")) or r.text(tag(CS, "getctag"))
-    return Collection(href, kind, name, token)
+    comps = r.props.get(tag(CALDAV, "supported-calendar-component-set"))
+    components = tuple(str(c.get("name", "")).upper() for c in comps.iter(tag(CALDAV, "comp"))
+                       ) if comps is not None and kind == "calendar" else ()
+    return Collection(href, kind, name, token, components)
 
 
 async def locate(address: DavAddress, kinds: Sequence[Kind],
@@ -88,7 +92,7 @@ async def locate(address: DavAddress, kinds: Sequence[Kind],
 async def _principal_at(client: DavClient, path: str) -> tuple[str, list[Response]] | None:
     """PROPFIND ``path`` (following same-origin redirects); None when it is not there."""
     body = propfind("D:current-user-principal", "D:resourcetype", "D:displayname",
-                    "D:sync-token", "CS:getctag")
+                    "D:sync-token", "CS:getctag", "C:supported-calendar-component-set")
     for _ in range(5):
         resp = await client.request("PROPFIND", path, body=body, headers={"Depth": "0"},
                                     ok=(207, 404, 405, *REDIRECTS))

@@ -18,11 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dns.exception
-import dns.resolver
-
 from mailtrek.pim.model import Kind
-from mailtrek.resolver import resolver_for
+from mailtrek.resolver import query, resolver_for
 
 SERVICES: dict[Kind, tuple[str, str]] = {"calendar": ("_caldavs._tcp", "_caldav._tcp"),
                                          "contacts": ("_carddavs._tcp", "_carddav._tcp")}
@@ -56,19 +53,6 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
-def _query(resolver: dns.resolver.Resolver, name: str, rtype: str) -> tuple[list[Any], str | None]:
-    try:
-        return list(resolver.resolve(name, rtype)), None
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return [], f"no {rtype} record for {name}"
-    except dns.resolver.NoNameservers:
-        return [], f"no name server answered for {name} {rtype}"
-    except dns.exception.Timeout:
-        return [], f"DNS timeout for {name} {rtype}"
-    except dns.exception.DNSException as e:
-        return [], f"DNS error for {name} {rtype}: {e.__class__.__name__}"
-
-
 def txt_path(answers: Sequence[Any]) -> str | None:
     """The ``path=`` value of TXT answers (RFC 6764 §4), or None."""
     for a in answers:
@@ -92,11 +76,11 @@ def lookup_sync(domain: str, kinds: Sequence[Kind], *, allow_plain: bool,
             if scheme == "http" and not allow_plain:
                 continue
             name = f"{service}.{domain}"
-            answers, why = _query(resolver, name, "SRV")
+            answers, why = query(resolver, name, "SRV")
             if why:
                 notes.append(f"SRV {name}: nothing ({why})")
                 continue
-            txt, _ = _query(resolver, name, "TXT")
+            txt, _ = query(resolver, name, "TXT")
             path = txt_path(txt)
             for a in answers:
                 target = str(a.target).rstrip(".")

@@ -27,6 +27,7 @@ from mailtrek.errors import (
     AuthenticationError,
     CertificateError,
     ConnectionFailedError,
+    LoginUnavailableError,
     ProtocolError,
     ThrottledError,
     TransientError,
@@ -311,8 +312,10 @@ class ImapConnection:
             text = res.describe()
             hint = LOGIN_HINT
             if res.code and res.code.upper().startswith(b"UNAVAILABLE"):
-                hint = "the server is temporarily unable to open this mailbox; try later"
-            elif mech in ("xoauth2", "oauthbearer"):
+                raise LoginUnavailableError(
+                    f"{self.params.host} refused the login of {who} for now: {text}",
+                    hint="the server is temporarily unable to open this mailbox; try later")
+            if mech in ("xoauth2", "oauthbearer"):
                 hint = "check the app's permissions and that the token is for this mailbox"
             from mailtrek.stores.gmail.advice import google_login_advice, is_google_host
 

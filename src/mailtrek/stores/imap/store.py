@@ -21,6 +21,7 @@ from imapclient import imap_utf7
 from mailtrek.errors import (
     ConnectionFailedError,
     FolderRejectedError,
+    LoginUnavailableError,
     ProtocolError,
     QuotaExceededError,
     TransientError,
@@ -68,12 +69,14 @@ from mailtrek.stores.imap.wire import (
 
 log = logging.getLogger("mailtrek.imap")
 FETCH_AHEAD = 2  # FETCH commands in flight per reader: ~4 MB, above a WAN's bandwidth x RTT
+FETCH_AHEAD_BYTES = 4 << 20  # and the bytes they ask for (one command always goes)
 # UIDs per listing command when they are named (fingerprint headers: ~8 MB of answers),
 # well inside a command's response budget and any server's command-line limit.
 LIST_CHUNK = 20_000
 MAX_BACKOFF = 600.0  # seconds; like the engine, never wait longer than this at once
 
 
+LOGIN_RETRY_WAITS = (1.0, 3.0)  # seconds before asking again after a login refused for now
 # Response codes of a refusal that may pass if asked again (RFC 5530).
 _TRY_AGAIN = (b"UNAVAILABLE", b"SERVERBUG", b"INUSE")
 
@@ -129,8 +132,20 @@ class ImapStore(StoreDefaults):
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        """Open and log in the first connection; the others open in the background."""
-        first = await self._open_one(0)
+        """Open and log in the first connection; the others open in the background.
+
+        A login the server refuses only for now ([UNAVAILABLE], e.g. Dovecot's busy auth
+        process) is asked again after 1, then 3 seconds before the error stands.
+        """
+        for wait in (*LOGIN_RETRY_WAITS, None):
+            try:
+                first = await self._open_one(0)
+                break
+            except LoginUnavailableError as e:
+                if wait is None:
+                    raise
+                log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
+                await asyncio.sleep(wait)
         self._add(first)
         self.features = self._features(first.capabilities)
         n = max(1, self.settings.connections)
@@ -420,22 +435,30 @@ class ImapStore(StoreDefaults):
             return
         conn = await self._pick()
         plan = batches(uids, sizes)
+        weights = [sum(sizes.get(u, 0) for u in b) if sizes else 0 for b in plan]
         queue: list[asyncio.Future[Result]] = []
-        it = iter(plan)
+        ahead: list[int] = []  # the listed bytes each queued command asks for
+        nxt = 0
         limit = min(max_size, MAX_LITERAL) if max_size is not None else MAX_LITERAL
 
         async def launch() -> None:
-            b = next(it, None)
-            if b is not None:
-                cmd = verbs.uid_fetch(b, BODY_ITEMS)
-                queue.extend(await self._in_folder(conn, folder.path, [cmd], readonly=True,
-                                                   max_literal=limit))
+            # Ahead by bytes, not only by count: two 10 MB attachments are not fetched
+            # ahead of a reader that is still handing on a third.
+            nonlocal nxt
+            while nxt < len(plan) and len(queue) < FETCH_AHEAD and (
+                    not queue or sum(ahead) + weights[nxt] <= FETCH_AHEAD_BYTES):
+                cmd = verbs.uid_fetch(plan[nxt], BODY_ITEMS)
+                futs = await self._in_folder(conn, folder.path, [cmd], readonly=True,
+                                             max_literal=limit)
+                queue.extend(futs)
+                ahead.extend([weights[nxt]] * len(futs))
+                nxt += 1
 
-        for _ in range(FETCH_AHEAD):
-            await launch()
+        await launch()
         try:
             while queue:
                 res = _check(await queue.pop(0), "UID FETCH")
+                ahead.pop(0)
                 await launch()
                 messages = []
                 with understood(self.settings.params.host, "UID FETCH"):

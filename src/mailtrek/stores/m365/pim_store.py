@@ -5,6 +5,10 @@ user-post-calendars) and contact folders (user-list-contactfolders,
 user-post-contactfolders), found or created by name. Objects are events
 (user-post-events, event-update, event-list-instances) and contacts
 (contactfolder-post-contacts, contact-update, profilephoto-update for the photo).
+A calendar's tasks (VTODO) go to the Microsoft To Do list of its name (``pim_tasks``).
+Inline event attachments are added as fileAttachments after the event is written
+(event-post-attachments, "under 3 MB"; 3 MB to 150 MB through an upload session; matched
+by name and size so none is added twice); attachments given by URI are kept as links in the body; both are noted per item.
 
 Exactly once: every object carries its source UID in a single-value extended property
 (``PROP_UID``, learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-post-singlevalueextendedproperties);
@@ -25,6 +29,7 @@ becomes here, so the comparison is against what Graph can hold.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -39,10 +44,19 @@ from mailtrek.pim.graph_ical import (
     event_ical,
     project_contact,
     project_event,
+    project_task,
     series_dates,
     when,
 )
-from mailtrek.pim.graph_map import GraphContact, GraphEvent, contact_to_graph, event_to_graph
+from mailtrek.pim.graph_map import (
+    INLINE_EVENT_FILE,
+    EventFile,
+    GraphContact,
+    GraphEvent,
+    contact_to_graph,
+    event_to_graph,
+    has_task,
+)
 from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
 from mailtrek.stores.m365.api import (
     GraphClient,
@@ -51,11 +65,13 @@ from mailtrek.stores.m365.api import (
     InDoubtError,
 )
 from mailtrek.stores.m365.config import TenantConfig
+from mailtrek.stores.m365.pim_tasks import TodoTasks, is_task_href
 
 GUID = "{8a5c6f2e-0d1b-4f43-9b7e-6d2c1e3f4a70}"  # mailtrek's property set
 PROP_UID = f"String {GUID} Name mailtrekSourceUid"
 PROP_PEOPLE = f"String {GUID} Name mailtrekAttendees"
 PAGE = "100"
+UPLOAD_CHUNK = 3200 * 1024  # a multiple of 320 KiB, under the 4 MB a range may carry
 MOVED = dt.timedelta(days=366)
 EVENT_SELECT = ("id,subject,start,end,isAllDay,recurrence,type,originalStart,body,"
                 "location,categories")
@@ -95,6 +111,10 @@ def _people_note(ge: GraphEvent) -> str:
     return "\n".join(lines)
 
 
+def _links_note(links: Sequence[str]) -> str:
+    return "\n".join(["", "-- migrated by mailtrek: attachments given as links --", *links])
+
+
 def _who(person: dict[str, Any]) -> str:
     e = person.get("emailAddress") or {}
     return f"{e['name']} <{e['address']}>" if e.get("name") else str(e.get("address", ""))
@@ -114,6 +134,7 @@ class GraphPimStore:
         self._user = f"users/{quote(address, safe='@')}"
         self._cache: dict[str, dict[str, Any]] = {}  # item href -> resource as listed
         self._index: dict[str, dict[str, str]] = {}  # collection href -> {UID: item href}
+        self.tasks = TodoTasks(self._user, self._call, self._all)
 
     # -- plumbing ---------------------------------------------------------------------
     async def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -146,10 +167,16 @@ class GraphPimStore:
             path, name_field, _ = AREAS[kind]
             for r in await self._all(path, {"$top": PAGE}):
                 out.append(Collection(f"{path}/{r['id']}/", kind, str(r.get(name_field) or "")))
+            if kind == "calendar":  # To Do lists no calendar is named like: task calendars
+                names = {c.name.casefold() for c in out if c.kind == "calendar"}
+                out += [c for c in await self.tasks.lists() if c.name.casefold() not in names]
         return out
 
     async def list_items(self, collection: Collection) -> list[ItemRef]:
         """Every event (series masters and single events) or contact, with its etag."""
+        if is_task_href(collection.href):  # a To Do list: its tasks
+            return [ItemRef(t["href"], t.get("@odata.etag"))
+                    for t in await self.tasks.list_items(collection)]
         path, _, items = AREAS[collection.kind]
         select = EVENT_SELECT if collection.kind == "calendar" else CONTACT_SELECT
         found = await self._all(f"{path}/{self._id(collection)}/{items}",
@@ -163,12 +190,20 @@ class GraphPimStore:
             if uid is not None:
                 index.setdefault(uid, href)
             refs.append(ItemRef(href, r.get("@odata.etag")))
+        if collection.kind == "calendar":  # its VTODOs live in the To Do list of its name
+            for t in await self.tasks.list_items(collection):
+                refs.append(ItemRef(t["href"], t.get("@odata.etag")))
         self._index[collection.href] = index
         return refs
 
     async def fetch(self, collection: Collection, hrefs: Sequence[str]) -> list[Item]:
         out = []
         for href in hrefs:
+            if is_task_href(href):
+                task = await self.tasks.fetch(href)
+                if task is not None:
+                    out.append(Item(href, *task))
+                continue
             r = self._cache.get(href)
             if r is None:
                 select = EVENT_SELECT if collection.kind == "calendar" else CONTACT_SELECT
@@ -218,7 +253,9 @@ class GraphPimStore:
     async def ensure_collection(self, like: Collection,
                                 known_href: str | None = None) -> Collection:
         path, name_field, _ = AREAS[like.kind]
-        existing = await self.collections([like.kind])
+        if like.kind == "calendar" and like.tasks_only:  # a task list: To Do (pim_tasks)
+            return await self.tasks.ensure_list(like, known_href)
+        existing = [c for c in await self.collections([like.kind]) if not is_task_href(c.href)]
         for c in existing:
             if c.href == known_href:
                 return c
@@ -229,7 +266,7 @@ class GraphPimStore:
             r = await self._call("POST", f"{self._user}/{path}", json_body={name_field: like.name})
         except GraphConflictError:  # made meanwhile (another run): take it
             for c in await self.collections([like.kind]):
-                if c.name.casefold() == like.name.casefold():
+                if c.name.casefold() == like.name.casefold() and not is_task_href(c.href):
                     return c
             raise
         made = Collection(f"{path}/{r['id']}/", like.kind, like.name)
@@ -252,23 +289,31 @@ class GraphPimStore:
     def projection(self, kind: Kind, body: bytes) -> bytes:
         """What ``body`` becomes in Graph, as iCalendar/vCard (BrokenObjectError if nothing)."""
         if kind == "calendar":
-            return project_event(body)
+            return project_task(body) if has_task(body) else project_event(body)
         return project_contact(body, read_object(body, kind).uid)
 
     async def put(self, collection: Collection, uid: str, body: bytes, *,
                   href: str | None = None) -> PutResult:
+        if collection.kind == "calendar" and has_task(body):  # a VTODO: To Do (pim_tasks)
+            return await self.tasks.put(collection, uid, body, href)
+        if is_task_href(collection.href):
+            return PutResult(error="not a task, in a collection of tasks only (its To Do list "
+                             "holds tasks): not copied")
         try:
             mapped: GraphEvent | GraphContact = (event_to_graph(body) if collection.kind
                                                  == "calendar" else contact_to_graph(body))
         except BrokenObjectError as e:
             reason = e.reason
             if collection.kind == "calendar" and reason == "no VEVENT in it":
-                reason = "no VEVENT in it: Graph calendars hold events only (tasks and journal " \
-                         "entries are not copied)"
+                reason = "no VEVENT or VTODO in it: Graph calendars hold events and To Do " \
+                         "lists tasks (journal entries are not copied)"
             return PutResult(error=reason)
         notes = list(mapped.lost)
         json_body = dict(mapped.body)
         ext = [{"id": PROP_UID, "value": uid}]
+        if isinstance(mapped, GraphEvent) and mapped.links:
+            text = (json_body.get("body") or {}).get("content", "") + _links_note(mapped.links)
+            json_body["body"] = {"contentType": "text", "content": text}
         if isinstance(mapped, GraphEvent) and (mapped.attendees or mapped.organizer):
             people = {"organizer": mapped.organizer, "attendees": mapped.attendees}
             ext.append({"id": PROP_PEOPLE, "value": json.dumps(people, ensure_ascii=False)})
@@ -299,10 +344,52 @@ class GraphPimStore:
         self._cache.pop(href, None)
         if isinstance(mapped, GraphEvent) and (mapped.overrides or mapped.cancelled):
             notes += await self._apply_instances(r, mapped)
+        if isinstance(mapped, GraphEvent) and mapped.files:
+            notes += await self._add_files(href, mapped.files)
         if isinstance(mapped, GraphContact) and mapped.photo:
             await self.client.request(self.address, "PUT", f"{self._user}/{href}/photo/$value",
                                       content=mapped.photo, headers={"Content-Type": "image/jpeg"})
         return PutResult(href=href, etag=r.get("@odata.etag"), notes=tuple(notes))
+
+    async def _add_files(self, href: str, files: Sequence[EventFile]) -> list[str]:
+        """Add the event's inline attachments it does not hold yet (by name and size) as
+        fileAttachments (learn.microsoft.com/graph/api/event-post-attachments)."""
+        path = f"{self._user}/{href}/attachments"
+        held = {(str(a.get("name")), int(a.get("size") or 0)) for a in await self._all(
+            f"{href}/attachments", {"$select": "id,name,size"})}
+        notes = []
+        for f in files:
+            if (f.name, len(f.content)) in held:
+                continue
+            try:
+                if len(f.content) < INLINE_EVENT_FILE:
+                    await self._call("POST", path, json_body={
+                        "@odata.type": "#microsoft.graph.fileAttachment", "name": f.name,
+                        "contentType": f.content_type,
+                        "contentBytes": base64.b64encode(f.content).decode()})
+                else:
+                    await self._upload(path, f)
+            except StoreError as e:
+                notes.append(f"attachment {f.name}: refused ({e.message})")
+        return notes
+
+    async def _upload(self, path: str, f: EventFile) -> None:
+        """A file of 3 MB or more through an upload session: ranges of at most 4 MB PUT
+        to the pre-authenticated ``uploadUrl`` (learn.microsoft.com/graph/api/attachment-createuploadsession,
+        learn.microsoft.com/graph/outlook-large-attachments)."""
+        session = await self._call("POST", f"{path}/createUploadSession", json_body={
+            "AttachmentItem": {"attachmentType": "file", "name": f.name,
+                               "size": len(f.content), "contentType": f.content_type}})
+        url = session.get("uploadUrl")
+        if not url:
+            raise StoreError("Graph created an upload session without an uploadUrl")
+        size = len(f.content)
+        for start in range(0, size, UPLOAD_CHUNK):
+            chunk = f.content[start:start + UPLOAD_CHUNK]
+            await self.client.request(
+                self.address, "PUT", url, absolute=True, authenticated=False, content=chunk,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{size}"})
 
     async def _apply_instances(self, series: dict[str, Any], ge: GraphEvent) -> list[str]:
         """Change the overridden occurrences and delete the cancelled ones (EXDATE)."""
