@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +26,18 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/imap_helpers.py
 REPO = Path(__file__).resolve().parents[1]
 # MAILTREK_CORPUS names the corpus where the checkout has no shared/ beside it (worktrees).
 CORPUS = Path(os.environ.get("MAILTREK_CORPUS") or REPO.parent / "shared" / "corpus")
+
+
+# Files that take a minute or more, slowest first. They run first, so that under pytest-xdist
+# (scripts/test runs two workers, a whole file each) no worker starts one of them last.
+SLOW_FILES = ("test_orchestrate_e2e.py", "test_workers_e2e.py", "test_pim_corpus.py",
+              "test_batch_members.py", "test_postgres_state.py", "test_m365_corpus.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the slow files to the front; the order within each file is kept."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
 
 
 def _instance(name: str) -> Iterator[DovecotInstance]:
@@ -54,10 +67,13 @@ def dovecot_dst() -> Iterator[DovecotInstance]:
 
 def _debian_server(kind: str) -> None:
     """Skip (with the reason) only when Debian's packages truly cannot be had here."""
-    try:
-        debroot.ensure(kind)
-    except debroot.DebrootError as exc:
-        pytest.skip(f"{kind} packages unavailable: {exc}")
+    # pytest-xdist workers may get here at once: one unpacks, the others wait and look.
+    with open(Path(tempfile.gettempdir()) / "mailtrek-debroot.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            debroot.ensure(kind)
+        except debroot.DebrootError as exc:
+            pytest.skip(f"{kind} packages unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

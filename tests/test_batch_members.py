@@ -475,11 +475,11 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim, new_mx):
 
     # Export the failed users, fill in the password, retry from that file.
     failed = tmp_path / "failed.csv"
-    cli(home, "batch", "export-failed", "w", "--output", str(failed), "--with-errors")
+    inproc(home, "batch", "export-failed", "w", "--output", str(failed), "--with-errors")
     text = failed.read_text()
     assert text.startswith("EmailAddress,UserName,Password,Error\n") and f"{bad}@{DOMAIN},{bad},," in text
     failed.write_text(text.replace(f"{bad}@{DOMAIN},{bad},,", f"{bad}@{DOMAIN},{bad},{pw[bad]},"))
-    out = cli(home, "batch", "retry", "w", "--csv", str(failed)).stdout
+    out = inproc(home, "batch", "retry", "w", "--csv", str(failed))
     assert f"{bad}@{DOMAIN}: Queued" in out
 
     # Meanwhile new mail, then sync now for one user: it arrives without waiting 24 h.
@@ -487,9 +487,9 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim, new_mx):
     append(dovecot_src, good, pw[good], 6)
     pw_file = tmp_path / "good.txt"
     pw_file.write_text(pw[good] + "\n")
-    out = cli(home, "batch", "retry", "w", "--user", f"{good}@{DOMAIN}", "--password-file", str(pw_file)).stdout
+    out = inproc(home, "batch", "retry", "w", "--user", f"{good}@{DOMAIN}", "--password-file", str(pw_file))
     assert "Synced - runs again now (incremental sync)" in out and pw[good] not in out
-    assert "incremental sync starts now" in cli(home, "batch", "sync", "w", "--user", f"{good}@{DOMAIN}").stdout
+    assert "incremental sync starts now" in inproc(home, "batch", "sync", "w", "--user", f"{good}@{DOMAIN}")
     cli(home, "run", "--until-idle")
     s = show(home, "w")
     assert s[bad]["status"] == "Synced" and s[bad]["items_synced"] == 5 and s[bad]["error"] is None
@@ -514,5 +514,5 @@ def test_admin_walkthrough(tmp_path, dovecot_src, sim, new_mx):
     assert len(sim.messages(f"{good}@{DOMAIN}")) == 6 and len(sim.messages(f"{bad}@{DOMAIN}")) == 5
     assert s[good]["items_synced"] == 6 and s[bad]["items_synced"] == 5
     # remove-user takes the address as an argument (the contract).
-    assert "Removed" in cli(home, "batch", "remove-user", "again", f"{bad}@{DOMAIN}").stdout
+    assert "Removed" in inproc(home, "batch", "remove-user", "again", f"{bad}@{DOMAIN}")
     assert bad not in show(home, "again")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,7 +108,7 @@ def test_engine_survives_a_database_restart(fresh):
         assert c.execute(text("SELECT 1")).scalar_one() == 1
 
 
-def make_sqlite_home(tmp_path: Path) -> Path:
+def build_sqlite_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     cli(home, "endpoint", "add", "src", "--host", "imap.example.test", "--port", "993", "--security", "ssl")
     secret = tmp_path / "secret"
@@ -128,10 +130,27 @@ def make_sqlite_home(tmp_path: Path) -> Path:
     with engine.begin() as c:
         c.execute(text("UPDATE batch_users SET next_sync = '2031-05-06 07:08:09.123456', runs = 3 "
                        "WHERE email = 'u2@contoso.test'"))
+    engine.dispose()
     return home
 
 
-def test_migrate_to_copies_everything_and_switches(tmp_path, fresh):
+@pytest.fixture(scope="module")
+def sqlite_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite home with a batch and mailbox state, built once (eight CLI start-ups)."""
+    return build_sqlite_home(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture
+def make_sqlite_home(sqlite_home_template: Path) -> Callable[[Path], Path]:
+    """Return ``make(tmp_path)``: a private copy of the template home at ``tmp_path/home``."""
+
+    def make(tmp_path: Path) -> Path:
+        return Path(shutil.copytree(sqlite_home_template, tmp_path / "home"))
+
+    return make
+
+
+def test_migrate_to_copies_everything_and_switches(tmp_path, fresh, make_sqlite_home):
     home = make_sqlite_home(tmp_path)
     before = json.loads(cli(home, "batch", "show", "b1", "--json").stdout)
     out = cli(home, "state", "migrate-to", fresh.url)
@@ -159,7 +178,7 @@ def test_migrate_to_copies_everything_and_switches(tmp_path, fresh):
     assert nxt.isoformat() == "2031-05-06T07:08:09.123456+00:00"
 
 
-def test_migrate_to_refuses_a_database_that_holds_state(tmp_path, fresh):
+def test_migrate_to_refuses_a_database_that_holds_state(tmp_path, fresh, make_sqlite_home):
     home = make_sqlite_home(tmp_path)
     cli(home, "state", "migrate-to", fresh.url, "--no-use")
     again = cli(home, "state", "migrate-to", fresh.url, check=False)
@@ -167,7 +186,7 @@ def test_migrate_to_refuses_a_database_that_holds_state(tmp_path, fresh):
     assert not (home / "database-url").exists()
 
 
-def test_migrate_to_bad_input(tmp_path, fresh):
+def test_migrate_to_bad_input(tmp_path, fresh, make_sqlite_home):
     home = tmp_path / "empty"
     p = cli(home, "state", "migrate-to", fresh.url, check=False)
     assert p.returncode != 0 and "no SQLite state" in p.stderr
