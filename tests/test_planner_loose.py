@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mailtrek.fingerprint import fingerprint_fields
 from mailtrek.model import MessageMeta
-from mailtrek.stores.imap.rewrites import crlf, loosen, may_be_rewritten
+from mailtrek.stores.imap.rewrites import crlf, has_bare_lf, loosen, may_be_rewritten
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.planner import plan_folder
 
@@ -49,3 +52,9 @@ def test_what_may_be_rewritten() -> None:
     assert may_be_rewritten(b"Subject: x\r\nbody text\r\n")  # no empty line
     assert crlf(b"a\nb\r\nc\n") == b"a\r\nb\r\nc\r\n"
     assert loosen("Grüße".encode()) == b"GrXXXXe"
+
+
+@given(st.binary(max_size=40).map(lambda b: b.replace(b"\x00", b"\r").replace(b"\x01", b"\n")))
+def test_bare_lf_is_an_lf_without_cr_before_it(raw: bytes) -> None:
+    """The fast count equals the definition: some LF not preceded by CR."""
+    assert has_bare_lf(raw) == any(c == 10 and (i == 0 or raw[i - 1] != 13) for i, c in enumerate(raw))

@@ -21,8 +21,12 @@ def header_block(raw: bytes) -> bytes:
 
 
 def has_bare_lf(raw: bytes) -> bool:
-    """True when some line ends with LF alone."""
-    return _BARE_LF.search(raw) is not None
+    """True when some line ends with LF alone.
+
+    Two C-speed counts, not the regex: a lookbehind pattern has no literal to skip to and
+    tries every byte, which cost a third of a copy's CPU. Every LF of a CRLF is one LF.
+    """
+    return raw.count(b"\n") != raw.count(b"\r\n")
 
 
 def crlf(raw: bytes) -> bytes:
