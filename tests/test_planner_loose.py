@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mailtrek.fingerprint import fingerprint_fields
 from mailtrek.model import MessageMeta
-from mailtrek.stores.imap.rewrites import crlf, has_bare_lf, loosen, may_be_rewritten
+from mailtrek.stores.imap.rewrites import crlf, has_bare_lf, header_block, loosen, may_be_rewritten
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.planner import plan_folder
 
@@ -58,3 +58,10 @@ def test_what_may_be_rewritten() -> None:
 def test_bare_lf_is_an_lf_without_cr_before_it(raw: bytes) -> None:
     """The fast count equals the definition: some LF not preceded by CR."""
     assert has_bare_lf(raw) == any(c == 10 and (i == 0 or raw[i - 1] != 13) for i, c in enumerate(raw))
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b":", b" ", b"\xe9"]), max_size=16).map(b"".join))
+def test_header_block_ends_at_the_first_empty_line(raw: bytes) -> None:
+    """Either line end: the block stops at the earliest empty line, or is the whole message."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    assert header_block(raw) == (raw[: min(ends)] if ends else raw)

@@ -16,7 +16,9 @@ _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 
 def header_block(raw: bytes) -> bytes:
     """The header block of ``raw`` (up to the first empty line, either line end)."""
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    end = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))  # only before it: no second scan
+    ends = [i for i in (end, lf) if i >= 0]
     return raw[: min(ends)] if ends else raw
 
 
@@ -37,9 +39,10 @@ def crlf(raw: bytes) -> bytes:
 def may_be_rewritten(raw: bytes) -> bool:
     """True for a message a server may store changed: bare LF, no CRLF at the end
     (Courier adds one), or 8-bit header bytes."""
-    return (has_bare_lf(raw) or not raw.endswith(b"\r\n")
-            or _EIGHT_BIT.search(header_block(raw)) is not None
-            or _odd_header(header_block(raw)))
+    if has_bare_lf(raw) or not raw.endswith(b"\r\n"):
+        return True
+    block = header_block(raw)
+    return not block.isascii() or _odd_header(block)
 
 
 def _odd_header(block: bytes) -> bool:
