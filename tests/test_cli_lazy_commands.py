@@ -126,3 +126,21 @@ def test_help_and_errors_read_as_with_every_command_registered() -> None:
         assert alone.stdout.strip("\n") == want_out.strip("\n"), args
         assert alone.stderr.strip("\n") == want_err.strip("\n"), args
 
+
+
+def test_copy_imports_no_other_command_or_store(tmp_path: Any) -> None:
+    """A copy (here to a closed port) loads neither the dashboard, the batch commands,
+    the Gmail or DAV stores, nor Alembic, even on a new state file."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted({m for m in sys.modules if m.startswith(("
+        "'mailtrek.web', 'mailtrek.cli.orchestrate_cmds', 'mailtrek.cli.admin_cmds', "
+        "'mailtrek.stores.gmail.store', 'mailtrek.stores.dav.store', 'alembic', 'fastapi'))}), "
+        "file=sys.stderr))\n" + RUN_MAIN)
+    env = dict(ENV, MAILTREK_HOME=str(tmp_path / "home"), MAILTREK_SOURCE_PASSWORD="x",
+               MAILTREK_DEST_PASSWORD="y")
+    r = subprocess.run([sys.executable, "-c", code, "copy", "imap://a@127.0.0.1:1",
+                        "imap://b@127.0.0.1:1", "--state", str(tmp_path / "new.db")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 4, r.stderr  # connection refused
+    assert r.stderr.strip().splitlines()[-1] == "[]"
