@@ -79,14 +79,24 @@ def known(revision: str | None) -> bool:
         return False
 
 
-def _at_head(conn: Connection) -> bool:
-    """True when ``conn``'s database is at :data:`HEAD`, read with plain SQL."""
+def stored_revision(conn: Connection) -> str | None:
+    """The revision ``conn``'s database records, read with plain SQL (no Alembic); None
+    before the first migration (what :func:`current` says, for `mailtrek state show`)."""
+    versions = _versions(conn)
+    return ", ".join(versions) if versions else None
+
+
+def _versions(conn: Connection) -> list[str] | None:
     from sqlalchemy import inspect, text
 
     if not inspect(conn).has_table("alembic_version"):
-        return False
-    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    return rows == [HEAD]
+        return None
+    return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all())
+
+
+def _at_head(conn: Connection) -> bool:
+    """True when ``conn``'s database is at :data:`HEAD`, read with plain SQL."""
+    return _versions(conn) == [HEAD]
 
 
 def upgrade(engine: Engine) -> bool:
