@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from imapclient import imap_utf7
@@ -161,33 +161,37 @@ class ImapStore(StoreDefaults):
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        """Open and log in the first connection; the others open in the background.
+        """Open and log in the first connection, the others dialled meanwhile.
 
-        A login the server refuses only for now ([UNAVAILABLE], e.g. Dovecot's busy auth
-        process) is asked again after 1, then 3 seconds before the error stands.
+        The others log in only once the first has: a wrong password is tried once, not
+        once per connection. A login the server refuses only for now ([UNAVAILABLE],
+        e.g. Dovecot's busy auth process) is asked again after 1, then 3 seconds before
+        the error stands.
         """
-        for wait in (*LOGIN_RETRY_WAITS, None):
-            try:
-                first = await self._open_one(0)
-                break
-            except LoginUnavailableError as e:
-                if wait is None:
-                    raise
-                log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
-                await asyncio.sleep(wait)
+        n = max(1, self.settings.connections)
+        dialled = [asyncio.ensure_future(self._dial(i)) for i in range(1, n)]
+        try:
+            for wait in (*LOGIN_RETRY_WAITS, None):
+                try:
+                    first = await self._open_one(0)
+                    break
+                except LoginUnavailableError as e:
+                    if wait is None:
+                        raise
+                    log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
+                    await asyncio.sleep(wait)
+        except BaseException:
+            await _discard(dialled)
+            raise
         self._add(first)
         self.features = self._features(first.capabilities)
-        n = max(1, self.settings.connections)
-        if n > 1:
-            rest = await asyncio.gather(
-                *(self._open_one(i) for i in range(1, n)), return_exceptions=True
-            )
-            for c in rest:
-                if isinstance(c, ImapConnection):
-                    self._add(c)
-                else:  # the server may cap connections per user: go on with fewer
-                    log.info("%s: extra connection refused (%s); using %d", self.label, c,
-                             len(self._conns))
+        rest = await asyncio.gather(*(self._log_in(d) for d in dialled), return_exceptions=True)
+        for c in rest:
+            if isinstance(c, ImapConnection):
+                self._add(c)
+            else:  # the server may cap connections per user: go on with fewer
+                log.info("%s: extra connection refused (%s); using %d", self.label, c,
+                         len(self._conns))
 
     def _features(self, caps: set[str]) -> StoreFeatures:
         """What this server can do, from its capabilities."""
@@ -210,10 +214,18 @@ class ImapStore(StoreDefaults):
         self._reopen.append(asyncio.Lock())
 
     async def _open_one(self, i: int) -> ImapConnection:
+        return await self._log_in(self._dial(i))
+
+    async def _dial(self, i: int) -> ImapConnection:
+        """Connection ``i`` opened (TCP, TLS, greeting), not logged in."""
         await self._wait_throttle()  # Exchange refuses logins until the back-off is over
         conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
         conn.on_throttle = self._throttled
         await conn.open()
+        return conn
+
+    async def _log_in(self, dialling: Awaitable[ImapConnection]) -> ImapConnection:
+        conn = await dialling
         try:
             await conn.login(self.settings.credentials)
         except BaseException:
@@ -719,3 +731,12 @@ def _append_limit(caps: set[str]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+async def _discard(dialled: Sequence[asyncio.Future[ImapConnection]]) -> None:
+    """Cancel connections still dialling; close those already open."""
+    for d in dialled:
+        d.cancel()
+    for r in await asyncio.gather(*dialled, return_exceptions=True):
+        if isinstance(r, ImapConnection):
+            await r.close()
