@@ -73,6 +73,7 @@ FETCH_AHEAD_BYTES = 4 << 20  # and the bytes they ask for (one command always go
 # Bytes fetched and not yet handed on, over all readers of one store: four readers each
 # pulling a 10 MB attachment at once is what set a copy's peak (tracemalloc).
 FETCHED_BYTES = 8 << 20
+LISTING_REUSE = 2.0  # seconds a read-only store's folder listing answers the next call
 
 
 class _Budget:
@@ -158,6 +159,7 @@ class ImapStore(StoreDefaults):
         self._resume_at = 0.0  # loop time before which the server asked us not to come
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
         self._leave_before_append = False  # set once the server refused APPEND (Courier)
+        self._listing: tuple[float, list[FolderInfo]] | None = None  # (loop time, folders)
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -379,9 +381,18 @@ class ImapStore(StoreDefaults):
         """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined.
 
         A name with CR, LF or NUL is listed (the mapping refuses and reports it) but never
-        sent back: it gets no STATUS.
+        sent back: it gets no STATUS. A read-only store answers the next call within
+        LISTING_REUSE seconds from this listing, once (the Gmail check lists the folders
+        just before the copy plans them: one round trip less).
         """
-        return await self._list_folders(await self._pick())
+        loop = asyncio.get_running_loop()
+        kept, self._listing = self._listing, None
+        if kept is not None and loop.time() - kept[0] <= LISTING_REUSE:
+            return list(kept[1])
+        folders = await self._list_folders(await self._pick())
+        if self.settings.readonly:
+            self._listing = (loop.time(), list(folders))
+        return folders
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
         items = [*verbs.STATUS_ITEMS, *([b"HIGHESTMODSEQ"] if conn.has("CONDSTORE") else [])]
