@@ -26,7 +26,14 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from mailtrek.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
+from mailtrek.fingerprint import (
+    ORIGIN_FIELD,
+    eight_bit_replaced,
+    fingerprint,
+    fingerprint_fields,
+    loose_fingerprint,
+    parse_origin,
+)
 from mailtrek.model import FolderInfo, portable_flags
 from mailtrek.state.db import FolderState, MailboxState, MessageState
 from mailtrek.stores.base import DestinationStore, SourceStore
@@ -79,7 +86,7 @@ async def verify_mailbox(
                         "exists": d is not None,
                         **{k: v for k, v in res.items() if k != "problems"}})
         for k in ("source", "matched", "missing", "different", "extra", "matched_by_state",
-                  "dates_from_headers", "dates_not_kept"):
+                  "dates_from_headers", "dates_not_kept", "changed_by_server"):
             totals[k] += res[k]
     totals["missing_folders"] = len(missing_folders)
     ok = (totals["missing"] == 0 and totals["different"] == 0 and not missing_folders
@@ -141,12 +148,18 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
             digest = hashlib.sha256(restored).hexdigest()
             if restored != raw:
                 served = hashlib.sha256(raw).hexdigest()
+        rewrite_key = loose = None
+        if served_by is None:  # a source message: how a server replacing 8-bit bytes keeps it
+            munged = eight_bit_replaced(raw)
+            if munged is not None:
+                rewrite_key, loose = hashlib.sha256(munged).hexdigest(), loose_fingerprint(raw)
         out.append(Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
                         size, meta.subject if meta else None,
                         origin_key=None if stamps else _origin_key(fp, len(raw)),
                         served_digest=served, dest_key=str(msg.uid),
                         message_id=meta.message_id if meta else None,
-                        header_date=header_instant(raw)))
+                        header_date=header_instant(raw), rewrite_key=rewrite_key,
+                        loose_fp=loose))
     return out
 
 

@@ -18,8 +18,13 @@ The rules, in order:
    Graph's ``importMime`` takes topmost Received, else Date): a copy dated that way
    counts as ``dates_from_headers``; a message with no date in its headers cannot keep
    one there (``dates_not_kept``). Neither is a difference.
-5. Unpaired source messages are "missing" (or "different: content differs" where a
-   leftover copy has the same fingerprint but other bytes); unpaired copies are "extra".
+5. Where the route keeps bytes, a source message still unpaired is paired with a copy
+   holding exactly what a server that replaces 8-bit header bytes with ``X`` stores
+   (Cyrus's ``munge8bit``), by state or by content after every exact pair is made; the
+   pair is reported as "changed" by the server, which is no difference.
+6. Unpaired source messages are "missing" (or "different: content differs" where a
+   leftover copy has the same fingerprint, or the source's loose fingerprint, but other
+   bytes); unpaired copies are "extra".
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class Item:
     dest_key: str | None = None  # destination side: the id state records (UID or Graph id)
     message_id: str | None = None
     header_date: datetime | None = None  # source side: the date the headers carry
+    # Source side, 8-bit header bytes only: the digest of the copy a server replacing them
+    # with "X" holds (``fingerprint.eight_bit_replaced``), and that copy's fingerprint.
+    rewrite_key: str | None = None
+    loose_fp: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +68,7 @@ class _Pair:
     src: Item
     dst: Item
     by_state: bool
+    rewritten: bool = False  # the copy holds the source as the server rewrote it (rule 5)
 
 
 def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
@@ -81,16 +91,21 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
              and rec.dest_id else None)
         if d is not None and id(d) not in taken and _same_content(s, d, exact, empty_fp):
             taken.add(id(d))
-            pairs.append(_Pair(s, d, True))
+            pairs.append(_Pair(s, d, True, _rewritten(s, d, exact)))
         else:
             rest.append(s)
     pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, features,
                               taken)
     _swap_twins(pairs, exact, features)
+    if exact:  # rule 5: only what no exact copy was found for
+        paired_now = {id(p.src) for p in pairs}
+        pairs += _pair_by_content([s for s in rest if id(s) not in paired_now],
+                                  [d for d in dst if id(d) not in taken], exact, features,
+                                  taken, rewritten=True)
     paired = {id(p.src) for p in pairs}
 
     problems: list[dict[str, Any]] = []
-    different = from_headers = not_kept = 0
+    different = from_headers = not_kept = changed = 0
     for p in pairs:
         detail, date_note = judge(p.src, p.dst, features)
         from_headers += date_note == "from_headers"
@@ -98,6 +113,9 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
         if detail:
             different += 1
             problems.append(problem("different", name, p.src, detail))
+        if p.rewritten:
+            changed += 1
+            problems.append(problem("changed", name, p.src, CHANGED_8BIT))
     leftovers: dict[str | None, list[Item]] = defaultdict(list)
     for d in dst:
         if id(d) not in taken:
@@ -106,7 +124,7 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
     for s in src:
         if id(s) in paired:
             continue
-        twins = leftovers.get(s.fp)
+        twins = leftovers.get(s.fp) or (leftovers.get(s.loose_fp) if s.loose_fp else None)
         if exact and twins:
             twins.pop(0)
             different += 1
@@ -123,14 +141,23 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
     return {"source": len(src), "destination": len(dst), "matched": len(pairs),
             "matched_by_state": sum(p.by_state for p in pairs), "missing": missing,
             "different": different, "extra": extra, "dates_from_headers": from_headers,
-            "dates_not_kept": not_kept, "problems": problems}
+            "dates_not_kept": not_kept, "changed_by_server": changed, "problems": problems}
+
+
+CHANGED_8BIT = "changed by the server (8-bit header bytes replaced)"
+
+
+def _rewritten(s: Item, d: Item, exact: bool) -> bool:
+    """True when the copy ``d`` holds ``s`` as a server rewrote it, not its exact bytes."""
+    return (exact and d.digest is not None and d.digest == s.rewrite_key
+            and d.digest != s.digest)
 
 
 def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
     """True when the recorded copy ``d`` still holds message ``s``."""
     if exact:
-        return (d.digest is not None and d.digest in (s.digest, s.origin_key)) or (
-            d.served_digest is not None and d.served_digest == s.digest)
+        return (d.digest is not None and d.digest in (s.digest, s.origin_key, s.rewrite_key)
+                ) or (d.served_digest is not None and d.served_digest == s.digest)
     if s.fp is not None and s.fp == d.fp:
         return True
     if s.message_id and d.message_id and s.message_id.strip() == d.message_id.strip():
@@ -140,8 +167,11 @@ def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
     return empty_fp is not None and d.fp == empty_fp
 
 
-def _keys(s: Item, exact: bool) -> list[str | None]:
-    """The content keys under which a copy of ``s`` may be listed, best first."""
+def _keys(s: Item, exact: bool, rewritten: bool = False) -> list[str | None]:
+    """The content keys under which a copy of ``s`` may be listed, best first
+    (``rewritten``: the key of the copy a server rewrote, rule 5)."""
+    if rewritten:
+        return [s.rewrite_key]
     if not exact:
         return [s.fp]
     return [s.digest, s.origin_key]
@@ -154,8 +184,9 @@ def _dest_keys(d: Item, exact: bool) -> list[str | None]:
 
 
 def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: StoreFeatures,
-                     taken: set[int]) -> list[_Pair]:
-    """Rule 2: pair by content, agreeing twins first over the whole folder."""
+                     taken: set[int], *, rewritten: bool = False) -> list[_Pair]:
+    """Rule 2 (``rewritten``: rule 5): pair by content, agreeing twins first over the
+    whole folder."""
     pool: dict[str, list[Item]] = defaultdict(list)
     for d in dst:
         for k in _dest_keys(d, exact):
@@ -166,14 +197,14 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: St
         for s in sorted(src, key=lambda i: i.uid):
             if any(p.src is s for p in out):
                 continue
-            for k in _keys(s, exact):
+            for k in _keys(s, exact, rewritten):
                 live = [c for c in pool.get(k or "", ()) if id(c) not in taken]
                 pick = next((c for c in live if judge(s, c, features)[0] is None), None)
                 if pick is None and not agreeing_only and live:
                     pick = live[0]
                 if pick is not None:
                     taken.add(id(pick))
-                    out.append(_Pair(s, pick, False))
+                    out.append(_Pair(s, pick, False, rewritten))
                     break
     return out
 

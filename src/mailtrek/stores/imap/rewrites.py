@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
+from mailtrek.fingerprint import loosen
+
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 
 
 def header_block(raw: bytes) -> bytes:
@@ -54,11 +55,6 @@ def _odd_header(block: bytes) -> bool:
     return False
 
 
-def loosen(value: bytes) -> bytes:
-    """A header value with every 8-bit byte read as ``X`` (what Cyrus stores)."""
-    return _EIGHT_BIT.sub(b"X", value)
-
-
 def stored_change(size: int, header: bytes, sent: bytes) -> str:
     """What a server changed in a message it stored ("" when nothing seen), from the
     stored copy's ``size`` and ``header`` block against the bytes ``sent``."""
@@ -76,3 +72,7 @@ def stored_change(size: int, header: bytes, sent: bytes) -> str:
                and not fixed.endswith(b"\r\n") else "")
         notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}" + why)
     return "; ".join(notes)
+
+
+__all__ = ["crlf", "has_bare_lf", "header_block", "loosen", "may_be_rewritten",
+           "stored_change"]

@@ -1,0 +1,76 @@
+"""verify of a copy into Cyrus, which replaces 8-bit header bytes with ``X`` (its default
+``munge8bit``): such a copy is paired with its source (it holds exactly the source with
+those bytes replaced) and reported as changed by the server, not as one missing plus one
+extra, with or without the copy's state; a copy that differs beyond that is "different"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from imap_helpers import copy, load, new_user, store
+from mailtrek.model import Message
+from mailtrek.state.db import MailboxState, open_engine
+from mailtrek.sync.options import CopyOptions
+from mailtrek.sync.verify import verify_mailbox
+from mailtrek.sync.verify_match import CHANGED_8BIT
+
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def message(n: int, subject: str, body: bytes = b"Body") -> bytes:
+    """8-bit bytes in the body (kept by Cyrus) and, with a non-ASCII ``subject``, in the
+    From and Subject header fields (replaced)."""
+    sender = "Jürgen" if not subject.isascii() else "Juergen"
+    return (b"Message-ID: <m%d@rewritten.test>\r\nDate: Fri, 01 Mar 2024 09:00:00 +0000\r\n"
+            b"From: %s <jue@example.org>\r\nTo: bob@example.org\r\nSubject: %s\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n%s \xe2\x9c\x93\r\n"
+            % (n, sender.encode(), subject.encode(), body))
+
+
+async def _verify(src_srv: Any, src: tuple[str, str], dst_srv: Any, dst: tuple[str, str],
+                  state: MailboxState | None) -> dict[str, Any]:
+    s, d = store(src_srv, *src), store(dst_srv, *dst)
+    await s.connect()
+    await d.connect()
+    try:
+        return await verify_mailbox(s, d, CopyOptions(), state)
+    finally:
+        await s.close()
+        await d.close()
+
+
+async def test_cyrus_8bit_header_rewrite_is_changed_not_missing(
+        dovecot_src: Any, cyrus_server: Any, tmp_path: Path) -> None:
+    src, dst = new_user(dovecot_src), new_user(cyrus_server)
+    munged = message(1, "Grüße aus Köln")
+    items = [(("INBOX",), munged, frozenset({"\\Seen"}), T0),
+             (("INBOX",), message(2, "plain ascii"), frozenset(), T0 + timedelta(hours=1))]
+    await load(dovecot_src, *src, items)
+    report = await copy((dovecot_src, *src), (cyrus_server, *dst), tmp_path / "s.db")
+    assert report.complete and report.total("copied") == 2
+    for state in (None, MailboxState(open_engine(tmp_path / "s.db"), "test")):
+        got = await _verify(dovecot_src, src, cyrus_server, dst, state)
+        t = got["totals"]
+        assert got["ok"] and (t["matched"], t["missing"], t["extra"], t["different"],
+                              t["changed_by_server"]) == (2, 0, 0, 0, 1), got["problems"]
+        assert [(p["kind"], p["detail"]) for p in got["problems"]] == [("changed", CHANGED_8BIT)]
+        assert t["matched_by_state"] == (2 if state else 0)
+
+    # A copy holding more than the server's rewrite (another body) is no such pair.
+    other = store(cyrus_server, *dst, readonly=False)
+    await other.connect()
+    try:
+        inbox = await other.ensure_folder(("INBOX",))
+        res = await other.append(inbox, Message(uid=0, raw=message(
+            3, "Grüße aus Köln", b"Other"), internaldate=T0))
+        assert res.ok
+    finally:
+        await other.close()
+    await load(dovecot_src, *src, [(("INBOX",), message(3, "Grüße aus Köln"),
+                                    frozenset(), T0)])
+    got = await _verify(dovecot_src, src, cyrus_server, dst, None)
+    t = got["totals"]
+    assert (t["different"], t["missing"], t["extra"], t["changed_by_server"]) == (1, 0, 0, 1), \
+        got["problems"]
