@@ -42,7 +42,7 @@ MAX_THROTTLE_WAIT = 600.0  # seconds; a longer Retry-After ends the run (re-run 
 SETTLE_STEP = 1.0  # seconds between two looks at a folder that may still be filling
 SETTLE_MAX = 30.0
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
-LISTINGS_PER_CONNECTION = 4  # folders analysed at once, per connection
+LISTINGS_PER_CONNECTION = 8  # folders analysed at once, per connection
 FOLDERS_PER_CONNECTION = 2  # folders copied at once, per connection
 
 
