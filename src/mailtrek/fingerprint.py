@@ -114,9 +114,10 @@ def _decode_words(text: str) -> str:
 
 def fingerprint(header_block: bytes) -> str:
     """Return the fingerprint of a message from its header block (or whole bytes)."""
-    if not isinstance(header_block, bytes):  # bytearray, memoryview
+    if isinstance(header_block, memoryview):
         header_block = bytes(header_block)
-    return fingerprint_fields(parse_header_fields(_head(header_block)))
+    # A big message arrives as a bytearray: copy its header block, never its body.
+    return fingerprint_fields(parse_header_fields(bytes(_head(header_block))))
 
 
 def loosen(value: bytes) -> bytes:

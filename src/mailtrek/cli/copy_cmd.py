@@ -19,7 +19,7 @@ from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, rou
 from mailtrek.secrets import redact
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.stores.gmail.wiring import check_mode as check_gmail_mode
+from mailtrek.stores.gmail.labels import check_mode as check_gmail_mode
 from mailtrek.stores.registry import note_deferral, open_destination, open_source, source_view
 from mailtrek.stores.spec import GraphSpec, ImapSpec, MailSpec
 from mailtrek.stores.url import OpenOptions, StoreAddress, parse_address, spec_for

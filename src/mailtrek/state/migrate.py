@@ -97,6 +97,11 @@ def upgrade(engine: Engine) -> bool:
     with engine.connect() as c:
         if _at_head(c):
             return False  # the common case: one cheap read, no lock, no Alembic
+    if engine.dialect.name == "sqlite":
+        from mailtrek.state.fresh import create_at_head
+
+        if create_at_head(engine, all_metadata(), HEAD):
+            return True  # a new file: made at the head, no Alembic either
     if _apart_ok(engine) and _upgrade_in_child(engine):
         return True
     return _upgrade_here(engine)

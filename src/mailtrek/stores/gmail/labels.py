@@ -24,6 +24,7 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from mailtrek.errors import UsageError
 from mailtrek.model import FolderInfo, SpecialUse
 
 
@@ -33,6 +34,18 @@ class Strategy(enum.StrEnum):
     FOLDERS_CATEGORIES = "folders+categories"
     FOLDERS = "folders"
     ALL_MAIL = "all-mail"
+
+
+# The --gmail-labels values (and the batch option): off, auto, or a Strategy.
+MODES = ("auto", "off", *(s.value for s in Strategy))
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is a known --gmail-labels value; raise UsageError otherwise."""
+    if mode not in MODES:
+        raise UsageError(f"unknown --gmail-labels value {mode!r}",
+                         hint=f"use one of: {', '.join(MODES)}")
+    return mode
 
 
 class Role(enum.StrEnum):

@@ -7,23 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mailtrek.errors import UsageError
-from mailtrek.stores.gmail.labels import Strategy, looks_like_gmail
+from mailtrek.stores.gmail.labels import MODES, Strategy, check_mode, looks_like_gmail
 from mailtrek.stores.gmail.pacing import DownloadBudget
 from mailtrek.stores.gmail.store import GmailSource, has_gmail_extensions
 from mailtrek.stores.imap.store import ImapStore
 
 log = logging.getLogger("mailtrek.gmail")
 
-MODES = ("auto", "off", *(s.value for s in Strategy))
-
-
-def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is a known --gmail-labels value; raise UsageError otherwise."""
-    if mode not in MODES:
-        raise UsageError(f"unknown --gmail-labels value {mode!r}",
-                         hint=f"use one of: {', '.join(MODES)}")
-    return mode
+__all__ = ["MODES", "check_mode", "gmail_view"]
 
 
 async def gmail_view(
