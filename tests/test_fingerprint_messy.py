@@ -66,3 +66,7 @@ def test_crlf_ended_and_stored_forms_say_what_a_server_changed() -> None:
     assert [what for _, what in stored_forms("Subject: ü\r\n\r\nx".encode())] == [
         "8-bit header bytes replaced", "CRLF added at the end"]
     assert stored_forms(b"Subject: a\r\n\r\nbody\r\n") == []
+    unended = bytearray("Subject: ü\r\n\r\nx".encode())  # as the reader hands a big one
+    forms = stored_forms(unended)
+    assert unended == bytearray("Subject: ü\r\n\r\nx".encode())  # not changed in place
+    assert all(type(form) is bytes for form, _ in forms) and len(forms) == 2

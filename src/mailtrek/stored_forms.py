@@ -36,10 +36,10 @@ def eight_bit_replaced(raw: bytes) -> bytes | None:
 def crlf_ended(raw: bytes) -> tuple[bytes, str] | None:
     """``raw`` as Courier stores it (line ends CRLF, a CRLF at the end) and what that
     changed; None when it changes nothing."""
-    form = raw if raw.count(b"\n") == raw.count(b"\r\n") else crlf(raw)
-    what = [LINE_ENDS_CRLF] if form is not raw else []
+    form = bytes(raw) if raw.count(b"\n") == raw.count(b"\r\n") else crlf(raw)
+    what = [] if form == raw else [LINE_ENDS_CRLF]
     if not form.endswith(b"\r\n"):
-        form += b"\r\n"
+        form = form + b"\r\n"  # never in place: ``raw`` may be the reader's bytearray
         what.append(CRLF_AT_END)
     return (form, ", ".join(what)) if what else None
 
