@@ -36,12 +36,15 @@ def eight_bit_replaced(raw: bytes) -> bytes | None:
 def crlf_ended(raw: bytes) -> tuple[bytes, str] | None:
     """``raw`` as Courier stores it (line ends CRLF, a CRLF at the end) and what that
     changed; None when it changes nothing."""
-    form = bytes(raw) if raw.count(b"\n") == raw.count(b"\r\n") else crlf(raw)
-    what = [] if form == raw else [LINE_ENDS_CRLF]
+    bare = raw.count(b"\n") != raw.count(b"\r\n")  # C-speed counts, no regex
+    if not bare and raw.endswith(b"\r\n"):
+        return None  # the common case: nothing copied
+    form = crlf(raw) if bare else raw
+    what = [LINE_ENDS_CRLF] if bare else []
     if not form.endswith(b"\r\n"):
         form = form + b"\r\n"  # never in place: ``raw`` may be the reader's bytearray
         what.append(CRLF_AT_END)
-    return (form, ", ".join(what)) if what else None
+    return bytes(form), ", ".join(what)
 
 
 def stored_forms(raw: bytes) -> list[tuple[bytes, str]]:
