@@ -102,9 +102,15 @@ EMPTY_FP = fingerprint_fields({})
 
 def _recorded(state: MailboxState | None, fs: FolderState | None, src: FolderInfo,
               dest: FolderInfo | None) -> dict[int, MessageState] | None:
-    """State's rows for this folder, or None when its destination ids no longer hold."""
-    if state is None or fs is None or dest is None:
+    """State's rows for this folder, or None when its destination ids no longer hold.
+
+    A folder whose copy did not end (a message refused, a run cut short) has message rows
+    but no folder row: they are used too, each still proven by its content (rule 1).
+    """
+    if state is None or dest is None:
         return None
+    if fs is None:
+        return state.messages_of(src.path, src.uidvalidity)
     if fs.dest_uidvalidity is not None and dest.uidvalidity is not None and (
             fs.dest_uidvalidity != dest.uidvalidity):
         return None  # the destination folder was recreated: its UIDs are void
