@@ -181,7 +181,7 @@ async def _run_copy(src: SourceStore, dst: DestinationStore, state: MailboxState
     try:
         await asyncio.gather(src.connect(), dst.connect())
         source = await source_view(src, gmail_labels, done=state.messages_of,
-                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
+                                   atom_keywords=dst.features.atom_keywords, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
         report.warnings.extend(getattr(source, "warnings", None) or [])
@@ -262,7 +262,7 @@ def verify(
             try:
                 await asyncio.gather(src.connect(), dst.connect())
                 view = await source_view(
-                    src, gmail_labels, dest_kind=dst.features.kind,
+                    src, gmail_labels, atom_keywords=dst.features.atom_keywords,
                     done=mailbox_state.messages_of if mailbox_state else None)
                 result = await verify_mailbox(view, dst, options, mailbox_state)
                 warnings = notes + list(getattr(view, "warnings", []) or [])

@@ -206,6 +206,7 @@ class ImapStore(StoreDefaults):
             max_message_size=_append_limit(caps),
             delimiter=self._delim,
             lists_named_uids=True,
+            atom_keywords=True,
         )
 
     def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
