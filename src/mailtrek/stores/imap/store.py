@@ -350,6 +350,10 @@ class ImapStore(StoreDefaults):
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
 
     # -- names ---------------------------------------------------------------------------
+    def mailbox_name(self, path: tuple[str, ...]) -> bytes:
+        """The wire name of folder ``path`` on this server (as listed, else encoded)."""
+        return self._encode(path)
+
     def _encode(self, path: tuple[str, ...]) -> bytes:
         if path in self._names:
             return self._names[path]
