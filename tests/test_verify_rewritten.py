@@ -1,7 +1,9 @@
-"""verify of a copy into Cyrus, which replaces 8-bit header bytes with ``X`` (its default
-``munge8bit``): such a copy is paired with its source (it holds exactly the source with
-those bytes replaced) and reported as changed by the server, not as one missing plus one
-extra, with or without the copy's state; a copy that differs beyond that is "different"."""
+"""verify of a copy into a server that stores messages its own way: Cyrus replaces 8-bit
+header bytes with ``X`` (its default ``munge8bit``), Courier makes line ends CRLF and ends
+every message with CRLF. Such a copy is paired with its source (it holds exactly that
+form of it) and reported as changed by the server, not as one missing plus one extra (or
+"content differs"), with or without the copy's state; a copy that differs beyond that is
+"different"."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from mailtrek.model import Message
 from mailtrek.state.db import MailboxState, open_engine
 from mailtrek.sync.options import CopyOptions
 from mailtrek.sync.verify import verify_mailbox
-from mailtrek.sync.verify_match import CHANGED_8BIT
+from mailtrek.sync.verify_match import changed_detail
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -55,7 +57,8 @@ async def test_cyrus_8bit_header_rewrite_is_changed_not_missing(
         t = got["totals"]
         assert got["ok"] and (t["matched"], t["missing"], t["extra"], t["different"],
                               t["changed_by_server"]) == (2, 0, 0, 0, 1), got["problems"]
-        assert [(p["kind"], p["detail"]) for p in got["problems"]] == [("changed", CHANGED_8BIT)]
+        assert [(p["kind"], p["detail"]) for p in got["problems"]] == [
+            ("changed", changed_detail("8-bit header bytes replaced"))]
         assert t["matched_by_state"] == (2 if state else 0)
 
     # A copy holding more than the server's rewrite (another body) is no such pair.
@@ -74,3 +77,24 @@ async def test_cyrus_8bit_header_rewrite_is_changed_not_missing(
     t = got["totals"]
     assert (t["different"], t["missing"], t["extra"], t["changed_by_server"]) == (1, 0, 0, 1), \
         got["problems"]
+
+
+async def test_courier_line_ends_and_final_crlf_are_changed_not_different(
+        dovecot_src: Any, courier_server: Any, tmp_path: Path) -> None:
+    src, dst = new_user(dovecot_src), new_user(courier_server)
+    # (Dovecot serves a bare-LF message with CRLF: Courier's CRLF repair of line ends is
+    # held to its definition in test_fingerprint_messy.)
+    unended = message(1, "no CRLF at the end").rstrip(b"\r\n")
+    items = [(("INBOX",), unended, frozenset(), T0),
+             (("INBOX",), message(2, "kept as it is"), frozenset(), T0)]
+    await load(dovecot_src, *src, items)
+    report = await copy((dovecot_src, *src), (courier_server, *dst), tmp_path / "s.db")
+    assert report.complete and report.total("copied") == 2
+    for state in (None, MailboxState(open_engine(tmp_path / "s.db"), "test")):
+        got = await _verify(dovecot_src, src, courier_server, dst, state)
+        t = got["totals"]
+        assert got["ok"] and (t["matched"], t["different"], t["missing"], t["extra"],
+                              t["changed_by_server"]) == (2, 0, 0, 0, 1), got["problems"]
+        assert [(p["uid"], p["detail"]) for p in got["problems"]] == [
+            (1, changed_detail("CRLF added at the end"))]
+        assert t["matched_by_state"] == (2 if state else 0)

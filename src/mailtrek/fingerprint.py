@@ -135,16 +135,6 @@ def loose_fingerprint(raw: bytes) -> str | None:
     return fingerprint_fields({k: loosen(v) for k, v in fields.items()})
 
 
-def eight_bit_replaced(raw: bytes) -> bytes | None:
-    """``raw`` with every 8-bit byte of its header block replaced by ``X``, the body kept
-    (what Cyrus stores); None when the header block is ASCII (nothing to replace)."""
-    end = raw.find(b"\r\n\r\n")
-    head, body = (raw[:end], raw[end:]) if end >= 0 else (raw, b"")
-    if head.isascii():
-        return None
-    return loosen(head) + body
-
-
 def _head(raw: bytes) -> bytes:
     for sep in (b"\r\n\r\n", b"\n\n"):
         i = raw.find(sep)

@@ -303,8 +303,8 @@ def verify(
                if t.get("dates_from_headers") else "")
             + (f"; {t['dates_not_kept']} without a date to keep" if t.get("dates_not_kept")
                else "")
-            + (f"; {t['changed_by_server']} changed by the server (8-bit header bytes "
-               "replaced)" if t.get("changed_by_server") else "")
+            + (f"; {t['changed_by_server']} as the server changed them (listed)"
+               if t.get("changed_by_server") else "")
         )
         for f in result.get("missing_folders", []):
             typer.echo(f"  missing folder: {f['folder']} (expected at {f['destination']})")

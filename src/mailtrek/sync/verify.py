@@ -28,7 +28,6 @@ from typing import Any
 
 from mailtrek.fingerprint import (
     ORIGIN_FIELD,
-    eight_bit_replaced,
     fingerprint,
     fingerprint_fields,
     loose_fingerprint,
@@ -36,6 +35,7 @@ from mailtrek.fingerprint import (
 )
 from mailtrek.model import FolderInfo, portable_flags
 from mailtrek.state.db import FolderState, MailboxState, MessageState
+from mailtrek.stored_forms import stored_forms
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
@@ -148,17 +148,18 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
             digest = hashlib.sha256(restored).hexdigest()
             if restored != raw:
                 served = hashlib.sha256(raw).hexdigest()
-        rewrite_key = loose = None
-        if served_by is None:  # a source message: how a server replacing 8-bit bytes keeps it
-            munged = eight_bit_replaced(raw)
-            if munged is not None:
-                rewrite_key, loose = hashlib.sha256(munged).hexdigest(), loose_fingerprint(raw)
+        rewrites: tuple[tuple[str, str], ...] = ()
+        loose = None
+        if served_by is None:  # a source message: the forms a server may keep it in
+            rewrites = tuple((hashlib.sha256(form).hexdigest(), what)
+                             for form, what in stored_forms(raw))
+            loose = loose_fingerprint(raw) if rewrites else None
         out.append(Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
                         size, meta.subject if meta else None,
                         origin_key=None if stamps else _origin_key(fp, len(raw)),
                         served_digest=served, dest_key=str(msg.uid),
                         message_id=meta.message_id if meta else None,
-                        header_date=header_instant(raw), rewrite_key=rewrite_key,
+                        header_date=header_instant(raw), rewrites=rewrites,
                         loose_fp=loose))
     return out
 

@@ -19,9 +19,10 @@ The rules, in order:
    counts as ``dates_from_headers``; a message with no date in its headers cannot keep
    one there (``dates_not_kept``). Neither is a difference.
 5. Where the route keeps bytes, a source message still unpaired is paired with a copy
-   holding exactly what a server that replaces 8-bit header bytes with ``X`` stores
-   (Cyrus's ``munge8bit``), by state or by content after every exact pair is made; the
-   pair is reported as "changed" by the server, which is no difference.
+   holding exactly a form a server stores it in (``stored_forms``: Cyrus replaces 8-bit
+   header bytes with ``X``, Courier makes line ends CRLF and ends a message with CRLF),
+   by state or by content after every exact pair is made; the pair is reported as
+   "changed" by the server, with what it changed, which is no difference.
 6. Unpaired source messages are "missing" (or "different: content differs" where a
    leftover copy has the same fingerprint, or the source's loose fingerprint, but other
    bytes); unpaired copies are "extra".
@@ -57,9 +58,9 @@ class Item:
     dest_key: str | None = None  # destination side: the id state records (UID or Graph id)
     message_id: str | None = None
     header_date: datetime | None = None  # source side: the date the headers carry
-    # Source side, 8-bit header bytes only: the digest of the copy a server replacing them
-    # with "X" holds (``fingerprint.eight_bit_replaced``), and that copy's fingerprint.
-    rewrite_key: str | None = None
+    # Source side: (digest, what changed) of each form a server may store it in
+    # (``stored_forms``), and the fingerprint of its 8-bit-replaced form.
+    rewrites: tuple[tuple[str, str], ...] = ()
     loose_fp: str | None = None
 
 
@@ -68,7 +69,7 @@ class _Pair:
     src: Item
     dst: Item
     by_state: bool
-    rewritten: bool = False  # the copy holds the source as the server rewrote it (rule 5)
+    rewritten: str | None = None  # what the server changed in the copy it holds (rule 5)
 
 
 def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
@@ -115,7 +116,7 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
             problems.append(problem("different", name, p.src, detail))
         if p.rewritten:
             changed += 1
-            problems.append(problem("changed", name, p.src, CHANGED_8BIT))
+            problems.append(problem("changed", name, p.src, changed_detail(p.rewritten)))
     leftovers: dict[str | None, list[Item]] = defaultdict(list)
     for d in dst:
         if id(d) not in taken:
@@ -144,20 +145,25 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
             "dates_not_kept": not_kept, "changed_by_server": changed, "problems": problems}
 
 
-CHANGED_8BIT = "changed by the server (8-bit header bytes replaced)"
+def changed_detail(what: str) -> str:
+    """The problem detail of a copy the server changed (rule 5)."""
+    return f"changed by the server ({what})"
 
 
-def _rewritten(s: Item, d: Item, exact: bool) -> bool:
-    """True when the copy ``d`` holds ``s`` as a server rewrote it, not its exact bytes."""
-    return (exact and d.digest is not None and d.digest == s.rewrite_key
-            and d.digest != s.digest)
+def _rewritten(s: Item, d: Item, exact: bool) -> str | None:
+    """What the server changed when the copy ``d`` holds ``s`` in one of its stored forms
+    (not its exact bytes); None otherwise."""
+    if not exact or d.digest is None or d.digest == s.digest:
+        return None
+    return next((what for key, what in s.rewrites if key == d.digest), None)
 
 
 def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
     """True when the recorded copy ``d`` still holds message ``s``."""
     if exact:
-        return (d.digest is not None and d.digest in (s.digest, s.origin_key, s.rewrite_key)
-                ) or (d.served_digest is not None and d.served_digest == s.digest)
+        return (d.digest is not None and d.digest in (s.digest, s.origin_key)) or (
+            d.served_digest is not None and d.served_digest == s.digest) or (
+            _rewritten(s, d, exact) is not None)
     if s.fp is not None and s.fp == d.fp:
         return True
     if s.message_id and d.message_id and s.message_id.strip() == d.message_id.strip():
@@ -171,7 +177,7 @@ def _keys(s: Item, exact: bool, rewritten: bool = False) -> list[str | None]:
     """The content keys under which a copy of ``s`` may be listed, best first
     (``rewritten``: the key of the copy a server rewrote, rule 5)."""
     if rewritten:
-        return [s.rewrite_key]
+        return [key for key, _ in s.rewrites]
     if not exact:
         return [s.fp]
     return [s.digest, s.origin_key]
@@ -204,7 +210,8 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: St
                     pick = live[0]
                 if pick is not None:
                     taken.add(id(pick))
-                    out.append(_Pair(s, pick, False, rewritten))
+                    out.append(_Pair(s, pick, False,
+                                     _rewritten(s, pick, exact) if rewritten else None))
                     break
     return out
 

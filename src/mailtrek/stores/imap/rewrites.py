@@ -8,11 +8,8 @@ after their APPEND, so exact messages cost nothing extra.
 
 from __future__ import annotations
 
-import re
-
 from mailtrek.fingerprint import loosen
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+from mailtrek.stored_forms import crlf
 
 
 def header_block(raw: bytes) -> bytes:
@@ -30,11 +27,6 @@ def has_bare_lf(raw: bytes) -> bool:
     tries every byte, which cost a third of a copy's CPU. Every LF of a CRLF is one LF.
     """
     return raw.count(b"\n") != raw.count(b"\r\n")
-
-
-def crlf(raw: bytes) -> bytes:
-    """``raw`` with every bare LF made CRLF (CRLF left alone)."""
-    return _BARE_LF.sub(b"\r\n", raw)
 
 
 def may_be_rewritten(raw: bytes) -> bool:
