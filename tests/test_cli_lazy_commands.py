@@ -144,3 +144,15 @@ def test_copy_imports_no_other_command_or_store(tmp_path: Any) -> None:
                        capture_output=True, text=True, env=env)
     assert r.returncode == 4, r.stderr  # connection refused
     assert r.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_progress_bars_still_draw_on_a_terminal() -> None:
+    """rich is imported only when bars are drawn; drawing them still works."""
+    from mailtrek.cli.progress import ProgressView
+
+    with ProgressView(enabled=True) as view:
+        view.event("plan", messages=2, bytes=100)
+        view.event("folder", name="INBOX")
+        view.event("message", size=60)
+        view.event("done")
+        assert view._progress is not None and view._progress.tasks[0].completed == 60

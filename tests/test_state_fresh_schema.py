@@ -82,3 +82,16 @@ def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> N
     for p in procs:
         assert p.wait(timeout=60) == 0, p.stderr.read() if p.stderr else ""
     assert _schema(sa.create_engine(f"sqlite:///{db}")) == _schema(_by_migrations(tmp_path / "c.db"))
+
+
+def test_stored_revision_reads_what_alembic_reads(tmp_path: Path) -> None:
+    """`state show` reads the revision with plain SQL; Alembic reads the same."""
+    from alembic import command
+
+    empty = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    old = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with old.begin() as c:
+        command.upgrade(migrate._config(c), "0003")
+    for engine, want in ((empty, None), (old, "0003"), (open_engine(tmp_path / "new.db"), migrate.HEAD)):
+        with engine.connect() as c:
+            assert migrate.stored_revision(c) == migrate.current(c) == want

@@ -13,8 +13,6 @@ import os
 import threading
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from mailtrek.errors import ConfigError
 
 KEY_ENV = "MAILTREK_SECRET_KEY"
@@ -58,6 +56,8 @@ def load_key(home: Path) -> bytes:
 
     Raises ConfigError when the key is malformed or the file cannot be written.
     """
+    from cryptography.fernet import Fernet  # on first use: redacting needs no cryptography
+
     env = os.environ.get(KEY_ENV)
     if env:
         key = env.strip().encode()
@@ -91,6 +91,8 @@ class SecretBox:
     """Encrypts and decrypts credentials with one key."""
 
     def __init__(self, key: bytes) -> None:
+        from cryptography.fernet import Fernet
+
         self._fernet = Fernet(key)
 
     def encrypt(self, secret: str) -> str:
@@ -100,6 +102,8 @@ class SecretBox:
 
     def decrypt(self, token: str) -> str:
         """Return the secret of ``token``; raises ConfigError when the key does not fit."""
+        from cryptography.fernet import InvalidToken
+
         try:
             secret = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -12,25 +11,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mailtrek.cli.common import fail_on_error, home_dir, read_secret
-from mailtrek.cli.progress import ProgressView
-from mailtrek.cli.stored_refs import resolve
 from mailtrek.errors import EXIT_INCOMPLETE, EXIT_OK, MailtrekError, UsageError
-from mailtrek.orchestrate.rates import RouteRate, measured_rate, record_run, route_key
-from mailtrek.secrets import redact
-from mailtrek.state.db import MailboxState, open_engine
-from mailtrek.stores.base import DestinationStore, SourceStore
-from mailtrek.stores.gmail.labels import check_mode as check_gmail_mode
-from mailtrek.stores.registry import note_deferral, open_destination, open_source, source_view
-from mailtrek.stores.spec import GraphSpec, ImapSpec, MailSpec
-from mailtrek.stores.url import OpenOptions, StoreAddress, parse_address, spec_for
-from mailtrek.sync.engine import copy_mailbox
-from mailtrek.sync.filters import parse_date, parse_size
-from mailtrek.sync.options import DEFAULT_MAX_ITEMS, CopyOptions, CopyReport
-from mailtrek.sync.report import plan_lines, problem_lines, report_dict, summary_line
-from mailtrek.sync.verify import verify_mailbox
+from mailtrek.sync.options import DEFAULT_MAX_ITEMS
 
+# What a copy runs on (the state database, stores, the engine) is imported inside the
+# commands: `mailtrek --help` and `mailtrek verify --help` load none of it.
 if TYPE_CHECKING:
+    from mailtrek.orchestrate.rates import RouteRate
+    from mailtrek.state.db import MailboxState
+    from mailtrek.stores.base import DestinationStore, SourceStore
     from mailtrek.stores.m365.config import TenantConfig
+    from mailtrek.stores.spec import ImapSpec, MailSpec
+    from mailtrek.stores.url import OpenOptions, StoreAddress
+    from mailtrek.sync.options import CopyOptions, CopyReport
 
 SourceArg = Annotated[str, typer.Argument(help="imaps://USER@HOST[:PORT], imap+starttls://..., imap://...")]
 DestArg = Annotated[str, typer.Argument(help="imaps://..., imap+starttls://..., imap://..., "
@@ -130,6 +123,15 @@ def copy(
                  dest_password_file=dest_password_file, ca_file=ca_file,
                  source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
                  connections=connections, m365=_pim_m365(tenant, home, m365_authority, graph_url))
+    import asyncio
+
+    from mailtrek.cli.stored_refs import resolve
+    from mailtrek.orchestrate.rates import measured_rate, record_run, route_key
+    from mailtrek.state.db import MailboxState, open_engine
+    from mailtrek.stores.gmail.labels import check_mode as check_gmail_mode
+    from mailtrek.stores.registry import open_destination, open_source
+    from mailtrek.stores.spec import GraphSpec
+
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root,
                            max_items=max_items, dry_run=dry_run, sync_flags=not no_flags)
@@ -177,11 +179,17 @@ def _home_profiles(state: Any) -> Any:
 
 async def _run_copy(src: SourceStore, dst: DestinationStore, state: MailboxState, options: CopyOptions,
                     gmail_labels: str = "auto", rate: RouteRate | None = None) -> CopyReport:
+    import asyncio
+
+    from mailtrek.cli.progress import ProgressView
+    from mailtrek.stores.registry import note_deferral, source_view
+    from mailtrek.sync.engine import copy_mailbox
+
     view = ProgressView(enabled=sys.stderr.isatty(), rate=rate)
     try:
         await asyncio.gather(src.connect(), dst.connect())
         source = await source_view(src, gmail_labels, done=state.messages_of,
-                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
+                                   atom_keywords=dst.features.atom_keywords, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
         report.warnings.extend(getattr(source, "warnings", None) or [])
@@ -243,6 +251,14 @@ def verify(
                    source_ca_file=source_ca_file, dest_ca_file=dest_ca_file,
                    connections=connections,
                    m365=_pim_m365(tenant, home, m365_authority, graph_url))
+    import asyncio
+
+    from mailtrek.cli.stored_refs import resolve
+    from mailtrek.state.db import MailboxState, open_engine
+    from mailtrek.stores.gmail.labels import check_mode as check_gmail_mode
+    from mailtrek.stores.registry import open_destination, open_source, source_view
+    from mailtrek.sync.verify import verify_mailbox
+
     with fail_on_error():
         options = _options(include, exclude, since, before, max_size, connections, dest_root)
         check_gmail_mode(gmail_labels)
@@ -262,7 +278,7 @@ def verify(
             try:
                 await asyncio.gather(src.connect(), dst.connect())
                 view = await source_view(
-                    src, gmail_labels, dest_kind=dst.features.kind,
+                    src, gmail_labels, atom_keywords=dst.features.atom_keywords,
                     done=mailbox_state.messages_of if mailbox_state else None)
                 result = await verify_mailbox(view, dst, options, mailbox_state)
                 warnings = notes + list(getattr(view, "warnings", []) or [])
@@ -303,6 +319,8 @@ def verify(
 def _default_state(key: str, notes: list[str]) -> MailboxState | None:
     """The state ``copy`` keeps by default, when it exists and can be read; else None
     (verify then pairs by content alone, and says why in ``notes``)."""
+    from mailtrek.state.db import MailboxState, open_engine
+
     path = home_dir() / "copy-state.db"
     if not path.exists():
         return None
@@ -334,6 +352,9 @@ def _options(include: list[str] | None, exclude: list[str] | None, since: str | 
              before: str | None, max_size: str, connections: int, dest_root: str | None,
              **more: Any) -> CopyOptions:
     """The run's options from the command line (raises UsageError for bad values)."""
+    from mailtrek.sync.filters import parse_date, parse_size
+    from mailtrek.sync.options import CopyOptions
+
     return CopyOptions(
         include=include or [], exclude=exclude or [],
         since=parse_date(since) if since else None,
@@ -352,6 +373,9 @@ def _specs(
     keep_read_receipts: bool = False, tenant: TenantConfig | None = None,
 ) -> tuple[StoreAddress, StoreAddress, ImapSpec, MailSpec]:
     """Parse both addresses and return both store specs with their secrets."""
+    from mailtrek.stores.spec import ImapSpec
+    from mailtrek.stores.url import parse_address, spec_for
+
     src_addr, dst_addr = parse_address(source), parse_address(dest)
     if not src_addr.is_imap:
         raise UsageError("the source must be an IMAP address")
@@ -373,6 +397,8 @@ def _specs(
 def _open_opts(side: str, addr: StoreAddress, pw_file: Path | None, tok_file: Path | None,
                ca_file: Path | None, connections: int, readonly: bool) -> OpenOptions:
     """The secrets and settings the command line gives one side (read from files/env)."""
+    from mailtrek.stores.url import OpenOptions
+
     env = "MAILTREK_SOURCE_PASSWORD" if side == "source" else "MAILTREK_DEST_PASSWORD"
     password = read_secret(pw_file, env) if addr.is_imap and addr.auth not in (
         "xoauth2", "oauthbearer") else None
@@ -383,6 +409,9 @@ def _open_opts(side: str, addr: StoreAddress, pw_file: Path | None, tok_file: Pa
 
 
 def _finish(report: CopyReport, json_report: Path | None) -> None:
+    from mailtrek.secrets import redact
+    from mailtrek.sync.report import plan_lines, problem_lines, report_dict, summary_line
+
     if json_report:
         json_report.write_text(json.dumps(report_dict(report), indent=2, ensure_ascii=False)
                                + "\n", encoding="utf-8")

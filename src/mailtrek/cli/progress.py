@@ -1,4 +1,4 @@
-"""Progress bars on a terminal (rich), silence elsewhere.
+"""Progress bars on a terminal (rich, see :mod:`mailtrek.cli.progress_bars`), silence elsewhere.
 
 The time left comes from messages *and* bytes (small messages cost per message, large ones
 per byte): before enough of this run is seen, from the route's earlier runs
@@ -8,19 +8,12 @@ per byte): before enough of this run is seen, from the route's earlier runs
 from __future__ import annotations
 
 import time
-from typing import Any
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from mailtrek.orchestrate.rates import RouteRate, estimate
+
+if TYPE_CHECKING:  # rich is imported when bars are drawn: not for a copy without a terminal
+    from rich.progress import Progress
 
 LIVE_AFTER_MESSAGES = 20  # this run's own rate counts once it has seen this many messages ...
 LIVE_AFTER_SECONDS = 10.0  # ... over at least this long
@@ -43,12 +36,9 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TextColumn("{task.fields[msgs]}"), RemainingColumn(self),
-                transient=False,
-            )
-            self._progress.start()
+            from mailtrek.cli.progress_bars import start_bars
+
+            self._progress = start_bars(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,7 +77,7 @@ class ProgressView:
                                     msgs=f"0/{self._total_msgs} msgs")
             left = self.remaining_seconds()
             if left is not None:
-                p.console.print(f"estimate: {_clock(left)} ({self.basis})")
+                p.console.print(f"estimate: {clock(left)} ({self.basis})")
         elif kind == "folder" and self._task is not None:
             p.update(self._task, description=str(fields.get("name", ""))[:30])
         elif kind == "message" and self._task is not None:
@@ -97,20 +87,7 @@ class ProgressView:
             p.update(self._task, description="done")
 
 
-class RemainingColumn(ProgressColumn):
-    """Time left from messages and bytes (see :class:`ProgressView`)."""
-
-    max_refresh = 1.0
-
-    def __init__(self, view: ProgressView) -> None:
-        super().__init__()
-        self.view = view
-
-    def render(self, task: Any) -> Text:
-        left = self.view.remaining_seconds()
-        return Text("-:--:--" if left is None else _clock(left), style="progress.remaining")
-
-
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``H:MM:SS`` for a time left."""
     s = int(seconds + 0.5)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

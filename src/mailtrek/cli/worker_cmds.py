@@ -77,11 +77,11 @@ def worker_cmd(
 def state_show(home: HomeOpt = None, state: StateOpt = None) -> None:
     """Print where the state lives (password hidden) and its schema revision."""
     from mailtrek.state.db import safe_url
-    from mailtrek.state.migrate import current
+    from mailtrek.state.migrate import stored_revision
 
     h = open_home(home, state)
     with h.engine.connect() as c:
-        rev = current(c)
+        rev = stored_revision(c)
     typer.echo(f"state: {safe_url(h.engine.url.render_as_string(hide_password=False))} "
                f"({h.engine.dialect.name}, schema revision {rev})")
 

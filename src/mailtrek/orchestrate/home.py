@@ -6,13 +6,12 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from sqlalchemy import Engine
-
-import mailtrek.state.orchestration  # noqa: F401  (adds our tables to the shared metadata)
 from mailtrek.secrets import SecretBox, load_key
-from mailtrek.state.db import open_engine
+
+if TYPE_CHECKING:  # the database is imported on first use: --help and `sim` need none
+    from sqlalchemy import Engine
 
 HOME_ENV = "MAILTREK_HOME"
 DB_FILE = "state.db"
@@ -79,6 +78,9 @@ def open_home(path: str | os.PathLike[str] | None = None, state: str | None = No
 
     ``state`` (a SQLite path or a ``postgresql://`` URL) overrides :func:`state_location`.
     """
+    import mailtrek.state.orchestration  # noqa: F401  (adds our tables to the shared metadata)
+    from mailtrek.state.db import open_engine
+
     home = Path(path).expanduser() if path else default_home()
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)  # the database holds encrypted passwords and mail metadata

@@ -13,14 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mailtrek.errors import MailtrekError, UsageError
 from mailtrek.orchestrate import batches as batch_ops
 from mailtrek.orchestrate.csvfile import UserRow, is_address, parse_users_csv, read_users_csv
-from mailtrek.orchestrate.discovery import SourceEndpoint
 from mailtrek.orchestrate.home import Home
 from mailtrek.service.text import blank, label
+
+if TYPE_CHECKING:  # discovery (httpx, DNS) is imported by the calls that discover
+    from mailtrek.orchestrate.discovery import SourceEndpoint
 
 __all__ = ["BatchCreated", "BatchRequest", "DiscoverRequest", "SourceEvent", "create_batch",
            "gmail_label_modes", "list_view", "simple_action",

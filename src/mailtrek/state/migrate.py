@@ -14,12 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, MetaData, inspect, text
-
 from mailtrek.errors import StateError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy is imported on first use: the CLI sets MIGRATE_APART first
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine, MetaData
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 7_000_777  # pg_advisory_xact_lock key: "mailtrek schema migration"
@@ -80,12 +79,24 @@ def known(revision: str | None) -> bool:
         return False
 
 
+def stored_revision(conn: Connection) -> str | None:
+    """The revision ``conn``'s database records, read with plain SQL (no Alembic); None
+    before the first migration (what :func:`current` says, for `mailtrek state show`)."""
+    versions = _versions(conn)
+    return ", ".join(versions) if versions else None
+
+
+def _versions(conn: Connection) -> list[str] | None:
+    from sqlalchemy import inspect, text
+
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all())
+
+
 def _at_head(conn: Connection) -> bool:
     """True when ``conn``'s database is at :data:`HEAD`, read with plain SQL."""
-    if not inspect(conn).has_table("alembic_version"):
-        return False
-    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    return rows == [HEAD]
+    return _versions(conn) == [HEAD]
 
 
 def upgrade(engine: Engine) -> bool:
@@ -147,6 +158,8 @@ def _upgrade_here(engine: Engine) -> bool:
             raise StateError(
                 f"the state database is at schema {at!r}, which this mailtrek does not know: "
                 "it was written by a newer version; upgrade mailtrek or use another --state")
+    from sqlalchemy import text
+
     with engine.begin() as c:
         if c.dialect.name == "postgresql":
             c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})

@@ -16,8 +16,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from imapclient import imap_utf7
-
 from mailtrek.errors import (
     ConnectionFailedError,
     FolderRejectedError,
@@ -56,6 +54,7 @@ from mailtrek.stores.imap.fetching import (
     meta_of,
 )
 from mailtrek.stores.imap.limits import MAX_LITERAL
+from mailtrek.stores.imap.names import decode_name, encode_name
 from mailtrek.stores.imap.rewrites import (
     crlf,
     has_bare_lf,
@@ -206,6 +205,7 @@ class ImapStore(StoreDefaults):
             max_message_size=_append_limit(caps),
             delimiter=self._delim,
             lists_named_uids=True,
+            atom_keywords=True,
         )
 
     def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
@@ -350,30 +350,21 @@ class ImapStore(StoreDefaults):
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
 
     # -- names ---------------------------------------------------------------------------
+    def mailbox_name(self, path: tuple[str, ...]) -> bytes:
+        """The wire name of folder ``path`` on this server (as listed, else encoded)."""
+        return self._encode(path)
+
     def _encode(self, path: tuple[str, ...]) -> bytes:
         if path in self._names:
             return self._names[path]
-        if path == ("INBOX",):
-            return b"INBOX"
-        text = self._delim.join(path)
-        conn = self._conns[0] if self._conns else None
-        raw = text.encode() if conn is not None and conn.utf8 else imap_utf7.encode(text)
-        if path[0].upper() == "INBOX" and self._prefix.upper().startswith(b"INBOX"):
-            return raw
-        return self._prefix + raw
+        return encode_name(path, delim=self._delim, prefix=self._prefix, utf8=self._utf8())
 
     def _decode(self, name: bytes, delim: str | None) -> tuple[str, ...]:
-        if name.upper() == b"INBOX":
-            return ("INBOX",)
-        if self._prefix and name.startswith(self._prefix):
-            name = name[len(self._prefix) :]
-        conn = self._conns[0] if self._conns else None
-        text = name.decode("utf-8", "replace") if conn is not None and conn.utf8 else (
-            imap_utf7.decode(name))
-        parts = tuple(text.split(delim)) if delim else (text,)
-        if parts[0].upper() == "INBOX":
-            parts = ("INBOX", *parts[1:])
-        return parts
+        return decode_name(name, delim=delim, prefix=self._prefix, utf8=self._utf8())
+
+    def _utf8(self) -> bool:
+        """True when names go as UTF-8 (the connections enabled UTF8=ACCEPT)."""
+        return bool(self._conns) and self._conns[0].utf8
 
     # -- listing -------------------------------------------------------------------------
     @answers("LIST")
