@@ -303,7 +303,7 @@ def verify(
                if t.get("dates_from_headers") else "")
             + (f"; {t['dates_not_kept']} without a date to keep" if t.get("dates_not_kept")
                else "")
-            + (f"; {t['changed_by_server']} as the server changed them (listed)"
+            + (f"; {t['changed_by_server']} matched as the server stores them (listed)"
                if t.get("changed_by_server") else "")
         )
         for f in result.get("missing_folders", []):
