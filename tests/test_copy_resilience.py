@@ -98,3 +98,27 @@ async def test_kill_9_at_random_moments_then_rerun(dovecot_src, dovecot_dst, tmp
     want = await dump(dovecot_src, *src)
     assert got == want, diff_summary(want, got)
     assert sum(len(v) for v in got.values()) == len(items)
+
+
+async def test_connections_dial_together_and_a_wrong_password_is_tried_once(
+        dovecot_src, proxy) -> None:
+    """The extra connections are dialled while the first logs in (a WAN pays one set of
+    round trips, not two), and log in only after it: a wrong password is sent once, and
+    the connections dialled for nothing are closed."""
+    from imap_helpers import store
+    from mailtrek.errors import AuthenticationError
+
+    user, pw = new_user(dovecot_src)
+    p = proxy("127.0.0.1", dovecot_src.port, rtt=0.05)
+    good = store(dovecot_src, user, pw, port=p.port, connections=4)
+    await good.connect()
+    try:
+        assert good.connections == 4 and p.connections == 4
+    finally:
+        await good.close()
+    q = proxy("127.0.0.1", dovecot_src.port, rtt=0.05)
+    bad = store(dovecot_src, user, pw + "x", port=q.port, connections=4)
+    with pytest.raises(AuthenticationError):
+        await bad.connect()
+    assert q.connections == 4  # all dialled at once, before the first answer came
+    assert bad.connections == 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mailtrek.devtools.samples import messy_messages
-from mailtrek.fingerprint import fingerprint, skeleton
+from mailtrek.fingerprint import fingerprint, loose_fingerprint, skeleton
 from mailtrek.sim.mime import properties_from_mime
+from mailtrek.stored_forms import crlf_ended, eight_bit_replaced, stored_forms
 from mailtrek.stores.m365.graph import fingerprint_of_item
 
 
@@ -45,3 +46,27 @@ def test_broken_base64_word_does_not_raise() -> None:
 def test_bytearray_and_memoryview_fingerprint_like_bytes() -> None:
     raw = b"Subject: =?utf-8?q?Caf=C3=A9?=\r\nMessage-ID: <a@b>\r\n\r\nx"
     assert fingerprint(bytearray(raw)) == fingerprint(memoryview(raw)) == fingerprint(raw)
+
+
+def test_eight_bit_replaced_and_loose_fingerprint_read_the_header_as_cyrus_stores_it() -> None:
+    raw = "Subject: Grüße\r\nFrom: a@b.test\r\n\r\nBody ✓\r\n".encode()
+    stored = b"Subject: GrXXXXe\r\nFrom: a@b.test\r\n\r\n" + "Body ✓\r\n".encode()
+    assert eight_bit_replaced(raw) == stored
+    assert loose_fingerprint(raw) == fingerprint(stored) != fingerprint(raw)
+    ascii_head = "Subject: Hi\r\n\r\nBody ✓\r\n".encode()
+    assert eight_bit_replaced(ascii_head) is None and loose_fingerprint(ascii_head) is None
+
+
+def test_crlf_ended_and_stored_forms_say_what_a_server_changed() -> None:
+    assert crlf_ended(b"Subject: a\r\n\r\nbody\r\n") is None
+    assert crlf_ended(b"Subject: a\r\n\r\nbody") == (b"Subject: a\r\n\r\nbody\r\n",
+                                                       "CRLF added at the end")
+    assert crlf_ended(b"Subject: a\n\nbody") == (
+        b"Subject: a\r\n\r\nbody\r\n", "line endings made CRLF, CRLF added at the end")
+    assert [what for _, what in stored_forms("Subject: ü\r\n\r\nx".encode())] == [
+        "8-bit header bytes replaced", "CRLF added at the end"]
+    assert stored_forms(b"Subject: a\r\n\r\nbody\r\n") == []
+    unended = bytearray("Subject: ü\r\n\r\nx".encode())  # as the reader hands a big one
+    forms = stored_forms(unended)
+    assert unended == bytearray("Subject: ü\r\n\r\nx".encode())  # not changed in place
+    assert all(type(form) is bytes for form, _ in forms) and len(forms) == 2

@@ -51,7 +51,7 @@ async def _run(gm: DovecotInstance, dst_inst: DovecotInstance, tmp: Path, *, hid
         await d.connect()
         state = MailboxState(open_engine(tmp / f"{login}.db"), "gx")
         try:
-            source = await gmail_view(inner, strategy, done=state.messages_of, dest_kind="imap")
+            source = await gmail_view(inner, strategy, done=state.messages_of, atom_keywords=True)
             report = await copy_mailbox(source, d, state, CopyOptions())
             again = await copy_mailbox(source, d, state, CopyOptions())
         finally:

@@ -175,11 +175,10 @@ def _calls(tree: ast.AST) -> set[str]:
     return names
 
 
-# Built only by their backend's own package (its registry entry); devtools' Gmail front
-# (a test server) reads its backend Dovecot over a private side connection.
+# Built only by their backend's own package (its registry entry), with no exception.
 BUILDERS = {"ImapStore", "ImapSettings", "GraphStore", "open_graph_store", "DavStore",
             "GraphPimStore", "MemoryStore", "GmailSource", "gmail_view"}
-ALLOWED = {"devtools/gmail_front.py": {"ImapStore", "ImapSettings"}}
+ALLOWED: dict[str, set[str]] = {}
 
 
 def test_the_registry_is_the_only_place_stores_are_built() -> None:

@@ -66,3 +66,33 @@ def test_a_childless_noselect_folder_is_mapped_a_parent_is_not() -> None:
     extra = placeholder_mappings(folders, maps, [], feats)
     assert [m.dest_path for m in extra] == [("Lonely",)]
     assert placeholder_mappings(folders, maps, [FolderInfo(("Lonely",))], feats) == []
+
+
+def test_a_rewritten_copy_pairs_only_after_the_exact_ones_and_is_changed_not_different() -> None:
+    # Source 1 has 8-bit header bytes; the server stored it as "x" (one of its forms), and
+    # an exact copy of source 2 happens to hold those very bytes too.
+    src = [item(1, "raw8", SEEN, T, rewrites=(("x", "8-bit header bytes replaced"),)),
+           item(2, "x", SEEN, T)]
+    dst = [item(10, "x", SEEN, T, dest_key="10")]
+    res = match_folder("F", src, dst, exact=True, features=IMAP)
+    assert (res["matched"], res["missing"], res["changed_by_server"]) == (1, 1, 0)
+    assert [(p["kind"], p["uid"]) for p in res["problems"]] == [("missing", 1)]
+    dst.append(item(11, "x", FLAGGED, T, dest_key="11"))
+    res = match_folder("F", src, dst, exact=True, features=IMAP)
+    assert (res["matched"], res["different"], res["changed_by_server"]) == (2, 1, 1)
+    got = sorted((p["kind"], p["uid"], p["detail"]) for p in res["problems"])
+    assert [(k, u) for k, u, _ in got] == [("changed", 1), ("different", 1)]
+    assert got[0][2] == "changed by the server (8-bit header bytes replaced)"
+    assert got[1][2].startswith("flags")  # the rewrite itself is no difference
+    # Paired by state too (the copy recorded for it holds the rewrite).
+    rec = {1: MessageState(1, "11", None, 100, SEEN), 2: MessageState(2, "10", None, 100, SEEN)}
+    res = match_folder("F", src, dst, exact=True, features=IMAP, recorded=rec)
+    assert (res["matched_by_state"], res["changed_by_server"]) == (2, 1)
+
+
+def test_a_copy_with_the_loose_fingerprint_but_other_bytes_is_different() -> None:
+    src = [Item(1, "raw8", "fp-8bit", SEEN, T, 100, rewrites=(("munged", "8-bit"),),
+                loose_fp="fp-X")]
+    dst = [Item(10, "edited", "fp-X", SEEN, T, 100, dest_key="10")]
+    res = match_folder("F", src, dst, exact=True, features=IMAP)
+    assert (res["different"], res["missing"], res["extra"]) == (1, 0, 0), res["problems"]

@@ -25,6 +25,7 @@ FINGERPRINT_FIELDS = ("MESSAGE-ID", "DATE", "FROM", "SUBJECT")
 ORIGIN_FIELD = "X-MAILTREK-ORIGIN"
 
 _WS = re.compile(rb"\s+")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _ORIGIN = re.compile(rb"^\s*fp=([0-9a-f]{32});\s*size=(\d{1,12})\s*$")
 
 
@@ -113,15 +114,33 @@ def _decode_words(text: str) -> str:
 
 def fingerprint(header_block: bytes) -> str:
     """Return the fingerprint of a message from its header block (or whole bytes)."""
-    if not isinstance(header_block, bytes):  # bytearray, memoryview
+    if isinstance(header_block, memoryview):
         header_block = bytes(header_block)
-    head = header_block
+    # A big message arrives as a bytearray: copy its header block, never its body.
+    return fingerprint_fields(parse_header_fields(bytes(_head(header_block))))
+
+
+def loosen(value: bytes) -> bytes:
+    """A header value with every 8-bit byte read as ``X`` (what Cyrus stores)."""
+    return _EIGHT_BIT.sub(b"X", value)
+
+
+def loose_fingerprint(raw: bytes) -> str | None:
+    """The fingerprint of ``raw`` as a server that replaces 8-bit header bytes with ``X``
+    stores it (Cyrus's ``munge8bit``); None when its fingerprint fields are ASCII (the
+    fingerprint is then the same)."""
+    fields = parse_header_fields(_head(raw))
+    if all(v.isascii() for v in fields.values()):
+        return None
+    return fingerprint_fields({k: loosen(v) for k, v in fields.items()})
+
+
+def _head(raw: bytes) -> bytes:
     for sep in (b"\r\n\r\n", b"\n\n"):
-        i = header_block.find(sep)
+        i = raw.find(sep)
         if i >= 0:
-            head = header_block[:i]
-            break
-    return fingerprint_fields(parse_header_fields(head))
+            return raw[:i]
+    return raw
 
 
 def message_id_of(header_block: bytes) -> str | None:

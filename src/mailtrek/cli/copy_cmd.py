@@ -189,7 +189,7 @@ async def _run_copy(src: SourceStore, dst: DestinationStore, state: MailboxState
     try:
         await asyncio.gather(src.connect(), dst.connect())
         source = await source_view(src, gmail_labels, done=state.messages_of,
-                                   dest_kind=dst.features.kind, quota_dir=home_dir() / "gmail-quota")
+                                   atom_keywords=dst.features.atom_keywords, quota_dir=home_dir() / "gmail-quota")
         with view:
             report = await copy_mailbox(source, dst, state, options, progress=view.event)
         report.warnings.extend(getattr(source, "warnings", None) or [])
@@ -278,7 +278,7 @@ def verify(
             try:
                 await asyncio.gather(src.connect(), dst.connect())
                 view = await source_view(
-                    src, gmail_labels, dest_kind=dst.features.kind,
+                    src, gmail_labels, atom_keywords=dst.features.atom_keywords,
                     done=mailbox_state.messages_of if mailbox_state else None)
                 result = await verify_mailbox(view, dst, options, mailbox_state)
                 warnings = notes + list(getattr(view, "warnings", []) or [])
@@ -303,6 +303,8 @@ def verify(
                if t.get("dates_from_headers") else "")
             + (f"; {t['dates_not_kept']} without a date to keep" if t.get("dates_not_kept")
                else "")
+            + (f"; {t['changed_by_server']} matched as the server stores them (listed)"
+               if t.get("changed_by_server") else "")
         )
         for f in result.get("missing_folders", []):
             typer.echo(f"  missing folder: {f['folder']} (expected at {f['destination']})")

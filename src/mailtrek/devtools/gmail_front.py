@@ -24,8 +24,8 @@ from imapclient import imap_utf7
 
 from mailtrek.devtools.imap_front import ImapFront, unquote
 from mailtrek.model import SpecialUse
-from mailtrek.stores.imap.connection import ConnectParams, Credentials
-from mailtrek.stores.imap.store import ImapSettings, ImapStore
+from mailtrek.stores.registry import open_store
+from mailtrek.stores.spec import ImapSpec
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _GM_FETCH = re.compile(rb"^(\S+) UID FETCH (\S+) \(([^)]*X-GM-[^)]*)\)\r\n$", re.I)
@@ -61,16 +61,16 @@ class GmailFront(ImapFront):
             return self._index
 
     async def _build_index(self) -> dict[tuple[bytes, int], tuple[int, list[str]]]:
-        params = ConnectParams(self.host, self.backend_port, "none", timeout=15)
-        st = ImapStore(ImapSettings(params, Credentials(self.user, self._password),
-                                    connections=1))
+        st = open_store(ImapSpec(host=self.host, port=self.backend_port, security="none",
+                                 user=self.user, password=self._password, connections=1,
+                                 timeout=15))
         await st.connect()
         try:
             where: dict[tuple[str | None, int, int], list[tuple[bytes, int, str | None]]] = {}
             for f in await st.list_folders():
                 if not f.selectable:
                     continue
-                name = st._encode(f.path)
+                name = st.mailbox_name(f.path)
                 label = _SYSTEM.get(f.special_use) if f.special_use else None
                 if label is None and f.special_use is None:
                     label = "/".join(f.path)

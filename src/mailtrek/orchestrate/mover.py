@@ -205,7 +205,7 @@ async def _move_mail(home: Home, job: MoveJob) -> CopyReport:
         state = MailboxState(home.engine, job.mailbox)
         try:
             view = await registry.source_view(source, job.batch.options.gmail_labels,
-                                              done=state.messages_of, dest_kind=dest.features.kind,
+                                              done=state.messages_of, atom_keywords=dest.features.atom_keywords,
                                               quota_dir=home.path / "gmail-quota")
             started = time.monotonic()
             report = await copy_mailbox(view, dest, state, copy_options(job),

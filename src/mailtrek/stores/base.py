@@ -51,6 +51,9 @@ class StoreFeatures:
     # A copy the store had to change carries ``X-Mailtrek-Origin`` (the source's
     # fingerprint and size) as its first line, and is matched by it (Exchange's IMAP).
     origin_stamps: bool = False
+    # Keywords must be IMAP atoms: a Gmail label becomes one in modified UTF-7 (an IMAP
+    # destination); else any text is a keyword (Graph's categories).
+    atom_keywords: bool = False
 
 
 class StoreDefaults:

@@ -92,7 +92,7 @@ def open_pim_store(spec: PimSpec[Any]) -> PimDestination:
     return store
 
 
-async def source_view(source: SourceStore, gmail_labels: str, *, dest_kind: str, done: Any = None,
+async def source_view(source: SourceStore, gmail_labels: str, *, atom_keywords: bool, done: Any = None,
                       quota_dir: Path | None = None) -> Any:
     """Return what to read from the connected ``source``: itself, or the Gmail view over it.
 
@@ -100,7 +100,7 @@ async def source_view(source: SourceStore, gmail_labels: str, *, dest_kind: str,
     """
     from mailtrek.stores.gmail.wiring import gmail_view
 
-    return await gmail_view(source, gmail_labels, done=done, dest_kind=dest_kind,
+    return await gmail_view(source, gmail_labels, done=done, atom_keywords=atom_keywords,
                             quota_dir=quota_dir)
 
 

@@ -64,6 +64,7 @@ class ImapSpec(StoreSpec["ImapStore"]):
     readonly: bool = True  # a source: never write
     exchange: bool = False
     disarm_read_receipts: bool = False  # Exchange only
+    timeout: float | None = None  # seconds without an answer (None: the connection's default)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

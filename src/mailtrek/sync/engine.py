@@ -42,6 +42,8 @@ MAX_THROTTLE_WAIT = 600.0  # seconds; a longer Retry-After ends the run (re-run 
 SETTLE_STEP = 1.0  # seconds between two looks at a folder that may still be filling
 SETTLE_MAX = 30.0
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+LISTINGS_PER_CONNECTION = 8  # folders analysed at once, per connection
+FOLDERS_PER_CONNECTION = 2  # folders copied at once, per connection
 
 
 @dataclass(slots=True)
@@ -169,8 +171,9 @@ async def _pass(
     fstates = await state.call(state.folder_states)
     max_size = _min(options.max_size, dest.features.max_message_size)
 
-    # Analyse folders concurrently (each needs a source connection for its listing).
-    sem = asyncio.Semaphore(max(1, options.connections))
+    # Analyse folders concurrently: a store pipelines the listings of several folders on
+    # one connection, so a few per connection cost one round trip, not one each.
+    sem = asyncio.Semaphore(max(1, options.connections) * LISTINGS_PER_CONNECTION)
 
     async def analyse(m: FolderMapping) -> _Work:
         async with sem:
@@ -215,7 +218,9 @@ async def _pass(
     todo = sorted((w for w in todo if w.dest is not None), key=lambda w: -w.plan.copy_bytes)
     total = sum(w.plan.copy_bytes for w in todo) or 1
     width = max(1, options.connections)
-    gate = asyncio.Semaphore(width)
+    # Twice as many folders as connections at once: a small folder's few round trips do
+    # not wait for a big one to end (the byte window, not the gate, bounds memory).
+    gate = asyncio.Semaphore(width * FOLDERS_PER_CONNECTION)
     window = ByteWindow(WINDOW_BYTES)  # one budget of bytes in flight for every folder
 
     async def run(w: _Work) -> None:

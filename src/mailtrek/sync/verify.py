@@ -26,9 +26,16 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from mailtrek.fingerprint import ORIGIN_FIELD, fingerprint, fingerprint_fields, parse_origin
+from mailtrek.fingerprint import (
+    ORIGIN_FIELD,
+    fingerprint,
+    fingerprint_fields,
+    loose_fingerprint,
+    parse_origin,
+)
 from mailtrek.model import FolderInfo, portable_flags
 from mailtrek.state.db import FolderState, MailboxState, MessageState
+from mailtrek.stored_forms import stored_forms
 from mailtrek.stores.base import DestinationStore, SourceStore
 from mailtrek.sync.engine import _find_dest
 from mailtrek.sync.filters import folder_selected, message_date_selected
@@ -79,7 +86,7 @@ async def verify_mailbox(
                         "exists": d is not None,
                         **{k: v for k, v in res.items() if k != "problems"}})
         for k in ("source", "matched", "missing", "different", "extra", "matched_by_state",
-                  "dates_from_headers", "dates_not_kept"):
+                  "dates_from_headers", "dates_not_kept", "changed_by_server"):
             totals[k] += res[k]
     totals["missing_folders"] = len(missing_folders)
     ok = (totals["missing"] == 0 and totals["different"] == 0 and not missing_folders
@@ -95,9 +102,15 @@ EMPTY_FP = fingerprint_fields({})
 
 def _recorded(state: MailboxState | None, fs: FolderState | None, src: FolderInfo,
               dest: FolderInfo | None) -> dict[int, MessageState] | None:
-    """State's rows for this folder, or None when its destination ids no longer hold."""
-    if state is None or fs is None or dest is None:
+    """State's rows for this folder, or None when its destination ids no longer hold.
+
+    A folder whose copy did not end (a message refused, a run cut short) has message rows
+    but no folder row: they are used too, each still proven by its content (rule 1).
+    """
+    if state is None or dest is None:
         return None
+    if fs is None:
+        return state.messages_of(src.path, src.uidvalidity)
     if fs.dest_uidvalidity is not None and dest.uidvalidity is not None and (
             fs.dest_uidvalidity != dest.uidvalidity):
         return None  # the destination folder was recreated: its UIDs are void
@@ -141,12 +154,19 @@ async def _items(store: Any, folder: FolderInfo | None, exact: bool, *,
             digest = hashlib.sha256(restored).hexdigest()
             if restored != raw:
                 served = hashlib.sha256(raw).hexdigest()
+        rewrites: tuple[tuple[str, str], ...] = ()
+        loose = None
+        if served_by is None:  # a source message: the forms a server may keep it in
+            rewrites = tuple((hashlib.sha256(form).hexdigest(), what)
+                             for form, what in stored_forms(raw))
+            loose = loose_fingerprint(raw) if rewrites else None
         out.append(Item(msg.uid, digest, fp, portable_flags(msg.flags), msg.internaldate,
                         size, meta.subject if meta else None,
                         origin_key=None if stamps else _origin_key(fp, len(raw)),
                         served_digest=served, dest_key=str(msg.uid),
                         message_id=meta.message_id if meta else None,
-                        header_date=header_instant(raw)))
+                        header_date=header_instant(raw), rewrites=rewrites,
+                        loose_fp=loose))
     return out
 
 

@@ -18,8 +18,14 @@ The rules, in order:
    Graph's ``importMime`` takes topmost Received, else Date): a copy dated that way
    counts as ``dates_from_headers``; a message with no date in its headers cannot keep
    one there (``dates_not_kept``). Neither is a difference.
-5. Unpaired source messages are "missing" (or "different: content differs" where a
-   leftover copy has the same fingerprint but other bytes); unpaired copies are "extra".
+5. Where the route keeps bytes, a source message still unpaired is paired with a copy
+   holding exactly a form a server stores it in (``stored_forms``: Cyrus replaces 8-bit
+   header bytes with ``X``, Courier makes line ends CRLF and ends a message with CRLF),
+   by state or by content after every exact pair is made; the pair is reported as
+   "changed" by the server, with what it changed, which is no difference.
+6. Unpaired source messages are "missing" (or "different: content differs" where a
+   leftover copy has the same fingerprint, or the source's loose fingerprint, but other
+   bytes); unpaired copies are "extra".
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class Item:
     dest_key: str | None = None  # destination side: the id state records (UID or Graph id)
     message_id: str | None = None
     header_date: datetime | None = None  # source side: the date the headers carry
+    # Source side: (digest, what changed) of each form a server may store it in
+    # (``stored_forms``), and the fingerprint of its 8-bit-replaced form.
+    rewrites: tuple[tuple[str, str], ...] = ()
+    loose_fp: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +69,7 @@ class _Pair:
     src: Item
     dst: Item
     by_state: bool
+    rewritten: str | None = None  # what the server changed in the copy it holds (rule 5)
 
 
 def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
@@ -81,16 +92,21 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
              and rec.dest_id else None)
         if d is not None and id(d) not in taken and _same_content(s, d, exact, empty_fp):
             taken.add(id(d))
-            pairs.append(_Pair(s, d, True))
+            pairs.append(_Pair(s, d, True, _rewritten(s, d, exact)))
         else:
             rest.append(s)
     pairs += _pair_by_content(rest, [d for d in dst if id(d) not in taken], exact, features,
                               taken)
     _swap_twins(pairs, exact, features)
+    if exact:  # rule 5: only what no exact copy was found for
+        paired_now = {id(p.src) for p in pairs}
+        pairs += _pair_by_content([s for s in rest if id(s) not in paired_now],
+                                  [d for d in dst if id(d) not in taken], exact, features,
+                                  taken, rewritten=True)
     paired = {id(p.src) for p in pairs}
 
     problems: list[dict[str, Any]] = []
-    different = from_headers = not_kept = 0
+    different = from_headers = not_kept = changed = 0
     for p in pairs:
         detail, date_note = judge(p.src, p.dst, features)
         from_headers += date_note == "from_headers"
@@ -98,6 +114,9 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
         if detail:
             different += 1
             problems.append(problem("different", name, p.src, detail))
+        if p.rewritten:
+            changed += 1
+            problems.append(problem("changed", name, p.src, changed_detail(p.rewritten)))
     leftovers: dict[str | None, list[Item]] = defaultdict(list)
     for d in dst:
         if id(d) not in taken:
@@ -106,7 +125,7 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
     for s in src:
         if id(s) in paired:
             continue
-        twins = leftovers.get(s.fp)
+        twins = leftovers.get(s.fp) or (leftovers.get(s.loose_fp) if s.loose_fp else None)
         if exact and twins:
             twins.pop(0)
             different += 1
@@ -123,14 +142,28 @@ def match_folder(name: str, src: list[Item], dst: list[Item], *, exact: bool,
     return {"source": len(src), "destination": len(dst), "matched": len(pairs),
             "matched_by_state": sum(p.by_state for p in pairs), "missing": missing,
             "different": different, "extra": extra, "dates_from_headers": from_headers,
-            "dates_not_kept": not_kept, "problems": problems}
+            "dates_not_kept": not_kept, "changed_by_server": changed, "problems": problems}
+
+
+def changed_detail(what: str) -> str:
+    """The problem detail of a copy the server changed (rule 5)."""
+    return f"changed by the server ({what})"
+
+
+def _rewritten(s: Item, d: Item, exact: bool) -> str | None:
+    """What the server changed when the copy ``d`` holds ``s`` in one of its stored forms
+    (not its exact bytes); None otherwise."""
+    if not exact or d.digest is None or d.digest == s.digest:
+        return None
+    return next((what for key, what in s.rewrites if key == d.digest), None)
 
 
 def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
     """True when the recorded copy ``d`` still holds message ``s``."""
     if exact:
         return (d.digest is not None and d.digest in (s.digest, s.origin_key)) or (
-            d.served_digest is not None and d.served_digest == s.digest)
+            d.served_digest is not None and d.served_digest == s.digest) or (
+            _rewritten(s, d, exact) is not None)
     if s.fp is not None and s.fp == d.fp:
         return True
     if s.message_id and d.message_id and s.message_id.strip() == d.message_id.strip():
@@ -140,8 +173,11 @@ def _same_content(s: Item, d: Item, exact: bool, empty_fp: str | None) -> bool:
     return empty_fp is not None and d.fp == empty_fp
 
 
-def _keys(s: Item, exact: bool) -> list[str | None]:
-    """The content keys under which a copy of ``s`` may be listed, best first."""
+def _keys(s: Item, exact: bool, rewritten: bool = False) -> list[str | None]:
+    """The content keys under which a copy of ``s`` may be listed, best first
+    (``rewritten``: the key of the copy a server rewrote, rule 5)."""
+    if rewritten:
+        return [key for key, _ in s.rewrites]
     if not exact:
         return [s.fp]
     return [s.digest, s.origin_key]
@@ -154,8 +190,9 @@ def _dest_keys(d: Item, exact: bool) -> list[str | None]:
 
 
 def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: StoreFeatures,
-                     taken: set[int]) -> list[_Pair]:
-    """Rule 2: pair by content, agreeing twins first over the whole folder."""
+                     taken: set[int], *, rewritten: bool = False) -> list[_Pair]:
+    """Rule 2 (``rewritten``: rule 5): pair by content, agreeing twins first over the
+    whole folder."""
     pool: dict[str, list[Item]] = defaultdict(list)
     for d in dst:
         for k in _dest_keys(d, exact):
@@ -166,14 +203,15 @@ def _pair_by_content(src: list[Item], dst: list[Item], exact: bool, features: St
         for s in sorted(src, key=lambda i: i.uid):
             if any(p.src is s for p in out):
                 continue
-            for k in _keys(s, exact):
+            for k in _keys(s, exact, rewritten):
                 live = [c for c in pool.get(k or "", ()) if id(c) not in taken]
                 pick = next((c for c in live if judge(s, c, features)[0] is None), None)
                 if pick is None and not agreeing_only and live:
                     pick = live[0]
                 if pick is not None:
                     taken.add(id(pick))
-                    out.append(_Pair(s, pick, False))
+                    out.append(_Pair(s, pick, False,
+                                     _rewritten(s, pick, exact) if rewritten else None))
                     break
     return out
 

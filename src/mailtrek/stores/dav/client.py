@@ -27,17 +27,13 @@ from mailtrek.errors import (
 )
 from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.xml import Response, parse_multistatus
+from mailtrek.stores.http import http_client
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENT = frozenset({"GET", "PROPFIND", "REPORT", "PUT", "DELETE", "OPTIONS"})
 MAX_RETRIES = 4
 MAX_WAIT = 60.0
-
-
-def ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verify TLS always: against ``ca_file`` when given, else the system's trust store."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
 def _is_certificate_problem(exc: BaseException) -> bool:
@@ -81,14 +77,10 @@ class DavClient:
         self._limit = asyncio.Semaphore(connections)
         auth: httpx.Auth = (BearerAuth(token) if token is not None
                             else httpx.BasicAuth(address.user, password))
-        self._http = httpx.AsyncClient(
-            base_url=address.origin,
-            auth=auth,
-            verify=ssl_context(ca_file) if address.scheme == "https" else False,
-            timeout=timeout, trust_env=False, transport=transport,
-            limits=httpx.Limits(max_connections=connections),
-            headers={"User-Agent": "mailtrek"},
-        )
+        self._http = http_client(
+            base_url=address.origin, auth=auth, ca_file=ca_file,
+            tls=address.scheme == "https", timeout=timeout, transport=transport,
+            max_connections=connections, headers={"User-Agent": "mailtrek"})
 
     async def close(self) -> None:
         await self._http.aclose()

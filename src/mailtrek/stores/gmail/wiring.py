@@ -22,7 +22,7 @@ async def gmail_view(
     mode: str,
     *,
     done: Any = None,
-    dest_kind: str = "graph",
+    atom_keywords: bool = False,
     quota_dir: Path | None = None,
 ) -> Any:
     """Return ``source`` itself or a GmailSource over it, per ``mode``.
@@ -51,4 +51,4 @@ async def gmail_view(
         budget = DownloadBudget(ledger=ledger)
     log.info("%s: Gmail labels as %s", source.label, strategy.value)
     return GmailSource(source, strategy, budget=budget, done=done,
-                       imap_safe_keywords=dest_kind == "imap")
+                       imap_safe_keywords=atom_keywords)

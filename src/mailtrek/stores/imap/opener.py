@@ -6,6 +6,8 @@ Exchange Online's IMAP (``ImapSpec.exchange``, the m365+imap route) gets its own
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mailtrek.stores.imap.connection import ConnectParams, Credentials
 from mailtrek.stores.imap.exchange_store import ExchangeImapStore
 from mailtrek.stores.imap.store import ImapSettings, ImapStore
@@ -16,6 +18,8 @@ from mailtrek.stores.spec import ImapSpec
 def settings_of(spec: ImapSpec) -> ImapSettings:
     """Return the IMAP store's settings for ``spec``."""
     params = ConnectParams(spec.host, spec.port, spec.security, ca_file=spec.ca_file)
+    if spec.timeout is not None:
+        params = replace(params, timeout=spec.timeout)
     creds = Credentials(spec.user, password=spec.password, mechanism=spec.mechanism,
                         authzid=spec.authzid, token=spec.token)
     return ImapSettings(params, creds, connections=spec.connections, readonly=spec.readonly,

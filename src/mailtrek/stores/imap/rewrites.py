@@ -8,10 +8,8 @@ after their APPEND, so exact messages cost nothing extra.
 
 from __future__ import annotations
 
-import re
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+from mailtrek.fingerprint import loosen
+from mailtrek.stored_forms import crlf
 
 
 def header_block(raw: bytes) -> bytes:
@@ -29,11 +27,6 @@ def has_bare_lf(raw: bytes) -> bool:
     tries every byte, which cost a third of a copy's CPU. Every LF of a CRLF is one LF.
     """
     return raw.count(b"\n") != raw.count(b"\r\n")
-
-
-def crlf(raw: bytes) -> bytes:
-    """``raw`` with every bare LF made CRLF (CRLF left alone)."""
-    return _BARE_LF.sub(b"\r\n", raw)
 
 
 def may_be_rewritten(raw: bytes) -> bool:
@@ -54,11 +47,6 @@ def _odd_header(block: bytes) -> bool:
     return False
 
 
-def loosen(value: bytes) -> bytes:
-    """A header value with every 8-bit byte read as ``X`` (what Cyrus stores)."""
-    return _EIGHT_BIT.sub(b"X", value)
-
-
 def stored_change(size: int, header: bytes, sent: bytes) -> str:
     """What a server changed in a message it stored ("" when nothing seen), from the
     stored copy's ``size`` and ``header`` block against the bytes ``sent``."""
@@ -76,3 +64,7 @@ def stored_change(size: int, header: bytes, sent: bytes) -> str:
                and not fixed.endswith(b"\r\n") else "")
         notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}" + why)
     return "; ".join(notes)
+
+
+__all__ = ["crlf", "has_bare_lf", "header_block", "loosen", "may_be_rewritten",
+           "stored_change"]

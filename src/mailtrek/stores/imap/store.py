@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
-
-from imapclient import imap_utf7
 
 from mailtrek.errors import (
     ConnectionFailedError,
@@ -56,6 +54,7 @@ from mailtrek.stores.imap.fetching import (
     meta_of,
 )
 from mailtrek.stores.imap.limits import MAX_LITERAL
+from mailtrek.stores.imap.names import decode_name, encode_name
 from mailtrek.stores.imap.rewrites import (
     crlf,
     has_bare_lf,
@@ -73,6 +72,7 @@ FETCH_AHEAD_BYTES = 4 << 20  # and the bytes they ask for (one command always go
 # Bytes fetched and not yet handed on, over all readers of one store: four readers each
 # pulling a 10 MB attachment at once is what set a copy's peak (tracemalloc).
 FETCHED_BYTES = 8 << 20
+LISTING_REUSE = 2.0  # seconds a read-only store's folder listing answers the next call
 
 
 class _Budget:
@@ -158,36 +158,41 @@ class ImapStore(StoreDefaults):
         self._resume_at = 0.0  # loop time before which the server asked us not to come
         self.rewrites: list[RewriteNote] = []  # messages changed for the destination
         self._leave_before_append = False  # set once the server refused APPEND (Courier)
+        self._listing: tuple[float, list[FolderInfo]] | None = None  # (loop time, folders)
 
     # -- lifecycle -------------------------------------------------------------------
     async def connect(self) -> None:
-        """Open and log in the first connection; the others open in the background.
+        """Open and log in the first connection, the others dialled meanwhile.
 
-        A login the server refuses only for now ([UNAVAILABLE], e.g. Dovecot's busy auth
-        process) is asked again after 1, then 3 seconds before the error stands.
+        The others log in only once the first has: a wrong password is tried once, not
+        once per connection. A login the server refuses only for now ([UNAVAILABLE],
+        e.g. Dovecot's busy auth process) is asked again after 1, then 3 seconds before
+        the error stands.
         """
-        for wait in (*LOGIN_RETRY_WAITS, None):
-            try:
-                first = await self._open_one(0)
-                break
-            except LoginUnavailableError as e:
-                if wait is None:
-                    raise
-                log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
-                await asyncio.sleep(wait)
+        n = max(1, self.settings.connections)
+        dialled = [asyncio.ensure_future(self._dial(i)) for i in range(1, n)]
+        try:
+            for wait in (*LOGIN_RETRY_WAITS, None):
+                try:
+                    first = await self._open_one(0)
+                    break
+                except LoginUnavailableError as e:
+                    if wait is None:
+                        raise
+                    log.info("%s: %s; trying again in %.0f s", self.label, e, wait)
+                    await asyncio.sleep(wait)
+        except BaseException:
+            await _discard(dialled)
+            raise
         self._add(first)
         self.features = self._features(first.capabilities)
-        n = max(1, self.settings.connections)
-        if n > 1:
-            rest = await asyncio.gather(
-                *(self._open_one(i) for i in range(1, n)), return_exceptions=True
-            )
-            for c in rest:
-                if isinstance(c, ImapConnection):
-                    self._add(c)
-                else:  # the server may cap connections per user: go on with fewer
-                    log.info("%s: extra connection refused (%s); using %d", self.label, c,
-                             len(self._conns))
+        rest = await asyncio.gather(*(self._log_in(d) for d in dialled), return_exceptions=True)
+        for c in rest:
+            if isinstance(c, ImapConnection):
+                self._add(c)
+            else:  # the server may cap connections per user: go on with fewer
+                log.info("%s: extra connection refused (%s); using %d", self.label, c,
+                         len(self._conns))
 
     def _features(self, caps: set[str]) -> StoreFeatures:
         """What this server can do, from its capabilities."""
@@ -200,6 +205,7 @@ class ImapStore(StoreDefaults):
             max_message_size=_append_limit(caps),
             delimiter=self._delim,
             lists_named_uids=True,
+            atom_keywords=True,
         )
 
     def _folder_lock(self, path: tuple[str, ...]) -> asyncio.Lock:
@@ -210,10 +216,18 @@ class ImapStore(StoreDefaults):
         self._reopen.append(asyncio.Lock())
 
     async def _open_one(self, i: int) -> ImapConnection:
+        return await self._log_in(self._dial(i))
+
+    async def _dial(self, i: int) -> ImapConnection:
+        """Connection ``i`` opened (TCP, TLS, greeting), not logged in."""
         await self._wait_throttle()  # Exchange refuses logins until the back-off is over
         conn = ImapConnection(self.settings.params, label=f"{self.label}#{i}")
         conn.on_throttle = self._throttled
         await conn.open()
+        return conn
+
+    async def _log_in(self, dialling: Awaitable[ImapConnection]) -> ImapConnection:
+        conn = await dialling
         try:
             await conn.login(self.settings.credentials)
         except BaseException:
@@ -336,30 +350,21 @@ class ImapStore(StoreDefaults):
                 f"{self.label}: cannot open folder {'/'.join(path)!r}: {res.describe()}")
 
     # -- names ---------------------------------------------------------------------------
+    def mailbox_name(self, path: tuple[str, ...]) -> bytes:
+        """The wire name of folder ``path`` on this server (as listed, else encoded)."""
+        return self._encode(path)
+
     def _encode(self, path: tuple[str, ...]) -> bytes:
         if path in self._names:
             return self._names[path]
-        if path == ("INBOX",):
-            return b"INBOX"
-        text = self._delim.join(path)
-        conn = self._conns[0] if self._conns else None
-        raw = text.encode() if conn is not None and conn.utf8 else imap_utf7.encode(text)
-        if path[0].upper() == "INBOX" and self._prefix.upper().startswith(b"INBOX"):
-            return raw
-        return self._prefix + raw
+        return encode_name(path, delim=self._delim, prefix=self._prefix, utf8=self._utf8())
 
     def _decode(self, name: bytes, delim: str | None) -> tuple[str, ...]:
-        if name.upper() == b"INBOX":
-            return ("INBOX",)
-        if self._prefix and name.startswith(self._prefix):
-            name = name[len(self._prefix) :]
-        conn = self._conns[0] if self._conns else None
-        text = name.decode("utf-8", "replace") if conn is not None and conn.utf8 else (
-            imap_utf7.decode(name))
-        parts = tuple(text.split(delim)) if delim else (text,)
-        if parts[0].upper() == "INBOX":
-            parts = ("INBOX", *parts[1:])
-        return parts
+        return decode_name(name, delim=delim, prefix=self._prefix, utf8=self._utf8())
+
+    def _utf8(self) -> bool:
+        """True when names go as UTF-8 (the connections enabled UTF8=ACCEPT)."""
+        return bool(self._conns) and self._conns[0].utf8
 
     # -- listing -------------------------------------------------------------------------
     @answers("LIST")
@@ -367,9 +372,18 @@ class ImapStore(StoreDefaults):
         """One LIST (with STATUS where LIST-STATUS exists) plus NAMESPACE, pipelined.
 
         A name with CR, LF or NUL is listed (the mapping refuses and reports it) but never
-        sent back: it gets no STATUS.
+        sent back: it gets no STATUS. A read-only store answers the next call within
+        LISTING_REUSE seconds from this listing, once (the Gmail check lists the folders
+        just before the copy plans them: one round trip less).
         """
-        return await self._list_folders(await self._pick())
+        loop = asyncio.get_running_loop()
+        kept, self._listing = self._listing, None
+        if kept is not None and loop.time() - kept[0] <= LISTING_REUSE:
+            return list(kept[1])
+        folders = await self._list_folders(await self._pick())
+        if self.settings.readonly:
+            self._listing = (loop.time(), list(folders))
+        return folders
 
     async def _list_folders(self, conn: ImapConnection) -> list[FolderInfo]:
         items = [*verbs.STATUS_ITEMS, *([b"HIGHESTMODSEQ"] if conn.has("CONDSTORE") else [])]
@@ -719,3 +733,12 @@ def _append_limit(caps: set[str]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+async def _discard(dialled: Sequence[asyncio.Future[ImapConnection]]) -> None:
+    """Cancel connections still dialling; close those already open."""
+    for d in dialled:
+        d.cancel()
+    for r in await asyncio.gather(*dialled, return_exceptions=True):
+        if isinstance(r, ImapConnection):
+            await r.close()

@@ -48,6 +48,7 @@ from mailtrek.errors import (
     TransientError,
 )
 from mailtrek.pacer import Pacer
+from mailtrek.stores.http import http_client
 from mailtrek.stores.m365.applimit import AppLimiter
 from mailtrek.stores.m365.auth import GRAPH_SCOPE, TokenSource
 from mailtrek.stores.m365.config import TenantConfig
@@ -187,11 +188,6 @@ def translate_transport(exc: httpx.TransportError, *, idempotent: bool, url: str
     return cls(f"Graph connection lost: {type(exc).__name__}")
 
 
-def ssl_context(ca_file: str | None) -> ssl.SSLContext | bool:
-    """Return what httpx should verify with: the CA file's context, or default trust."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else True
-
-
 class GraphClient:
     """Send Graph requests for many mailboxes of one tenant, each paced by its mailbox.
 
@@ -220,8 +216,8 @@ class GraphClient:
         for suffix in ("/v1.0", "/beta"):  # accept a versioned URL too
             root = root.removesuffix(suffix)
         self.graph_root = root
-        self._verify = ssl_context(str(tenant.ca_file) if tenant.ca_file else None)
-        self._timeout = httpx.Timeout(timeout, connect=20.0)
+        self._ca_file = str(tenant.ca_file) if tenant.ca_file else None
+        self._timeout = timeout
         self._max_connections = max_connections
         # One small pool per mailbox: the pool scans all of its connections on every
         # request, so one shared pool of 20 mailboxes x 4 in flight spent most of the
@@ -235,9 +231,9 @@ class GraphClient:
         pool = self._pools.get(key)
         if pool is None:
             size = min(self._max_connections, self.pacer.limits.max_in_flight + 2)
-            pool = self._pools[key] = httpx.AsyncClient(
-                verify=self._verify, timeout=self._timeout,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
+            pool = self._pools[key] = http_client(
+                ca_file=self._ca_file, from_env=True, timeout=self._timeout,
+                connect_timeout=20.0, max_connections=size)
         return pool
 
     async def release(self, mailbox: str) -> None:

@@ -62,9 +62,9 @@ from mailtrek.stores.m365.api import (
     GraphClient,
     GraphConflictError,
     GraphNotFoundError,
-    InDoubtError,
 )
 from mailtrek.stores.m365.config import TenantConfig
+from mailtrek.stores.m365.create_once import create_once
 from mailtrek.stores.m365.pim_tasks import TodoTasks, is_task_href
 
 GUID = "{8a5c6f2e-0d1b-4f43-9b7e-6d2c1e3f4a70}"  # mailtrek's property set
@@ -278,6 +278,10 @@ class GraphPimStore:
         index = self._index.get(collection.href)
         if index is not None:
             return index.get(uid)
+        return await self._lookup(collection, uid)
+
+    async def _lookup(self, collection: Collection, uid: str) -> str | None:
+        """The href of the object holding ``uid``, asked of Graph (``$filter`` on PROP_UID)."""
         path, _, items = AREAS[collection.kind]
         found = await self._all(f"{path}/{self._id(collection)}/{items}", {
             "$filter": _uid_filter(uid), "$select": "id", "$expand": _expand_uid()})
@@ -324,19 +328,24 @@ class GraphPimStore:
         json_body["singleValueExtendedProperties"] = ext
         path, _, items = AREAS[collection.kind]
         if href is None:
-            existing = await self.find(collection, uid)
-            if existing is not None:
-                return PutResult(existing=existing)
-            try:
-                r = await self._call("POST", f"{self._user}/{path}/{self._id(collection)}/{items}",
-                                     json_body=json_body)
-            except InDoubtError:
-                existing = await self.find(collection, uid)
-                if existing is None:
-                    raise
-                return PutResult(existing=existing)
-            href = f"{items}/{r['id']}"
-            self._index.setdefault(collection.href, {})[uid] = href
+            async def find(fresh: bool) -> str | None:
+                return await (self._lookup if fresh else self.find)(collection, uid)
+
+            async def post() -> tuple[str, dict[str, Any]]:
+                made = await self._call(
+                    "POST", f"{self._user}/{path}/{self._id(collection)}/{items}",
+                    json_body=json_body)
+                return f"{items}/{made['id']}", made
+
+            def remember(made: str) -> None:  # into a listing only: a partial one would
+                index = self._index.get(collection.href)  # hide the objects not in it
+                if index is not None:
+                    index[uid] = made
+
+            created = await create_once(find, post, remember)
+            if created.answer is None:
+                return PutResult(existing=created.href)
+            href, r = created.href, created.answer
         else:
             if isinstance(mapped, GraphEvent) and "recurrence" not in json_body:
                 json_body["recurrence"] = None

@@ -40,8 +40,8 @@ from mailtrek.stores.m365.api import (
     GraphAccessDeniedError,
     GraphConflictError,
     GraphNotFoundError,
-    InDoubtError,
 )
+from mailtrek.stores.m365.create_once import create_once
 
 APP = "mailtrek"
 DENIED = "Microsoft To Do refused access (the app needs Tasks.ReadWrite.All): task not copied"
@@ -185,23 +185,26 @@ class TodoTasks:
                    href: str | None) -> PutResult:
         json_body = dict(mapped.body)
         if href is None or not is_task_href(href):
-            existing = await self.find(calendar, uid)
-            if existing is not None:
-                return PutResult(existing=existing)
-            lid = await self._list_id(calendar, True)
-            json_body["linkedResources"] = [{"applicationName": APP, "externalId": uid,
-                                             "displayName": f"source UID {uid}"}]
-            try:
-                r = await self._call("POST", f"{self._user}/todo/lists/{lid}/tasks",
-                                     json_body=json_body)
-            except InDoubtError:
-                self._index.pop(calendar.href, None)
-                existing = await self.find(calendar, uid)
-                if existing is None:
-                    raise
-                return PutResult(existing=existing)
-            href = f"todo/lists/{lid}/tasks/{r['id']}"
-            self._index.setdefault(calendar.href, {})[uid] = href
+            async def find(fresh: bool) -> str | None:
+                if fresh:  # the list as it is now, not as it was read before the POST
+                    self._index.pop(calendar.href, None)
+                return await self.find(calendar, uid)
+
+            async def post() -> tuple[str, dict[str, Any]]:
+                lid = await self._list_id(calendar, True)  # made on the first task
+                json_body["linkedResources"] = [{"applicationName": APP, "externalId": uid,
+                                                 "displayName": f"source UID {uid}"}]
+                made = await self._call("POST", f"{self._user}/todo/lists/{lid}/tasks",
+                                        json_body=json_body)
+                return f"todo/lists/{lid}/tasks/{made['id']}", made
+
+            def remember(made: str) -> None:
+                self._index.setdefault(calendar.href, {})[uid] = made
+
+            created = await create_once(find, post, remember)
+            if created.answer is None:
+                return PutResult(existing=created.href)
+            href, r = created.href, created.answer
         else:
             for key in ("startDateTime", "dueDateTime", "completedDateTime", "recurrence",
                         "reminderDateTime"):
