@@ -77,6 +77,8 @@ class ProgressView:
                                     msgs=f"0/{self._total_msgs} msgs")
             left = self.remaining_seconds()
             if left is not None:
+                from mailtrek.cli.progress_bars import clock
+
                 p.console.print(f"estimate: {clock(left)} ({self.basis})")
         elif kind == "folder" and self._task is not None:
             p.update(self._task, description=str(fields.get("name", ""))[:30])
@@ -85,9 +87,3 @@ class ProgressView:
                      msgs=f"{self._msgs}/{self._total_msgs} msgs")
         elif kind == "done" and self._task is not None:
             p.update(self._task, description="done")
-
-
-def clock(seconds: float) -> str:
-    """``H:MM:SS`` for a time left."""
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
