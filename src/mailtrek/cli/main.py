@@ -33,8 +33,9 @@ def _group() -> None:
 COMMAND_MODULE_ORDER = ("demo_cmd", "copy_cmd", "sim_cmd", "orchestrate_cmds", "web_cmds",
                         "worker_cmds", "admin_cmds")
 
-# Which modules add each top-level command or group, and its subcommands (test_cli_main
-# holds this table to what the modules really register, so it cannot drift).
+# Which modules add each top-level command or group, and its subcommands
+# (tests/test_cli_lazy_commands.py holds this table to what the modules really register,
+# so it cannot drift).
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "demo": ("demo_cmd",),
     "copy": ("copy_cmd",),
