@@ -113,6 +113,9 @@ def upgrade(engine: Engine) -> bool:
 
         if create_at_head(engine, all_metadata(), HEAD):
             return True  # a new file: made at the head, no Alembic either
+        with engine.connect() as c:
+            if _at_head(c):
+                return False  # another process made it while this one waited for the lock
     if _apart_ok(engine) and _upgrade_in_child(engine):
         return True
     return _upgrade_here(engine)
