@@ -32,7 +32,7 @@ __all__ = ["Proxy", "main"]
 
 CutMode = Literal["rst", "fin"]
 T = TypeVar("T")
-CHUNK = 65536
+CHUNK = 1 << 20  # bytes per read: per-chunk work, not per-byte, is what a proxy costs
 MAX_BUFFER = 64 * 1024 * 1024
 MAX_QUEUE_CHUNKS = MAX_BUFFER // CHUNK
 
@@ -197,7 +197,8 @@ class Proxy:
                 due, data = item
                 if (wait := due - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
-                await link.open.wait()
+                if not link.open.is_set():
+                    await link.open.wait()
                 if cut is not None and sent + len(data) >= cut:
                     writer.write(data[: cut - sent])
                     with contextlib.suppress(OSError):
@@ -221,15 +222,20 @@ class Proxy:
                 sent += len(data)
                 await writer.drain()
 
-        task = asyncio.create_task(deliver())
-        try:
-            while not task.done():
-                data = await _unless_dead(link, reader.read(CHUNK), task)
+        async def pump() -> None:
+            while True:
+                data = await reader.read(CHUNK)
                 if not data:
                     if not link.open.is_set():  # the peer gave up on a stalled link
                         link.dead.set()
-                    break
-                await _unless_dead(link, queue.put((time.monotonic() + delay, data)), task)
+                    return
+                await queue.put((time.monotonic() + delay, data))
+
+        task = asyncio.create_task(deliver())
+        try:
+            # One watch over the whole stream (not one per chunk): it stops reading when
+            # the link dies or the delivery ends first.
+            await _unless_dead(link, pump(), task)
             await _unless_dead(link, queue.put(None), task)
             await _unless_dead(link, asyncio.shield(task), task)
             if task.done() and not task.cancelled() and task.exception() is not None:
