@@ -65,3 +65,17 @@ def test_header_block_ends_at_the_first_empty_line(raw: bytes) -> None:
     """Either line end: the block stops at the earliest empty line, or is the whole message."""
     ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
     assert header_block(raw) == (raw[: min(ends)] if ends else raw)
+
+
+def test_stored_change_names_cyrus_munge8bit_exactly() -> None:
+    """Cyrus serves the header block with its empty line; what was sent is compared
+    without it, so a copy changed only by munge8bit is named as such."""
+    from mailtrek.stores.imap.rewrites import stored_change
+
+    sent = "Subject: Grüße\r\nFrom: a@b\r\n\r\nbody\r\n".encode()
+    munged = loosen("Subject: Grüße\r\nFrom: a@b".encode()) + b"\r\n\r\n"
+    note = stored_change(len(sent), munged, sent)
+    assert note == "changed by the server: 8-bit header bytes replaced"
+    other = b"Subject: something else\r\nFrom: a@b\r\n\r\n"
+    assert stored_change(len(sent), other, sent) == "changed by the server: header rewritten"
+    assert stored_change(len(sent), sent.split(b"\r\n\r\n")[0] + b"\r\n\r\n", sent) == ""
