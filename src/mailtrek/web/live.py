@@ -1,7 +1,9 @@
 """What the batch page shows per user beyond the stored row: progress, speed and ETA.
 
 Speed is measured by the server from successive reads of ``items_synced`` (the runner
-updates it while a sync runs), so every viewer sees the same figure.
+updates it while a sync runs), so every viewer sees the same figure. Until a user's own
+speed is known (its first minute), the ETA rests on what earlier runs of the batch's route
+reached (``orchestrate.rates``); ``eta_basis`` says which.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import time
 from collections import deque
 from typing import Any
 
+from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.home import Home
+from mailtrek.orchestrate.rates import RouteRate, measured_rate, route_key
 from mailtrek.orchestrate.reports import batch_document
 from mailtrek.orchestrate.states import ACTIVE_USER, UserStatus
 
@@ -50,6 +54,8 @@ class SpeedMeter:
 def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
     """Return ``batch_document`` plus, per user, percent, total, speed and ETA seconds."""
     doc = batch_document(home, name)
+    rate = _route_rate(home, doc) if any(
+        UserStatus(u["status"]) in ACTIVE_USER for u in doc["users"]) else None
     for u in doc["users"]:
         # The known total (the run's plan, else the last run or pre-flight): it does not
         # grow while folders are listed, so progress never goes backwards.
@@ -67,8 +73,29 @@ def batch_view(home: Home, name: str, meter: SpeedMeter) -> dict[str, Any]:
         u["total_items"] = max(total, u["items_synced"]) if total else None
         u["percent"] = percent
         u["speed"] = round(speed, 1) if speed is not None else None
-        u["eta_seconds"] = int(remaining / speed) if speed and active and total else None
+        u["eta_seconds"], u["eta_basis"] = None, None
+        if active and total:
+            if speed:
+                u["eta_seconds"], u["eta_basis"] = int(remaining / speed), "live"
+            elif rate is not None and rate.messages_per_second > 0:
+                u["eta_seconds"] = int(remaining / rate.messages_per_second)
+                u["eta_basis"] = (f"route: {rate.runs} earlier run{'s' if rate.runs != 1 else ''}, "
+                                  f"{rate.messages_per_second:.1f} messages/s")
         u["active"] = active
     done = sum(1 for u in doc["users"] if UserStatus(u["status"]) in SYNCED_ONCE)
     doc["totals"]["percent"] = int(100 * done / len(doc["users"])) if doc["users"] else 0
     return doc
+
+
+def _route_rate(home: Home, doc: dict[str, Any]) -> RouteRate | None:
+    """What earlier runs of this batch's route reached (None: never measured, or the
+    batch's endpoints cannot be read)."""
+    from mailtrek.orchestrate.endpoints import get_endpoint
+
+    try:
+        source = get_endpoint(home, doc["source_endpoint"]).host
+        dest = ("m365" if doc.get("tenant") else
+                get_endpoint(home, doc["dest_endpoint"]).host if doc.get("dest_endpoint") else "?")
+        return measured_rate(home.engine, route_key(source, dest))
+    except (MailtrekError, KeyError, TypeError):
+        return None
