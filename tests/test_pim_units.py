@@ -147,3 +147,13 @@ async def test_sync_adopts_by_uid_through_the_create_path_too(tmp_path: Path) ->
     assert len(dst.data[dcal.href]) == 3  # nothing twice
     third = await copy_pim(src, dst, state, KINDS)
     assert third.totals()["copied"] == 0 and third.totals()["skipped"] == 3
+
+
+def test_match_collection_prefers_the_known_href_then_the_name() -> None:
+    from mailtrek.pim.model import Collection, match_collection
+
+    a, b = Collection("/a/", "calendar", "Work"), Collection("/b/", "calendar", "work")
+    assert match_collection([a, b], "/b/", "Work", fold_case=False) is b
+    assert match_collection([a, b], None, "WORK", fold_case=True) is a
+    assert match_collection([a, b], None, "WORK", fold_case=False) is None
+    assert match_collection([a, b], "/gone/", "work", fold_case=False) is b

@@ -8,7 +8,7 @@ a refused single item comes back as ``PutResult.error``, never as an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -32,6 +32,22 @@ class Collection:
     def tasks_only(self) -> bool:
         """A calendar that holds tasks and no events (a task list, RFC 4791 §5.2.3)."""
         return "VTODO" in self.components and "VEVENT" not in self.components
+
+
+def match_collection(existing: Iterable[Collection], known_href: str | None, name: str, *,
+                     fold_case: bool) -> Collection | None:
+    """The collection a destination already has for a source one: the one at
+    ``known_href`` (from state), else the first of that ``name`` (``fold_case``: compared
+    without case, as Exchange names folders); None when there is none."""
+    existing = list(existing)
+    for c in existing:
+        if known_href is not None and c.href == known_href:
+            return c
+    want = name.casefold() if fold_case else name
+    for c in existing:
+        if (c.name.casefold() if fold_case else c.name) == want:
+            return c
+    return None
 
 
 @dataclass(frozen=True, slots=True)

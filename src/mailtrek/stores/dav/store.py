@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
 from mailtrek.errors import StoreError, UsageError
-from mailtrek.pim.model import KINDS, Changes, Collection, Item, ItemRef, Kind, PutResult
+from mailtrek.pim.model import (
+    KINDS,
+    Changes,
+    Collection,
+    Item,
+    ItemRef,
+    Kind,
+    PutResult,
+    match_collection,
+)
 from mailtrek.stores.dav.address import DavAddress
 from mailtrek.stores.dav.client import DavClient
 from mailtrek.stores.dav.discovery import (
@@ -169,14 +178,9 @@ class DavStore:
 
     async def ensure_collection(self, like: Collection,
                                 known_href: str | None = None) -> Collection:
-        mine = await self.collections([like.kind])
-        for c in mine:
-            if known_href is not None and c.href == known_href:
-                return c
-        for c in mine:
-            if c.name == like.name:
-                return c
-        return await self._create(like)
+        found = match_collection(await self.collections([like.kind]), known_href, like.name,
+                                 fold_case=False)
+        return found if found is not None else await self._create(like)
 
     async def _create(self, like: Collection) -> Collection:
         homes = self._homes()

@@ -57,7 +57,15 @@ from mailtrek.pim.graph_map import (
     event_to_graph,
     has_task,
 )
-from mailtrek.pim.model import Changes, Collection, Item, ItemRef, Kind, PutResult
+from mailtrek.pim.model import (
+    Changes,
+    Collection,
+    Item,
+    ItemRef,
+    Kind,
+    PutResult,
+    match_collection,
+)
 from mailtrek.stores.m365.api import (
     GraphClient,
     GraphConflictError,
@@ -256,12 +264,9 @@ class GraphPimStore:
         if like.kind == "calendar" and like.tasks_only:  # a task list: To Do (pim_tasks)
             return await self.tasks.ensure_list(like, known_href)
         existing = [c for c in await self.collections([like.kind]) if not is_task_href(c.href)]
-        for c in existing:
-            if c.href == known_href:
-                return c
-        for c in existing:
-            if c.name.casefold() == like.name.casefold():
-                return c
+        found = match_collection(existing, known_href, like.name, fold_case=True)
+        if found is not None:
+            return found
         try:
             r = await self._call("POST", f"{self._user}/{path}", json_body={name_field: like.name})
         except GraphConflictError:  # made meanwhile (another run): take it

@@ -35,7 +35,7 @@ from mailtrek.errors import StoreError
 from mailtrek.pim.fields import BrokenObjectError
 from mailtrek.pim.graph_ical import task_ical
 from mailtrek.pim.graph_map import GraphTask, todo_to_graph
-from mailtrek.pim.model import Collection, PutResult
+from mailtrek.pim.model import Collection, PutResult, match_collection
 from mailtrek.stores.m365.api import (
     GraphAccessDeniedError,
     GraphConflictError,
@@ -92,12 +92,9 @@ class TodoTasks:
         existing = await self.lists()
         if self.denied:
             raise StoreError(DENIED.replace("task not copied", "no task list made"))
-        for c in existing:
-            if c.href == known_href:
-                return c
-        for c in existing:
-            if c.name.casefold() == like.name.casefold():
-                return c
+        found = match_collection(existing, known_href, like.name, fold_case=True)
+        if found is not None:
+            return found
         lid = await self._list_id(like, True)
         return Collection(f"todo/lists/{lid}/", "calendar", like.name, components=("VTODO",))
 
