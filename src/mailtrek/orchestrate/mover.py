@@ -153,10 +153,10 @@ async def connect_destination(home: Home, job: MoveJob) -> DestinationStore:
 
 def route_of(job: MoveJob) -> str:
     """Return the route name of ``job`` (source host to Microsoft 365 or an IMAP host)."""
-    from mailtrek.orchestrate.rates import route_key
+    from mailtrek.orchestrate.rates import batch_route
 
-    return route_key(job.source.host, "m365" if job.tenant is not None
-                     else job.dest_endpoint.host if job.dest_endpoint else "?")
+    return batch_route(job.source.host, to_m365=job.tenant is not None,
+                       dest_host=job.dest_endpoint.host if job.dest_endpoint else None)
 
 
 def _record_rate(home: Home, job: MoveJob, report: CopyReport, seconds: float) -> None:

@@ -354,7 +354,7 @@ async def preflight_users(
 def _estimate(report: PreflightReport, home: Home, source: Endpoint, tenant: Tenant | None,
               dest: Endpoint | None) -> None:
     """Fill in per-user and batch ETAs from the route's measured rate and the known limits."""
-    from mailtrek.orchestrate.rates import estimate, measured_rate, route_key
+    from mailtrek.orchestrate.rates import batch_route, estimate, measured_rate
 
     sampled = sum(u.sampled_bytes for u in report.users)
     seconds = sum(u.sampled_seconds for u in report.users)
@@ -362,7 +362,8 @@ def _estimate(report: PreflightReport, home: Home, source: Endpoint, tenant: Ten
     preset = PRESETS.get(source.preset or "")
     quota = preset.daily_download_mb * 1048576 / 86400 if preset and preset.daily_download_mb else None
     upload = GRAPH_UPLOAD_RATE if tenant is not None else None
-    route = route_key(source.host, "m365" if tenant is not None else dest.host if dest else "?")
+    route = batch_route(source.host, to_m365=tenant is not None,
+                        dest_host=dest.host if dest else None)
     rate = measured_rate(home.engine, route)
     report.rate_limits = {"measured_download": measured, "destination_upload": upload, "source_daily_quota": quota,
                           "route_messages_per_second": rate.messages_per_second if rate else None,

@@ -28,6 +28,12 @@ def route_key(source_host: str, destination: str) -> str:
     return f"{source_host.lower()} -> {dest if dest == 'm365' else 'imap:' + dest}"
 
 
+def batch_route(source_host: str, *, to_m365: bool, dest_host: str | None) -> str:
+    """The route of a batch's moves: its source endpoint's host to Microsoft 365 (it has
+    a tenant) or to its destination endpoint's host ("?" when it has neither)."""
+    return route_key(source_host, "m365" if to_m365 else dest_host or "?")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteRate:
     """What the recent runs of one route reached."""

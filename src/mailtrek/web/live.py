@@ -15,7 +15,7 @@ from typing import Any
 
 from mailtrek.errors import MailtrekError
 from mailtrek.orchestrate.home import Home
-from mailtrek.orchestrate.rates import RouteRate, measured_rate, route_key
+from mailtrek.orchestrate.rates import RouteRate, batch_route, measured_rate
 from mailtrek.orchestrate.reports import batch_document
 from mailtrek.orchestrate.states import ACTIVE_USER, UserStatus
 
@@ -94,8 +94,8 @@ def _route_rate(home: Home, doc: dict[str, Any]) -> RouteRate | None:
 
     try:
         source = get_endpoint(home, doc["source_endpoint"]).host
-        dest = ("m365" if doc.get("tenant") else
-                get_endpoint(home, doc["dest_endpoint"]).host if doc.get("dest_endpoint") else "?")
-        return measured_rate(home.engine, route_key(source, dest))
+        dest = get_endpoint(home, doc["dest_endpoint"]).host if doc.get("dest_endpoint") else None
+        return measured_rate(home.engine, batch_route(source, to_m365=doc.get("tenant") is not None,
+                                                      dest_host=dest))
     except (MailtrekError, KeyError, TypeError):
         return None
