@@ -9,7 +9,7 @@ after their APPEND, so exact messages cost nothing extra.
 from __future__ import annotations
 
 from mailtrek.fingerprint import loosen
-from mailtrek.stored_forms import EIGHT_BIT_REPLACED, crlf
+from mailtrek.stored_forms import CRLF_AT_END, EIGHT_BIT_REPLACED, LINE_ENDS_CRLF, crlf
 
 
 def header_block(raw: bytes) -> bytes:
@@ -61,8 +61,8 @@ def stored_change(size: int, header: bytes, sent: bytes) -> str:
             EIGHT_BIT_REPLACED if munged else "header rewritten"))
     if size != len(sent):
         fixed = crlf(sent)
-        why = (" (line endings made CRLF)" if size == len(fixed) else
-               " (CRLF added at the end)" if size == len(fixed) + 2
+        why = (f" ({LINE_ENDS_CRLF})" if size == len(fixed) else
+               f" ({CRLF_AT_END})" if size == len(fixed) + 2
                and not fixed.endswith(b"\r\n") else "")
         notes.append(f"changed by the server: stored {size:,} bytes, sent {len(sent):,}" + why)
     return "; ".join(notes)
