@@ -43,3 +43,22 @@ def test_no_eta_for_a_user_that_is_not_moving(tmp_path: Path) -> None:
     record_run(h.engine, route_key("imap.example.org", "mail.example.net"), 600, 6 << 20, 60.0)
     user = batch_view(h, "b", SpeedMeter())["users"][0]
     assert user["eta_seconds"] is None
+
+
+def test_the_page_and_the_api_say_what_the_eta_rests_on(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from mailtrek.web.app import create_app
+    from mailtrek.web.auth import set_admin_password
+
+    h = _home(tmp_path, "Syncing")
+    record_run(h.engine, route_key("imap.example.org", "mail.example.net"), 600, 6 << 20, 60.0)
+    set_admin_password(h, "a long admin password")
+    with TestClient(create_app(h)) as c:
+        r = c.post("/api/login", json={"password": "a long admin password"})
+        assert r.status_code == 200, r.text
+        user = c.get("/api/batches/b").json()["users"][0]
+        assert (user["eta_seconds"], user["eta_basis"]) == (90, "route: 1 earlier run, 10.0 messages/s")
+        page = c.get("/batches/b/live")
+        assert page.status_code == 200, page.text
+        assert 'title="route: 1 earlier run, 10.0 messages/s"' in page.text and "(route)" in page.text
